@@ -1,0 +1,153 @@
+import Foundation
+
+/// A value that can be given as a flag, an environment variable or in
+/// `kiln.yml`, parsed the same way from each.
+public protocol SettingValue: Sendable {
+    /// What a person should write, for messages ("a number").
+    static var expected: String { get }
+    init?(settingText: String)
+}
+
+extension String: SettingValue {
+    public static var expected: String { "a string" }
+    public init?(settingText: String) { self = settingText }
+}
+
+extension Int: SettingValue {
+    public static var expected: String { "a whole number" }
+    public init?(settingText: String) { self.init(settingText.trimmingCharacters(in: .whitespaces)) }
+}
+
+extension Double: SettingValue {
+    public static var expected: String { "a number" }
+    public init?(settingText: String) { self.init(settingText.trimmingCharacters(in: .whitespaces)) }
+}
+
+extension Bool: SettingValue {
+    public static var expected: String { "true or false" }
+    public init?(settingText: String) {
+        switch settingText.lowercased() {
+        case "true", "1", "yes": self = true
+        case "false", "0", "no": self = false
+        default: return nil
+        }
+    }
+}
+
+/// A length of time written as seconds (`90`) or with units (`90s`, `10m`,
+/// `1h30m`), the way GitLab writes timeouts.
+public struct Seconds: SettingValue, Equatable, Comparable, Codable {
+    public var value: Double
+    public init(_ value: Double) { self.value = value }
+    public static var expected: String { "a duration such as 90, 90s, 10m or 1h30m" }
+    public static func < (a: Seconds, b: Seconds) -> Bool { a.value < b.value }
+
+    public init?(settingText: String) {
+        let text = settingText.trimmingCharacters(in: .whitespaces).lowercased()
+        if let plain = Double(text), plain >= 0 { self.value = plain; return }
+        var total = 0.0
+        var number = ""
+        var sawUnit = false
+        for character in text {
+            if character.isNumber || character == "." {
+                number.append(character)
+                continue
+            }
+            let unit: Double
+            switch character {
+            case "h": unit = 3600
+            case "m": unit = 60
+            case "s": unit = 1
+            default: return nil
+            }
+            guard let amount = Double(number) else { return nil }
+            total += amount * unit
+            number = ""
+            sawUnit = true
+        }
+        guard sawUnit, number.isEmpty else { return nil }
+        self.value = total
+    }
+}
+
+/// Where a setting's value came from, for logs and artifacts.
+public enum SettingSource: Sendable, Equatable, CustomStringConvertible {
+    case flag(String)
+    case environment(String)
+    case file(path: String, line: Int)
+    case defaultValue
+
+    public var description: String {
+        switch self {
+        case .flag(let name): "flag --\(name)"
+        case .environment(let name): "variable \(name)"
+        case .file(let path, let line): "\(path):\(line)"
+        case .defaultValue: "default"
+        }
+    }
+}
+
+public struct Resolved<Value: Sendable>: Sendable {
+    public let value: Value
+    public let source: SettingSource
+}
+
+/// The one place that resolves a setting: flag, else environment variable,
+/// else `kiln.yml`, else default. Bad values are exit 78 naming the flag,
+/// the variable, or the file, key and line.
+public struct Settings: Sendable {
+    public let job: JobContext
+    public let file: ConfigFile
+
+    public init(job: JobContext, file: ConfigFile) {
+        self.job = job
+        self.file = file
+    }
+
+    public func resolve<Value: SettingValue>(
+        _ key: String,
+        flag: (name: String, value: String?)? = nil,
+        environment variable: String? = nil,
+        default defaultValue: Value? = nil
+    ) throws -> Resolved<Value>? {
+        if let flag, let text = flag.value {
+            guard let value = Value(settingText: text) else {
+                throw KilnError.usage("--\(flag.name): expected \(Value.expected), got '\(text)'")
+            }
+            return Resolved(value: value, source: .flag(flag.name))
+        }
+        if let variable, let text = job[variable] {
+            guard let value = Value(settingText: text) else {
+                throw KilnError.badConfiguration("\(variable): expected \(Value.expected), got '\(text)'")
+            }
+            return Resolved(value: value, source: .environment(variable))
+        }
+        if let node = file.node(key) {
+            guard case .scalar(let text, let line) = node else {
+                throw KilnError.badConfiguration("\(file.location(node)): \(key): expected \(Value.expected), found \(node.kind)")
+            }
+            guard let value = Value(settingText: text) else {
+                throw KilnError.badConfiguration("\(file.location(node)): \(key): expected \(Value.expected), got '\(text)'")
+            }
+            return Resolved(value: value, source: .file(path: file.path ?? "kiln.yml", line: line))
+        }
+        return defaultValue.map { Resolved(value: $0, source: .defaultValue) }
+    }
+
+    /// As `resolve`, for a setting that must end up with a value.
+    public func require<Value: SettingValue>(
+        _ key: String,
+        flag: (name: String, value: String?)? = nil,
+        environment variable: String? = nil,
+        default defaultValue: Value? = nil
+    ) throws -> Resolved<Value> {
+        if let resolved: Resolved<Value> = try resolve(key, flag: flag, environment: variable, default: defaultValue) {
+            return resolved
+        }
+        var ways = [String]()
+        if let flag { ways.append("--\(flag.name)") }
+        if let variable { ways.append(variable) }
+        ways.append("'\(key)' in kiln.yml")
+        throw KilnError.badConfiguration("\(key) is not set; give it as \(ways.joined(separator: ", or "))")
+    }
+}

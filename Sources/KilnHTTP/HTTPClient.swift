@@ -1,0 +1,203 @@
+import CCurl
+import Foundation
+import KilnCore
+
+/// Proxy, CA bundle and time limits, read from the job's environment once.
+public struct HTTPSettings: Sendable, Equatable {
+    public var httpProxy: String?
+    public var httpsProxy: String?
+    public var noProxy: String?
+    /// `SSL_CERT_FILE`: a CA bundle to trust instead of the system's.
+    public var caBundle: String?
+    public var connectTimeout: TimeInterval = 10
+    public var timeout: TimeInterval = 60
+    public var userAgent = "kiln/\(Kiln.version)"
+
+    public init() {}
+
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` in either
+    /// case, as curl and most tools read them; `SSL_CERT_FILE`.
+    public init(job: JobContext) {
+        func either(_ name: String) -> String? { job[name] ?? job[name.lowercased()] }
+        let all = either("ALL_PROXY")
+        httpProxy = either("HTTP_PROXY") ?? all
+        httpsProxy = either("HTTPS_PROXY") ?? all
+        noProxy = either("NO_PROXY")
+        caBundle = job["SSL_CERT_FILE"]
+    }
+}
+
+/// Kiln's HTTP transport on libcurl. Easy handles are pooled so that
+/// connections are kept alive between calls to the same host.
+public final class HTTPClient: Sendable {
+    public let settings: HTTPSettings
+    private let pool = HandlePool()
+
+    public init(settings: HTTPSettings) {
+        CurlGlobal.initialise()
+        self.settings = settings
+    }
+
+    public func send(_ request: HTTPRequest) throws -> HTTPResponse {
+        let handle = pool.take()
+        defer { pool.give(handle) }
+        return try handle.perform(request, settings: settings)
+    }
+}
+
+/// curl_global_init is not thread-safe and must run once, before any handle.
+enum CurlGlobal {
+    private static let once: Void = { _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+    static func initialise() { _ = once }
+}
+
+private final class HandlePool: @unchecked Sendable {
+    private let lock = NSLock()
+    private var idle: [EasyHandle] = []
+
+    func take() -> EasyHandle {
+        lock.withLock { idle.popLast() } ?? EasyHandle()
+    }
+
+    func give(_ handle: EasyHandle) {
+        lock.withLock { if idle.count < 8 { idle.append(handle) } }
+    }
+}
+
+/// One curl easy handle, freed when the pool lets go of it.
+private final class EasyHandle {
+    let raw: UnsafeMutableRawPointer
+
+    init() {
+        guard let raw = curl_easy_init() else { fatalError("curl_easy_init failed (out of memory)") }
+        self.raw = raw
+    }
+
+    deinit { curl_easy_cleanup(raw) }
+
+    /// What the callbacks fill in while a transfer runs.
+    final class Transfer {
+        var status = 0
+        var headers: [(name: String, value: String)] = []
+        var body = Data()
+    }
+
+    func perform(_ request: HTTPRequest, settings: HTTPSettings) throws -> HTTPResponse {
+        // Keeps the handle's connection cache, forgets the last request's options.
+        curl_easy_reset(raw)
+        let transfer = Transfer()
+        let box = Unmanaged.passRetained(transfer)
+        defer { box.release() }
+        var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        var headerList: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(headerList) }
+
+        let redactedURL = HTTPError.redacted(request.url)
+        func fail(_ failure: HTTPError.Failure, _ detail: String) -> HTTPError {
+            HTTPError(failure: failure, url: redactedURL, method: request.method, detail: detail)
+        }
+
+        setString(CURLOPT_URL, request.url)
+        setLong(CURLOPT_NOSIGNAL, 1)
+        setLong(CURLOPT_CONNECTTIMEOUT_MS, milliseconds(request.connectTimeout ?? settings.connectTimeout))
+        setLong(CURLOPT_TIMEOUT_MS, milliseconds(request.timeout ?? settings.timeout))
+        setString(CURLOPT_USERAGENT, settings.userAgent)
+        setLong(CURLOPT_FOLLOWLOCATION, 0)
+        // Only http and https, also for redirects a caller follows itself.
+        setString(CURLOPT_PROTOCOLS_STR, "http,https")
+
+        // Proxies are set explicitly (an empty string turns curl's own
+        // environment lookup off), so that the environment read once at the
+        // entry point is the only one that counts.
+        let isHTTPS = request.url.lowercased().hasPrefix("https:")
+        setString(CURLOPT_PROXY, (isHTTPS ? settings.httpsProxy : settings.httpProxy) ?? "")
+        if let noProxy = settings.noProxy { setString(CURLOPT_NOPROXY, noProxy) }
+        if let bundle = settings.caBundle { setString(CURLOPT_CAINFO, bundle) }
+
+        switch request.method.uppercased() {
+        case "GET":
+            setLong(CURLOPT_HTTPGET, 1)
+        case "HEAD":
+            setLong(CURLOPT_NOBODY, 1)
+        default:
+            setString(CURLOPT_CUSTOMREQUEST, request.method.uppercased())
+        }
+
+        for (name, value) in request.headers {
+            headerList = curl_slist_append(headerList, "\(name): \(value)")
+        }
+        // curl would otherwise wait for "100 Continue" before large bodies.
+        headerList = curl_slist_append(headerList, "Expect:")
+        CKiln_curl_setopt_slist(raw, CURLOPT_HTTPHEADER, headerList)
+
+        CKiln_curl_setopt_data_callback(raw, CURLOPT_WRITEFUNCTION) { data, size, count, user in
+            let transfer = Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
+            transfer.body.append(UnsafeRawPointer(data!).assumingMemoryBound(to: UInt8.self), count: size * count)
+            return size * count
+        }
+        CKiln_curl_setopt_pointer(raw, CURLOPT_WRITEDATA, box.toOpaque())
+        CKiln_curl_setopt_data_callback(raw, CURLOPT_HEADERFUNCTION) { data, size, count, user in
+            let transfer = Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
+            let line = String(decoding: UnsafeRawBufferPointer(start: data, count: size * count), as: UTF8.self)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.hasPrefix("HTTP/") {
+                // A new status line (after a 1xx or a proxy's CONNECT): start over.
+                transfer.headers.removeAll()
+            } else if let colon = line.firstIndex(of: ":") {
+                let name = String(line[..<colon]).trimmingCharacters(in: .whitespaces)
+                let value = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+                transfer.headers.append((name, value))
+            }
+            return size * count
+        }
+        CKiln_curl_setopt_pointer(raw, CURLOPT_HEADERDATA, box.toOpaque())
+
+        let code: CURLcode = errorBuffer.withUnsafeMutableBufferPointer { errorPointer in
+            CKiln_curl_setopt_pointer(raw, CURLOPT_ERRORBUFFER, errorPointer.baseAddress)
+            return request.body.withUnsafeBytes { body in
+                if !request.body.isEmpty || !["GET", "HEAD"].contains(request.method.uppercased()) {
+                    CKiln_curl_setopt_off_t(raw, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count))
+                    CKiln_curl_setopt_pointer(
+                        raw, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
+                }
+                let code = curl_easy_perform(raw)
+                // The buffer is ours only for this call.
+                CKiln_curl_setopt_pointer(raw, CURLOPT_ERRORBUFFER, nil)
+                return code
+            }
+        }
+
+        guard code == CURLE_OK else {
+            let message = errorBuffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            let detail = message.isEmpty ? String(cString: curl_easy_strerror(code)) : message
+            throw fail(Self.failure(for: code, detail: detail), detail)
+        }
+        var status = 0
+        CKiln_curl_getinfo_long(raw, CURLINFO_RESPONSE_CODE, &status)
+        return HTTPResponse(status: status, headers: transfer.headers, body: transfer.body)
+    }
+
+    static func failure(for code: CURLcode, detail: String) -> HTTPError.Failure {
+        switch code {
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: .couldNotResolve
+        case CURLE_COULDNT_CONNECT: detail.contains("refused") ? .connectionRefused : .connectionFailed
+        case CURLE_OPERATION_TIMEDOUT: .timedOut
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
+             CURLE_SSL_CACERT_BADFILE:
+            .tls
+        case CURLE_GOT_NOTHING, CURLE_RECV_ERROR, CURLE_SEND_ERROR, CURLE_PARTIAL_FILE: .dropped
+        default: .other
+        }
+    }
+
+    private func setLong(_ option: CURLoption, _ value: Int) {
+        CKiln_curl_setopt_long(raw, option, value)
+    }
+
+    private func setString(_ option: CURLoption, _ value: String) {
+        // curl copies string options (since 7.17), so a temporary C string is enough.
+        CKiln_curl_setopt_string(raw, option, value)
+    }
+
+    private func milliseconds(_ seconds: TimeInterval) -> Int { max(1, Int(seconds * 1000)) }
+}
