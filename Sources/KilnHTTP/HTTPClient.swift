@@ -170,17 +170,19 @@ private final class EasyHandle {
         guard code == CURLE_OK else {
             let message = errorBuffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
             let detail = message.isEmpty ? String(cString: curl_easy_strerror(code)) : message
-            throw fail(Self.failure(for: code, detail: detail), detail)
+            var osErrno = 0
+            CKiln_curl_getinfo_long(raw, CURLINFO_OS_ERRNO, &osErrno)
+            throw fail(Self.failure(for: code, osErrno: Int32(osErrno)), detail)
         }
         var status = 0
         CKiln_curl_getinfo_long(raw, CURLINFO_RESPONSE_CODE, &status)
         return HTTPResponse(status: status, headers: transfer.headers, body: transfer.body)
     }
 
-    static func failure(for code: CURLcode, detail: String) -> HTTPError.Failure {
+    static func failure(for code: CURLcode, osErrno: Int32) -> HTTPError.Failure {
         switch code {
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: .couldNotResolve
-        case CURLE_COULDNT_CONNECT: detail.contains("refused") ? .connectionRefused : .connectionFailed
+        case CURLE_COULDNT_CONNECT: osErrno == ECONNREFUSED ? .connectionRefused : .connectionFailed
         case CURLE_OPERATION_TIMEDOUT: .timedOut
         case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
              CURLE_SSL_CACERT_BADFILE:
