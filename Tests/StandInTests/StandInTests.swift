@@ -19,7 +19,7 @@ import Testing
             try withStandIn("fleet", ["--endpoint", moto.url, "--poll", "0.2"]) { fleet in
                 let healthPort = try #require(fleet["health_port"] as? Int)
                 let world = try StandIn.runOnce("world", [
-                    "--endpoint", moto.url, "--desired", "2", "--boot-delay", "2", "--health-port", String(healthPort),
+                    "--endpoint", moto.url, "--desired", "2", "--boot-delay", "5", "--health-port", String(healthPort),
                 ])
                 let asg = try #require((world["test_asg_name"] as? [String: Any])?["value"] as? String)
                 #expect(!asg.isEmpty)

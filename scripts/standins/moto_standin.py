@@ -1,0 +1,70 @@
+"""`standin moto`: moto's server in-process (ThreadedMotoServer-like) on loopback.
+
+    scripts/standin moto [--host 127.0.0.1] [--port 0] [--region us-east-1]
+                         [--verify-signatures N] [--no-stdin-watch] [-v]
+
+Ready line: {"ready", "name": "moto", "url", "host", "port", "pid", "region",
+             "verify_signatures_after": N or null}
+
+--verify-signatures N sets INITIAL_NO_AUTH_ACTION_COUNT=N (before moto is
+imported): the first N authorisable actions (any service, counted across the
+whole server) are not checked; every later one must be SigV4-signed with an
+access key that exists in moto's IAM (made e.g. by CreateUser + PutUserPolicy +
+CreateAccessKey in those first N actions) and be allowed by its policies.
+The count is global to the server, so any other client (e.g. the fleet
+poller) uses up the N free actions too. Re-arm at run time with
+`POST /moto-api/reset-auth` and the new N as the body (resets the count).
+Failures seen: EC2 401 AuthFailure (bad signature and unknown key);
+STS/Auto Scaling/ELBv2 403 SignatureDoesNotMatch / InvalidClientTokenId;
+SSM 403 with a body botocore cannot parse (error code "403").
+"""
+import argparse
+import os
+
+from . import common
+
+
+def main(argv):
+    p = argparse.ArgumentParser(prog="standin moto", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_common_args(p)
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--verify-signatures", type=int, default=None, metavar="N",
+                   help="verify SigV4 after N unauthenticated actions (INITIAL_NO_AUTH_ACTION_COUNT)")
+    a = p.parse_args(argv)
+    common.check_loopback(a.host)
+    log = common.setup_logging("moto", a.verbose)
+    common.fake_aws_env()
+    os.environ["AWS_DEFAULT_REGION"] = a.region
+    os.environ["AWS_REGION"] = a.region
+    if a.verify_signatures is not None:
+        os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(a.verify_signatures)
+    else:
+        os.environ.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
+
+    import threading
+    from werkzeug.serving import make_server
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    try:
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
+    except ImportError:  # older moto
+        from werkzeug.serving import WSGIRequestHandler as MotoRequestHandler
+    from moto import settings
+    if a.verify_signatures is not None:
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = float(a.verify_signatures)
+
+    lifetime = common.Lifetime(watch_stdin=not a.no_stdin_watch)
+    app = DomainDispatcherApplication(create_backend_app)
+    server = make_server(a.host, a.port, app, threaded=True, request_handler=MotoRequestHandler)
+    host, port = server.server_address[:2]
+    t = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+    t.start()
+    url = "http://%s:%d" % (host, port)
+    log.info("moto serving on %s", url)
+    common.announce("moto", url=url, host=host, port=port, region=a.region,
+                    verify_signatures_after=a.verify_signatures)
+    reason = lifetime.wait()
+    log.info("stopping (%s)", reason)
+    server.shutdown()
+    server.server_close()
+    return 0

@@ -1,0 +1,46 @@
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from standins.harness import running
+from .conftest import client
+
+
+def test_moto_starts_and_answers(moto):
+    assert moto["name"] == "moto" and moto["url"].startswith("http://127.0.0.1:")
+    ec2 = client("ec2", moto["url"])
+    assert ec2.describe_regions()["Regions"]
+    sts = client("sts", moto["url"])
+    assert sts.get_caller_identity()["Account"]
+
+
+def test_signature_verification_after_n_actions():
+    # 3 unauthenticated actions: CreateUser, PutUserPolicy, CreateAccessKey.
+    with running("moto", "--verify-signatures", "3") as m:
+        assert m["verify_signatures_after"] == 3
+        iam = client("iam", m["url"])
+        iam.create_user(UserName="kiln")
+        iam.put_user_policy(UserName="kiln", PolicyName="all", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName="kiln")["AccessKey"]
+        good = client("ec2", m["url"], aws_access_key_id=key["AccessKeyId"],
+                      aws_secret_access_key=key["SecretAccessKey"])
+        good.describe_vpcs()
+        bad = client("ec2", m["url"], aws_access_key_id=key["AccessKeyId"],
+                     aws_secret_access_key="wrong" + key["SecretAccessKey"][5:])
+        with pytest.raises(ClientError) as e:
+            bad.describe_vpcs()
+        assert e.value.response["Error"]["Code"] in ("AuthFailure", "SignatureDoesNotMatch")
+        unknown = client("ec2", m["url"])  # key "testing" does not exist in moto's IAM
+        with pytest.raises(ClientError) as e:
+            unknown.describe_vpcs()
+        assert e.value.response["Error"]["Code"] in ("AuthFailure", "InvalidClientTokenId")
+        # Query-protocol services answer SignatureDoesNotMatch
+        bad_asg = client("autoscaling", m["url"], aws_access_key_id=key["AccessKeyId"],
+                         aws_secret_access_key="x" * 40)
+        with pytest.raises(ClientError) as e:
+            bad_asg.describe_auto_scaling_groups()
+        print("autoscaling bad signature:", e.value.response["Error"])
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] in (400, 403)
