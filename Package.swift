@@ -25,8 +25,9 @@ let package = Package(
         .target(name: "KilnCore", dependencies: ["COpenSSL", .product(name: "Yams", package: "Yams")]),
         .target(name: "KilnHTTP", dependencies: ["KilnCore", "CCurl"]),
         .target(name: "KilnGit", dependencies: ["KilnCore", "CLibGit2"]),
+        .target(name: "KilnAWS", dependencies: ["KilnCore", "KilnHTTP"]),
         .target(name: "KilnCLI", dependencies: [
-            "KilnCore", "KilnGit", "KilnHTTP",
+            "KilnCore", "KilnGit", "KilnHTTP", "KilnAWS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
     ]
@@ -36,6 +37,7 @@ let package = Package(
         .testTarget(name: "KilnCoreTests", dependencies: ["KilnCore", "KilnTestSupport"]),
         .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
         .testTarget(name: "KilnGitTests", dependencies: ["KilnGit"]),
+        .testTarget(name: "KilnAWSTests", dependencies: ["KilnAWS", "KilnTestSupport"]),
         .testTarget(
             name: "KilnExecutableTests",
             dependencies: ["KilnCore", "KilnTestSupport"] + stageExecutables.map { .target(name: $0) }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import KilnAWS
 import KilnCore
+import KilnHTTP
 
 /// The options every stage takes.
 public struct CommonOptions: ParsableArguments {
@@ -13,6 +15,10 @@ public struct CommonOptions: ParsableArguments {
         "Kiln's settings file (default: $KILN_CONFIG, else kiln.yml in the project folder).",
         valueName: "file"))
     public var configFile: String?
+
+    @Flag(name: .customLong("check-aws"), help: ArgumentHelp(
+        "Resolve AWS credentials and region, call STS GetCallerIdentity, print who Kiln acts as, and exit."))
+    public var checkAWS = false
 
     public init() {}
 }
@@ -36,6 +42,10 @@ public enum StageMain {
                     producer: Producer(name: stage)),
                 settings: Settings(job: job, file: try ConfigFile.load(flag: options.configFile, job: job)),
                 runner: ProcessRunner(log: log))
+            if options.checkAWS {
+                try checkAWS(context)
+                return
+            }
             try body(context)
         } catch {
             let code = KilnExit.for(error)
@@ -46,4 +56,21 @@ public enum StageMain {
             throw ExitCode(code)
         }
     }
+}
+
+/// `--check-aws`: the way to try Kiln's AWS access by hand. Prints the
+/// account, the ARN and where the credentials came from on stdout.
+func checkAWS(_ context: StageContext) throws {
+    let aws = try AWSEnvironment(job: context.job, http: HTTPClient(settings: HTTPSettings(job: context.job)))
+    let chain = aws.credentialChain(secrets: context.log.secrets, log: nil)
+    let resolved = try chain.resolved()
+    let client = AWSClient(endpoints: aws.endpoints, credentials: chain, http: aws.http, log: context.log)
+    let identity = try client.getCallerIdentity()
+    print("""
+        account: \(identity.account)
+        arn: \(identity.arn)
+        credentials: \(resolved.source)
+        region: \(aws.region)
+        sts endpoint: \(aws.endpoints.url(for: .sts))
+        """)
 }

@@ -31,7 +31,14 @@ def main(argv):
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--verify-signatures", type=int, default=None, metavar="N",
                    help="verify SigV4 after N unauthenticated actions (INITIAL_NO_AUTH_ACTION_COUNT)")
+    p.add_argument("--signed-user", metavar="NAME", default=None,
+                   help="make an IAM user NAME with an allow-all policy and an access key, then verify every "
+                        "later call's SigV4 signature; the key is in the ready line "
+                        "(access_key_id, secret_access_key, account_id)")
     a = p.parse_args(argv)
+    if a.signed_user:
+        # The three set-up calls below are the unauthenticated ones.
+        a.verify_signatures = 3
     common.check_loopback(a.host)
     log = common.setup_logging("moto", a.verbose)
     common.fake_aws_env()
@@ -61,10 +68,28 @@ def main(argv):
     t.start()
     url = "http://%s:%d" % (host, port)
     log.info("moto serving on %s", url)
+    extra = {}
+    if a.signed_user:
+        extra = _make_signed_user(url, a.region, a.signed_user)
     common.announce("moto", url=url, host=host, port=port, region=a.region,
-                    verify_signatures_after=a.verify_signatures)
+                    verify_signatures_after=a.verify_signatures, **extra)
     reason = lifetime.wait()
     log.info("stopping (%s)", reason)
     server.shutdown()
     server.server_close()
     return 0
+
+
+def _make_signed_user(url, region, name):
+    """CreateUser, PutUserPolicy (allow all), CreateAccessKey: the key tests sign with."""
+    import json
+    import boto3
+    iam = boto3.client("iam", endpoint_url=url, region_name=region,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    user = iam.create_user(UserName=name)["User"]
+    iam.put_user_policy(UserName=name, PolicyName="kiln-all", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"],
+            "user_arn": user["Arn"], "account_id": user["Arn"].split(":")[4]}

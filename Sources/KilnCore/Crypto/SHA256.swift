@@ -63,3 +63,15 @@ public func hex(_ bytes: some Sequence<UInt8>) -> String {
     }
     return String(decoding: out, as: UTF8.self)
 }
+
+/// HMAC-SHA256 (OpenSSL), for SigV4's signing key and signature.
+public func hmacSHA256(key: [UInt8], data: [UInt8]) -> [UInt8] {
+    var output = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+    var length: UInt32 = 0
+    _ = key.withUnsafeBufferPointer { keyBuffer in
+        data.withUnsafeBufferPointer { dataBuffer in
+            HMAC(EVP_sha256(), keyBuffer.baseAddress, Int32(keyBuffer.count), dataBuffer.baseAddress, dataBuffer.count, &output, &length)
+        }
+    }
+    return Array(output[0..<Int(length)])
+}

@@ -1,0 +1,71 @@
+import KilnCore
+
+/// The AWS services Kiln calls, with what their requests need.
+public enum AWSService: String, Sendable, CaseIterable {
+    case ec2, autoscaling, elasticloadbalancing, sts, ssm
+
+    /// The name in the signature's credential scope.
+    public var signingName: String { rawValue }
+
+    /// The Query API version (`Version=`); SSM speaks JSON 1.1 instead.
+    public var apiVersion: String {
+        switch self {
+        case .ec2: "2016-11-15"
+        case .autoscaling: "2011-01-01"
+        case .elasticloadbalancing: "2015-12-01"
+        case .sts: "2011-06-15"
+        case .ssm: "2014-11-06"
+        }
+    }
+
+    /// The `AWS_ENDPOINT_URL_<SERVICE>` suffix: the service id, upper case,
+    /// spaces as underscores (AWS's "Service-specific endpoints" reference).
+    public var endpointVariableSuffix: String {
+        switch self {
+        case .ec2: "EC2"
+        case .autoscaling: "AUTO_SCALING"
+        case .elasticloadbalancing: "ELASTIC_LOAD_BALANCING_V2"
+        case .sts: "STS"
+        case .ssm: "SSM"
+        }
+    }
+
+    var hostPrefix: String {
+        switch self {
+        case .ec2: "ec2"
+        case .autoscaling: "autoscaling"
+        case .elasticloadbalancing: "elasticloadbalancing"
+        case .sts: "sts"
+        case .ssm: "ssm"
+        }
+    }
+}
+
+/// Region and endpoints, resolved once from the job's environment.
+public struct AWSEndpoints: Sendable, Equatable {
+    public let region: String
+    private let overrides: [AWSService: String]
+    private let general: String?
+
+    public init(region: String, general: String? = nil, overrides: [AWSService: String] = [:]) {
+        self.region = region
+        self.general = general
+        self.overrides = overrides
+    }
+
+    /// `AWS_ENDPOINT_URL_<SERVICE>`, then `AWS_ENDPOINT_URL`, then the
+    /// standard regional endpoint.
+    public init(region: String, job: JobContext) {
+        var overrides: [AWSService: String] = [:]
+        for service in AWSService.allCases {
+            if let url = job["AWS_ENDPOINT_URL_\(service.endpointVariableSuffix)"] { overrides[service] = url }
+        }
+        self.init(region: region, general: job["AWS_ENDPOINT_URL"], overrides: overrides)
+    }
+
+    public func url(for service: AWSService) -> String {
+        if let url = overrides[service] ?? general { return url.hasSuffix("/") ? String(url.dropLast()) : url }
+        let suffix = region.hasPrefix("cn-") ? "amazonaws.com.cn" : "amazonaws.com"
+        return "https://\(service.hostPrefix).\(region).\(suffix)"
+    }
+}
