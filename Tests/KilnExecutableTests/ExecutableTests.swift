@@ -65,3 +65,40 @@ let stages = ["kiln-checkout", "kiln-build", "kiln-bake", "kiln-userdata", "kiln
         #expect(output.contains("missing-[MASKED].yml"))
     }
 }
+
+/// `--check-aws` on a built binary, against moto with signature checking.
+@Suite struct CheckAWSTests {
+    @Test func printsAccountARNAndSourceThenExitsZero() throws {
+        try withStandIn("moto", ["--signed-user", "kiln"]) { moto in
+            let secret = moto["secret_access_key"] as? String ?? ""
+            let (result, output) = try runBinary("kiln-bake", ["--check-aws"], environment: [
+                "AWS_ACCESS_KEY_ID": moto["access_key_id"] as? String ?? "", "AWS_SECRET_ACCESS_KEY": secret,
+                "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto.url, "AWS_EC2_METADATA_DISABLED": "true",
+            ])
+            #expect(result.termination == .exited(0), "\(output)")
+            #expect(output.contains("account: \(moto["account_id"] as? String ?? "?")"))
+            #expect(output.contains("arn: \(moto["user_arn"] as? String ?? "?")"))
+            #expect(output.contains("credentials: environment"))
+            #expect(!output.contains(secret))
+        }
+    }
+
+    @Test func wrongSecretIsExit77WithTheReason() throws {
+        try withStandIn("moto", ["--signed-user", "kiln"]) { moto in
+            let (result, output) = try runBinary("kiln-rotate", ["--check-aws"], environment: [
+                "AWS_ACCESS_KEY_ID": moto["access_key_id"] as? String ?? "", "AWS_SECRET_ACCESS_KEY": "not-the-secret-at-all",
+                "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto.url, "AWS_EC2_METADATA_DISABLED": "true",
+            ])
+            #expect(result.termination == .exited(77), "\(output)")
+            #expect(output.contains("GetCallerIdentity"))
+            #expect(output.contains("SignatureDoesNotMatch") || output.contains("InvalidClientTokenId"))
+            #expect(!output.contains("not-the-secret-at-all"))
+        }
+    }
+
+    @Test func noRegionIsABadConfiguration() throws {
+        let (result, output) = try runBinary("kiln-checkout", ["--check-aws"], environment: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_EC2_METADATA_DISABLED": "true"])
+        #expect(result.termination == .exited(78))
+        #expect(output.contains("AWS_REGION"))
+    }
+}
