@@ -64,7 +64,7 @@ func checkAWS(_ context: StageContext) throws {
     let aws = try AWSEnvironment(job: context.job, http: HTTPClient(settings: HTTPSettings(job: context.job)))
     let chain = aws.credentialChain(secrets: context.log.secrets, log: nil)
     let resolved = try chain.resolved()
-    let client = AWSClient(endpoints: aws.endpoints, credentials: chain, http: aws.http, log: context.log)
+    let client = AWSClient(endpoints: aws.endpoints, credentials: chain, http: aws.http, retry: try aws.retryPolicy(), log: context.log)
     let identity = try client.getCallerIdentity()
     print("""
         account: \(identity.account)

@@ -219,3 +219,15 @@ final class ConcurrentResults: @unchecked Sendable {
     func append(_ value: String) { lock.withLock { items.append(value) } }
     var values: [String] { lock.withLock { items } }
 }
+
+@Suite struct RetrySettingTests {
+    @Test func maxAttemptsComesFromTheSDKsVariable() throws {
+        let http = HTTPClient(settings: HTTPSettings())
+        let set = try AWSEnvironment(job: JobContext(environment: ["AWS_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "3"]), http: http)
+        #expect(try set.retryPolicy().maxAttempts == 3)
+        let unset = try AWSEnvironment(job: JobContext(environment: ["AWS_REGION": "us-east-1"]), http: http)
+        #expect(try unset.retryPolicy().maxAttempts == 8)
+        let bad = try AWSEnvironment(job: JobContext(environment: ["AWS_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "lots"]), http: http)
+        #expect(expectExit(.badConfiguration) { _ = try bad.retryPolicy() } == nil)
+    }
+}

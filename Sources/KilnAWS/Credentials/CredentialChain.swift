@@ -132,7 +132,16 @@ public struct AWSEnvironment: Sendable {
             secrets: secrets, log: log, now: now)
     }
 
-    public func client(secrets: SecretMask?, log: LogWriter?, retry: RetryPolicy = RetryPolicy()) -> AWSClient {
-        AWSClient(endpoints: endpoints, credentials: credentialChain(secrets: secrets, log: log), http: http, retry: retry, log: log)
+    /// The retry policy: AWS SDKs' `AWS_MAX_ATTEMPTS` sets the attempts.
+    public func retryPolicy() throws -> RetryPolicy {
+        guard let text = job["AWS_MAX_ATTEMPTS"] else { return RetryPolicy() }
+        guard let attempts = Int(text), attempts >= 1 else {
+            throw KilnError.badConfiguration("AWS_MAX_ATTEMPTS: expected a whole number of 1 or more, got '\(text)'")
+        }
+        return RetryPolicy(maxAttempts: attempts)
+    }
+
+    public func client(secrets: SecretMask?, log: LogWriter?) throws -> AWSClient {
+        AWSClient(endpoints: endpoints, credentials: credentialChain(secrets: secrets, log: log), http: http, retry: try retryPolicy(), log: log)
     }
 }
