@@ -65,9 +65,12 @@ public final class AWSClient: Sendable {
             endpoint: endpoints.url(for: service), http: http, retry: retry, keys: keys, calls: calls, log: log, now: now)
     }
 
-    /// A Query call followed page by page (`NextToken`) to the end.
+    /// A Query call followed page by page to the end: `NextToken` in the
+    /// request and `NextToken`/`nextToken` in the answer, or the names an
+    /// action uses instead (ELBv2's `Marker` and `NextMarker`).
     public func queryPages<Item>(
         _ service: AWSService, _ action: String, _ parameters: QueryParameters = [:],
+        requestToken: String = "NextToken", answerTokens: [String] = ["NextToken", "nextToken"],
         items: (XMLElement) throws -> [Item]
     ) throws -> [Item] {
         var all: [Item] = []
@@ -76,12 +79,12 @@ public final class AWSClient: Sendable {
         while true {
             let page = try query(service, action, parameters)
             all += try items(page)
-            guard let token = page.first(named: "NextToken")?.text ?? page.first(named: "nextToken")?.text,
+            guard let token = answerTokens.lazy.compactMap({ page.first(named: $0)?.text }).first,
                   !token.isEmpty else { break }
             guard seen.insert(token).inserted else {
-                throw AWSMalformedResponse(service: service.rawValue, action: action, problem: "NextToken repeats")
+                throw AWSMalformedResponse(service: service.rawValue, action: action, problem: "\(requestToken) repeats")
             }
-            parameters["NextToken"] = token
+            parameters[requestToken] = token
         }
         return all
     }

@@ -1,0 +1,265 @@
+import Foundation
+import KilnCore
+
+// Auto Scaling (API 2011-01-01): the groups Kiln rolls releases onto. Its
+// Query answers wrap lists in `<member>`; request lists are
+// `Name.member.N`; answers page with `NextToken`.
+
+/// A launch template as a group (or one of its instances) names it.
+public struct LaunchTemplateSpecification: Sendable, Equatable {
+    public let id: String?
+    public let name: String?
+    /// A number, `$Latest` or `$Default`.
+    public let version: String?
+
+    public init(id: String? = nil, name: String? = nil, version: String? = nil) {
+        self.id = id
+        self.name = name
+        self.version = version
+    }
+}
+
+/// An Auto Scaling group, with what a rollout needs to know of it.
+public struct AutoScalingGroup: Sendable, Equatable {
+    public let name: String
+    public let arn: String?
+    public let minSize: Int
+    public let maxSize: Int
+    public let desiredCapacity: Int
+    /// The group's launch template (from `LaunchTemplate`, or from a mixed
+    /// instances policy's `LaunchTemplateSpecification`).
+    public let launchTemplate: LaunchTemplateSpecification?
+    public let instances: [AutoScalingInstance]
+    public let targetGroupARNs: [String]
+    /// Names of the suspended processes (`Launch`, `Terminate`, `ReplaceUnhealthy`, ...).
+    public let suspendedProcesses: [String]
+    public let tags: [String: String]
+    public let healthCheckType: String?
+    public let healthCheckGracePeriod: Int?
+    /// Set while the group is being deleted.
+    public let status: String?
+}
+
+/// An instance as its group sees it.
+public struct AutoScalingInstance: Sendable, Equatable {
+    public let id: String
+    /// `Pending`, `Pending:Wait`, `InService`, `Terminating`, `Standby`, ...
+    public let lifecycleState: String
+    /// `Healthy` or `Unhealthy`.
+    public let healthStatus: String
+    public let availabilityZone: String?
+    public let instanceType: String?
+    public let launchTemplate: LaunchTemplateSpecification?
+    public let protectedFromScaleIn: Bool
+}
+
+/// A scaling activity a call started.
+public struct ScalingActivity: Sendable, Equatable {
+    public let id: String
+    public let description: String?
+    public let statusCode: String?
+}
+
+/// A lifecycle hook of a group.
+public struct LifecycleHook: Sendable, Equatable {
+    public let name: String
+    public let autoScalingGroupName: String
+    /// `autoscaling:EC2_INSTANCE_LAUNCHING` or `autoscaling:EC2_INSTANCE_TERMINATING`.
+    public let transition: String
+    public let heartbeatTimeout: Int?
+    public let globalTimeout: Int?
+    public let defaultResult: String?
+}
+
+/// The health Kiln reports for an instance with SetInstanceHealth.
+public enum AutoScalingHealthStatus: String, Sendable {
+    case healthy = "Healthy"
+    case unhealthy = "Unhealthy"
+}
+
+/// How a lifecycle action ends.
+public enum LifecycleActionResult: String, Sendable {
+    case proceed = "CONTINUE"
+    case abandon = "ABANDON"
+}
+
+extension AWSClient {
+    /// DescribeAutoScalingGroups by name (empty: all), every page.
+    /// `pageSize` is MaxRecords (1...100).
+    public func describeAutoScalingGroups(names: [String] = [], pageSize: Int? = nil) throws -> [AutoScalingGroup] {
+        var parameters = QueryParameters()
+        parameters.addList("AutoScalingGroupNames.member", names)
+        parameters.add("MaxRecords", pageSize)
+        let answer = AnswerDecoder(.autoscaling, "DescribeAutoScalingGroups")
+        return try queryPages(.autoscaling, "DescribeAutoScalingGroups", parameters) { page in
+            try answer.items(page, "AutoScalingGroups", member: "member").map { try answer.autoScalingGroup($0) }
+        }
+    }
+
+    /// UpdateAutoScalingGroup: sizes and/or the launch template (by id, at
+    /// an exact version so a rollout knows what new instances get).
+    public func updateAutoScalingGroup(
+        _ name: String, minSize: Int? = nil, maxSize: Int? = nil, desiredCapacity: Int? = nil,
+        launchTemplate: LaunchTemplateSpecification? = nil
+    ) throws {
+        var parameters = QueryParameters()
+        parameters.add("AutoScalingGroupName", name)
+        parameters.add("MinSize", minSize)
+        parameters.add("MaxSize", maxSize)
+        parameters.add("DesiredCapacity", desiredCapacity)
+        if let launchTemplate {
+            parameters.add("LaunchTemplate.LaunchTemplateId", launchTemplate.id)
+            parameters.add("LaunchTemplate.LaunchTemplateName", launchTemplate.id == nil ? launchTemplate.name : nil)
+            parameters.add("LaunchTemplate.Version", launchTemplate.version)
+        }
+        _ = try query(.autoscaling, "UpdateAutoScalingGroup", parameters, mutation: .idempotent)
+    }
+
+    /// SetDesiredCapacity, not waiting for a cooldown (`HonorCooldown=false`).
+    public func setDesiredCapacity(_ name: String, _ desiredCapacity: Int) throws {
+        var parameters = QueryParameters()
+        parameters.add("AutoScalingGroupName", name)
+        parameters.add("DesiredCapacity", desiredCapacity)
+        parameters.add("HonorCooldown", false)
+        _ = try query(.autoscaling, "SetDesiredCapacity", parameters, mutation: .idempotent)
+    }
+
+    /// TerminateInstanceInAutoScalingGroup. Sent once: a second send could
+    /// terminate (and, decrementing, shrink the group) twice over.
+    public func terminateInstanceInAutoScalingGroup(
+        _ instanceID: String, shouldDecrementDesiredCapacity: Bool
+    ) throws -> ScalingActivity? {
+        var parameters = QueryParameters()
+        parameters.add("InstanceId", instanceID)
+        parameters.add("ShouldDecrementDesiredCapacity", shouldDecrementDesiredCapacity)
+        let root = try query(.autoscaling, "TerminateInstanceInAutoScalingGroup", parameters, mutation: .once)
+        guard let activity = root.first(named: "Activity") else { return nil }
+        let answer = AnswerDecoder(.autoscaling, "TerminateInstanceInAutoScalingGroup")
+        return ScalingActivity(
+            id: try answer.required(activity, "ActivityId"), description: activity.string("Description"),
+            statusCode: activity.string("StatusCode"))
+    }
+
+    public func setInstanceHealth(
+        _ instanceID: String, _ health: AutoScalingHealthStatus, shouldRespectGracePeriod: Bool? = nil
+    ) throws {
+        var parameters = QueryParameters()
+        parameters.add("InstanceId", instanceID)
+        parameters.add("HealthStatus", health.rawValue)
+        parameters.add("ShouldRespectGracePeriod", shouldRespectGracePeriod)
+        _ = try query(.autoscaling, "SetInstanceHealth", parameters, mutation: .idempotent)
+    }
+
+    /// SuspendProcesses; no names suspends them all.
+    public func suspendProcesses(_ groupName: String, _ processes: [String] = []) throws {
+        var parameters = QueryParameters()
+        parameters.add("AutoScalingGroupName", groupName)
+        parameters.addList("ScalingProcesses.member", processes)
+        _ = try query(.autoscaling, "SuspendProcesses", parameters, mutation: .idempotent)
+    }
+
+    /// ResumeProcesses; no names resumes them all.
+    public func resumeProcesses(_ groupName: String, _ processes: [String] = []) throws {
+        var parameters = QueryParameters()
+        parameters.add("AutoScalingGroupName", groupName)
+        parameters.addList("ScalingProcesses.member", processes)
+        _ = try query(.autoscaling, "ResumeProcesses", parameters, mutation: .idempotent)
+    }
+
+    /// CreateOrUpdateTags on one group.
+    public func createOrUpdateTags(autoScalingGroup groupName: String, tags: [String: String], propagateAtLaunch: Bool) throws {
+        var parameters = QueryParameters()
+        for (index, tag) in tags.sorted(by: { $0.key < $1.key }).enumerated() {
+            let prefix = "Tags.member.\(index + 1)"
+            parameters.add("\(prefix).ResourceId", groupName)
+            parameters.add("\(prefix).ResourceType", "auto-scaling-group")
+            parameters.add("\(prefix).Key", tag.key)
+            parameters.add("\(prefix).Value", tag.value)
+            parameters.add("\(prefix).PropagateAtLaunch", propagateAtLaunch)
+        }
+        _ = try query(.autoscaling, "CreateOrUpdateTags", parameters, mutation: .idempotent)
+    }
+
+    /// DeleteTags (Auto Scaling) on one group, by key.
+    public func deleteTags(autoScalingGroup groupName: String, keys: [String]) throws {
+        var parameters = QueryParameters()
+        for (index, key) in keys.enumerated() {
+            let prefix = "Tags.member.\(index + 1)"
+            parameters.add("\(prefix).ResourceId", groupName)
+            parameters.add("\(prefix).ResourceType", "auto-scaling-group")
+            parameters.add("\(prefix).Key", key)
+        }
+        _ = try query(.autoscaling, "DeleteTags", parameters, mutation: .idempotent)
+    }
+
+    /// DescribeLifecycleHooks of one group (names empty: all of them).
+    public func describeLifecycleHooks(_ groupName: String, names: [String] = []) throws -> [LifecycleHook] {
+        var parameters = QueryParameters()
+        parameters.add("AutoScalingGroupName", groupName)
+        parameters.addList("LifecycleHookNames.member", names)
+        let root = try query(.autoscaling, "DescribeLifecycleHooks", parameters)
+        let answer = AnswerDecoder(.autoscaling, "DescribeLifecycleHooks")
+        return try answer.items(root, "LifecycleHooks", member: "member").map { hook in
+            LifecycleHook(
+                name: try answer.required(hook, "LifecycleHookName"),
+                autoScalingGroupName: try answer.required(hook, "AutoScalingGroupName"),
+                transition: try answer.required(hook, "LifecycleTransition"),
+                heartbeatTimeout: answer.optionalInt(hook, "HeartbeatTimeout"),
+                globalTimeout: answer.optionalInt(hook, "GlobalTimeout"),
+                defaultResult: hook.string("DefaultResult"))
+        }
+    }
+
+    /// CompleteLifecycleAction for an instance (or the action's token).
+    public func completeLifecycleAction(
+        _ groupName: String, hookName: String, instanceID: String? = nil, actionToken: String? = nil,
+        result: LifecycleActionResult
+    ) throws {
+        var parameters = QueryParameters()
+        parameters.add("AutoScalingGroupName", groupName)
+        parameters.add("LifecycleHookName", hookName)
+        parameters.add("InstanceId", instanceID)
+        parameters.add("LifecycleActionToken", actionToken)
+        parameters.add("LifecycleActionResult", result.rawValue)
+        _ = try query(.autoscaling, "CompleteLifecycleAction", parameters, mutation: .idempotent)
+    }
+}
+
+extension AnswerDecoder {
+    /// A launch template specification element (`LaunchTemplateId`, `LaunchTemplateName`, `Version`).
+    func launchTemplateSpecification(_ element: XMLElement?) -> LaunchTemplateSpecification? {
+        guard let element, element.string("LaunchTemplateId") != nil || element.string("LaunchTemplateName") != nil else {
+            return nil
+        }
+        return LaunchTemplateSpecification(
+            id: element.string("LaunchTemplateId"), name: element.string("LaunchTemplateName"),
+            version: element.string("Version"))
+    }
+
+    func autoScalingGroup(_ group: XMLElement) throws -> AutoScalingGroup {
+        var tags: [String: String] = [:]
+        for tag in children(group, "Tags", member: "member") {
+            if let key = tag.string("Key") { tags[key] = tag.string("Value") ?? "" }
+        }
+        let launchTemplate = launchTemplateSpecification(group["LaunchTemplate"])
+            ?? launchTemplateSpecification(group.path("MixedInstancesPolicy", "LaunchTemplate", "LaunchTemplateSpecification"))
+        return AutoScalingGroup(
+            name: try required(group, "AutoScalingGroupName"), arn: group.string("AutoScalingGroupARN"),
+            minSize: try requiredInt(group, "MinSize"), maxSize: try requiredInt(group, "MaxSize"),
+            desiredCapacity: try requiredInt(group, "DesiredCapacity"), launchTemplate: launchTemplate,
+            instances: try children(group, "Instances", member: "member").map { instance in
+                AutoScalingInstance(
+                    id: try required(instance, "InstanceId"), lifecycleState: try required(instance, "LifecycleState"),
+                    healthStatus: try required(instance, "HealthStatus"),
+                    availabilityZone: instance.string("AvailabilityZone"), instanceType: instance.string("InstanceType"),
+                    launchTemplate: launchTemplateSpecification(instance["LaunchTemplate"]),
+                    protectedFromScaleIn: bool(instance, "ProtectedFromScaleIn"))
+            },
+            targetGroupARNs: children(group, "TargetGroupARNs", member: "member").map(\.text),
+            suspendedProcesses: try children(group, "SuspendedProcesses", member: "member").map {
+                try required($0, "ProcessName")
+            },
+            tags: tags, healthCheckType: group.string("HealthCheckType"),
+            healthCheckGracePeriod: optionalInt(group, "HealthCheckGracePeriod"), status: group.string("Status"))
+    }
+}
