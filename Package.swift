@@ -26,17 +26,25 @@ let package = Package(
         .target(name: "KilnHTTP", dependencies: ["KilnCore", "CCurl"]),
         .target(name: "KilnGit", dependencies: ["KilnCore", "CLibGit2"]),
         .target(name: "KilnAWS", dependencies: ["KilnCore", "KilnHTTP"]),
+        .target(name: "Checkout", dependencies: ["KilnCore", "KilnGit", "KilnHTTP"]),
         .target(name: "KilnCLI", dependencies: [
             "KilnCore", "KilnGit", "KilnHTTP", "KilnAWS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
     ]
-    + stageExecutables.map { .executableTarget(name: $0, dependencies: ["KilnCLI"]) }
+    + [
+        .executableTarget(name: "kiln-checkout", dependencies: ["KilnCLI", "Checkout"]),
+        .executableTarget(name: "kiln-build", dependencies: ["KilnCLI"]),
+        .executableTarget(name: "kiln-bake", dependencies: ["KilnCLI"]),
+        .executableTarget(name: "kiln-userdata", dependencies: ["KilnCLI"]),
+        .executableTarget(name: "kiln-rotate", dependencies: ["KilnCLI"]),
+    ]
     + [
         .target(name: "KilnTestSupport", dependencies: ["KilnCore", "KilnHTTP"], path: "Tests/KilnTestSupport"),
         .testTarget(name: "KilnCoreTests", dependencies: ["KilnCore", "KilnTestSupport"]),
         .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
         .testTarget(name: "KilnGitTests", dependencies: ["KilnGit"]),
+        .testTarget(name: "CheckoutTests", dependencies: ["Checkout", "KilnTestSupport"]),
         .testTarget(name: "KilnAWSTests", dependencies: ["KilnAWS", "KilnTestSupport"]),
         .testTarget(
             name: "KilnExecutableTests",

@@ -41,7 +41,22 @@ public final class HTTPClient: Sendable {
     public func send(_ request: HTTPRequest) throws -> HTTPResponse {
         let handle = pool.take()
         defer { pool.give(handle) }
-        return try handle.perform(request, settings: settings)
+        return try handle.perform(request, settings: settings, bodyFile: nil)
+    }
+
+    /// Like `send`, but a 2xx answer's body is streamed into a file at
+    /// `path` (created or truncated) instead of memory; the response's body
+    /// holds only an error answer's text. Returns the bytes written.
+    public func download(_ request: HTTPRequest, to path: String) throws -> (response: HTTPResponse, bytes: Int) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SystemCallError("create \(path)", errno: errno) }
+        defer { close(fd) }
+        let handle = pool.take()
+        defer { pool.give(handle) }
+        let file = BodyFile(fd: fd)
+        let response = try handle.perform(request, settings: settings, bodyFile: file)
+        if let failure = file.failure { throw SystemCallError("write \(path)", errno: failure) }
+        return (response, file.written)
     }
 }
 
@@ -80,12 +95,16 @@ private final class EasyHandle {
         var status = 0
         var headers: [(name: String, value: String)] = []
         var body = Data()
+        var file: BodyFile?
+        var handle: UnsafeMutableRawPointer?
     }
 
-    func perform(_ request: HTTPRequest, settings: HTTPSettings) throws -> HTTPResponse {
+    func perform(_ request: HTTPRequest, settings: HTTPSettings, bodyFile: BodyFile?) throws -> HTTPResponse {
         // Keeps the handle's connection cache, forgets the last request's options.
         curl_easy_reset(raw)
         let transfer = Transfer()
+        transfer.file = bodyFile
+        transfer.handle = raw
         let box = Unmanaged.passRetained(transfer)
         defer { box.release() }
         var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
@@ -132,6 +151,12 @@ private final class EasyHandle {
 
         CKiln_curl_setopt_data_callback(raw, CURLOPT_WRITEFUNCTION) { data, size, count, user in
             let transfer = Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
+            var status = 0
+            CKiln_curl_getinfo_long(transfer.handle, CURLINFO_RESPONSE_CODE, &status)
+            if let file = transfer.file, (200..<300).contains(status) {
+                // A short count tells curl to stop with CURLE_WRITE_ERROR.
+                return file.write(UnsafeRawPointer(data!), size * count) ? size * count : 0
+            }
             transfer.body.append(UnsafeRawPointer(data!).assumingMemoryBound(to: UInt8.self), count: size * count)
             return size * count
         }
@@ -202,4 +227,28 @@ private final class EasyHandle {
     }
 
     private func milliseconds(_ seconds: TimeInterval) -> Int { max(1, Int(seconds * 1000)) }
+}
+
+/// The file a download streams into.
+final class BodyFile {
+    let fd: Int32
+    var written = 0
+    var failure: Int32?
+
+    init(fd: Int32) { self.fd = fd }
+
+    func write(_ data: UnsafeRawPointer, _ count: Int) -> Bool {
+        var offset = 0
+        while offset < count {
+            let result = Foundation.write(fd, data + offset, count - offset)
+            if result < 0 {
+                if errno == EINTR { continue }
+                failure = errno
+                return false
+            }
+            offset += result
+        }
+        written += count
+        return true
+    }
 }

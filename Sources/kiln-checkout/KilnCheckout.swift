@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkout
 import KilnCLI
 import KilnCore
 
@@ -7,13 +8,53 @@ struct KilnCheckout: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kiln-checkout",
         abstract: "Check out the pipeline's commit with libgit2 and write checkout.json.",
+        discussion: """
+            Every value defaults to GitLab's predefined variables, so a job with GIT_STRATEGY: none needs no flags.
+            The job token (CI_JOB_TOKEN, or one inside CI_REPOSITORY_URL) is given to git through a credential
+            callback only: it never enters .git/config, a printed URL or checkout.json.
+            """,
         version: Kiln.version)
 
     @OptionGroup var common: CommonOptions
 
+    @Option(name: .customLong("repository-url"), help: "Repository to fetch (default: $CI_REPOSITORY_URL).")
+    var repositoryURL: String?
+    @Option(help: "Commit to check out, 40 hex digits (default: $CI_COMMIT_SHA).")
+    var commit: String?
+    @Option(help: "Branch the commit is on (default: $CI_COMMIT_REF_NAME).")
+    var ref: String?
+    @Option(help: "Tag the pipeline is for (default: $CI_COMMIT_TAG).")
+    var tag: String?
+    @Option(name: .customLong("pipeline-id"), help: "Pipeline whose refs/pipelines/<id> to fetch (default: $CI_PIPELINE_ID).")
+    var pipelineID: String?
+    @Option(help: "Folder to check out into (default: $CI_PROJECT_DIR).")
+    var target: String?
+    @Option(help: "clone, fetch or archive (default: $KILN_GIT_STRATEGY, else clone/fetch from $GIT_STRATEGY, else fetch).")
+    var strategy: String?
+    @Option(help: "none, normal or recursive (default: $GIT_SUBMODULE_STRATEGY, else none).")
+    var submodules: String?
+    @Option(name: .customLong("clean-flags"), help: "git clean flags after checkout (default: $GIT_CLEAN_FLAGS, else -ffdx; none to keep all).")
+    var cleanFlags: String?
+    @Option(help: "Requested history depth ($GIT_DEPTH); libgit2 1.5 cannot honour it and says so.")
+    var depth: String?
+    @Option(name: .customLong("cache-dir"), help: "Keep the repository here between jobs (a GitLab cache: path) for the fetch strategy.")
+    var cacheDirectory: String?
+
     func run() throws {
-        try StageMain.run(stage: "kiln-checkout", options: common) { _ in
-            throw KilnError.notBuilt(stage: "kiln-checkout")
+        var flags = CheckoutFlags()
+        flags.repositoryURL = repositoryURL
+        flags.commit = commit
+        flags.ref = ref
+        flags.tag = tag
+        flags.pipelineID = pipelineID
+        flags.target = target
+        flags.strategy = strategy
+        flags.submodules = submodules
+        flags.cleanFlags = cleanFlags
+        flags.depth = depth
+        flags.cacheDirectory = cacheDirectory
+        try StageMain.run(stage: "kiln-checkout", options: common) { context in
+            _ = try CheckoutStage.perform(context, flags: flags)
         }
     }
 }

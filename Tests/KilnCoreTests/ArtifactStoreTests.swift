@@ -174,3 +174,18 @@ private func expectBadArtifact(_ body: () throws -> Void, mentions fragments: [S
         #expect(throws: KilnError.self) { try large.rendered() }
     }
 }
+
+struct ClashingPayload: ArtifactPayload {
+    static let schemaName = "clash"
+    static let schemaVersion = 1
+    var version: String
+}
+
+@Suite struct EnvelopeKeyTests {
+    @Test func aPayloadFieldNamedLikeTheEnvelopeIsRefused() {
+        let folder = TemporaryDirectory()
+        let store = ArtifactStore(directory: folder.path, producer: Producer(name: "t"))
+        #expect(throws: KilnError.self) { try store.write(ClashingPayload(version: "1.2.3")) }
+        #expect(!FileManager.default.fileExists(atPath: folder.file("clash.json")))
+    }
+}

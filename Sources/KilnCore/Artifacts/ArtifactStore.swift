@@ -60,6 +60,7 @@ public struct ArtifactStore: Sendable {
     @discardableResult
     public func write<P: ArtifactPayload>(_ payload: P, fileName: String? = nil) throws -> String {
         let target = path(fileName ?? Self.defaultFileName(for: P.self))
+        try Self.checkNoEnvelopeKeys(payload)
         let envelope = Envelope(
             schema: "kiln.\(P.schemaName)", version: P.schemaVersion,
             producer: producer, createdAt: now(), payload: payload)
@@ -69,6 +70,17 @@ public struct ArtifactStore: Sendable {
 
     public func writeDotenv(_ dotenv: Dotenv, fileName: String) throws {
         try AtomicFile.write(Data(try dotenv.rendered().utf8), to: path(fileName))
+    }
+
+    /// A payload key named like an envelope key would be overwritten
+    /// without a word: refuse it (a bug in the stage, caught by its tests).
+    static func checkNoEnvelopeKeys<P: ArtifactPayload>(_ payload: P) throws {
+        let data = try encoder.encode(payload)
+        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else { return }
+        let clashing = Set(object.keys).intersection(["schema", "version", "producer", "createdAt"])
+        guard clashing.isEmpty else {
+            throw KilnError.internalError("kiln.\(P.schemaName): payload field \(clashing.sorted().joined(separator: ", ")) is reserved for the envelope")
+        }
     }
 
     // MARK: reading, strictly

@@ -1,5 +1,5 @@
 import Foundation
-import KilnCore
+
 
 /// Everything a stage needs from the outside world, made once at the entry
 /// point and passed down: the job's environment, the log, the artifacts

@@ -1,7 +1,6 @@
 import Foundation
-import KilnCore
 
-/// Kiln's one retry policy for AWS: jittered exponential backoff ("full
+/// Kiln's one retry policy (AWS calls, git fetches, downloads): jittered exponential backoff ("full
 /// jitter", as in AWS's Architecture Blog and the SDKs' standard mode) with
 /// a cap, on throttling, 5xx and connection failures, up to a number of
 /// attempts. Throttling slows Kiln down; it does not fail a job until the

@@ -1,0 +1,64 @@
+import Foundation
+import KilnCore
+import KilnGit
+import KilnHTTP
+
+/// The archive strategy: the commit's files (no history) from GitLab's
+/// repository archive API, with the job token in the `JOB-TOKEN` header.
+struct ArchiveCheckout {
+    let stage: CheckoutStage
+    var request: CheckoutRequest { stage.request }
+
+    var archiveURL: String {
+        // A project path goes URL-encoded (`group%2Fapp`), as the API wants.
+        let project = request.project.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? request.project
+        return "\(request.serverURL)/api/v4/projects/\(project)/repository/archive.tar.gz?sha=\(request.commit)"
+    }
+
+    func run() throws -> CheckoutResult {
+        var clock = PhaseClock()
+        if request.submodules != .none {
+            stage.log.warning("GitLab's archives hold no submodules: GIT_SUBMODULE_STRATEGY=\(request.submodules.rawValue) is not applied under the archive strategy")
+        }
+        let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-archive-\(UUID().uuidString).tar.gz").path
+        defer { try? FileManager.default.removeItem(atPath: temporary) }
+        var headers: [(name: String, value: String)] = []
+        if let token = request.credentials?.password { headers.append(("JOB-TOKEN", token)) }
+        let bytes = try clock.time("download") { () -> Int in
+            var attempt = 0
+            while true {
+                attempt += 1
+                do {
+                    let (response, bytes) = try stage.http.download(HTTPRequest(url: archiveURL, headers: headers, timeout: 3600), to: temporary)
+                    switch response.status {
+                    case 200..<300:
+                        stage.log.line("archive: \(CheckoutStage.mebibytes(bytes)) from \(HTTPError.redacted(archiveURL))")
+                        return bytes
+                    case 401, 403:
+                        throw KilnError(.permissionDenied, "GitLab refused the job token for the archive of \(request.project) (HTTP \(response.status))")
+                    case 404:
+                        throw KilnError(.serviceUnavailable, "no archive of commit \(request.commit) in project \(request.project) (HTTP 404 from \(request.serverURL))")
+                    default:
+                        throw KilnError(.serviceUnavailable, "archive of \(request.commit): HTTP \(response.status) from \(request.serverURL)")
+                    }
+                } catch let error as HTTPError where error.isRetryable && attempt < stage.retry.maxAttempts {
+                    let wait = stage.retry.delay(after: attempt)
+                    stage.log.line("archive: \(error.detail); attempt \(attempt + 1) of \(stage.retry.maxAttempts) in \(String(format: "%.1f", wait))s")
+                    stage.retry.sleep(wait)
+                }
+            }
+        }
+        try clock.time("unpack") {
+            try FileManager.default.createDirectory(atPath: request.target, withIntermediateDirectories: true)
+            try stage.clearTarget()
+            // GitLab's archives hold one top folder (`<project>-<sha>-<sha>/`).
+            try stage.runner.check(
+                Command("tar", ["-xzf", temporary, "-C", request.target, "--strip-components=1", "--no-same-owner"]),
+                what: "unpacking the archive", failure: .serviceUnavailable)
+        }
+        let received = { () -> TransferProgress in var progress = TransferProgress(); progress.receivedBytes = bytes; return progress }()
+        return stage.result(
+            version: String(request.commit.prefix(8)), info: nil, submodules: [], received: received,
+            phases: clock.phases, discarded: nil)
+    }
+}

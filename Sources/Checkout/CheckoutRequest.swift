@@ -1,0 +1,223 @@
+import Foundation
+import KilnCore
+import KilnGit
+import KilnHTTP
+
+/// How the work tree is obtained.
+public enum CheckoutStrategy: String, Sendable, CaseIterable, SettingValue {
+    /// A fresh repository every time.
+    case clone
+    /// Reuse the repository in the target folder or the cache folder; fetch what is new.
+    case fetch
+    /// Download the commit's files (no history) through GitLab's archive API.
+    case archive
+
+    public static var expected: String { "clone, fetch or archive" }
+    public init?(settingText: String) { self.init(rawValue: settingText.lowercased()) }
+}
+
+public enum SubmoduleStrategy: String, Sendable, CaseIterable, SettingValue {
+    case none, normal, recursive
+    public static var expected: String { "none, normal or recursive" }
+    public init?(settingText: String) { self.init(rawValue: settingText.lowercased()) }
+}
+
+/// What `git clean` removes after the checkout, from `GIT_CLEAN_FLAGS`
+/// (GitLab's default `-ffdx`; `none` keeps everything).
+public struct CleanFlags: Sendable, Equatable, SettingValue {
+    public var enabled: Bool
+    /// `-d`: untracked folders too.
+    public var directories: Bool
+    /// `-x`: ignored files too. `-X`: only ignored files.
+    public var ignored: Bool
+    public var onlyIgnored: Bool
+    /// `-e PATTERN`: paths (prefixes) to keep.
+    public var excluded: [String]
+
+    public static var expected: String { "git clean flags such as -ffdx, or none" }
+
+    public init?(settingText: String) {
+        let words = settingText.split(separator: " ").map(String.init)
+        enabled = !(words.isEmpty || words == ["none"])
+        directories = false
+        ignored = false
+        onlyIgnored = false
+        excluded = []
+        var index = 0
+        while index < words.count {
+            let word = words[index]
+            if word == "none" && words.count == 1 { break }
+            if word == "-e" || word == "--exclude" {
+                guard index + 1 < words.count else { return nil }
+                excluded.append(words[index + 1])
+                index += 2
+                continue
+            }
+            if word.hasPrefix("--exclude=") {
+                excluded.append(String(word.dropFirst("--exclude=".count)))
+            } else if word.hasPrefix("-") && !word.hasPrefix("--") {
+                for flag in word.dropFirst() {
+                    switch flag {
+                    case "f", "q": break
+                    case "d": directories = true
+                    case "x": ignored = true
+                    case "X": onlyIgnored = true
+                    default: return nil
+                    }
+                }
+            } else if word == "--force" || word == "--quiet" {
+                // as -f, -q
+            } else {
+                return nil
+            }
+            index += 1
+        }
+    }
+
+    public static let gitLabDefault = CleanFlags(settingText: "-ffdx")!
+}
+
+/// Everything the checkout needs, resolved once from flags, the job's
+/// variables and kiln.yml. Holds the job token; never written anywhere.
+public struct CheckoutRequest: Sendable {
+    /// The repository URL without any user name or password.
+    public var repositoryURL: String
+    public var credentials: GitCredentials?
+    public var commit: String
+    public var ref: String?
+    public var tag: String?
+    public var pipelineID: String?
+    public var target: String
+    public var artifactsDirectory: String
+    public var strategy: CheckoutStrategy
+    public var submodules: SubmoduleStrategy
+    public var clean: CleanFlags
+    public var depth: Int?
+    public var cacheDirectory: String?
+    /// For the archive strategy: GitLab's URL and the project (id or path).
+    public var serverURL: String
+    public var project: String
+
+    public init(
+        repositoryURL: String, credentials: GitCredentials?, commit: String, ref: String?, tag: String?,
+        pipelineID: String?, target: String, artifactsDirectory: String, strategy: CheckoutStrategy,
+        submodules: SubmoduleStrategy, clean: CleanFlags, depth: Int?, cacheDirectory: String?,
+        serverURL: String, project: String
+    ) {
+        self.repositoryURL = repositoryURL
+        self.credentials = credentials
+        self.commit = commit
+        self.ref = ref
+        self.tag = tag
+        self.pipelineID = pipelineID
+        self.target = target
+        self.artifactsDirectory = artifactsDirectory
+        self.strategy = strategy
+        self.submodules = submodules
+        self.clean = clean
+        self.depth = depth
+        self.cacheDirectory = cacheDirectory
+        self.serverURL = serverURL
+        self.project = project
+    }
+
+    /// The refspecs that reach the commit, as gitlab-runner fetches them:
+    /// the pipeline's ref, the branch or the tag.
+    public var refspecs: [String] {
+        var specs: [String] = []
+        if let pipelineID { specs.append("+refs/pipelines/\(pipelineID):refs/pipelines/\(pipelineID)") }
+        if let tag {
+            specs.append("+refs/tags/\(tag):refs/tags/\(tag)")
+        } else if let ref {
+            specs.append("+refs/heads/\(ref):refs/remotes/origin/\(ref)")
+        }
+        return specs
+    }
+}
+
+/// Flags of `kiln-checkout`, each overriding its variable.
+public struct CheckoutFlags: Sendable {
+    public var repositoryURL: String?
+    public var commit: String?
+    public var ref: String?
+    public var tag: String?
+    public var pipelineID: String?
+    public var target: String?
+    public var strategy: String?
+    public var submodules: String?
+    public var cleanFlags: String?
+    public var depth: String?
+    public var cacheDirectory: String?
+
+    public init() {}
+}
+
+extension CheckoutRequest {
+    /// Resolves the request: flag, else variable, else `checkout.*` in
+    /// kiln.yml, else the default. A token inside the repository URL is
+    /// taken out of it and used through the credential callback.
+    public static func resolve(_ flags: CheckoutFlags, settings: Settings, artifactsDirectory: String, log: LogWriter) throws -> CheckoutRequest {
+        let job = settings.job
+        let rawURL: String
+        if let url = flags.repositoryURL ?? job.repositoryURL {
+            rawURL = url
+        } else if let server = job.serverURL, let path = job.projectPath {
+            rawURL = "\(server)/\(path).git"
+        } else {
+            throw KilnError.badConfiguration("no repository: give --repository-url, or CI_REPOSITORY_URL (or CI_SERVER_URL and CI_PROJECT_PATH)")
+        }
+        guard var components = URLComponents(string: rawURL), let host = components.host,
+              ["http", "https"].contains(components.scheme?.lowercased() ?? "") else {
+            throw KilnError.badConfiguration("repository URL '\(HTTPError.redacted(rawURL))' is not an http(s) URL")
+        }
+        let urlUser = components.user
+        let urlPassword = components.password
+        components.user = nil
+        components.password = nil
+        let cleanURL = components.string!
+        let token = job.jobToken ?? urlPassword
+        let hostPort = components.port.map { "\(host):\($0)" } ?? host
+        let credentials = token.map { GitCredentials(username: urlUser ?? "gitlab-ci-token", password: $0, host: hostPort) }
+
+        guard let commit = flags.commit ?? job.commitSHA else {
+            throw KilnError.badConfiguration("no commit: give --commit, or CI_COMMIT_SHA")
+        }
+        guard commit.count == 40, commit.allSatisfy(\.isHexDigit) else {
+            throw KilnError.badConfiguration("commit '\(commit)' is not a full 40-character SHA")
+        }
+
+        // GIT_STRATEGY is "none" in jobs where Kiln checks out (the runner's
+        // own checkout is off); only clone and fetch carry over from it.
+        let gitStrategy = job.gitStrategy.flatMap { CheckoutStrategy(rawValue: $0.lowercased()) }.flatMap { $0 == .archive ? nil : $0 }
+        let strategy: Resolved<CheckoutStrategy> = try settings.require(
+            "checkout.strategy", flag: ("strategy", flags.strategy), environment: "KILN_GIT_STRATEGY",
+            default: gitStrategy ?? .fetch)
+        let submodules: Resolved<SubmoduleStrategy> = try settings.require(
+            "checkout.submodules", flag: ("submodules", flags.submodules), environment: "GIT_SUBMODULE_STRATEGY", default: SubmoduleStrategy.none)
+        let clean: Resolved<CleanFlags> = try settings.require(
+            "checkout.clean_flags", flag: ("clean-flags", flags.cleanFlags), environment: "GIT_CLEAN_FLAGS", default: .gitLabDefault)
+        let depth: Resolved<Int>? = try settings.resolve("checkout.depth", flag: ("depth", flags.depth), environment: "GIT_DEPTH")
+        let cache: Resolved<String>? = try settings.resolve("checkout.cache_dir", flag: ("cache-dir", flags.cacheDirectory), environment: "KILN_CHECKOUT_CACHE_DIR")
+        let target = flags.target ?? job.projectDirectory ?? FileManager.default.currentDirectoryPath
+
+        let server = job.serverURL ?? {
+            var origin = URLComponents()
+            origin.scheme = components.scheme
+            origin.host = components.host
+            origin.port = components.port
+            return origin.string ?? ""
+        }()
+        var projectPath = components.path
+        if projectPath.hasPrefix("/") { projectPath.removeFirst() }
+        if projectPath.hasSuffix(".git") { projectPath.removeLast(4) }
+        let project = job.projectID ?? job.projectPath ?? projectPath
+
+        return CheckoutRequest(
+            repositoryURL: cleanURL, credentials: credentials, commit: commit.lowercased(),
+            ref: flags.ref ?? job.commitRefName, tag: flags.tag ?? job.commitTag, pipelineID: flags.pipelineID ?? job.pipelineID,
+            target: (target as NSString).standardizingPath, artifactsDirectory: (artifactsDirectory as NSString).standardizingPath,
+            strategy: strategy.value, submodules: submodules.value, clean: clean.value,
+            depth: depth?.value == 0 ? nil : depth?.value, cacheDirectory: cache?.value, serverURL: server, project: project)
+    }
+}
+

@@ -1,0 +1,35 @@
+import Foundation
+import KilnCore
+
+/// checkout.json: what was checked out, how, and what it cost.
+public struct CheckoutResult: ArtifactPayload, Equatable {
+    public static let schemaName = "checkout"
+    public static let schemaVersion = 1
+
+    public struct Submodule: Codable, Sendable, Equatable {
+        public var name: String
+        public var path: String
+        public var commit: String
+    }
+
+    /// The repository URL, without credentials.
+    public var repository: String
+    public var commit: String
+    public var shortCommit: String
+    public var ref: String?
+    public var tag: String?
+    public var pipelineID: String?
+    /// `v1.2.0-3-gabc1234` (nearest tag and distance) when history is
+    /// there, the short commit otherwise. (`version` is the envelope's.)
+    public var versionString: String
+    public var commitTime: Date?
+    public var subject: String?
+    public var strategy: String
+    public var submodules: [Submodule]
+    public var bytesReceived: Int
+    public var objectsReceived: Int
+    /// Seconds each phase took (`prepare`, `fetch`, `checkout`, `clean`, `submodules`, `download`, `unpack`).
+    public var phases: [String: Double]
+    /// Why a reused repository was thrown away, if one was.
+    public var discardedCache: String?
+}

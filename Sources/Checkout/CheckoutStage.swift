@@ -1,0 +1,118 @@
+import Foundation
+import KilnCore
+import KilnGit
+import KilnHTTP
+
+/// kiln-checkout: puts the pipeline's commit into the project folder, with
+/// libgit2 (clone, fetch) or GitLab's archive API, sparing the artifacts
+/// folder that earlier jobs' artifacts were unpacked into.
+public struct CheckoutStage {
+    public let request: CheckoutRequest
+    public let log: LogWriter
+    public let runner: ProcessRunner
+    public let http: HTTPClient
+    public var retry: RetryPolicy
+
+    public init(request: CheckoutRequest, log: LogWriter, runner: ProcessRunner, http: HTTPClient, retry: RetryPolicy = RetryPolicy(maxAttempts: 4, baseDelay: 1, maxDelay: 8)) {
+        self.request = request
+        self.log = log
+        self.runner = runner
+        self.http = http
+        self.retry = retry
+    }
+
+    public func run() throws -> CheckoutResult {
+        if let depth = request.depth, request.strategy != .archive {
+            log.warning("""
+                GIT_DEPTH=\(depth) is not honoured: libgit2 1.5 cannot fetch shallow, so the whole history of the \
+                fetched refs is received. The archive strategy (KILN_GIT_STRATEGY=archive) downloads only the \
+                commit's files; the fetch strategy with a cache (--cache-dir) receives only what is new.
+                """)
+        }
+        switch request.strategy {
+        case .archive: return try ArchiveCheckout(stage: self).run()
+        case .clone, .fetch: return try GitCheckout(stage: self).run()
+        }
+    }
+
+    /// The artifacts folder's path relative to the target, if it lies inside it.
+    var artifactsRelative: String? {
+        let target = request.target.hasSuffix("/") ? request.target : request.target + "/"
+        guard request.artifactsDirectory.hasPrefix(target) else { return nil }
+        return String(request.artifactsDirectory.dropFirst(target.count))
+    }
+
+    /// Names in the target other than the artifacts folder (and, when asked, `.git`).
+    func foreignEntries(keepingGit: Bool) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: request.target)) ?? []
+        let artifactsTop = artifactsRelative?.split(separator: "/").first.map(String.init)
+        return names.filter { $0 != artifactsTop && !(keepingGit && $0 == ".git") }
+    }
+
+    /// Empties the target but for the artifacts folder.
+    func clearTarget() throws {
+        for name in foreignEntries(keepingGit: false) {
+            try FileManager.default.removeItem(atPath: (request.target as NSString).appendingPathComponent(name))
+        }
+    }
+
+    /// Progress lines: at most one a second, never one per object.
+    func progressReporter(_ what: String) -> (TransferProgress) -> Void {
+        let state = ProgressState()
+        return { progress in
+            let now = Date()
+            guard now.timeIntervalSince(state.lastReport) >= 1 else { return }
+            state.lastReport = now
+            let elapsed = max(0.001, now.timeIntervalSince(state.started))
+            log.line("\(what): \(progress.receivedObjects)/\(progress.totalObjects) objects, \(Self.mebibytes(progress.receivedBytes)), \(Self.mebibytes(Int(Double(progress.receivedBytes) / elapsed)))/s")
+        }
+    }
+
+    static func mebibytes(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
+
+    func result(
+        version: String, info: CommitInfo?, submodules: [CheckoutResult.Submodule], received: TransferProgress,
+        phases: [String: Double], discarded: String?
+    ) -> CheckoutResult {
+        CheckoutResult(
+            repository: request.repositoryURL, commit: request.commit, shortCommit: String(request.commit.prefix(8)),
+            ref: request.ref, tag: request.tag, pipelineID: request.pipelineID, versionString: version,
+            commitTime: info?.time, subject: info?.subject, strategy: request.strategy.rawValue, submodules: submodules,
+            bytesReceived: received.receivedBytes, objectsReceived: received.receivedObjects,
+            phases: phases.mapValues { ($0 * 1000).rounded() / 1000 }, discardedCache: discarded)
+    }
+}
+
+private final class ProgressState {
+    let started = Date()
+    var lastReport = Date.distantPast
+}
+
+/// Times phases for checkout.json.
+struct PhaseClock {
+    private(set) var phases: [String: Double] = [:]
+    mutating func time<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
+        let started = Date()
+        defer { phases[name, default: 0] += Date().timeIntervalSince(started) }
+        return try body()
+    }
+}
+
+extension CheckoutStage {
+    /// The whole stage as the executable runs it: resolve, check out, and
+    /// write checkout.json and checkout.env (`KILN_COMMIT`, `KILN_VERSION`).
+    public static func perform(_ context: StageContext, flags: CheckoutFlags) throws -> CheckoutResult {
+        let request = try CheckoutRequest.resolve(flags, settings: context.settings, artifactsDirectory: context.artifacts.directory, log: context.log)
+        let http = HTTPClient(settings: HTTPSettings(job: context.job))
+        let result = try context.log.section("kiln_checkout", title: "Checking out \(request.commit.prefix(12)) (\(request.strategy.rawValue)) from \(request.repositoryURL)") {
+            try CheckoutStage(request: request, log: context.log, runner: context.runner, http: http).run()
+        }
+        try context.artifacts.write(result)
+        var dotenv = Dotenv()
+        dotenv.set("KILN_COMMIT", result.commit)
+        dotenv.set("KILN_VERSION", result.versionString)
+        try context.artifacts.writeDotenv(dotenv, fileName: "checkout.env")
+        context.log.line("checkout: \(result.versionString) in \(request.target); \(context.artifacts.path("checkout.json"))")
+        return result
+    }
+}
