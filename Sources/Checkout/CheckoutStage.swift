@@ -35,21 +35,33 @@ public struct CheckoutStage {
         }
     }
 
-    /// The artifacts folder's path relative to the target, if it lies inside it.
-    var artifactsRelative: String? {
+    /// Folders inside the target that a checkout never removes, relative
+    /// to it ("kiln/"): the artifacts folder (earlier jobs' artifacts are
+    /// unpacked there) and the repository cache when it is a `cache:` path
+    /// inside the project.
+    var sparedPaths: [String] {
         let target = request.target.hasSuffix("/") ? request.target : request.target + "/"
-        guard request.artifactsDirectory.hasPrefix(target) else { return nil }
-        return String(request.artifactsDirectory.dropFirst(target.count))
+        return [request.artifactsDirectory, request.cacheDirectory].compactMap { folder in
+            guard let folder else { return nil }
+            let standardized = (folder as NSString).standardizingPath + "/"
+            guard standardized.hasPrefix(target) else { return nil }
+            return String(standardized.dropFirst(target.count))
+        }
     }
 
-    /// Names in the target other than the artifacts folder (and, when asked, `.git`).
+    /// Whether removing this target-relative path would touch a spared folder.
+    func isSpared(_ path: String) -> Bool {
+        let path = path.hasSuffix("/") ? path : path + "/"
+        return sparedPaths.contains { $0.hasPrefix(path) || path.hasPrefix($0) }
+    }
+
+    /// Names in the target other than the spared folders (and, when asked, `.git`).
     func foreignEntries(keepingGit: Bool) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: request.target)) ?? []
-        let artifactsTop = artifactsRelative?.split(separator: "/").first.map(String.init)
-        return names.filter { $0 != artifactsTop && !(keepingGit && $0 == ".git") }
+        return names.filter { !isSpared($0) && !(keepingGit && $0 == ".git") }
     }
 
-    /// Empties the target but for the artifacts folder.
+    /// Empties the target but for the spared folders.
     func clearTarget() throws {
         for name in foreignEntries(keepingGit: false) {
             try FileManager.default.removeItem(atPath: (request.target as NSString).appendingPathComponent(name))

@@ -181,17 +181,16 @@ struct GitCheckout {
 
     // MARK: cleaning
 
-    /// `git clean` with `GIT_CLEAN_FLAGS`, never touching the artifacts folder.
+    /// `git clean` with `GIT_CLEAN_FLAGS`, never touching the spared folders.
     private func clean(_ repository: GitRepository) throws {
         let flags = request.clean
         guard flags.enabled else { return }
-        let artifacts = stage.artifactsRelative.map { $0.hasSuffix("/") ? $0 : $0 + "/" }
         var removed = 0
         for entry in try repository.untrackedPaths(includeIgnored: flags.ignored || flags.onlyIgnored) {
             let path = entry.path
             if flags.onlyIgnored && !entry.ignored { continue }
             if path.hasSuffix("/") && !flags.directories { continue }
-            if let artifacts, artifacts.hasPrefix(path) || path.hasPrefix(artifacts) { continue }
+            if stage.isSpared(path) { continue }
             if path == ".git" || path.hasPrefix(".git/") { continue }
             if flags.excluded.contains(where: { fnmatch($0, path, 0) == 0 || fnmatch($0, String(path.dropLast()), 0) == 0 || path.hasPrefix($0 + "/") }) { continue }
             try FileManager.default.removeItem(atPath: (request.target as NSString).appendingPathComponent(path))

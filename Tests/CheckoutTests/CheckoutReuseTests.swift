@@ -99,6 +99,27 @@ import Testing
         }
     }
 
+    /// The cache as a GitLab `cache:` path inside the project folder: the
+    /// clean after the checkout must not remove it.
+    @Test func cacheInsideTheProjectSurvivesTheClean() throws {
+        let fixture = try GitFixture()
+        let (work, first) = try largeProject(fixture)
+        let project = TemporaryDirectory("kiln-project")
+        try withGitServer(fixture) { server in
+            let cold = try runCheckout(server: server, project: project.path, commit: first, arguments: ["--cache-dir", project.file(".kiln-git")])
+            #expect(cold.exitCode == 0, "\(cold.output)")
+            let coldBytes = cold.json["bytesReceived"] as? Int ?? 0  // read now: the next run rewrites the file
+            let second = try fixture.commit(work, ["a.txt": "2\n"], message: "Next")
+            try fixture.push(work)
+            let warm = try runCheckout(server: server, project: project.path, commit: second, arguments: ["--cache-dir", project.file(".kiln-git")])
+            #expect(warm.exitCode == 0, "\(warm.output)")
+            #expect(warm.output.contains("reusing the repository"))
+            #expect(FileManager.default.fileExists(atPath: project.file(".kiln-git/HEAD")))
+            #expect(coldBytes > 200_000)
+            #expect((warm.json["bytesReceived"] as? Int ?? .max) < coldBytes / 20)
+        }
+    }
+
     @Test func cacheFolderKeepsTheRepositoryBetweenJobs() throws {
         let fixture = try GitFixture()
         let (work, first) = try largeProject(fixture)

@@ -11,6 +11,7 @@ struct CheckoutRun {
     let result: ProcessResult
     let output: String
     let project: String
+    /// checkout.json as it is now (a later run in the same folder rewrites it).
     var json: [String: Any] {
         guard let data = FileManager.default.contents(atPath: "\(project)/kiln/checkout.json"),
               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
