@@ -27,6 +27,7 @@ let package = Package(
         .target(name: "KilnGit", dependencies: ["KilnCore", "CLibGit2"]),
         .target(name: "KilnAWS", dependencies: ["KilnCore", "KilnHTTP"]),
         .target(name: "Checkout", dependencies: ["KilnCore", "KilnGit", "KilnHTTP"]),
+        .target(name: "Build", dependencies: ["KilnCore", "Checkout"]),
         .target(name: "KilnCLI", dependencies: [
             "KilnCore", "KilnGit", "KilnHTTP", "KilnAWS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -34,7 +35,7 @@ let package = Package(
     ]
     + [
         .executableTarget(name: "kiln-checkout", dependencies: ["KilnCLI", "Checkout"]),
-        .executableTarget(name: "kiln-build", dependencies: ["KilnCLI"]),
+        .executableTarget(name: "kiln-build", dependencies: ["KilnCLI", "Build"]),
         .executableTarget(name: "kiln-bake", dependencies: ["KilnCLI"]),
         .executableTarget(name: "kiln-userdata", dependencies: ["KilnCLI"]),
         .executableTarget(name: "kiln-rotate", dependencies: ["KilnCLI"]),
@@ -45,6 +46,7 @@ let package = Package(
         .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
         .testTarget(name: "KilnGitTests", dependencies: ["KilnGit"]),
         .testTarget(name: "CheckoutTests", dependencies: ["Checkout", "KilnTestSupport"]),
+        .testTarget(name: "BuildTests", dependencies: ["Build", "KilnTestSupport"]),
         .testTarget(name: "KilnAWSTests", dependencies: ["KilnAWS", "KilnTestSupport"]),
         .testTarget(
             name: "KilnExecutableTests",

@@ -32,4 +32,26 @@ public struct CheckoutResult: ArtifactPayload, Equatable {
     public var phases: [String: Double]
     /// Why a reused repository was thrown away, if one was.
     public var discardedCache: String?
+
+    public init(
+        repository: String, commit: String, shortCommit: String, ref: String?, tag: String?, pipelineID: String?,
+        versionString: String, commitTime: Date?, subject: String?, strategy: String, submodules: [Submodule],
+        bytesReceived: Int, objectsReceived: Int, phases: [String: Double], discardedCache: String?
+    ) {
+        self.repository = repository
+        self.commit = commit
+        self.shortCommit = shortCommit
+        self.ref = ref
+        self.tag = tag
+        self.pipelineID = pipelineID
+        self.versionString = versionString
+        self.commitTime = commitTime
+        self.subject = subject
+        self.strategy = strategy
+        self.submodules = submodules
+        self.bytesReceived = bytesReceived
+        self.objectsReceived = objectsReceived
+        self.phases = phases
+        self.discardedCache = discardedCache
+    }
 }

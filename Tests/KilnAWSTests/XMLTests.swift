@@ -1,4 +1,5 @@
 import KilnAWS
+import KilnCore
 import Testing
 
 @Suite struct XMLTests {

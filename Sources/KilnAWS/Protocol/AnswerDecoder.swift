@@ -1,3 +1,4 @@
+import KilnCore
 // Decoding of Query answers, shared by every service's file.
 
 /// Reads one action's answer; a missing required field is an

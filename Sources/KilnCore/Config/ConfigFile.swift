@@ -147,3 +147,55 @@ public struct ConfigFile: Sendable, Equatable {
         }
     }
 }
+
+/// Reading structured sections of kiln.yml with errors that name the file,
+/// line and key path (`kiln.yml:14: build.test[1].timeout: ...`).
+extension ConfigFile {
+    public func fail(_ node: ConfigNode, _ keyPath: String, _ problem: String) -> KilnError {
+        KilnError.badConfiguration("\(location(node)): \(keyPath): \(problem)")
+    }
+
+    public func scalar(_ node: ConfigNode, _ keyPath: String) throws -> String {
+        guard case .scalar(let text, _) = node else { throw fail(node, keyPath, "expected a string, found \(node.kind)") }
+        return text
+    }
+
+    public func value<Value: SettingValue>(_ node: ConfigNode, _ keyPath: String, as _: Value.Type = Value.self) throws -> Value {
+        let text = try scalar(node, keyPath)
+        guard let value = Value(settingText: text) else { throw fail(node, keyPath, "expected \(Value.expected), got '\(text)'") }
+        return value
+    }
+
+    public func list(_ node: ConfigNode, _ keyPath: String) throws -> [ConfigNode] {
+        guard case .sequence(let items, _) = node else { throw fail(node, keyPath, "expected a list, found \(node.kind)") }
+        return items
+    }
+
+    /// A list, or a single value standing for a list of one.
+    public func listOrOne(_ node: ConfigNode, _ keyPath: String) -> [ConfigNode] {
+        if case .sequence(let items, _) = node { return items }
+        return [node]
+    }
+
+    /// A mapping's entries, refusing keys not in `allowed` (a typo is an
+    /// error, not a setting silently ignored).
+    public func mapping(_ node: ConfigNode, _ keyPath: String, allowed: Set<String>) throws -> [String: ConfigNode] {
+        guard case .mapping(let entries, _) = node else { throw fail(node, keyPath, "expected a mapping, found \(node.kind)") }
+        var result: [String: ConfigNode] = [:]
+        for (key, value) in entries {
+            guard allowed.contains(key) else {
+                throw fail(value, keyPath.isEmpty ? key : "\(keyPath).\(key)", "unknown key; expected one of \(allowed.sorted().joined(separator: ", "))")
+            }
+            result[key] = value
+        }
+        return result
+    }
+
+    /// A mapping of strings to strings (`env:`).
+    public func stringMap(_ node: ConfigNode, _ keyPath: String) throws -> [String: String] {
+        guard case .mapping(let entries, _) = node else { throw fail(node, keyPath, "expected a mapping, found \(node.kind)") }
+        var result: [String: String] = [:]
+        for (key, value) in entries { result[key] = try scalar(value, "\(keyPath).\(key)") }
+        return result
+    }
+}

@@ -1,8 +1,8 @@
-import KilnCore
+
 
 /// An element of an AWS XML answer. AWS's Query APIs answer with plain XML:
 /// elements and text, a namespace on the root, entities, nothing more. This
-/// small reader keeps Kiln free of libxml2 at run time and is strict: a
+/// small reader (shared by the AWS client and the JUnit reports) keeps Kiln free of libxml2 at run time and is strict: a
 /// malformed answer is an error, never a crash or a half-read value.
 public struct XMLElement: Sendable, Equatable {
     public let name: String
@@ -11,6 +11,13 @@ public struct XMLElement: Sendable, Equatable {
     /// The element's own text (concatenated, entities decoded), trimmed of
     /// the indentation some services add.
     public let text: String
+
+    public init(name: String, attributes: [String: String] = [:], children: [XMLElement] = [], text: String = "") {
+        self.name = name
+        self.attributes = attributes
+        self.children = children
+        self.text = text
+    }
 
     /// The first child of that name.
     public subscript(name: String) -> XMLElement? {
@@ -222,5 +229,41 @@ extension String {
         while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
         while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
         return String(scalars)
+    }
+}
+
+extension XMLElement {
+    /// The element as XML text: attributes in sorted order (so the same
+    /// element always gives the same bytes), text escaped, two-space indents.
+    public func serialized(indent: Int = 0) -> String {
+        let pad = String(repeating: "  ", count: indent)
+        let attributeText = attributes.keys.sorted().map { " \($0)=\"\(Self.escape(attributes[$0]!, attribute: true))\"" }.joined()
+        if children.isEmpty && text.isEmpty { return "\(pad)<\(name)\(attributeText)/>\n" }
+        if children.isEmpty { return "\(pad)<\(name)\(attributeText)>\(Self.escape(text, attribute: false))</\(name)>\n" }
+        var out = "\(pad)<\(name)\(attributeText)>\n"
+        if !text.isEmpty { out += "\(pad)  \(Self.escape(text, attribute: false))\n" }
+        for child in children { out += child.serialized(indent: indent + 1) }
+        return out + "\(pad)</\(name)>\n"
+    }
+
+    static func escape(_ text: String, attribute: Bool) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"" where attribute: out += "&quot;"
+            case "\n" where attribute: out += "&#10;"
+            case "\t" where attribute: out += "&#9;"
+            case "\r": out += "&#13;"
+            default:
+                // Characters XML 1.0 forbids (most control characters) are dropped.
+                if scalar.value < 0x20 && scalar != "\n" && scalar != "\t" { continue }
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 }

@@ -1,0 +1,156 @@
+import Checkout
+import Foundation
+import KilnCore
+
+/// build.json: what was built and tested, and the artifact for the bake.
+public struct BuildResult: ArtifactPayload, Equatable {
+    public static let schemaName = "build"
+    public static let schemaVersion = 1
+
+    public struct CommandRun: Codable, Sendable, Equatable {
+        public var name: String
+        public var command: String
+        public var phase: String
+        public var durationSeconds: Double
+        /// `exit 0`, `exit 2`, `signal 9 (SIGKILL)`, `timed out`.
+        public var status: String
+        public var succeeded: Bool
+    }
+
+    public struct TestReport: Codable, Sendable, Equatable {
+        public var counts: TestCounts
+        public var reports: [String]
+        /// The merged report, for `artifacts:reports:junit`.
+        public var merged: String
+    }
+
+    public var application: String
+    /// The application's version (`version` is the envelope's).
+    public var applicationVersion: String
+    public var commit: String
+    /// `passed`, or `failed` (the tests failed; nothing was packed).
+    public var outcome: String
+    public var artifact: ApplicationArtifact?
+    public var tests: TestReport?
+    public var commands: [CommandRun]
+}
+
+/// kiln-build: runs the project's build and test commands, reports the
+/// tests to GitLab, and packs the one artifact the bake installs.
+public struct BuildStage {
+    public let context: StageContext
+    public var versionOverride: String?
+
+    public init(context: StageContext, versionOverride: String? = nil) {
+        self.context = context
+        self.versionOverride = versionOverride
+    }
+
+    var projectDirectory: String { context.job.projectDirectory ?? FileManager.default.currentDirectoryPath }
+
+    public func run() throws -> BuildResult {
+        let checkout = try context.artifacts.read(CheckoutResult.self).payload
+        let configuration = try BuildConfiguration.load(context.settings)
+        // A tag pipeline builds the tag's version; otherwise the checkout's.
+        let version = versionOverride ?? context.job.commitTag ?? checkout.versionString
+        let log = context.log
+        log.line("build: \(configuration.application) \(version) at \(checkout.shortCommit)")
+
+        var runs: [BuildResult.CommandRun] = []
+        var environment = context.job.environment
+        environment["KILN_VERSION"] = version
+        environment["KILN_COMMIT"] = checkout.commit
+        environment["KILN_APPLICATION"] = configuration.application
+
+        var result = BuildResult(
+            application: configuration.application, applicationVersion: version, commit: checkout.commit,
+            outcome: "failed", artifact: nil, tests: nil, commands: [])
+
+        // Build commands: the first failure ends the stage.
+        for command in configuration.commands {
+            let run = try execute(command, phase: "build", environment: environment)
+            runs.append(run)
+            guard run.succeeded else {
+                result.commands = runs
+                try write(result)
+                throw KilnError(.projectFailed, "build command '\(command.name)' (\(command.location)) \(run.status): \(command.run)")
+            }
+        }
+        // Test commands: a failure still lets the reports be collected.
+        var failedTest: (ProjectCommand, BuildResult.CommandRun)?
+        for command in configuration.tests where failedTest == nil {
+            let run = try execute(command, phase: "test", environment: environment)
+            runs.append(run)
+            if !run.succeeded { failedTest = (command, run) }
+        }
+        result.commands = runs
+        if !configuration.junit.isEmpty {
+            do {
+                result.tests = try collectReports(configuration.junit)
+            } catch {
+                try write(result)
+                throw error
+            }
+        }
+        if let (command, run) = failedTest {
+            try write(result)
+            throw KilnError(.projectFailed, "test command '\(command.name)' (\(command.location)) \(run.status): \(command.run)")
+        }
+
+        let artifactName = "\(Self.fileSafe(configuration.application))-\(Self.fileSafe(version)).tar.gz"
+        let time = Int(context.job["SOURCE_DATE_EPOCH"] ?? "") ?? Int(checkout.commitTime?.timeIntervalSince1970 ?? 0)
+        result.artifact = try log.section("kiln_package", title: "Packaging \(configuration.application) \(version)") {
+            try Packager(runner: context.runner, projectDirectory: projectDirectory, artifactsDirectory: context.artifacts.directory)
+                .package(configuration.package, name: artifactName, time: time, location: configuration.location)
+        }
+        result.outcome = "passed"
+        try write(result)
+        if let artifact = result.artifact {
+            log.line("artifact: \(artifact.path), \(artifact.size) bytes, sha256 \(artifact.sha256)")
+        }
+        return result
+    }
+
+    private func execute(_ command: ProjectCommand, phase: String, environment: [String: String]) throws -> BuildResult.CommandRun {
+        var environment = environment
+        environment.merge(command.environment) { $1 }
+        let result = try context.log.section("\(phase)_\(command.name)", title: "$ \(command.run)") {
+            try context.runner.run(
+                .shell(command.run, environment: environment, workingDirectory: projectDirectory),
+                timeout: command.timeout?.value)
+        }
+        let status: String = result.timedOut
+            ? "timed out after \(LogWriter.formatDuration(command.timeout?.value ?? 0)) and was stopped"
+            : result.termination.succeeded ? "exit 0" : "failed with \(result.termination)"
+        context.log.line("\(command.name): \(status) in \(LogWriter.formatDuration(result.duration))")
+        return .init(
+            name: command.name, command: command.run, phase: phase, durationSeconds: (result.duration * 1000).rounded() / 1000,
+            status: status, succeeded: result.termination.succeeded && !result.timedOut)
+    }
+
+    private func collectReports(_ globs: [String]) throws -> BuildResult.TestReport {
+        let (files, suites, counts) = try JUnitReports.collect(globs: globs, in: projectDirectory)
+        let merged = context.artifacts.path("junit.xml")
+        try AtomicFile.write(Data(JUnitReports.merged(suites, counts: counts).utf8), to: merged)
+        context.log.line("tests: \(counts.summary) (\(files.count) report\(files.count == 1 ? "" : "s"))")
+        let relative = merged.hasPrefix(projectDirectory + "/") ? String(merged.dropFirst(projectDirectory.count + 1)) : merged
+        return .init(counts: counts, reports: files, merged: relative)
+    }
+
+    private func write(_ result: BuildResult) throws {
+        try context.artifacts.write(result)
+        var dotenv = Dotenv()
+        dotenv.set("KILN_VERSION", result.applicationVersion)
+        if let artifact = result.artifact {
+            dotenv.set("KILN_ARTIFACT", artifact.path)
+            dotenv.set("KILN_ARTIFACT_SHA256", artifact.sha256)
+        }
+        try context.artifacts.writeDotenv(dotenv, fileName: "build.env")
+    }
+
+    /// A name safe in a file name: letters, digits, `.`, `_`, `-`, `+`.
+    static func fileSafe(_ text: String) -> String {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+")
+        return String(text.map { allowed.contains($0) ? $0 : "_" })
+    }
+}

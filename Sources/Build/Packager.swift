@@ -1,0 +1,83 @@
+import Foundation
+import KilnCore
+
+/// The application artifact: where it is, how big, its SHA-256.
+public struct ApplicationArtifact: Codable, Sendable, Equatable {
+    /// Relative to the project folder (it lies in the artifacts folder, so
+    /// GitLab hands it to the bake job).
+    public var path: String
+    public var size: Int
+    public var sha256: String
+    /// `tar.gz` (packed by Kiln) or `file` (taken as the build made it).
+    public var kind: String
+}
+
+/// Packs the application reproducibly: the same files give the same bytes.
+/// GNU tar with sorted names, one fixed time (the commit's, or
+/// `SOURCE_DATE_EPOCH`), owner and group 0, modes reduced to 644/755, no
+/// extended attributes; gzip without a name or time in its header.
+public struct Packager {
+    public let runner: ProcessRunner
+    public let projectDirectory: String
+    public let artifactsDirectory: String
+
+    public init(runner: ProcessRunner, projectDirectory: String, artifactsDirectory: String) {
+        self.runner = runner
+        self.projectDirectory = projectDirectory
+        self.artifactsDirectory = artifactsDirectory
+    }
+
+    public func package(_ specification: PackageSpecification, name: String, time: Int, location: String) throws -> ApplicationArtifact {
+        switch specification {
+        case .file(let file):
+            let path = absolute(file)
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue else {
+                throw KilnError(.projectFailed, "build.package.file (\(location)): \(file) is not a file after the build")
+            }
+            return try describe(path, kind: "file")
+        case .paths(let paths):
+            for path in paths where !FileManager.default.fileExists(atPath: absolute(path)) {
+                throw KilnError(.projectFailed, "build.package.paths (\(location)): \(path) does not exist after the build")
+            }
+            try FileManager.default.createDirectory(atPath: artifactsDirectory, withIntermediateDirectories: true)
+            let target = (artifactsDirectory as NSString).appendingPathComponent(name)
+            let partial = target + ".partial"
+            defer { try? FileManager.default.removeItem(atPath: partial) }
+            let members = paths.map { $0.hasPrefix("/") ? $0 : "./" + $0.trimmingSuffix("/") }
+            try runner.check(
+                Command("tar", [
+                    "--create", "--file=\(partial)", "--use-compress-program=gzip -n -6",
+                    "--format=gnu", "--sort=name", "--mtime=@\(time)", "--owner=0", "--group=0", "--numeric-owner",
+                    "--mode=a+rX,u+w,go-w", "--no-acls", "--no-xattrs", "--no-selinux",
+                    "--exclude=./\(relative(artifactsDirectory))",
+                    "--directory=\(projectDirectory)", "--",
+                ] + members),
+                what: "packing \(name)", failure: .projectFailed)
+            guard rename(partial, target) == 0 else { throw SystemCallError("rename \(partial)", errno: errno) }
+            return try describe(target, kind: "tar.gz")
+        }
+    }
+
+    private func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : (projectDirectory as NSString).appendingPathComponent(path)
+    }
+
+    private func relative(_ path: String) -> String {
+        let prefix = projectDirectory.hasSuffix("/") ? projectDirectory : projectDirectory + "/"
+        return path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : path
+    }
+
+    private func describe(_ path: String, kind: String) throws -> ApplicationArtifact {
+        let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+        return ApplicationArtifact(path: relative(path), size: size, sha256: try SHA256Digest.hex(ofFileAt: path), kind: kind)
+    }
+}
+
+extension String {
+    func trimmingSuffix(_ suffix: String) -> String {
+        var text = self
+        while text.hasSuffix(suffix) && text.count > suffix.count { text.removeLast(suffix.count) }
+        return text
+    }
+}
