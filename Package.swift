@@ -28,6 +28,8 @@ let package = Package(
         .target(name: "KilnAWS", dependencies: ["KilnCore", "KilnHTTP"]),
         .target(name: "Checkout", dependencies: ["KilnCore", "KilnGit", "KilnHTTP"]),
         .target(name: "Build", dependencies: ["KilnCore", "Checkout"]),
+        .target(name: "Bake", dependencies: ["KilnCore"]),
+        .target(name: "UserData", dependencies: ["KilnCore", "Bake", .product(name: "Yams", package: "Yams")]),
         .target(name: "KilnCLI", dependencies: [
             "KilnCore", "KilnGit", "KilnHTTP", "KilnAWS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -37,7 +39,7 @@ let package = Package(
         .executableTarget(name: "kiln-checkout", dependencies: ["KilnCLI", "Checkout"]),
         .executableTarget(name: "kiln-build", dependencies: ["KilnCLI", "Build"]),
         .executableTarget(name: "kiln-bake", dependencies: ["KilnCLI"]),
-        .executableTarget(name: "kiln-userdata", dependencies: ["KilnCLI"]),
+        .executableTarget(name: "kiln-userdata", dependencies: ["KilnCLI", "UserData"]),
         .executableTarget(name: "kiln-rotate", dependencies: ["KilnCLI"]),
     ]
     + [
@@ -47,6 +49,7 @@ let package = Package(
         .testTarget(name: "KilnGitTests", dependencies: ["KilnGit"]),
         .testTarget(name: "CheckoutTests", dependencies: ["Checkout", "KilnTestSupport"]),
         .testTarget(name: "BuildTests", dependencies: ["Build", "KilnTestSupport"]),
+        .testTarget(name: "UserDataTests", dependencies: ["UserData", "Bake", "KilnTestSupport"]),
         .testTarget(name: "KilnAWSTests", dependencies: ["KilnAWS", "KilnTestSupport"]),
         .testTarget(
             name: "KilnExecutableTests",

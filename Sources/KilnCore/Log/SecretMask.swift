@@ -33,6 +33,16 @@ public final class SecretMask: @unchecked Sendable {
 
     public var isEmpty: Bool { lock.withLock { secrets.isEmpty } }
 
+    /// Whether this exact value is one of the secrets (or holds one).
+    public func contains(secretIn value: String) -> Bool {
+        let bytes = Array(value.utf8)
+        return snapshot.contains { secret in
+            secret.count <= bytes.count && (0...(bytes.count - secret.count)).contains { start in
+                bytes[start..<(start + secret.count)].elementsEqual(secret)
+            }
+        }
+    }
+
     var snapshot: [[UInt8]] { lock.withLock { secrets } }
 
     /// Masks a complete text.

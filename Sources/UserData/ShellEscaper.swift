@@ -1,0 +1,154 @@
+import Foundation
+import KilnCore
+
+/// Shell words for a `#!` script. It follows the script's quoting as a POSIX
+/// shell reads it, and escapes each value for where it stands:
+/// - as a bare word: one single-quoted word (`'it'\''s'`), a list as several;
+/// - inside '...': the quote closed, an escaped quote, reopened (`'\''`);
+/// - inside "...": backslashes before `\`, `"`, `$` and `` ` ``;
+/// - in a comment: newlines become spaces (a comment ends only at a newline).
+/// Inside a here-document, `$'...'`, or a command substitution within double
+/// quotes, no escaping is safe for every value: the template is refused.
+struct ShellEscaper: ContextEscaper {
+    enum State: Equatable {
+        case normal, singleQuote, doubleQuote, comment, ansiQuote
+        case substitutionInDoubleQuotes(depth: Int)
+        case backtickInDoubleQuotes
+    }
+
+    private(set) var state: State = .normal
+    /// Here-documents whose bodies start at the next line, then the one being read.
+    private var pendingHereDocuments: [(delimiter: String, stripTabs: Bool)] = []
+    private var hereDocument: (delimiter: String, stripTabs: Bool)?
+    private var currentLine = ""
+    private var previous: Character = "\n"
+    private var escaped = false
+
+    mutating func read(_ text: String) {
+        let characters = Array(text)
+        var index = 0
+        while index < characters.count {
+            let character = characters[index]
+            defer { index += 1 }
+            if hereDocument != nil {
+                if character == "\n" {
+                    let line = hereDocument!.stripTabs ? String(currentLine.drop { $0 == "\t" }) : currentLine
+                    if line == hereDocument!.delimiter { hereDocument = nil }
+                    currentLine = ""
+                } else {
+                    currentLine.append(character)
+                }
+                previous = character
+                continue
+            }
+            if escaped {
+                escaped = false
+                previous = character
+                continue
+            }
+            switch state {
+            case .normal:
+                switch character {
+                case "\\": escaped = true
+                case "'": state = .singleQuote
+                case "\"": state = .doubleQuote
+                case "$" where index + 1 < characters.count && characters[index + 1] == "'":
+                    state = .ansiQuote
+                    index += 1
+                case "#" where previous.isWhitespace || previous == ";" || previous == "(" || previous == "|" || previous == "&" || previous == "\n":
+                    state = .comment
+                case "<" where index + 1 < characters.count && characters[index + 1] == "<" && (index + 2 >= characters.count || characters[index + 2] != "<"):
+                    index += 2
+                    var stripTabs = false
+                    if index < characters.count && characters[index] == "-" { stripTabs = true; index += 1 }
+                    while index < characters.count && (characters[index] == " " || characters[index] == "\t") { index += 1 }
+                    var word = ""
+                    while index < characters.count && !characters[index].isWhitespace && !";|&<>()".contains(characters[index]) {
+                        word.append(characters[index])
+                        index += 1
+                    }
+                    index -= 1
+                    let delimiter = word.filter { $0 != "'" && $0 != "\"" && $0 != "\\" }
+                    if !delimiter.isEmpty { pendingHereDocuments.append((delimiter, stripTabs)) }
+                case "\n":
+                    startPendingHereDocument()
+                default: break
+                }
+            case .singleQuote:
+                if character == "'" { state = .normal }
+            case .ansiQuote:
+                if character == "\\" { escaped = true } else if character == "'" { state = .normal }
+            case .doubleQuote:
+                switch character {
+                case "\\": escaped = true
+                case "\"": state = .normal
+                case "$" where index + 1 < characters.count && characters[index + 1] == "(":
+                    state = .substitutionInDoubleQuotes(depth: 1)
+                    index += 1
+                case "`": state = .backtickInDoubleQuotes
+                default: break
+                }
+            case .substitutionInDoubleQuotes(let depth):
+                if character == "(" { state = .substitutionInDoubleQuotes(depth: depth + 1) }
+                if character == ")" { state = depth == 1 ? .doubleQuote : .substitutionInDoubleQuotes(depth: depth - 1) }
+            case .backtickInDoubleQuotes:
+                if character == "`" { state = .doubleQuote }
+            case .comment:
+                if character == "\n" {
+                    state = .normal
+                    startPendingHereDocument()
+                }
+            }
+            previous = character
+        }
+    }
+
+    mutating func didRender() {
+        previous = "x"  // a word now stands here: a following '#' is no comment
+        if hereDocument != nil { currentLine.append("x") }
+    }
+
+    private mutating func startPendingHereDocument() {
+        if !pendingHereDocuments.isEmpty {
+            hereDocument = pendingHereDocuments.removeFirst()
+            currentLine = ""
+        }
+    }
+
+    func escape(_ value: TemplateValue, name: String, line: Int, source: String, following: String) throws -> String {
+        func refuse(_ why: String) -> KilnError {
+            KilnError.badConfiguration("\(source):\(line): {{ \(name) }} \(why)")
+        }
+        if hereDocument != nil {
+            throw refuse("stands in a here-document, where no escaping is safe for every value; assign it to a variable before the here-document and use that")
+        }
+        if escaped { throw refuse("follows a backslash") }
+        if case .list = value, state != .normal {
+            throw refuse("is a list, which can stand only as bare words (outside quotes)")
+        }
+        switch state {
+        case .normal:
+            if case .list(let items) = value { return items.map { Self.singleQuoted($0.text) }.joined(separator: " ") }
+            return Self.singleQuoted(value.text)
+        case .singleQuote:
+            return value.text.replacingOccurrences(of: "'", with: "'\\''")
+        case .doubleQuote:
+            var out = ""
+            for character in value.text {
+                if "\\\"$`".contains(character) { out.append("\\") }
+                out.append(character)
+            }
+            return out
+        case .comment:
+            return value.text.replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " ")
+        case .ansiQuote:
+            throw refuse("stands inside $'...', where escapes are interpreted; use '...' or a bare word")
+        case .substitutionInDoubleQuotes, .backtickInDoubleQuotes:
+            throw refuse("stands inside a command substitution within double quotes; use it as a bare word there, or in a variable")
+        }
+    }
+
+    static func singleQuoted(_ text: String) -> String {
+        "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+}

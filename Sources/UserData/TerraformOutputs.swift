@@ -1,0 +1,54 @@
+import Foundation
+import KilnCore
+
+/// `terraform output -json`: each output's value, type and sensitivity.
+public struct TerraformOutputs: Sendable {
+    public struct Output: Sendable {
+        /// nil when the value is a map or object (it cannot be rendered).
+        public let value: TemplateValue?
+        public let sensitive: Bool
+        public let typeDescription: String
+    }
+
+    public let outputs: [String: Output]
+    public let path: String?
+
+    public static let none = TerraformOutputs(outputs: [:], path: nil)
+
+    public static func load(path: String) throws -> TerraformOutputs {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw KilnError.badConfiguration("\(path): Terraform outputs file not found")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw KilnError.badConfiguration("\(path): not the JSON of 'terraform output -json'")
+        }
+        var outputs: [String: Output] = [:]
+        for (name, entry) in object {
+            guard let entry = entry as? [String: Any], entry.keys.contains("value") else {
+                throw KilnError.badConfiguration("\(path): output '\(name)' has no value (is this 'terraform output -json'?)")
+            }
+            let sensitive = entry["sensitive"] as? Bool ?? false
+            let type = entry["type"].map { "\($0)" } ?? "unknown"
+            outputs[name] = Output(value: convert(entry["value"] as Any), sensitive: sensitive, typeDescription: type)
+        }
+        return TerraformOutputs(outputs: outputs, path: path)
+    }
+
+    static func convert(_ value: Any) -> TemplateValue? {
+        switch value {
+        case let text as String: return .string(text)
+        case let number as NSNumber:
+            // JSON's true and false arrive as boolean NSNumbers (objCType "c").
+            if String(cString: number.objCType) == "c" { return .boolean(number.boolValue) }
+            return .number(number.stringValue)
+        case let list as [Any]:
+            let items = list.map(convert)
+            guard items.allSatisfy({ item in
+                if case .list? = item { return false }
+                return item != nil
+            }) else { return nil }
+            return .list(items.compactMap { $0 })
+        default: return nil
+        }
+    }
+}

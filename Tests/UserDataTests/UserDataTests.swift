@@ -1,0 +1,340 @@
+import Bake
+import Foundation
+import KilnCore
+import KilnTestSupport
+import Testing
+
+/// A project with image.json from the bake, kiln.yml and templates.
+struct UserDataProject {
+    let folder = TemporaryDirectory("kiln-userdata")
+    var path: String { folder.path }
+
+    init(kilnYML: String, templates: [String: String], terraform: String? = nil) throws {
+        try kilnYML.write(toFile: folder.file("kiln.yml"), atomically: true, encoding: .utf8)
+        for (name, text) in templates {
+            let full = folder.file(name)
+            try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try text.write(toFile: full, atomically: true, encoding: .utf8)
+        }
+        if let terraform { try terraform.write(toFile: folder.file("outputs.json"), atomically: true, encoding: .utf8) }
+        let image = ImageResult(
+            application: "demo", applicationVersion: "v1.4.0", commit: String(repeating: "c", count: 40), role: "app",
+            name: "demo-app-v1.4.0-20261130T120000Z", region: "us-east-1", amiID: "ami-0123456789abcdef0",
+            amis: ["us-east-1": "ami-0123456789abcdef0"], sourceAMI: "ami-0base", bakeKey: "k", outcome: "baked",
+            packerSeconds: 1, pipelineID: "9")
+        try ArtifactStore(directory: folder.file("kiln"), producer: Producer(name: "kiln-bake")).write(image)
+    }
+
+    func read(_ name: String) -> String? { try? String(contentsOfFile: folder.file(name), encoding: .utf8) }
+    func data(_ name: String) -> Data? { FileManager.default.contents(atPath: folder.file(name)) }
+    func json(_ environment: String = "test") -> [String: Any] {
+        guard let data = data("kiln/userdata-\(environment).json") else { return [:] }
+        return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+    }
+}
+
+func runUserData(_ project: UserDataProject, _ arguments: [String] = ["--environment", "test"], environment extra: [String: String] = [:]) throws -> (code: Int32?, output: String) {
+    var environment = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory(), "CI_PROJECT_DIR": project.path, "CI_PIPELINE_ID": "42"]
+    environment.merge(extra) { $1 }
+    let sink = MemorySink()
+    let runner = ProcessRunner(log: LogWriter(sink: sink, style: .plain, secrets: SecretMask()), cancellation: Cancellation())
+    let result = try runner.run(Command(TestPaths.product("kiln-userdata"), arguments, environment: environment), timeout: 120)
+    if case .exited(let code) = result.termination { return (code, sink.text) }
+    return (nil, sink.text)
+}
+
+func run(_ executable: String, _ arguments: [String], environment: [String: String] = ["PATH": "/usr/bin:/bin"]) throws -> (ProcessResult, String) {
+    let sink = MemorySink()
+    let runner = ProcessRunner(log: LogWriter(sink: sink, style: .plain, secrets: SecretMask()), cancellation: Cancellation())
+    let result = try runner.run(Command(executable, arguments, environment: environment), output: .capture, timeout: 120)
+    return (result, String(decoding: result.standardOutput, as: UTF8.self) + sink.text)
+}
+
+/// Values that would run commands or break the file if pasted in as text.
+let hostile = "x'; touch MARKER; echo '$(touch MARKER)`touch MARKER`\"; touch MARKER; \"\n$(touch MARKER)\\; touch MARKER #"
+
+@Suite struct ShellUserDataTests {
+    let yml = """
+        environments:
+          test:
+            userdata:
+              template: deploy/user_init.sh
+            variables:
+              GREETING: {env: GREETING}
+              PLAIN: plain words
+        """
+
+    @Test func hostileValuesExecuteNothingAndArriveIntact() throws {
+        // The same hostile value as a bare word, in single quotes, in double
+        // quotes and in a comment; the script writes what it received.
+        let project = try UserDataProject(kilnYML: yml, templates: ["deploy/user_init.sh": """
+            #!/bin/bash
+            set -eu
+            # release {{ kiln.version }} says {{ GREETING }}
+            bare={{ GREETING }}
+            single='{{ GREETING }}'
+            double="{{ GREETING }}"
+            printf '%s' "$bare" > out-bare
+            printf '%s' "$single" > out-single
+            printf '%s' "$double" > out-double
+            printf '%s' {{ kiln.ami_id }} > out-ami
+            echo {{ PLAIN }} > out-plain
+            """])
+        let (code, output) = try runUserData(project, environment: ["GREETING": hostile])
+        #expect(code == 0, "\(output)")
+        let script = try #require(project.read("kiln/userdata-test.sh"))
+        // Run it under bash in its own folder: nothing injected may run.
+        let sandbox = TemporaryDirectory("kiln-run")
+        try script.write(toFile: sandbox.file("user_init.sh"), atomically: true, encoding: .utf8)
+        let (result, text) = try run("/bin/bash", ["-c", "cd '\(sandbox.path)' && bash user_init.sh"])
+        #expect(result.termination.succeeded, "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: sandbox.file("MARKER")), "an injected command ran")
+        for name in ["out-bare", "out-single", "out-double"] {
+            #expect((try? String(contentsOfFile: sandbox.file(name), encoding: .utf8)) == hostile, "\(name)")
+        }
+        #expect((try? String(contentsOfFile: sandbox.file("out-ami"), encoding: .utf8)) == "ami-0123456789abcdef0")
+        #expect((try? String(contentsOfFile: sandbox.file("out-plain"), encoding: .utf8)) == "plain words\n")
+        let json = project.json()
+        #expect(json["format"] as? String == "shell")
+        #expect(json["sha256"] as? String == SHA256Digest.hex(of: Data(script.utf8)))
+        let variables = json["variables"] as? [[String: String]] ?? []
+        #expect(variables.contains(["name": "GREETING", "source": "variable GREETING"]))
+        #expect(variables.contains(["name": "kiln.ami_id", "source": "image.json and the pipeline"]))
+        #expect(project.read("kiln/userdata-test.env") == "KILN_USERDATA_SHA256=\(json["sha256"] as? String ?? "")\n")
+    }
+
+    @Test func sameInputsGiveTheSameBytes() throws {
+        let project = try UserDataProject(kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/sh\necho {{ PLAIN }} {{ kiln.commit }}\n"])
+        #expect(try runUserData(project, environment: ["GREETING": "g"]).code == 0)
+        let first = try #require(project.data("kiln/userdata-test.sh"))
+        #expect(try runUserData(project, environment: ["GREETING": "g"]).code == 0)
+        #expect(project.data("kiln/userdata-test.sh") == first)
+    }
+
+    @Test(arguments: [
+        ("#!/bin/sh\ncat <<EOF\n{{ PLAIN }}\nEOF\n", "here-document"),
+        ("#!/bin/bash\necho $'{{ PLAIN }}'\n", "$'...'"),
+        ("#!/bin/sh\necho \"$(echo {{ PLAIN }})\"\n", "command substitution"),
+    ])
+    func unsafeShellPlacesAreRefused(template: String, reason: String) throws {
+        let project = try UserDataProject(kilnYML: yml, templates: ["deploy/user_init.sh": template])
+        let (code, output) = try runUserData(project, environment: ["GREETING": "g"])
+        #expect(code == 78, "\(output)")
+        #expect(output.contains("deploy/user_init.sh:"))
+        #expect(output.contains(reason), "\(output)")
+    }
+
+    @Test func unknownVariableAndUnclosedTagNameTheirLine() throws {
+        let unknown = try UserDataProject(kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/sh\necho ok\necho {{ NOPE }}\n"])
+        let (code, output) = try runUserData(unknown, environment: ["GREETING": "g"])
+        #expect(code == 78)
+        #expect(output.contains("deploy/user_init.sh:3: unknown variable 'NOPE'"))
+        let unclosed = try UserDataProject(kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/sh\n\n\necho {{ PLAIN\n"])
+        let (unclosedCode, unclosedOutput) = try runUserData(unclosed, environment: ["GREETING": "g"])
+        #expect(unclosedCode == 78)
+        #expect(unclosedOutput.contains("deploy/user_init.sh:4: unclosed tag"))
+    }
+
+    @Test func aScriptThatIsNotShellIsCaughtBeforeBoot() throws {
+        let project = try UserDataProject(kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/sh\nif true; then\necho {{ PLAIN }}\n"])
+        let (code, output) = try runUserData(project, environment: ["GREETING": "g"])
+        #expect(code == 78)
+        #expect(output.contains("not valid sh"))
+    }
+}
+
+@Suite struct SecretUserDataTests {
+    @Test func secretsAreRefusedWithThePointerToSSM() throws {
+        let yml = """
+            environments:
+              test:
+                userdata: {template: init.sh}
+                variables:
+                  API_KEY: {secret: true}
+                  TOKEN: {env: CI_JOB_TOKEN}
+                  PASSWORD: {terraform: db_password}
+                  LEAKED: {env: SOME_VALUE}
+            """
+        let outputs = #"{"db_password": {"sensitive": true, "type": "string", "value": "hunter2"}}"#
+        for (template, what) in [("API_KEY", "marked secret"), ("TOKEN", "CI_JOB_TOKEN"), ("PASSWORD", "sensitive Terraform output"), ("LEAKED", "masked secret")] {
+            let project = try UserDataProject(kilnYML: yml, templates: ["init.sh": "#!/bin/sh\necho {{ \(template) }}\n"], terraform: outputs)
+            let (code, output) = try runUserData(project, ["--environment", "test", "--terraform-outputs", project.folder.file("outputs.json")],
+                                                  environment: ["CI_JOB_TOKEN": "glcbt-job-token-1234", "SOME_VALUE": "glcbt-job-token-1234"])
+            #expect(code == 78, "\(template): \(output)")
+            #expect(output.contains(what), "\(template): \(output)")
+            #expect(output.contains("aws ssm get-parameter --with-decryption --name /demo/test/\(template)"))
+            #expect(!output.contains("hunter2") && !output.contains("glcbt-job-token-1234"))
+            #expect(!FileManager.default.fileExists(atPath: project.folder.file("kiln/userdata-test.sh")))
+        }
+    }
+}
+
+@Suite struct CloudConfigUserDataTests {
+    let yml = """
+        environments:
+          test:
+            userdata:
+              template: deploy/cloud-config.yml
+            variables:
+              GREETING: {env: GREETING}
+              DB_HOST: {terraform: db_host}
+        """
+    let outputs = #"""
+        {"db_host": {"sensitive": false, "type": "string", "value": "db.internal"},
+         "cache_nodes": {"sensitive": false, "type": ["list", "string"], "value": ["c1:11211", "c2:11211"]},
+         "replicas": {"sensitive": false, "type": "number", "value": 3},
+         "tags": {"sensitive": false, "type": ["map", "string"], "value": {"a": "b"}}}
+        """#
+
+    func project(_ template: String) throws -> UserDataProject {
+        try UserDataProject(kilnYML: yml, templates: ["deploy/cloud-config.yml": template], terraform: outputs)
+    }
+
+    func render(_ project: UserDataProject, greeting: String = "hello") throws -> (code: Int32?, output: String) {
+        try runUserData(project, ["--environment", "test", "--terraform-outputs", project.folder.file("outputs.json")], environment: ["GREETING": greeting])
+    }
+
+    @Test func cloudInitAcceptsTheRenderingAndValuesStayData() throws {
+        let project = try project("""
+            #cloud-config
+            write_files:
+              - path: /etc/demo/env
+                content: {{ GREETING }}
+              - path: /etc/demo/db
+                content: {{ DB_HOST }}
+            runcmd:
+              - [systemctl, restart, {{ kiln.application }}]
+            bootcmd: {{ tf.cache_nodes }}
+            swap:
+              filename: /swap.img
+              size: {{ tf.replicas }}
+            """)
+        let (code, output) = try render(project, greeting: hostile + "\n- injected: true\nruncmd: [[touch, /tmp/pwned]]")
+        #expect(code == 0, "\(output)")
+        let file = project.folder.file("kiln/userdata-test.yaml")
+        let (schema, schemaOutput) = try run("/usr/bin/cloud-init", ["schema", "--config-file", file])
+        #expect(schema.termination.succeeded, "\(schemaOutput)")
+        // Parsed back, each value is exactly what was given: nothing was added.
+        let parsed = try ConfigFile.parse(try #require(project.read("kiln/userdata-test.yaml")), path: "rendered")
+        #expect(parsed.node("runcmd").map { if case .sequence(let items, _) = $0 { return items.count } else { return -1 } } == 1)
+        #expect(parsed.node("swap.size") == .scalar("3", line: 12), "a number stays a number")
+        let written = parsed.node("write_files")
+        if case .sequence(let items, _)? = written, case .scalar(let content, _)? = items.first?["content"] {
+            #expect(content == hostile + "\n- injected: true\nruncmd: [[touch, /tmp/pwned]]")
+        } else {
+            Issue.record("write_files not as expected")
+        }
+        #expect(parsed.node("bootcmd").map { if case .sequence(let items, _) = $0 { return items.count } else { return -1 } } == 2)
+    }
+
+    @Test func brokenTemplateIsCaughtByKilnFirst() throws {
+        // cloud-init's schema rejects `runcmd: 5`; Kiln says so before any instance boots.
+        let wrongShape = try project("#cloud-config\nruncmd: 5\n")
+        let (code, output) = try render(wrongShape)
+        #expect(code == 78)
+        #expect(output.contains("deploy/cloud-config.yml:2: runcmd must be a list"))
+        let file = TemporaryDirectory()
+        try "#cloud-config\nruncmd: 5\n".write(toFile: file.file("c.yaml"), atomically: true, encoding: .utf8)
+        let (schema, _) = try run("/usr/bin/cloud-init", ["schema", "--config-file", file.file("c.yaml")])
+        #expect(!schema.termination.succeeded, "cloud-init rejects it too")
+
+        let badYAML = try project("#cloud-config\nruncmd:\n  - [echo, a\n  - b: [\n")
+        let (yamlCode, yamlOutput) = try render(badYAML)
+        #expect(yamlCode == 78)
+        #expect(yamlOutput.contains("YAML syntax"))
+    }
+
+    @Test(arguments: [
+        ("#cloud-config\nruncmd:\n  - echo \"{{ GREETING }}\"\n", "quoted string"),
+        ("#cloud-config\nruncmd:\n  - echo {{ GREETING }}\n", "whole value"),
+        ("#cloud-config\nwrite_files:\n  - path: /x\n    content: |\n      {{ GREETING }}\n", "block scalar"),
+        ("#cloud-config\nhostname: {{ tf.tags }}\n", "cannot be rendered"),
+    ])
+    func unsafeYAMLPlacesAreRefused(template: String, reason: String) throws {
+        let (code, output) = try render(try project(template))
+        #expect(code == 78, "\(output)")
+        #expect(output.contains(reason), "\(output)")
+    }
+}
+
+@Suite struct MultipartUserDataTests {
+    let yml = """
+        environments:
+          test:
+            userdata:
+              parts:
+                - deploy/cloud-config.yml
+                - deploy/user_init.sh
+              gzip: GZIP
+            variables:
+              PAD: {env: PAD}
+        """
+
+    func project(gzip: Bool, padding: Int = 0) throws -> UserDataProject {
+        try UserDataProject(kilnYML: yml.replacingOccurrences(of: "GZIP", with: gzip ? "true" : "false"), templates: [
+            "deploy/cloud-config.yml": "#cloud-config\npackages: [nginx]\n",
+            "deploy/user_init.sh": "#!/bin/sh\necho {{ kiln.version }} {{ PAD }}\n",
+        ])
+    }
+
+    @Test func cloudInitSplitsThePartsBack() throws {
+        let project = try project(gzip: false)
+        let (code, output) = try runUserData(project, environment: ["PAD": "x"])
+        #expect(code == 0, "\(output)")
+        let file = project.folder.file("kiln/userdata-test.mime")
+        let script = """
+            from cloudinit import user_data as ud, helpers
+            import sys
+            message = ud.UserDataProcessor(helpers.Paths({})).process(open(sys.argv[1], 'rb').read())
+            for part in message.walk():
+                if not part.is_multipart():
+                    print(part.get_content_type(), part.get_filename(), repr(part.get_payload(decode=True).decode()))
+            """
+        let (result, text) = try run("/usr/bin/python3", ["-c", script, file])
+        #expect(result.termination.succeeded, "\(text)")
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.count == 2, "\(text)")
+        #expect(lines.first?.hasPrefix("text/cloud-config cloud-config.yml") == true, "\(text)")
+        #expect(lines.last?.hasPrefix("text/x-shellscript user_init.sh") == true, "\(text)")
+        #expect(lines.last?.contains("echo 'v1.4.0' 'x'") == true, "\(text)")
+        #expect(project.json()["format"] as? String == "multipart")
+    }
+
+    @Test func sizeLimitWithAndWithoutGzip() throws {
+        // ~20 KB of repetitive text: over the limit raw, far under it gzipped.
+        let padding = String(repeating: "kiln ", count: 4000)
+        let plain = try project(gzip: false)
+        let (code, output) = try runUserData(plain, environment: ["PAD": padding])
+        #expect(code == 78)
+        #expect(output.contains("over EC2's limit of 16384"))
+        #expect(output.contains("gzip"))
+        let compressed = try project(gzip: true)
+        let (gzipCode, gzipOutput) = try runUserData(compressed, environment: ["PAD": padding])
+        #expect(gzipCode == 0, "\(gzipOutput)")
+        let json = compressed.json()
+        #expect(json["gzip"] as? Bool == true)
+        #expect((json["size"] as? Int ?? .max) < 16_384)
+        let data = try #require(compressed.data("kiln/userdata-test.mime.gz"))
+        #expect(data.prefix(2) == Data([0x1f, 0x8b]))
+        // Twice the same input: the same gzip bytes (no name or time in the header).
+        #expect(try runUserData(compressed, environment: ["PAD": padding]).code == 0)
+        #expect(compressed.data("kiln/userdata-test.mime.gz") == data)
+    }
+}
+
+@Suite struct UserDataInputTests {
+    @Test func missingImageOrEnvironmentHaveTheirExitCodes() throws {
+        let project = try UserDataProject(kilnYML: "environments:\n  test:\n    userdata: {template: i.sh}\n", templates: ["i.sh": "#!/bin/sh\n"])
+        let (noEnvironment, noEnvironmentOutput) = try runUserData(project, [])
+        #expect(noEnvironment == 78)
+        #expect(noEnvironmentOutput.contains("CI_ENVIRONMENT_NAME"))
+        let (unknown, unknownOutput) = try runUserData(project, ["--environment", "live"])
+        #expect(unknown == 78)
+        #expect(unknownOutput.contains("environments.live"))
+        #expect(try runUserData(project, [], environment: ["CI_ENVIRONMENT_NAME": "test"]).code == 0)
+        try FileManager.default.removeItem(atPath: project.folder.file("kiln/image.json"))
+        let (missing, missingOutput) = try runUserData(project)
+        #expect(missing == 65)
+        #expect(missingOutput.contains("image.json"))
+    }
+}
