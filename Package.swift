@@ -30,6 +30,7 @@ let package = Package(
         .target(name: "Build", dependencies: ["KilnCore", "Checkout"]),
         .target(name: "Bake", dependencies: ["KilnCore"]),
         .target(name: "UserData", dependencies: ["KilnCore", "Bake", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Rotate", dependencies: ["KilnCore", "KilnAWS", "KilnHTTP", "Bake", "UserData"]),
         .target(name: "KilnCLI", dependencies: [
             "KilnCore", "KilnGit", "KilnHTTP", "KilnAWS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -40,7 +41,7 @@ let package = Package(
         .executableTarget(name: "kiln-build", dependencies: ["KilnCLI", "Build"]),
         .executableTarget(name: "kiln-bake", dependencies: ["KilnCLI"]),
         .executableTarget(name: "kiln-userdata", dependencies: ["KilnCLI", "UserData"]),
-        .executableTarget(name: "kiln-rotate", dependencies: ["KilnCLI"]),
+        .executableTarget(name: "kiln-rotate", dependencies: ["KilnCLI", "Rotate", "UserData"]),
     ]
     + [
         .target(name: "KilnTestSupport", dependencies: ["KilnCore", "KilnHTTP"], path: "Tests/KilnTestSupport"),
@@ -50,6 +51,7 @@ let package = Package(
         .testTarget(name: "CheckoutTests", dependencies: ["Checkout", "KilnTestSupport"]),
         .testTarget(name: "BuildTests", dependencies: ["Build", "KilnTestSupport"]),
         .testTarget(name: "UserDataTests", dependencies: ["UserData", "Bake", "KilnTestSupport"]),
+        .testTarget(name: "RotateTests", dependencies: ["Rotate", "Bake", "UserData", "KilnAWS", "KilnTestSupport"]),
         .testTarget(name: "KilnAWSTests", dependencies: ["KilnAWS", "KilnTestSupport"]),
         .testTarget(
             name: "KilnExecutableTests",

@@ -23,6 +23,18 @@ public struct UserDataResult: ArtifactPayload, Equatable {
     public var templates: [String]
     public var variables: [Variable]
     public var amiID: String
+
+    public init(environment: String, format: String, gzip: Bool, path: String, size: Int, sha256: String, templates: [String], variables: [Variable], amiID: String) {
+        self.environment = environment
+        self.format = format
+        self.gzip = gzip
+        self.path = path
+        self.size = size
+        self.sha256 = sha256
+        self.templates = templates
+        self.variables = variables
+        self.amiID = amiID
+    }
 }
 
 /// kiln-userdata: renders one environment's user_init script.

@@ -60,6 +60,7 @@ def main(argv):
     if a.verify_signatures is not None:
         settings.INITIAL_NO_AUTH_ACTION_COUNT = float(a.verify_signatures)
 
+    _fix_launch_template_version_user_data()
     lifetime = common.Lifetime(watch_stdin=not a.no_stdin_watch)
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server(a.host, a.port, app, threaded=True, request_handler=MotoRequestHandler)
@@ -93,3 +94,32 @@ def _make_signed_user(url, region, name):
     key = iam.create_access_key(UserName=name)["AccessKey"]
     return {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"],
             "user_arn": user["Arn"], "account_id": user["Arn"].split(":")[4]}
+
+
+def _fix_launch_template_version_user_data():
+    """moto 5.2.5's CreateLaunchTemplateVersion keeps LaunchTemplateData.UserData
+    as it came (CreateLaunchTemplate decodes it with parse_user_data), so an
+    Auto Scaling group launching from such a version fails an assertion with
+    HTTP 500. Decode it the same way, as AWS does: the one change the
+    stand-in makes to moto, and only to match AWS's behaviour."""
+    from moto.ec2.responses.launch_templates import LaunchTemplates
+    from moto.ec2.utils import parse_user_data
+    original = LaunchTemplates._get_param
+
+    def create_launch_template_version(self):
+        def get_param(name, default=None, *args, **kwargs):
+            value = original(self, name, default, *args, **kwargs)
+            if name == "LaunchTemplateData" and isinstance(value, dict) and value.get("UserData") is not None:
+                value = dict(value)
+                value["UserData"] = parse_user_data(original(self, "LaunchTemplateData.UserData"))
+            return value
+        self._get_param = get_param  # an instance attribute: called unbound
+        try:
+            return _original_create_version(self)
+        finally:
+            del self._get_param
+
+    _original_create_version = LaunchTemplates.create_launch_template_version
+    if not getattr(LaunchTemplates, "_kiln_user_data_fix", False):
+        LaunchTemplates.create_launch_template_version = create_launch_template_version
+        LaunchTemplates._kiln_user_data_fix = True

@@ -1,0 +1,146 @@
+import Foundation
+import KilnCore
+
+/// How new instances replace old ones.
+public enum RotationStrategy: String, Sendable, Codable, SettingValue {
+    /// Batches: launch a batch of new instances first, then retire as many old ones.
+    case rolling
+    /// One instance first, a soak, then rolling.
+    case canary
+    /// A full second set of new instances, then every old one goes.
+    case blueGreen = "blue-green"
+
+    public static var expected: String { "rolling, canary or blue-green" }
+    public init?(settingText: String) { self.init(rawValue: settingText) }
+}
+
+/// A batch size: a number of instances or a share of the group (`2`, `33%`).
+public enum BatchSize: Sendable, Equatable, SettingValue, CustomStringConvertible {
+    case count(Int)
+    case percent(Int)
+
+    public static var expected: String { "a number of instances or a percentage such as 25%" }
+
+    public init?(settingText: String) {
+        let text = settingText.trimmingCharacters(in: .whitespaces)
+        if text.hasSuffix("%"), let value = Int(text.dropLast()), (1...100).contains(value) {
+            self = .percent(value)
+        } else if let value = Int(text), value >= 1 {
+            self = .count(value)
+        } else {
+            return nil
+        }
+    }
+
+    func instances(of total: Int) -> Int {
+        switch self {
+        case .count(let count): max(1, count)
+        case .percent(let percent): max(1, Int((Double(total) * Double(percent) / 100).rounded(.up)))
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .count(let count): "\(count)"
+        case .percent(let percent): "\(percent)%"
+        }
+    }
+}
+
+/// The health gate's settings (`environments.<env>.rotate.health`).
+public struct HealthSettings: Sendable, Equatable {
+    /// Wait this long after an instance is first seen before judging it.
+    public var grace: TimeInterval = 0
+    /// Passes in a row that make an instance healthy.
+    public var consecutive: Int = 3
+    /// Seconds between polls of the group.
+    public var poll: TimeInterval = 5
+    /// How long a batch may take to become healthy.
+    public var timeout: TimeInterval = 600
+    /// `http://{private_ip}:8080/health`: probed when given; 2xx passes.
+    public var url: String?
+    /// A substring the probe's body must hold.
+    public var expectBody: String?
+    /// Per-probe time limit.
+    public var probeTimeout: TimeInterval = 2
+}
+
+/// `environments.<env>.rotate` of kiln.yml, with flags over it.
+public struct RotateConfiguration: Sendable, Equatable {
+    public var environment: String
+    public var autoScalingGroup: String
+    public var strategy: RotationStrategy = .rolling
+    public var batch: BatchSize = .count(1)
+    /// Instances below the starting desired capacity the user allows while rolling.
+    public var maxUnavailable: Int = 0
+    public var canarySoak: TimeInterval = 60
+    public var health = HealthSettings()
+    /// Processes to suspend besides AZRebalance (`AlarmNotification`, `ScheduledActions`).
+    public var suspend: [String] = []
+    /// Whether Kiln may raise the group's max size for the surge.
+    public var raiseMaxSize = true
+    /// A heartbeat older than this marks a journal as left by a dead run.
+    public var staleAfter: TimeInterval = 300
+
+    static let keys: Set<String> = [
+        "auto_scaling_group", "strategy", "batch", "max_unavailable", "canary_soak", "health", "suspend",
+        "raise_max_size", "stale_after",
+    ]
+
+    public static func load(_ file: ConfigFile, environment: String, terraform: [String: String]) throws -> RotateConfiguration {
+        let keyPath = "environments.\(environment).rotate"
+        guard let section = file.node(keyPath) else {
+            throw KilnError.badConfiguration("\(file.path ?? "kiln.yml"): no '\(keyPath)' section: name at least auto_scaling_group")
+        }
+        let fields = try file.mapping(section, keyPath, allowed: keys)
+        guard let groupNode = fields["auto_scaling_group"] else {
+            throw file.fail(section, "\(keyPath).auto_scaling_group", "missing: the group's name, or {terraform: <output>}")
+        }
+        let group: String
+        if case .scalar(let name, _) = groupNode {
+            group = name
+        } else {
+            let reference = try file.mapping(groupNode, "\(keyPath).auto_scaling_group", allowed: ["terraform"])
+            let output = try file.scalar(reference["terraform"]!, "\(keyPath).auto_scaling_group.terraform")
+            guard let value = terraform[output] else {
+                throw file.fail(groupNode, "\(keyPath).auto_scaling_group", "no Terraform output '\(output)' (give --terraform-outputs)")
+            }
+            group = value
+        }
+        var configuration = RotateConfiguration(environment: environment, autoScalingGroup: group)
+        func seconds(_ key: String) throws -> TimeInterval? { try fields[key].map { try file.value($0, "\(keyPath).\(key)", as: Seconds.self).value } }
+        if let node = fields["strategy"] { configuration.strategy = try file.value(node, "\(keyPath).strategy") }
+        if let node = fields["batch"] { configuration.batch = try file.value(node, "\(keyPath).batch") }
+        if let node = fields["max_unavailable"] { configuration.maxUnavailable = try file.value(node, "\(keyPath).max_unavailable") }
+        if let soak = try seconds("canary_soak") { configuration.canarySoak = soak }
+        if let stale = try seconds("stale_after") { configuration.staleAfter = stale }
+        if let node = fields["raise_max_size"] { configuration.raiseMaxSize = try file.value(node, "\(keyPath).raise_max_size") }
+        if let node = fields["suspend"] {
+            configuration.suspend = try file.listOrOne(node, "\(keyPath).suspend").enumerated().map { try file.scalar($1, "\(keyPath).suspend[\($0)]") }
+            let allowed: Set<String> = ["AlarmNotification", "ScheduledActions", "AddToLoadBalancer", "InstanceRefresh"]
+            for name in configuration.suspend where !allowed.contains(name) {
+                throw file.fail(node, "\(keyPath).suspend", "'\(name)' cannot be suspended for a rotation (allowed: \(allowed.sorted().joined(separator: ", ")); Launch, Terminate and HealthCheck are what it needs)")
+            }
+        }
+        if let node = fields["health"] {
+            let healthPath = "\(keyPath).health"
+            let health = try file.mapping(node, healthPath, allowed: ["grace", "consecutive", "poll", "timeout", "url", "expect_body", "probe_timeout"])
+            func healthSeconds(_ key: String) throws -> TimeInterval? { try health[key].map { try file.value($0, "\(healthPath).\(key)", as: Seconds.self).value } }
+            if let value = try healthSeconds("grace") { configuration.health.grace = value }
+            if let value = try healthSeconds("poll") { configuration.health.poll = max(0.05, value) }
+            if let value = try healthSeconds("timeout") { configuration.health.timeout = value }
+            if let value = try healthSeconds("probe_timeout") { configuration.health.probeTimeout = value }
+            if let value = health["consecutive"] { configuration.health.consecutive = max(1, try file.value(value, "\(healthPath).consecutive")) }
+            if let value = health["url"] {
+                let url = try file.scalar(value, "\(healthPath).url")
+                let known = ["{private_ip}", "{public_ip}", "{private_dns}", "{instance_id}"]
+                var stripped = url
+                for placeholder in known { stripped = stripped.replacingOccurrences(of: placeholder, with: "") }
+                if stripped.contains("{") { throw file.fail(value, "\(healthPath).url", "only \(known.joined(separator: ", ")) may stand in braces") }
+                configuration.health.url = url
+            }
+            if let value = health["expect_body"] { configuration.health.expectBody = try file.scalar(value, "\(healthPath).expect_body") }
+        }
+        return configuration
+    }
+}

@@ -1,0 +1,428 @@
+import Foundation
+import KilnAWS
+import KilnCore
+import KilnHTTP
+
+/// The release a rotation rolls out: an AMI and the user data for one environment.
+public struct ReleaseSpecification: Sendable, Equatable {
+    public var application: String
+    public var version: String
+    public var amiID: String
+    public var userData: [UInt8]
+    public var userDataSHA256: String
+
+    public init(application: String, version: String, amiID: String, userData: [UInt8], userDataSHA256: String) {
+        self.application = application
+        self.version = version
+        self.amiID = amiID
+        self.userData = userData
+        self.userDataSHA256 = userDataSHA256
+    }
+
+    /// What tells this release's instances from others, on AWS and on moto
+    /// alike: a digest of the AMI and the user data, put on every instance
+    /// as its `kiln:release` tag by the launch template's TagSpecifications.
+    public var digest: String {
+        String(SHA256Digest.hex(of: Array("\(amiID)\n\(userDataSHA256)".utf8)).prefix(16))
+    }
+}
+
+/// A rotation that failed and was rolled back: the environment is as it was (exit 3).
+public struct RolledBack: ExitStatusProviding, CustomStringConvertible, Sendable {
+    public let failure: RotationFailure
+    public let report: RotationReport
+    public var exitStatus: KilnExit { .rolledBack }
+    public var description: String { "the new release failed and was rolled back: \(failure)" }
+}
+
+/// A rotation that failed and was left as it stood (`--no-rollback`).
+public struct LeftInPlace: ExitStatusProviding, CustomStringConvertible, Sendable {
+    public let failure: RotationFailure
+    public let group: String
+    public var exitStatus: KilnExit { .serviceUnavailable }
+    public var description: String {
+        "the new release failed (\(failure)); --no-rollback: \(group) is left as it stands, its journal kept, for a person to look at; 'kiln-rotate rollback' undoes it"
+    }
+}
+
+/// What happened to one instance the rotation launched.
+public struct ReplacedInstance: Codable, Sendable, Equatable {
+    public var instance: String
+    public var firstSeenSeconds: Double
+    public var healthySeconds: Double?
+}
+
+/// The outcome the stage reports.
+public struct RotationReport: Sendable, Equatable {
+    public var outcome: String
+    public var fromVersion: Int
+    public var toVersion: Int
+    public var launched: [ReplacedInstance] = []
+    public var terminated: [String] = []
+    public var batches = 0
+    public var lowestHealthy = Int.max
+    public var largestGroup = 0
+    public var failure: RotationFailure?
+}
+
+/// Runs a rotation on one group, or finishes one a killed run left.
+public final class Rotation: @unchecked Sendable {
+    let client: AWSClient
+    let http: HTTPClient
+    let log: LogWriter
+    let configuration: RotateConfiguration
+    let runID: String
+    let now: @Sendable () -> Date
+    let sleep: @Sendable (TimeInterval) -> Void
+    let started: Date
+
+    var group: String { configuration.autoScalingGroup }
+    static let heartbeatEvery: TimeInterval = 20
+
+    public init(
+        client: AWSClient, http: HTTPClient, log: LogWriter, configuration: RotateConfiguration, runID: String,
+        now: @escaping @Sendable () -> Date = { Date() }, sleep: @escaping @Sendable (TimeInterval) -> Void = { Thread.sleep(forTimeInterval: $0) }
+    ) {
+        self.client = client
+        self.http = http
+        self.log = log
+        self.configuration = configuration
+        self.runID = runID
+        self.now = now
+        self.sleep = sleep
+        self.started = now()
+    }
+
+    // MARK: the run
+
+    public func deploy(_ release: ReleaseSpecification, rollbackOnFailure: Bool) throws -> RotationReport {
+        pendingRelease = release
+        let observer = GroupObserver(client: client, group: group)
+        let (state, instances) = try observer.poll()
+        let template = try launchTemplate(of: state)
+        var journal = try claim(RotationJournal(tags: state.tags), release: release.digest, state: state)
+
+        if journal == nil {
+            let currentVersion = try numericVersion(template)
+            if instances.allSatisfy({ $0.release == release.digest }), !instances.isEmpty,
+               try versionRelease(template.id, currentVersion) == release.digest {
+                log.line("rotate: every instance of \(group) already runs release \(release.digest): nothing to do")
+                return RotationReport(outcome: "nothing-to-do", fromVersion: currentVersion, toVersion: currentVersion)
+            }
+            try plan(state: state, instances: instances, release: release.digest).check(configuration: configuration)
+            let toVersion = try createVersion(template: template.id, from: currentVersion, release: release)
+            let suspended = ["AZRebalance"] + configuration.suspend
+            let byKiln = suspended.filter { !state.suspendedProcesses.contains($0) }
+            journal = RotationJournal(
+                run: runID, release: release.digest, fromVersion: currentVersion, toVersion: toVersion,
+                minSize: state.minSize, maxSize: state.maxSize, desiredCapacity: state.desiredCapacity,
+                suspendedByKiln: byKiln, phase: "starting", heartbeat: now())
+            try journal!.save(client, group: group)
+            if !byKiln.isEmpty { try client.suspendProcesses(group, byKiln) }
+        }
+        guard var journal else { fatalError("set above") }
+        var report = RotationReport(outcome: "deployed", fromVersion: journal.fromVersion, toVersion: journal.toVersion)
+
+        if journal.phase.hasPrefix("rollback") {
+            // A killed run was rolling back: finish that first.
+            return try rollBack(&journal, report: &report, after: RotationFailure(instance: nil, check: "earlier run", answer: "was rolling back when it stopped"), observer: observer)
+        }
+        do {
+            try client.updateAutoScalingGroup(group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.toVersion)"))
+            log.line("rotate: \(group) now launches version \(journal.toVersion) (release \(release.digest), \(release.application) \(release.version), \(release.amiID))")
+            try converge(to: release.digest, journal: &journal, report: &report, observer: observer, phase: "rolling")
+        } catch let failure as RotationFailure {
+            report.failure = failure
+            log.error("rotate: \(failure)")
+            guard rollbackOnFailure else {
+                journal.phase = "failed"
+                try? journal.save(client, group: group)
+                throw LeftInPlace(failure: failure, group: group)
+            }
+            return try rollBack(&journal, report: &report, after: failure, observer: observer)
+        }
+        try finish(journal)
+        log.line("rotate: \(group) runs release \(release.digest) on every instance")
+        return report
+    }
+
+    /// Undoes the last rotation by hand (`kiln-rotate rollback`): from the
+    /// journal when one is there, else from the group's `kiln:last-rotation` tag.
+    public func rollBackByHand() throws -> RotationReport {
+        let observer = GroupObserver(client: client, group: group)
+        let (state, _) = try observer.poll()
+        if var journal = try claim(RotationJournal(tags: state.tags), release: nil, state: state) {
+            var report = RotationReport(outcome: "rolled-back", fromVersion: journal.fromVersion, toVersion: journal.toVersion)
+            return try rollBack(&journal, report: &report, after: RotationFailure(instance: nil, check: "by hand", answer: "kiln-rotate rollback"), observer: observer)
+        }
+        guard let last = state.tags["kiln:last-rotation"], let versions = Optional(last.split(separator: ">").compactMap { Int($0) }), versions.count == 2 else {
+            throw KilnError.badConfiguration("\(group): no rotation to undo (no journal and no kiln:last-rotation tag)")
+        }
+        let template = try launchTemplate(of: state)
+        var journal = RotationJournal(
+            run: runID, release: try versionRelease(template.id, versions[1]), fromVersion: versions[0], toVersion: versions[1],
+            minSize: state.minSize, maxSize: state.maxSize, desiredCapacity: state.desiredCapacity,
+            suspendedByKiln: ["AZRebalance"].filter { !state.suspendedProcesses.contains($0) }, phase: "rollback", heartbeat: now())
+        try journal.save(client, group: group)
+        if !journal.suspendedByKiln.isEmpty { try client.suspendProcesses(group, journal.suspendedByKiln) }
+        var report = RotationReport(outcome: "rolled-back", fromVersion: versions[0], toVersion: versions[1])
+        return try rollBack(&journal, report: &report, after: RotationFailure(instance: nil, check: "by hand", answer: "kiln-rotate rollback"), observer: observer)
+    }
+
+    private func rollBack(_ journal: inout RotationJournal, report: inout RotationReport, after failure: RotationFailure, observer: GroupObserver) throws -> RotationReport {
+        report.failure = failure
+        report.outcome = "rolled-back"
+        journal.phase = "rollback"
+        try journal.save(client, group: group)
+        let (state, _) = try observer.poll()
+        let template = try launchTemplate(of: state)
+        let oldRelease = try versionRelease(template.id, journal.fromVersion)
+        log.line("rotate: rolling \(group) back to version \(journal.fromVersion) (release \(oldRelease))")
+        try client.updateAutoScalingGroup(group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.fromVersion)"))
+        do {
+            try converge(to: oldRelease, journal: &journal, report: &report, observer: observer, phase: "rollback")
+        } catch let rollbackFailure as RotationFailure {
+            throw KilnError(.serviceUnavailable, "rollback of \(group) failed too (\(rollbackFailure)) after \(failure); the journal is kept: fix the old release's health and run kiln-rotate rollback again")
+        }
+        try finish(journal, lastRotation: false)
+        log.line("rotate: \(group) is back on version \(journal.fromVersion): the environment is as it was")
+        throw RolledBack(failure: failure, report: report)
+    }
+
+    // MARK: converging on a release
+
+    /// Replaces every instance not on `release` by one that is, batch by
+    /// batch, never letting the healthy capacity fall below the starting
+    /// desired capacity (less max_unavailable). Decided from what the group
+    /// holds at each poll, so a re-run continues where a killed one stopped
+    /// and never raises the desired capacity twice.
+    private func converge(to release: String, journal: inout RotationJournal, report: inout RotationReport, observer: GroupObserver, phase: String) throws {
+        let gate = HealthGate(settings: configuration.health, targetGroups: [], http: http)
+        var desired = journal.desiredCapacity
+        var lastSetDesired: Int?
+        var batchStarted = now()
+        var batchIndex = 0
+        var lastHeartbeat = now()
+        var seenNew = Set<String>()
+        var soakUntil: Date?
+        var firstBatchDone = false
+        let totalOld: Int
+        do {
+            let (_, instances) = try observer.poll()
+            totalOld = instances.filter { $0.release != release }.count
+        }
+        let batchSize: Int = {
+            switch configuration.strategy {
+            case .blueGreen: return max(1, totalOld)
+            default: return configuration.batch.instances(of: max(1, journal.desiredCapacity))
+            }
+        }()
+        let plannedBatches = configuration.strategy == .canary && totalOld > 1
+            ? 1 + Int((Double(totalOld - 1) / Double(batchSize)).rounded(.up))
+            : max(1, Int((Double(totalOld) / Double(batchSize)).rounded(.up)))
+
+        while true {
+            if now().timeIntervalSince(lastHeartbeat) >= Self.heartbeatEvery {
+                journal.heartbeat = now()
+                try journal.save(client, group: group)
+                lastHeartbeat = now()
+            }
+            let (state, instances) = try observer.poll()
+            let live = instances.filter { !$0.lifecycleState.hasPrefix("Terminat") && $0.lifecycleState != "Standby" }
+            let new = live.filter { $0.release == release }
+            let old = live.filter { $0.release != release }
+            for instance in instances where instance.lifecycleState == "Pending:Wait" || instance.lifecycleState == "Terminating:Wait" {
+                log.warning("rotate: \(instance.id) waits in \(instance.lifecycleState): a lifecycle hook holds it")
+            }
+            // Someone else changed the desired capacity: follow them.
+            if let set = lastSetDesired, state.desiredCapacity != set {
+                let change = state.desiredCapacity - set
+                desired = max(0, desired + change)
+                log.warning("rotate: \(group)'s desired capacity was changed to \(state.desiredCapacity) by someone else; the rotation now ends at \(desired)")
+                journal.desiredCapacity = desired
+                try journal.save(client, group: group)
+                lastSetDesired = state.desiredCapacity
+            }
+            if let failure = judge(gate, targetGroups: state.targetGroupARNs, new) { throw failure }
+            for instance in new where !seenNew.contains(instance.id) {
+                seenNew.insert(instance.id)
+                report.launched.append(ReplacedInstance(instance: instance.id, firstSeenSeconds: now().timeIntervalSince(started), healthySeconds: nil))
+            }
+            for index in report.launched.indices where report.launched[index].healthySeconds == nil && gate.passed(report.launched[index].instance) {
+                report.launched[index].healthySeconds = now().timeIntervalSince(started)
+            }
+            // More launches than the batches need: the group is churning replacements.
+            if seenNew.count > desired + batchSize + configuration.batch.instances(of: max(1, desired)) {
+                throw RotationFailure(instance: nil, check: "replacements", answer: "\(seenNew.count) instances of the release launched where \(desired) are needed: new instances keep being replaced")
+            }
+            let healthy = old.filter { $0.inService && $0.healthStatus == "Healthy" }.count + new.filter { gate.passed($0.id) }.count
+            report.lowestHealthy = min(report.lowestHealthy, healthy)
+            report.largestGroup = max(report.largestGroup, live.count)
+
+            let pending = new.filter { !gate.passed($0.id) }
+            if !pending.isEmpty {
+                if now().timeIntervalSince(batchStarted) > configuration.health.timeout {
+                    let instance = pending[0]
+                    throw RotationFailure(instance: instance.id, check: "health gate", answer: "not healthy after \(LogWriter.formatDuration(configuration.health.timeout)): \(gate.lastProblem(instance.id) ?? "no answer yet")")
+                }
+                sleep(configuration.health.poll)
+                continue
+            }
+            if let until = soakUntil {
+                if now() < until { sleep(configuration.health.poll); continue }
+                soakUntil = nil
+                log.line("rotate: the canary held through its soak")
+            }
+            let excess = new.count + old.count - desired
+            if excess > 0 && !old.isEmpty {
+                // A batch is healthy: retire as many old instances as it added.
+                for instance in old.prefix(excess) {
+                    _ = try client.terminateInstanceInAutoScalingGroup(instance.id, shouldDecrementDesiredCapacity: true)
+                    report.terminated.append(instance.id)
+                    log.line("rotate: \(phase): terminated \(instance.id) (\(instance.release))")
+                }
+                lastSetDesired = state.desiredCapacity - min(excess, old.count)
+                if configuration.strategy == .canary && !firstBatchDone && configuration.canarySoak > 0 {
+                    soakUntil = now().addingTimeInterval(configuration.canarySoak)
+                    log.line("rotate: canary \(new.first?.id ?? "") is healthy; soaking for \(LogWriter.formatDuration(configuration.canarySoak))")
+                }
+                firstBatchDone = true
+                continue
+            }
+            if old.isEmpty {
+                if new.count < desired {
+                    try client.setDesiredCapacity(group, desired)
+                    lastSetDesired = desired
+                    batchStarted = now()
+                    sleep(configuration.health.poll)
+                    continue
+                }
+                return
+            }
+            // Launch the next batch first (surge), raising max if it must.
+            let surge = configuration.strategy == .canary && !firstBatchDone ? 1 : min(batchSize, old.count)
+            let target = new.count + old.count + surge
+            if target > state.maxSize {
+                guard configuration.raiseMaxSize else {
+                    throw RotationFailure(instance: nil, check: "capacity", answer: "the surge needs \(target) instances but max size is \(state.maxSize) and raise_max_size is false")
+                }
+                try client.updateAutoScalingGroup(group, maxSize: target)
+            }
+            batchIndex += 1
+            journal.phase = "\(phase) \(min(batchIndex, plannedBatches))/\(plannedBatches)"
+            journal.heartbeat = now()
+            try journal.save(client, group: group)
+            lastHeartbeat = now()
+            try client.setDesiredCapacity(group, target)
+            lastSetDesired = target
+            batchStarted = now()
+            report.batches = batchIndex
+            log.line("rotate: \(phase): batch \(min(batchIndex, plannedBatches)) of \(plannedBatches): launching \(surge) (desired \(target)), \(old.count) old left")
+            sleep(configuration.health.poll)
+        }
+    }
+
+    private func judge(_ gate: HealthGate, targetGroups: [String], _ instances: [ObservedInstance]) -> RotationFailure? {
+        gate.targetGroups = targetGroups
+        return gate.judge(instances, now: now())
+    }
+
+    // MARK: the group's state before and after
+
+    /// Sizes and suspended processes back as they were, the journal gone,
+    /// and the rotation recorded for `kiln-rotate rollback`.
+    private func finish(_ journal: RotationJournal, lastRotation: Bool = true) throws {
+        try client.updateAutoScalingGroup(group, minSize: journal.minSize, maxSize: journal.maxSize, desiredCapacity: journal.desiredCapacity)
+        if !journal.suspendedByKiln.isEmpty { try client.resumeProcesses(group, journal.suspendedByKiln) }
+        if lastRotation {
+            try client.createOrUpdateTags(autoScalingGroup: group, tags: [
+                "kiln:last-rotation": "\(journal.fromVersion)>\(journal.toVersion)", "kiln:release": journal.release,
+            ], propagateAtLaunch: false)
+        }
+        try RotationJournal.clear(client, group: group)
+    }
+
+    /// Takes the journal a group holds: ours to continue (the same pipeline,
+    /// or a stale heartbeat), or another live run's (refused, exit 75).
+    private func claim(_ journal: RotationJournal?, release: String?, state: AutoScalingGroup) throws -> RotationJournal? {
+        guard var journal else { return nil }
+        let age = now().timeIntervalSince(journal.heartbeat)
+        let samePipeline = journal.run.split(separator: "/").first == runID.split(separator: "/").first
+        if !samePipeline && age < configuration.staleAfter {
+            throw KilnError(.temporaryFailure, "\(group): rotation \(journal.run) (release \(journal.release), \(journal.phase)) is under way, its heartbeat \(Int(age))s old; retry when it has finished")
+        }
+        if let release, journal.release != release && !journal.phase.hasPrefix("rollback") {
+            // A dead run of another release: keep its original sizes and
+            // suspended processes, roll our release from its starting version.
+            log.warning("rotate: taking over the journal of \(journal.run) (release \(journal.release), \(journal.phase), heartbeat \(Int(age))s old) for release \(release)")
+            let template = try launchTemplate(of: state)
+            let fresh = try createVersionFor(release: release, template: template.id, from: journal.fromVersion)
+            journal.toVersion = fresh
+            journal.release = release
+        } else {
+            log.line("rotate: continuing rotation \(journal.run) (\(journal.phase), heartbeat \(Int(age))s old)")
+        }
+        journal.run = runID
+        journal.heartbeat = now()
+        try journal.save(client, group: group)
+        return journal
+    }
+
+    private var pendingRelease: ReleaseSpecification?
+
+    func createVersionFor(release: String, template: String, from version: Int) throws -> Int {
+        guard let spec = pendingRelease, spec.digest == release else {
+            throw KilnError.internalError("no release specification for \(release)")
+        }
+        return try createVersion(template: template, from: version, release: spec)
+    }
+
+    private func createVersion(template: String, from version: Int, release: ReleaseSpecification) throws -> Int {
+        let source = try client.describeLaunchTemplateVersions(.id(template), versions: ["\(version)"]).first
+        var tags = source?.instanceTags ?? [:]
+        tags["kiln:release"] = release.digest
+        tags["kiln:application"] = release.application
+        tags["kiln:version"] = release.version
+        let created = try client.createLaunchTemplateVersion(
+            .id(template), sourceVersion: "\(version)", imageID: release.amiID, userData: release.userData, instanceTags: tags,
+            versionDescription: "kiln \(release.application) \(release.version) (\(release.digest))")
+        log.line("rotate: launch template \(template) version \(created.versionNumber): \(release.amiID), user data \(release.userDataSHA256.prefix(12))")
+        return created.versionNumber
+    }
+
+    /// The release a launch template version launches: its instances' `kiln:release` tag, else its AMI.
+    func versionRelease(_ template: String, _ version: Int) throws -> String {
+        guard let found = try client.describeLaunchTemplateVersions(.id(template), versions: ["\(version)"]).first else {
+            throw KilnError.badConfiguration("launch template \(template) has no version \(version)")
+        }
+        return found.instanceTags["kiln:release"] ?? "image:\(found.imageID ?? "unknown")"
+    }
+
+    func launchTemplate(of state: AutoScalingGroup) throws -> (id: String, version: String) {
+        guard let template = state.launchTemplate, let id = template.id ?? template.name.map({ $0 }) else {
+            throw KilnError.badConfiguration("\(group) has no launch template (launch configurations cannot be rolled by Kiln)")
+        }
+        if template.id == nil, let name = template.name {
+            guard let found = try client.describeLaunchTemplates(names: [name]).first else {
+                throw KilnError.badConfiguration("\(group): launch template \(name) not found")
+            }
+            return (found.id, template.version ?? "$Default")
+        }
+        return (id, template.version ?? "$Default")
+    }
+
+    func numericVersion(_ template: (id: String, version: String)) throws -> Int {
+        guard let version = Int(template.version) else {
+            throw KilnError.badConfiguration("""
+                \(group) uses launch template \(template.id) at '\(template.version)', which cannot be rolled back: \
+                point it at a version number (in Terraform: version = aws_launch_template.x.latest_version)
+                """)
+        }
+        return version
+    }
+
+    /// The plan for the group as it stands.
+    func plan(state: AutoScalingGroup, instances: [ObservedInstance], release: String) -> RotationPlan {
+        RotationPlan.make(configuration: configuration, state: state, instances: instances, release: release)
+    }
+}

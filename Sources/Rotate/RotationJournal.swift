@@ -1,0 +1,76 @@
+import Foundation
+import KilnAWS
+import KilnCore
+
+/// What a rotation writes on its group as it goes, so that a re-run can
+/// finish it and a second run can see it: the run, the release, the launch
+/// template versions from and to, the sizes before, the processes Kiln
+/// suspended, the phase, and a heartbeat. Kept in the group's own tags
+/// (no other store to set up), one tag per field: a tag value holds 256
+/// characters at most.
+public struct RotationJournal: Sendable, Equatable {
+    public var run: String
+    public var release: String
+    public var fromVersion: Int
+    public var toVersion: Int
+    public var minSize: Int
+    public var maxSize: Int
+    public var desiredCapacity: Int
+    public var suspendedByKiln: [String]
+    public var phase: String
+    public var heartbeat: Date
+
+    static let prefix = "kiln:rotation:"
+    static let keys = ["run", "release", "versions", "sizes", "suspended", "phase", "heartbeat"].map { prefix + $0 }
+
+    var tags: [String: String] {
+        [
+            Self.prefix + "run": run,
+            Self.prefix + "release": release,
+            Self.prefix + "versions": "\(fromVersion)>\(toVersion)",
+            Self.prefix + "sizes": "\(minSize)/\(maxSize)/\(desiredCapacity)",
+            Self.prefix + "suspended": suspendedByKiln.joined(separator: ","),
+            Self.prefix + "phase": phase,
+            Self.prefix + "heartbeat": ISO8601DateFormatter().string(from: heartbeat),
+        ]
+    }
+
+    /// The journal in a group's tags, if one is there.
+    init?(tags: [String: String]) {
+        guard let run = tags[Self.prefix + "run"], let release = tags[Self.prefix + "release"],
+              let versions = tags[Self.prefix + "versions"]?.split(separator: ">").compactMap({ Int($0) }), versions.count == 2,
+              let sizes = tags[Self.prefix + "sizes"]?.split(separator: "/").compactMap({ Int($0) }), sizes.count == 3,
+              let heartbeat = tags[Self.prefix + "heartbeat"].flatMap({ ISO8601DateFormatter().date(from: $0) }) else { return nil }
+        self.run = run
+        self.release = release
+        fromVersion = versions[0]
+        toVersion = versions[1]
+        minSize = sizes[0]
+        maxSize = sizes[1]
+        desiredCapacity = sizes[2]
+        suspendedByKiln = (tags[Self.prefix + "suspended"] ?? "").split(separator: ",").map(String.init)
+        phase = tags[Self.prefix + "phase"] ?? ""
+        self.heartbeat = heartbeat
+    }
+
+    init(run: String, release: String, fromVersion: Int, toVersion: Int, minSize: Int, maxSize: Int, desiredCapacity: Int, suspendedByKiln: [String], phase: String, heartbeat: Date) {
+        self.run = run
+        self.release = release
+        self.fromVersion = fromVersion
+        self.toVersion = toVersion
+        self.minSize = minSize
+        self.maxSize = maxSize
+        self.desiredCapacity = desiredCapacity
+        self.suspendedByKiln = suspendedByKiln
+        self.phase = phase
+        self.heartbeat = heartbeat
+    }
+
+    func save(_ client: AWSClient, group: String) throws {
+        try client.createOrUpdateTags(autoScalingGroup: group, tags: tags, propagateAtLaunch: false)
+    }
+
+    static func clear(_ client: AWSClient, group: String) throws {
+        try client.deleteTags(autoScalingGroup: group, keys: keys)
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import KilnAWS
+import KilnCore
+
+/// What a rotation will do, worked out before it changes anything: the
+/// batches, the group's size at each step, the largest size it needs, the
+/// checks that gate, and the AWS calls it expects.
+public struct RotationPlan: Sendable, CustomStringConvertible {
+    public var group: String
+    public var strategy: RotationStrategy
+    public var desired: Int
+    public var minSize: Int
+    public var maxSize: Int
+    public var old: Int
+    public var new: Int
+    /// Instances launched in each batch.
+    public var batches: [Int]
+    public var largestGroup: Int
+    public var checks: [String]
+    public var expectedCalls: [String: Int]
+    public var problems: [String]
+
+    static func make(configuration: RotateConfiguration, state: AutoScalingGroup, instances: [ObservedInstance], release: String) -> RotationPlan {
+        let live = instances.filter { !$0.lifecycleState.hasPrefix("Terminat") }
+        let old = live.filter { $0.release != release }.count
+        let new = live.count - old
+        let batchSize = configuration.strategy == .blueGreen ? max(1, old) : configuration.batch.instances(of: max(1, state.desiredCapacity))
+        var batches: [Int] = []
+        var remaining = old
+        if configuration.strategy == .canary && remaining > 0 {
+            batches.append(1)
+            remaining -= 1
+        }
+        while remaining > 0 {
+            let size = min(batchSize, remaining)
+            batches.append(size)
+            remaining -= size
+        }
+        let largest = state.desiredCapacity + (batches.max() ?? 0)
+        var checks = ["Auto Scaling InService and Healthy"]
+        if !state.targetGroupARNs.isEmpty { checks.append("healthy in \(state.targetGroupARNs.count) target group(s)") }
+        if let url = configuration.health.url { checks.append("HTTP \(url) answers 2xx\(configuration.health.expectBody.map { " holding '\($0)'" } ?? "")") }
+        checks.append("\(configuration.health.consecutive) passing polls in a row, every \(LogWriter.formatDuration(configuration.health.poll)), after a grace of \(LogWriter.formatDuration(configuration.health.grace)); \(LogWriter.formatDuration(configuration.health.timeout)) per batch")
+        let pollsPerBatch = max(1, Int((Double(configuration.health.consecutive) + configuration.health.grace / configuration.health.poll).rounded(.up)) + 1)
+        let polls = pollsPerBatch * max(1, batches.count)
+        var calls: [String: Int] = [
+            "ec2:CreateLaunchTemplateVersion": 1,
+            "ec2:DescribeLaunchTemplateVersions": 2,
+            "autoscaling:UpdateAutoScalingGroup": 2 + (largest > state.maxSize ? 1 : 0),
+            "autoscaling:SetDesiredCapacity": batches.count,
+            "autoscaling:TerminateInstanceInAutoScalingGroup": old,
+            "autoscaling:DescribeAutoScalingGroups": polls + 1,
+            "ec2:DescribeInstances": batches.count + 1,
+            "autoscaling:CreateOrUpdateTags": batches.count + 3,
+            "autoscaling:DeleteTags": 1,
+        ]
+        if !state.suspendedProcesses.contains("AZRebalance") || !configuration.suspend.isEmpty {
+            calls["autoscaling:SuspendProcesses"] = 1
+            calls["autoscaling:ResumeProcesses"] = 1
+        }
+        if !state.targetGroupARNs.isEmpty { calls["elasticloadbalancing:DescribeTargetHealth"] = (polls + 1) * state.targetGroupARNs.count }
+
+        var problems: [String] = []
+        if live.isEmpty || state.desiredCapacity == 0 {
+            problems.append("\(state.name) has no instances: there is nothing to roll (scale it up, or let Terraform create the release)")
+        }
+        if largest > state.maxSize && !configuration.raiseMaxSize {
+            problems.append("the surge needs \(largest) instances but \(state.name)'s max size is \(state.maxSize) and raise_max_size is false")
+        }
+        if configuration.maxUnavailable >= max(1, state.desiredCapacity) {
+            problems.append("max_unavailable \(configuration.maxUnavailable) would let every instance go")
+        }
+        return RotationPlan(
+            group: state.name, strategy: configuration.strategy, desired: state.desiredCapacity, minSize: state.minSize,
+            maxSize: state.maxSize, old: old, new: new, batches: batches, largestGroup: largest, checks: checks,
+            expectedCalls: calls, problems: problems)
+    }
+
+    /// Refuses a plan that cannot work (exit 78), before anything changes.
+    func check(configuration: RotateConfiguration) throws {
+        guard problems.isEmpty else {
+            throw KilnError.badConfiguration("cannot rotate \(group): \(problems.joined(separator: "; "))")
+        }
+    }
+
+    public var description: String {
+        var lines = ["plan for \(group): \(strategy.rawValue), \(old) instance(s) to replace, \(new) already on the release"]
+        lines.append("  sizes now: min \(minSize), max \(maxSize), desired \(desired)")
+        var step = 0
+        for (index, size) in batches.enumerated() {
+            step += 1
+            lines.append("  batch \(index + 1) of \(batches.count): launch \(size) (group \(desired + size)), wait for the gate, terminate \(size) old (group \(desired))")
+        }
+        lines.append("  largest group: \(largestGroup)\(largestGroup > maxSize ? " (max size raised from \(maxSize) for the run, then restored)" : "")")
+        lines.append("  checks: " + checks.joined(separator: "; "))
+        lines.append("  AWS calls expected: " + expectedCalls.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        if !problems.isEmpty { lines.append("  refused: " + problems.joined(separator: "; ")) }
+        return lines.joined(separator: "\n")
+    }
+}
