@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "CheckoutTests", dependencies: ["Checkout", "KilnTestSupport"]),
         .testTarget(name: "BuildTests", dependencies: ["Build", "KilnTestSupport"]),
         .testTarget(name: "UserDataTests", dependencies: ["UserData", "Bake", "KilnTestSupport"]),
-        .testTarget(name: "RotateTests", dependencies: ["Rotate", "Bake", "UserData", "KilnAWS", "KilnTestSupport"]),
+        .testTarget(name: "RotateTests", dependencies: ["Rotate", "Bake", "UserData", "KilnAWS", "KilnHTTP", "KilnTestSupport"]),
         .testTarget(name: "KilnAWSTests", dependencies: ["KilnAWS", "KilnTestSupport"]),
         .testTarget(
             name: "KilnExecutableTests",

@@ -21,7 +21,10 @@ let stages = ["kiln-checkout", "kiln-build", "kiln-bake", "kiln-userdata", "kiln
         let (result, output) = try runBinary(stage, ["--help"])
         #expect(result.termination == .exited(0))
         #expect(output.contains("USAGE: \(stage)"))
-        #expect(output.contains("--artifacts-dir"))
+        // kiln-rotate has subcommands (deploy, resume, plan, rollback): its
+        // common options show in each subcommand's help.
+        let (_, detail) = stage == "kiln-rotate" ? try runBinary(stage, ["deploy", "--help"]) : (result, output)
+        #expect(detail.contains("--artifacts-dir"))
     }
 
     @Test(arguments: stages)
@@ -39,7 +42,7 @@ let stages = ["kiln-checkout", "kiln-build", "kiln-bake", "kiln-userdata", "kiln
         #expect(output.contains("--no-such-flag"))
     }
 
-    @Test(arguments: stages.filter { !["kiln-checkout", "kiln-build", "kiln-userdata"].contains($0) })
+    @Test(arguments: stages.filter { $0 == "kiln-bake" })
     func unbuiltStageSaysSoAndExitsOne(stage: String) throws {
         let folder = TemporaryDirectory()
         let (result, output) = try runBinary(stage, [], environment: ["CI_PROJECT_DIR": folder.path])

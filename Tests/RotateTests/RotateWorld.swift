@@ -104,6 +104,8 @@ final class RotateWorld: @unchecked Sendable {
         return try client.describeInstances(instanceIDs: ids).map(\.imageID).sorted()
     }
 
+    func read(_ name: String) -> String? { try? String(contentsOfFile: project.file(name), encoding: .utf8) }
+
     var rotation: [String: Any] {
         guard let data = FileManager.default.contents(atPath: project.file("kiln/rotation-test.json")) else { return [:] }
         return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
