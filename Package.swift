@@ -44,6 +44,8 @@ let package = Package(
         .executableTarget(name: "kiln-rotate", dependencies: ["KilnCLI", "Rotate", "UserData"]),
     ]
     + [
+        // Benchmarks only (scripts/bench/aws): Kiln's client making a fixed sequence of calls.
+        .executableTarget(name: "kiln-aws-bench", dependencies: ["KilnAWS", "KilnHTTP", "KilnCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "KilnTestSupport", dependencies: ["KilnCore", "KilnHTTP"], path: "Tests/KilnTestSupport"),
         .testTarget(name: "KilnCoreTests", dependencies: ["KilnCore", "KilnTestSupport"]),
         .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
