@@ -122,3 +122,8 @@ def test_deploy_jobs_never_overlap_never_interrupt_and_retry_75():
     assert "KILN_OIDC_TOKEN" in job["id_tokens"]
     assert set(job["environment"]) == {"name", "url", "deployment_tier"}
     assert job["parallel"]["matrix"][0]["AWS_REGION"] == ["us-east-1"]
+
+
+def test_component_pages_are_current():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "docs-components"), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
