@@ -96,6 +96,7 @@ let passingYML = """
         #expect(artifact["sha256"] as? String == sha)
         #expect(project.read("kiln/build.env") == "KILN_VERSION=v1.4.0-2-gccccccc\nKILN_ARTIFACT=kiln/demo-v1.4.0-2-gccccccc.tar.gz\nKILN_ARTIFACT_SHA256=\(sha)\n")
         #expect(output.contains("6 tests: 5 passed, 0 failed, 0 errors, 1 skipped"))
+        #expect(GitLabDotenv.violations(project.read("kiln/build.env") ?? "x") == [])
         let commands = json["commands"] as? [[String: Any]] ?? []
         #expect(commands.map { $0["name"] as? String } == ["commands 1", "version file", "test 1"])
         // The merged report is JUnit with both suites and the totals.

@@ -74,6 +74,7 @@ func read(_ path: String) -> String? { try? String(contentsOfFile: path, encodin
             #expect((json["bytesReceived"] as? Int ?? 0) > 0)
             #expect(json["repository"] as? String == "\(server.url)/group/app.git")
             #expect(read(project.file("kiln/checkout.env")) == "KILN_COMMIT=\(head)\nKILN_VERSION=v1.0.0-1-g\(head.prefix(7))\n")
+            #expect(GitLabDotenv.violations(read(project.file("kiln/checkout.env")) ?? "x") == [])
             #expect(run.output.contains("section_start:"), "GitLab sections in a job")
 
             // The token is nowhere: not printed, not in .git, not in the artifact.

@@ -189,3 +189,14 @@ struct ClashingPayload: ArtifactPayload {
         #expect(!FileManager.default.fileExists(atPath: folder.file("clash.json")))
     }
 }
+
+@Suite struct GitLabDotenvRuleTests {
+    @Test func theRulesCatchWhatGitLabRejects() {
+        #expect(GitLabDotenv.violations("A=1\nB_2=two words\n") == [])
+        #expect(GitLabDotenv.violations("A=1\n\nB=2\n").contains("line 2: blank"))
+        #expect(GitLabDotenv.violations("# c\nA=1\n").contains("line 1: a comment"))
+        #expect(GitLabDotenv.violations("A-B=1\n").contains("line 1: key 'A-B'"))
+        #expect(GitLabDotenv.violations("A=\"q\"\n").contains("line 1: quotes in the value"))
+        #expect(GitLabDotenv.violations((0...20).map { "K\($0)=v" }.joined(separator: "\n") + "\n").contains { $0.contains("at most 20") })
+    }
+}

@@ -34,6 +34,8 @@ import Testing
         #expect(calls["autoscaling:SetDesiredCapacity"] == 3)
         #expect(calls["autoscaling:TerminateInstanceInAutoScalingGroup"] == 6)
         #expect(output.contains("batch 3 of 3"))
+        #expect(GitLabDotenv.violations(world.read("kiln/rotation-test.env") ?? "x") == [])
+        #expect(world.read("kiln/rotation-test.env")?.contains("KILN_LAUNCH_TEMPLATE_VERSION=2\n") == true)
     }
 }
 

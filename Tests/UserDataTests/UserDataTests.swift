@@ -101,6 +101,7 @@ let hostile = "x'; touch MARKER; echo '$(touch MARKER)`touch MARKER`\"; touch MA
         #expect(variables.contains(["name": "GREETING", "source": "variable GREETING"]))
         #expect(variables.contains(["name": "kiln.ami_id", "source": "image.json and the pipeline"]))
         #expect(project.read("kiln/userdata-test.env") == "KILN_USERDATA_SHA256=\(json["sha256"] as? String ?? "")\n")
+        #expect(GitLabDotenv.violations(project.read("kiln/userdata-test.env") ?? "x") == [])
     }
 
     @Test func sameInputsGiveTheSameBytes() throws {
