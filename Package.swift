@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "KilnAWS", dependencies: ["KilnCore", "KilnHTTP"]),
         .target(name: "Checkout", dependencies: ["KilnCore", "KilnGit", "KilnHTTP"]),
         .target(name: "Build", dependencies: ["KilnCore", "Checkout"]),
-        .target(name: "Bake", dependencies: ["KilnCore"]),
+        .target(name: "Bake", dependencies: ["KilnCore", "KilnAWS", "KilnHTTP", "Build"]),
         .target(name: "UserData", dependencies: ["KilnCore", "Bake", .product(name: "Yams", package: "Yams")]),
         .target(name: "Rotate", dependencies: ["KilnCore", "KilnAWS", "KilnHTTP", "Bake", "UserData"]),
         .target(name: "KilnCLI", dependencies: [
@@ -39,12 +39,11 @@ let package = Package(
     + [
         .executableTarget(name: "kiln-checkout", dependencies: ["KilnCLI", "Checkout"]),
         .executableTarget(name: "kiln-build", dependencies: ["KilnCLI", "Build"]),
-        .executableTarget(name: "kiln-bake", dependencies: ["KilnCLI"]),
+        .executableTarget(name: "kiln-bake", dependencies: ["KilnCLI", "Bake"]),
         .executableTarget(name: "kiln-userdata", dependencies: ["KilnCLI", "UserData"]),
         .executableTarget(name: "kiln-rotate", dependencies: ["KilnCLI", "Rotate", "UserData"]),
     ]
     + [
-        // Benchmarks only (scripts/bench/aws): Kiln's client making a fixed sequence of calls.
         .executableTarget(name: "kiln-aws-bench", dependencies: ["KilnAWS", "KilnHTTP", "KilnCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "KilnTestSupport", dependencies: ["KilnCore", "KilnHTTP"], path: "Tests/KilnTestSupport"),
         .testTarget(name: "KilnCoreTests", dependencies: ["KilnCore", "KilnTestSupport"]),
@@ -52,6 +51,7 @@ let package = Package(
         .testTarget(name: "KilnGitTests", dependencies: ["KilnGit"]),
         .testTarget(name: "CheckoutTests", dependencies: ["Checkout", "KilnTestSupport"]),
         .testTarget(name: "BuildTests", dependencies: ["Build", "KilnTestSupport"]),
+        .testTarget(name: "BakeTests", dependencies: ["Bake", "Build", "KilnAWS", "KilnHTTP", "KilnTestSupport"]),
         .testTarget(name: "UserDataTests", dependencies: ["UserData", "Bake", "KilnTestSupport"]),
         .testTarget(name: "RotateTests", dependencies: ["Rotate", "Bake", "UserData", "KilnAWS", "KilnHTTP", "KilnTestSupport"]),
         .testTarget(name: "KilnAWSTests", dependencies: ["KilnAWS", "KilnTestSupport"]),

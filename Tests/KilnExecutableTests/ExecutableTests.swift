@@ -42,14 +42,6 @@ let stages = ["kiln-checkout", "kiln-build", "kiln-bake", "kiln-userdata", "kiln
         #expect(output.contains("--no-such-flag"))
     }
 
-    @Test(arguments: stages.filter { $0 == "kiln-bake" })
-    func unbuiltStageSaysSoAndExitsOne(stage: String) throws {
-        let folder = TemporaryDirectory()
-        let (result, output) = try runBinary(stage, [], environment: ["CI_PROJECT_DIR": folder.path])
-        #expect(result.termination == .exited(1))
-        #expect(output.contains("not built yet"))
-    }
-
     @Test func checkoutWithoutARepositoryIsABadConfiguration() throws {
         let folder = TemporaryDirectory()
         let (result, output) = try runBinary("kiln-checkout", [], environment: ["CI_PROJECT_DIR": folder.path, "CI_COMMIT_SHA": String(repeating: "a", count: 40)])

@@ -16,9 +16,6 @@ public struct KilnError: ExitStatusProviding, CustomStringConvertible, Equatable
     public static func badArtifact(_ message: String) -> KilnError { KilnError(.badArtifact, message) }
     public static func badConfiguration(_ message: String) -> KilnError { KilnError(.badConfiguration, message) }
     public static func internalError(_ message: String) -> KilnError { KilnError(.internalError, message) }
-    public static func notBuilt(stage: String) -> KilnError {
-        KilnError(.internalError, "this stage is not built yet; it does nothing so far")
-    }
 }
 
 /// A system call failed: what was being done, and the errno.

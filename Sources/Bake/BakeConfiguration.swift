@@ -1,0 +1,149 @@
+import Foundation
+import KilnCore
+
+/// `app` (every merge: the application on the newest base image) or `base`
+/// (the scheduled pipeline: Ubuntu brought up to date).
+public enum BakeRole: String, Sendable, SettingValue, CaseIterable {
+    case app, base
+    public static var expected: String { "app or base" }
+    public init?(settingText: String) { self.init(rawValue: settingText.trimmingCharacters(in: .whitespaces)) }
+}
+
+/// The flags of `kiln-bake`, given by the executable.
+public struct BakeFlags: Sendable {
+    public var role: String?
+    public var template: String?
+    public var packer: String?
+    public var sourceAMI: String?
+    public var channel: String?
+    public init(role: String? = nil, template: String? = nil, packer: String? = nil, sourceAMI: String? = nil, channel: String? = nil) {
+        self.role = role
+        self.template = template
+        self.packer = packer
+        self.sourceAMI = sourceAMI
+        self.channel = channel
+    }
+}
+
+/// The `bake` section of kiln.yml, with flags and variables over it.
+public struct BakeConfiguration: Sendable {
+    public static let canonicalOwner = "099720109477"
+    public static let ubuntuNamePattern = "ubuntu/images/hvm-ssd*/ubuntu-*-amd64-server-*"
+    public static let keys: Set<String> = [
+        "template", "playbooks", "instance_type", "subnet", "communicator", "variables", "regions",
+        "share_with", "channel", "keep", "base", "source_ami", "packer",
+    ]
+
+    public var application: String
+    public var role: BakeRole
+    public var template: String
+    public var playbooks: String
+    public var packer: String
+    public var instanceType: String
+    public var subnet: String?
+    /// `ssh` (the default; Ansible runs over it) or `none` (no connection to
+    /// the builder at all: the stand-in tests and the demo).
+    public var communicator: String
+    /// The project's own Packer variables (`bake.variables`).
+    public var variables: [String: String]
+    public var regions: [String]
+    public var shareWith: [String]
+    public var channel: String?
+    public var keep: Int
+    /// The base role's source: newest image of this owner and name.
+    public var baseOwner: String
+    public var baseNamePattern: String
+    /// The app role's pinned base image (else the newest Kiln base image).
+    public var pinnedSourceAMI: String?
+    /// Where the pinned image was given, for messages.
+    public var pinnedSourceLocation: String?
+
+    public static func load(_ settings: Settings, flags: BakeFlags, projectDirectory: String, executablePath: String?) throws -> BakeConfiguration {
+        let file = settings.file
+        if let section = file.node("bake") {
+            _ = try file.mapping(section, "bake", allowed: keys)
+            if let base = file.node("bake.base") {
+                _ = try file.mapping(base, "bake.base", allowed: ["owner", "name"])
+            }
+        }
+        // As kiln-build reads it: kiln.yml's application, else the project's name.
+        let application = try file.node("application").map { try file.scalar($0, "application") }
+            ?? settings.job["CI_PROJECT_NAME"] ?? ""
+        func string(_ key: String, flag: (String, String?)? = nil, env: String? = nil) throws -> Resolved<String>? {
+            try settings.resolve(key, flag: flag.map { (name: $0.0, value: $0.1) }, environment: env)
+        }
+        let role = try settings.require("bake.role", flag: (name: "role", value: flags.role), environment: "KILN_BAKE_ROLE", default: BakeRole.app).value
+
+        func inProject(_ path: String) -> String {
+            path.hasPrefix("/") ? path : (projectDirectory as NSString).appendingPathComponent(path)
+        }
+        let template: String
+        if let given = try string("bake.template", flag: ("template", flags.template), env: "KILN_PACKER_TEMPLATE") {
+            template = inProject(given.value)
+            guard FileManager.default.fileExists(atPath: template) else {
+                throw KilnError.badConfiguration("Packer template \(given.value) (\(given.source)) not found at \(template)")
+            }
+        } else if let found = Self.defaultTemplate(projectDirectory: projectDirectory, executablePath: executablePath) {
+            template = found
+        } else {
+            throw KilnError.badConfiguration(
+                "no Packer template: none at packer/kiln.pkr.hcl in the project and Kiln's own was not found; set bake.template in kiln.yml or --template")
+        }
+        let playbooks = try string("bake.playbooks").map { inProject($0.value) }
+            ?? ((template as NSString).deletingLastPathComponent as NSString).appendingPathComponent("ansible")
+
+        let communicator = try settings.require("bake.communicator", environment: "KILN_PACKER_COMMUNICATOR", default: "ssh").value
+        guard ["ssh", "winrm", "none"].contains(communicator) else {
+            throw KilnError.badConfiguration("bake.communicator: expected ssh, winrm or none, got '\(communicator)'")
+        }
+        let keep = try settings.require("bake.keep", environment: "KILN_BAKE_KEEP", default: 5).value
+        guard keep >= 1 else { throw KilnError.badConfiguration("bake.keep: keep at least 1 image, got \(keep)") }
+
+        func list(_ key: String) throws -> [String] {
+            guard let node = file.node(key) else { return [] }
+            return try file.listOrOne(node, key).enumerated().map { try file.scalar($1, "\(key)[\($0)]") }
+        }
+        let regions = try list("bake.regions")
+        let accounts = try list("bake.share_with")
+        for (index, account) in accounts.enumerated() where !(account.count == 12 && account.allSatisfy(\.isNumber)) {
+            let node = file.node("bake.share_with").map { file.listOrOne($0, "") }?[index]
+            throw KilnError.badConfiguration("\(node.map(file.location) ?? "kiln.yml"): bake.share_with[\(index)]: expected a 12-digit AWS account id, got '\(account)'")
+        }
+        let variables = try file.node("bake.variables").map { try file.stringMap($0, "bake.variables") } ?? [:]
+        let reserved = Set(PackerRun.kilnVariables)
+        if let clash = variables.keys.sorted().first(where: reserved.contains) {
+            throw KilnError.badConfiguration("bake.variables.\(clash): Kiln sets this Packer variable itself")
+        }
+        let pinned = try string("bake.source_ami", flag: ("source-ami", flags.sourceAMI), env: "KILN_SOURCE_AMI")
+        let channel = try string("bake.channel", flag: ("channel", flags.channel), env: "KILN_BAKE_CHANNEL")?.value
+        if let channel, channel.isEmpty || !channel.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) {
+            throw KilnError.badConfiguration("bake.channel: '\(channel)' must be letters, digits, '-', '_' or '.'")
+        }
+        let packer = try string("bake.packer", flag: ("packer", flags.packer), env: "KILN_PACKER")?.value ?? "packer"
+        return BakeConfiguration(
+            application: application, role: role, template: template, playbooks: playbooks, packer: packer,
+            instanceType: try string("bake.instance_type", env: "KILN_INSTANCE_TYPE")?.value ?? "t3.micro",
+            subnet: try string("bake.subnet", env: "KILN_SUBNET_ID")?.value,
+            communicator: communicator, variables: variables, regions: regions, shareWith: accounts, channel: channel,
+            keep: keep,
+            baseOwner: try string("bake.base.owner", env: "KILN_BASE_OWNER")?.value ?? canonicalOwner,
+            baseNamePattern: try string("bake.base.name", env: "KILN_BASE_NAME")?.value ?? ubuntuNamePattern,
+            pinnedSourceAMI: pinned?.value, pinnedSourceLocation: pinned.map { "\($0.source)" })
+    }
+
+    /// `packer/kiln.pkr.hcl` in the project; else the one Kiln ships: in
+    /// `../share/kiln/packer` beside the executable (an installed Kiln), or in
+    /// the repository a development build lies in.
+    static func defaultTemplate(projectDirectory: String, executablePath: String?) -> String? {
+        var candidates = [(projectDirectory as NSString).appendingPathComponent("packer/kiln.pkr.hcl")]
+        if let executablePath {
+            var folder = ((executablePath as NSString).resolvingSymlinksInPath as NSString).deletingLastPathComponent
+            candidates.append(((folder as NSString).deletingLastPathComponent as NSString).appendingPathComponent("share/kiln/packer/kiln.pkr.hcl"))
+            while folder.count > 1 {
+                candidates.append((folder as NSString).appendingPathComponent("packer/kiln.pkr.hcl"))
+                folder = (folder as NSString).deletingLastPathComponent
+            }
+        }
+        return candidates.first { FileManager.default.fileExists(atPath: $0) }
+    }
+}

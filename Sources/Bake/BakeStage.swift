@@ -1,0 +1,241 @@
+import Build
+import Foundation
+import KilnAWS
+import KilnCore
+import KilnHTTP
+
+/// Kiln's tags on every image it bakes (and on the image's snapshots).
+public enum ImageTag {
+    public static let application = "kiln:app"
+    public static let role = "kiln:role"
+    public static let version = "kiln:version"
+    public static let commit = "kiln:commit"
+    public static let pipeline = "kiln:pipeline"
+    public static let bakeKey = "kiln:bake-key"
+    public static let sourceAMI = "kiln:source-ami"
+    public static let builtAt = "kiln:built-at"
+}
+
+/// kiln-bake: decides what to bake from and whether to bake at all, runs
+/// Packer, tags the image, copies and shares it, and writes image.json.
+public struct BakeStage {
+    public let context: StageContext
+    public let flags: BakeFlags
+    /// Where the executable lies, to find the template Kiln ships.
+    public let executablePath: String?
+    public var now: @Sendable () -> Date = { Date() }
+
+    public init(context: StageContext, flags: BakeFlags, executablePath: String?) {
+        self.context = context
+        self.flags = flags
+        self.executablePath = executablePath
+    }
+
+    var projectDirectory: String { context.job.projectDirectory ?? FileManager.default.currentDirectoryPath }
+
+    /// What the image will hold: the application's artifact (app), or nothing but the base work (base).
+    struct Inputs {
+        var application: String
+        var version: String
+        var commit: String
+        var artifactPath: String?
+        var artifactSHA256: String?
+    }
+
+    public func run() throws -> ImageResult {
+        let log = context.log
+        let configuration = try BakeConfiguration.load(context.settings, flags: flags, projectDirectory: projectDirectory, executablePath: executablePath)
+        let inputs = try readInputs(configuration)
+        let aws = try AWSEnvironment(job: context.job, http: HTTPClient(settings: HTTPSettings(job: context.job)))
+        let client = try aws.client(secrets: log.secrets, log: log)
+        let images = ImageCatalog(client: client)
+
+        let source = try SourceImage.resolve(configuration, images: images)
+        log.line("bake: \(inputs.application) \(configuration.role.rawValue) \(inputs.version) from \(source.id) (\(source.reason))")
+        let key = try BakeKey(
+            role: configuration.role, application: inputs.application, sourceAMI: source.id,
+            artifactSHA256: inputs.artifactSHA256, templatePath: configuration.template, playbooksPath: configuration.playbooks,
+            variables: configuration.variables, instanceType: configuration.instanceType, communicator: configuration.communicator)
+        log.line("bake key: \(key.value)")
+
+        var result: ImageResult
+        if let existing = try images.newest(withBakeKey: key.value) {
+            log.line("reused: \(existing.id) (\(existing.name ?? "no name")) already has bake key \(key.value); nothing is launched")
+            result = ImageResult(
+                application: inputs.application, applicationVersion: existing.tags[ImageTag.version] ?? inputs.version,
+                commit: existing.tags[ImageTag.commit] ?? inputs.commit, role: configuration.role.rawValue,
+                name: existing.name ?? existing.id, region: client.region, amiID: existing.id, amis: [client.region: existing.id],
+                sourceAMI: existing.tags[ImageTag.sourceAMI] ?? source.id, bakeKey: key.value, outcome: "reused",
+                packerSeconds: nil, pipelineID: context.job.pipelineID)
+        } else {
+            result = try bake(configuration, inputs: inputs, source: source.id, key: key, aws: aws, client: client, images: images)
+        }
+        // Copies, shares and the channel: also on reuse, so that a re-run
+        // finishes what a killed run left.
+        let tags = try images.tags(of: result.amiID)
+        result.amis = try ImageDistribution(
+            log: log, images: images, makeClient: { region in try Self.client(aws: aws, region: region, log: log) }
+        ).distribute(imageID: result.amiID, name: result.name, tags: tags, regions: configuration.regions, accounts: configuration.shareWith)
+        if let channel = configuration.channel {
+            let parameter = "/kiln/\(inputs.application)/\(configuration.role.rawValue)/\(channel)"
+            for (region, ami) in result.amis.sorted(by: { $0.key < $1.key }) {
+                let regional = region == client.region ? client : try Self.client(aws: aws, region: region, log: log)
+                let version = try regional.putParameter(parameter, value: ami, overwrite: true, description: "kiln-bake: \(result.name)")
+                log.line("channel: \(parameter) = \(ami) in \(region) (version \(version))")
+            }
+        }
+        try write(result)
+        log.line("image: \(result.amiID) \(result.name) (\(result.outcome))")
+        return result
+    }
+
+    static func client(aws: AWSEnvironment, region: String, log: LogWriter) throws -> AWSClient {
+        AWSClient(
+            endpoints: AWSEndpoints(region: region, job: aws.job), credentials: aws.credentialChain(secrets: log.secrets, log: nil),
+            http: aws.http, retry: try aws.retryPolicy(), log: log)
+    }
+
+    func readInputs(_ configuration: BakeConfiguration) throws -> Inputs {
+        switch configuration.role {
+        case .base:
+            guard !configuration.application.isEmpty else {
+                throw KilnError.badConfiguration("no application name: set application in kiln.yml (or run in a job, where CI_PROJECT_NAME names it)")
+            }
+            // A base image has no release of its own: it is named by the day it was made.
+            let stamp = Self.timestamp(now())
+            return Inputs(application: configuration.application, version: String(stamp.prefix(8)), commit: context.job.commitSHA ?? "", artifactPath: nil, artifactSHA256: nil)
+        case .app:
+            let file = context.artifacts.path("build.json")
+            let build = try context.artifacts.read(BuildResult.self).payload
+            guard build.outcome == "passed", let artifact = build.artifact else {
+                throw KilnError.badArtifact("\(file): the build's outcome is '\(build.outcome)' and it has no artifact; there is nothing to bake")
+            }
+            let path = artifact.path.hasPrefix("/") ? artifact.path : (projectDirectory as NSString).appendingPathComponent(artifact.path)
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw KilnError.badArtifact("\(file): artifact.path '\(artifact.path)' does not exist (looked at \(path)); was it passed on as a job artifact?")
+            }
+            let digest = try SHA256Digest.hex(ofFileAt: path)
+            guard digest == artifact.sha256.lowercased() else {
+                throw KilnError.badArtifact("\(file): artifact.sha256 is \(artifact.sha256) but \(artifact.path) has SHA-256 \(digest); the artifact changed after the build")
+            }
+            return Inputs(application: build.application, version: build.applicationVersion, commit: build.commit, artifactPath: path, artifactSHA256: digest)
+        }
+    }
+
+    /// The name AWS shows: `<app>-<role>-<version>-<UTC time>`, in the
+    /// characters AMI names allow (letters, digits, `()[] ./-'@_`), at most 128.
+    static func imageName(application: String, role: BakeRole, version: String, time: Date) -> String {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789()[] ./-'@_")
+        let raw = "\(application)-\(role.rawValue)-\(version)-\(timestamp(time))"
+        return String(String(raw.map { allowed.contains($0) ? $0 : "_" }).suffix(128))
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        return formatter.string(from: date)
+    }
+
+    func bake(
+        _ configuration: BakeConfiguration, inputs: Inputs, source: String, key: BakeKey, aws: AWSEnvironment,
+        client: AWSClient, images: ImageCatalog
+    ) throws -> ImageResult {
+        let log = context.log
+        let started = now()
+        let name = Self.imageName(application: inputs.application, role: configuration.role, version: inputs.version, time: started)
+        let builtAt = ISO8601DateFormatter()
+        builtAt.formatOptions = [.withInternetDateTime]
+        let tags = [
+            "Name": name,
+            ImageTag.application: inputs.application,
+            ImageTag.role: configuration.role.rawValue,
+            ImageTag.version: inputs.version,
+            ImageTag.commit: inputs.commit,
+            ImageTag.pipeline: context.job.pipelineID ?? "",
+            ImageTag.bakeKey: key.value,
+            ImageTag.sourceAMI: source,
+            ImageTag.builtAt: builtAt.string(from: started),
+        ]
+        var variables: [String: PackerRun.VariableValue] = configuration.variables.mapValues { .string($0) }
+        variables.merge([
+            "source_ami": .string(source), "ami_name": .string(name), "region": .string(client.region),
+            "instance_type": .string(configuration.instanceType), "subnet_id": .string(configuration.subnet ?? ""),
+            "tags": .map(tags), "role": .string(configuration.role.rawValue), "application": .string(inputs.application),
+            "application_version": .string(inputs.version),
+            "artifact": .string(inputs.artifactPath ?? ""), "artifact_sha256": .string(inputs.artifactSHA256 ?? ""),
+            "playbooks_dir": .string(configuration.playbooks), "communicator": .string(configuration.communicator),
+            // Only when AWS_ENDPOINT_URL(_EC2) points elsewhere (a stand-in): Packer's
+            // SDK does not read those variables itself.
+            "ec2_endpoint": .string(context.job["AWS_ENDPOINT_URL_EC2"] ?? context.job["AWS_ENDPOINT_URL"] != nil ? client.endpoints.url(for: .ec2) : ""),
+        ]) { $1 }
+
+        let credentials = try client.credentials.resolved().credentials
+        let plainRun = PackerRun(
+            packer: configuration.packer, template: configuration.template, variables: variables,
+            environment: PackerRun.environment(
+                job: context.job.environment, region: client.region, accessKeyID: credentials.accessKeyID,
+                secretAccessKey: credentials.secretAccessKey, sessionToken: credentials.sessionToken),
+            workingDirectory: (configuration.template as NSString).deletingLastPathComponent)
+        let scratch = NSTemporaryDirectory() + "kiln-bake-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let run = try withPluginsIfSupported(plainRun, scratch: scratch)
+
+        let outcome: PackerRun.Outcome
+        do {
+            outcome = try run.build(runner: context.runner, log: log, varFile: "\(scratch)/kiln.pkrvars.json")
+        } catch let cancelled as CancelledBySignal {
+            // Packer had its SIGINT and has cleaned up; make sure of it.
+            images.removeLeftovers(named: name, log: log)
+            throw cancelled
+        }
+        let seconds = (outcome.result.duration * 10).rounded() / 10
+        guard outcome.result.termination.succeeded, let artifact = outcome.output.amazonArtifact,
+              let amiID = artifact.amisByRegion[client.region]
+        else {
+            images.removeLeftovers(named: name, log: log)
+            let message = outcome.output.failureMessage
+                ?? (outcome.result.termination.succeeded ? "Packer reported no amazon-ebs artifact for \(client.region)" : "no error line; last output:\n\(outcome.result.tail.suffix(2000))")
+            throw KilnError(
+                PackerFailureKind.exitStatus(for: message),
+                "packer build failed (\(outcome.result.termination)) after \(LogWriter.formatDuration(seconds)); no image was kept:\n\(message)")
+        }
+        log.line("packer: \(amiID) in \(client.region) after \(LogWriter.formatDuration(seconds))")
+        // Whatever the template does with `tags`, the image and its snapshots get Kiln's.
+        try images.tag(imageID: amiID, tags: tags)
+        return ImageResult(
+            application: inputs.application, applicationVersion: inputs.version, commit: inputs.commit,
+            role: configuration.role.rawValue, name: name, region: client.region, amiID: amiID, amis: [client.region: amiID],
+            sourceAMI: source, bakeKey: key.value, outcome: "baked", packerSeconds: seconds, pipelineID: context.job.pipelineID)
+    }
+
+    /// Packer 1.7+ wants the amazon plugin declared (and `packer init`):
+    /// `plugins.pkr.hcl` beside the template is added, in a folder of its own
+    /// with the template, only for such a Packer; 1.6.6 builds the file alone.
+    func withPluginsIfSupported(_ run: PackerRun, scratch: String) throws -> PackerRun {
+        let plugins = ((run.template as NSString).deletingLastPathComponent as NSString).appendingPathComponent("plugins.pkr.hcl")
+        guard FileManager.default.fileExists(atPath: plugins) else { return run }
+        let version = try PackerRun.version(packer: run.packer, runner: context.runner, environment: run.environment)
+        guard version.lexicographicallyPrecedes([1, 7]) == false else { return run }
+        let folder = "\(scratch)/template"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: "\(folder)/kiln.pkr.hcl", withDestinationPath: run.template)
+        try FileManager.default.createSymbolicLink(atPath: "\(folder)/plugins.pkr.hcl", withDestinationPath: plugins)
+        _ = try context.log.section("kiln_packer_init", title: "packer init", collapsed: true) {
+            try context.runner.check(Command(run.packer, ["init", folder], environment: run.environment), what: "packer init", failure: .serviceUnavailable)
+        }
+        var withPlugins = run
+        withPlugins.template = folder
+        return withPlugins
+    }
+
+    func write(_ result: ImageResult) throws {
+        try context.artifacts.write(result)
+        var dotenv = Dotenv()
+        dotenv.set("KILN_AMI_ID", result.amiID)
+        dotenv.set("KILN_IMAGE_NAME", result.name)
+        try context.artifacts.writeDotenv(dotenv, fileName: "image.env")
+    }
+}

@@ -1,0 +1,145 @@
+import Foundation
+import KilnCore
+
+/// Packer's `-machine-readable` output: one record a line,
+/// `timestamp,target,type,data...`. Commas inside data are written as
+/// `%!(PACKER_COMMA)`, new lines as `\n` (two characters), carriage returns as `\r`.
+public struct PackerRecord: Sendable, Equatable {
+    public var timestamp: String
+    public var target: String
+    public var type: String
+    public var data: [String]
+
+    /// Parses one line; nil for a line that is not a record (Packer prints
+    /// a few plain lines, and a crash prints a stack trace).
+    public init?(line: some StringProtocol) {
+        let fields = String(line).split(separator: Character(","), omittingEmptySubsequences: false).map { String($0) }
+        guard fields.count >= 3, !fields[0].isEmpty, fields[0].allSatisfy({ $0.isNumber }) else { return nil }
+        timestamp = fields[0]
+        target = fields[1]
+        type = fields[2]
+        data = fields.dropFirst(3).map(Self.unescape)
+    }
+
+    public static func unescape(_ text: String) -> String {
+        text.replacingOccurrences(of: "%!(PACKER_COMMA)", with: ",")
+            .replacingOccurrences(of: "\\n", with: "\n")
+            .replacingOccurrences(of: "\\r", with: "\r")
+    }
+}
+
+/// One artifact Packer reported (`artifact,<index>,builder-id|id|string|...`).
+public struct PackerArtifact: Sendable, Equatable {
+    public var target: String
+    public var index: Int
+    public var builderID: String?
+    public var id: String?
+    public var string: String?
+
+    /// The amazon builders' id: `us-east-1:ami-1,eu-west-1:ami-2` (Packer
+    /// joins the regions with commas, escaped in the machine-readable form).
+    public var amisByRegion: [String: String] {
+        var result: [String: String] = [:]
+        for part in (id ?? "").split(separator: ",") {
+            let pair = part.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if pair.count == 2, !pair[0].isEmpty, !pair[1].isEmpty { result[pair[0]] = pair[1] }
+        }
+        return result
+    }
+}
+
+/// What a whole `packer build -machine-readable` run said that Kiln acts on.
+public struct PackerOutput: Sendable, Equatable {
+    /// The builder ids of the amazon EBS builders (Packer core, and the
+    /// separate amazon plugin, which kept the id).
+    public static let amazonEBSBuilderIDs: Set<String> = ["mitchellh.amazonebs"]
+
+    public var artifacts: [PackerArtifact] = []
+    /// `<target>,error,<message>` records: each failed build's own message.
+    public var buildErrors: [(target: String, message: String)] = []
+    /// `ui,error` lines, for when there is no build error record.
+    public var uiErrors: [String] = []
+    public var errorCount: Int?
+
+    public init() {}
+
+    public init(text: String) {
+        self.init()
+        for line in text.split(whereSeparator: \.isNewline) { add(line) }
+    }
+
+    public mutating func add(_ line: some StringProtocol) {
+        guard let record = PackerRecord(line: line) else { return }
+        switch record.type {
+        case "artifact":
+            guard record.data.count >= 2, let index = Int(record.data[0]) else { return }
+            let value = record.data.count >= 3 ? record.data[2...].joined(separator: ",") : ""
+            var artifact = artifacts.first { $0.target == record.target && $0.index == index }
+                ?? PackerArtifact(target: record.target, index: index)
+            switch record.data[1] {
+            case "builder-id": artifact.builderID = value
+            case "id": artifact.id = value
+            case "string": artifact.string = value
+            default: break
+            }
+            if let at = artifacts.firstIndex(where: { $0.target == record.target && $0.index == index }) {
+                artifacts[at] = artifact
+            } else {
+                artifacts.append(artifact)
+            }
+        case "error":
+            buildErrors.append((record.target, record.data.joined(separator: ",")))
+        case "error-count":
+            errorCount = record.data.first.flatMap { Int($0) }
+        case "ui":
+            if record.data.first == "error" {
+                uiErrors.append(record.data.dropFirst().joined(separator: ","))
+            }
+        default:
+            break
+        }
+    }
+
+    /// The AMI artifact: chosen by builder id, never by position (a
+    /// post-processor such as `manifest` adds artifacts of its own).
+    public var amazonArtifact: PackerArtifact? {
+        artifacts.first { $0.builderID.map(Self.amazonEBSBuilderIDs.contains) ?? false && !$0.amisByRegion.isEmpty }
+    }
+
+    /// Packer's own words for why the build failed.
+    public var failureMessage: String? {
+        if !buildErrors.isEmpty {
+            return buildErrors.map { "\($0.target): \($0.message.trimmingCharacters(in: .whitespacesAndNewlines))" }
+                .joined(separator: "\n")
+        }
+        let messages = uiErrors.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+        return messages.isEmpty ? nil : messages.joined(separator: "\n")
+    }
+
+    public static func == (a: PackerOutput, b: PackerOutput) -> Bool {
+        a.artifacts == b.artifacts && a.uiErrors == b.uiErrors && a.errorCount == b.errorCount
+            && a.buildErrors.elementsEqual(b.buildErrors) { $0.target == $1.target && $0.message == $1.message }
+    }
+}
+
+/// Which exit code a failed Packer run stands for, from AWS's error codes in
+/// Packer's message: capacity and throttling are worth retrying (75),
+/// refused credentials are 77, anything else is the remote refusing (69).
+public enum PackerFailureKind {
+    static let temporaryCodes = [
+        "InsufficientInstanceCapacity", "InsufficientHostCapacity", "InsufficientAddressCapacity",
+        "InsufficientVolumeCapacity", "InsufficientCapacity", "InsufficientReservedInstanceCapacity",
+        "RequestLimitExceeded", "ThrottlingException", "Throttling", "TooManyRequestsException",
+        "RequestTimeout", "ServiceUnavailable", "ResourceNotReady: exceeded wait attempts",
+    ]
+    static let permissionCodes = [
+        "UnauthorizedOperation", "AuthFailure", "InvalidClientTokenId", "SignatureDoesNotMatch",
+        "AccessDenied", "NoCredentialProviders", "ExpiredToken",
+    ]
+
+    public static func exitStatus(for message: String) -> KilnExit {
+        if temporaryCodes.contains(where: message.contains) { return .temporaryFailure }
+        if permissionCodes.contains(where: message.contains) { return .permissionDenied }
+        return .serviceUnavailable
+    }
+}

@@ -1,0 +1,112 @@
+# Kiln's default Packer template (HCL2; Packer 1.6.6 and later).
+#
+# kiln-bake fills every variable below from its own settings through a var
+# file; a project copies this file to packer/kiln.pkr.hcl (with ansible/
+# beside it) and changes what it needs. Kiln tags the image and its
+# snapshots itself after the build; `tags` is passed so that a changed
+# template keeps them too.
+#
+# Packer 1.7+ wants its plugins declared: see plugins.pkr.hcl beside this
+# file, which kiln-bake adds only when the installed Packer supports it.
+
+variable "source_ami" {
+  type        = string
+  description = "The AMI the builder instance starts from (resolved by kiln-bake)."
+}
+variable "ami_name" {
+  type = string
+}
+variable "region" {
+  type = string
+}
+variable "instance_type" {
+  type    = string
+  default = "t3.micro"
+}
+variable "subnet_id" {
+  type    = string
+  default = ""
+}
+variable "tags" {
+  type    = map(string)
+  default = {}
+}
+variable "role" {
+  type        = string
+  description = "app or base: which playbook runs."
+}
+variable "application" {
+  type = string
+}
+variable "application_version" {
+  type    = string
+  default = ""
+}
+variable "artifact" {
+  type        = string
+  default     = ""
+  description = "The application's artifact from build.json (app role)."
+}
+variable "artifact_sha256" {
+  type    = string
+  default = ""
+}
+variable "playbooks_dir" {
+  type = string
+}
+variable "ec2_endpoint" {
+  type        = string
+  default     = ""
+  description = "Only set against a stand-in (AWS_ENDPOINT_URL); empty means AWS."
+}
+variable "communicator" {
+  type        = string
+  default     = "ssh"
+  description = "ssh, or none when nothing may connect to the builder (stand-in tests)."
+}
+variable "ssh_username" {
+  type    = string
+  default = "ubuntu"
+}
+
+source "amazon-ebs" "kiln" {
+  region        = var.region
+  source_ami    = var.source_ami
+  ami_name      = var.ami_name
+  instance_type = var.instance_type
+  subnet_id     = var.subnet_id
+
+  custom_endpoint_ec2     = var.ec2_endpoint
+  skip_region_validation  = var.ec2_endpoint != ""
+  skip_metadata_api_check = var.ec2_endpoint != ""
+
+  communicator = var.communicator
+  ssh_username = var.ssh_username
+  ssh_timeout  = "10m"
+
+  tags          = var.tags
+  snapshot_tags = var.tags
+  run_tags = {
+    "Name"     = "kiln-bake ${var.ami_name}"
+    "kiln:app" = var.application
+  }
+}
+
+build {
+  sources = ["source.amazon-ebs.kiln"]
+
+  # kiln:provisioners-begin
+  # Ansible over Packer's SSH connection: base.yml or app.yml.
+  provisioner "ansible" {
+    playbook_file = "${var.playbooks_dir}/${var.role}.yml"
+    user          = var.ssh_username
+    extra_arguments = [
+      "--extra-vars", "kiln_application=${var.application}",
+      "--extra-vars", "kiln_version=${var.application_version}",
+      "--extra-vars", "kiln_artifact=${var.artifact}",
+      "--extra-vars", "kiln_artifact_sha256=${var.artifact_sha256}",
+    ]
+    ansible_env_vars = ["ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=True"]
+  }
+  # kiln:provisioners-end
+}
