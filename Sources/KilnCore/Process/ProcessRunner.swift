@@ -94,9 +94,21 @@ public struct ProcessRunner: Sendable {
 
         // Until both pipes are closed and the child has ended (a child may
         // close its output and go on running; its time limit still holds).
+        // With both pipes closed, the child is usually exiting: check for it
+        // after 1 ms, then 2, 4, ... up to 100 ms (a child that closed its
+        // output and runs on costs no busy loop). With pipes open, poll wakes
+        // on output at once.
+        var idleWait: Int32 = 1
         while !(open.isEmpty && termination != nil) {
             var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            let ready = Glibc.poll(&fds, nfds_t(fds.count), 100)
+            let wait: Int32
+            if open.isEmpty {
+                wait = idleWait
+                idleWait = min(idleWait * 2, 100)
+            } else {
+                wait = 100
+            }
+            let ready = Glibc.poll(&fds, nfds_t(fds.count), wait)
             if ready < 0 && errno != EINTR { throw SystemCallError("poll the output of \(command.executable)", errno: errno) }
             for entry in fds where entry.revents != 0 {
                 let count = buffer.withUnsafeMutableBytes { Foundation.read(entry.fd, $0.baseAddress, $0.count) }
