@@ -230,7 +230,7 @@ public final class Rotation: @unchecked Sendable {
             let (state, instances) = try observer.poll()
             let live = instances.filter { !$0.lifecycleState.hasPrefix("Terminat") && $0.lifecycleState != "Standby" }
             let new = live.filter { $0.release == release }
-            let old = live.filter { $0.release != release }
+            var old = live.filter { $0.release != release }
             for instance in instances where instance.lifecycleState == "Pending:Wait" || instance.lifecycleState == "Terminating:Wait" {
                 log.warning("rotate: \(instance.id) waits in \(instance.lifecycleState): a lifecycle hook holds it")
             }
@@ -276,18 +276,18 @@ public final class Rotation: @unchecked Sendable {
             let excess = new.count + old.count - desired
             if excess > 0 && !old.isEmpty {
                 // A batch is healthy: retire as many old instances as it added.
-                for instance in old.prefix(excess) {
-                    _ = try client.terminateInstanceInAutoScalingGroup(instance.id, shouldDecrementDesiredCapacity: true)
-                    report.terminated.append(instance.id)
-                    log.line("rotate: \(phase): terminated \(instance.id) (\(instance.release))")
-                }
-                lastSetDesired = state.desiredCapacity - min(excess, old.count)
+                let retiring = Array(old.prefix(excess))
+                try terminate(retiring, report: &report, phase: phase)
+                lastSetDesired = state.desiredCapacity - retiring.count
+                old.removeFirst(retiring.count)
                 if configuration.strategy == .canary && !firstBatchDone && configuration.canarySoak > 0 {
                     soakUntil = now().addingTimeInterval(configuration.canarySoak)
                     log.line("rotate: canary \(new.first?.id ?? "") is healthy; soaking for \(LogWriter.formatDuration(configuration.canarySoak))")
                 }
                 firstBatchDone = true
-                continue
+                // What is left is known without another poll: the next batch
+                // starts at once (a poll would only confirm the terminations).
+                if soakUntil != nil || old.isEmpty { continue }
             }
             if old.isEmpty {
                 if new.count < desired {
@@ -320,6 +320,26 @@ public final class Rotation: @unchecked Sendable {
             log.line("rotate: \(phase): batch \(min(batchIndex, plannedBatches)) of \(plannedBatches): launching \(surge) (desired \(target)), \(old.count) old left")
             sleep(configuration.health.poll)
         }
+    }
+
+    /// Terminates a batch's old instances at once (one call each, in
+    /// parallel), lowering the desired capacity by as many. A call that
+    /// fails is reported after the others have run; a re-run sees from the
+    /// group which of them took effect.
+    private func terminate(_ instances: [ObservedInstance], report: inout RotationReport, phase: String) throws {
+        let failures = FirstError()
+        DispatchQueue.concurrentPerform(iterations: instances.count) { index in
+            do {
+                _ = try client.terminateInstanceInAutoScalingGroup(instances[index].id, shouldDecrementDesiredCapacity: true)
+            } catch {
+                failures.record(error)
+            }
+        }
+        for instance in instances {
+            report.terminated.append(instance.id)
+            log.line("rotate: \(phase): terminated \(instance.id) (\(instance.release))")
+        }
+        if let error = failures.error { throw error }
     }
 
     private func judge(_ gate: HealthGate, targetGroups: [String], _ instances: [ObservedInstance]) -> RotationFailure? {
@@ -425,4 +445,11 @@ public final class Rotation: @unchecked Sendable {
     func plan(state: AutoScalingGroup, instances: [ObservedInstance], release: String) -> RotationPlan {
         RotationPlan.make(configuration: configuration, state: state, instances: instances, release: release)
     }
+}
+
+/// The first error of work done in parallel.
+private final class FirstError: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var error: (any Error)?
+    func record(_ error: any Error) { lock.withLock { if self.error == nil { self.error = error } } }
 }
