@@ -15,10 +15,13 @@ import tempfile
 import pytest
 import yaml
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from gitlab_inputs import PLACEHOLDER, inputs_of, split  # noqa: E402
+import gitlab_inputs  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TEMPLATES = sorted((ROOT / "ci-templates" / "templates").glob("*.yml"))
 CHECK = pathlib.Path(sys.executable).parent / "check-jsonschema"
-PLACEHOLDER = re.compile(r"\$\[\[\s*inputs\.([A-Za-z0-9_-]+)\s*\]\]")
 
 # Sample values for the inputs that have no default (what a project gives).
 SAMPLES = {
@@ -26,18 +29,6 @@ SAMPLES = {
     "aws_region": "eu-west-1",
     "environment": "test",
 }
-
-
-def split(path):
-    text = path.read_text()
-    header, separator, body = text.partition("\n---\n")
-    assert separator, f"{path.name}: no '---' between spec and jobs"
-    return header, body
-
-
-def inputs_of(path):
-    header, _ = split(path)
-    return yaml.safe_load(header)["spec"]["inputs"]
 
 
 def validate(text, name):
@@ -53,17 +44,7 @@ def validate(text, name):
 
 
 def interpolate(body, inputs, given=None):
-    values = {}
-    for name, spec in inputs.items():
-        value = (given or {}).get(name, spec.get("default", SAMPLES.get(name)))
-        assert value is not None, f"no value for input {name}"
-        values[name] = value
-
-    # A placeholder that is a whole value takes the input's type (a string
-    # stays a string, even an empty one); inside other text it is text.
-    whole = re.compile(r"^(\s*(?:-\s+|[^\s#][^:#]*:\s+))\$\[\[\s*inputs\.([A-Za-z0-9_-]+)\s*\]\]\s*$", re.M)
-    body = whole.sub(lambda m: m.group(1) + json.dumps(values[m.group(2)]), body)
-    return PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), body)
+    return gitlab_inputs.interpolate(body, inputs, given, SAMPLES)
 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)

@@ -1,0 +1,13 @@
+# The job image: Kiln's five executables and what they run with (libgit2,
+# libcurl, Packer, Ansible). Every step is scripts/install-runtime, which the
+# tests also run, so this recipe is tested where no image can be built.
+FROM swift:6.1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN scripts/install-runtime --prefix /opt/kiln
+
+FROM debian:bookworm-slim
+COPY scripts/install-runtime /opt/kiln/share/kiln/install-runtime
+RUN /opt/kiln/share/kiln/install-runtime --runtime-only && rm -rf /var/lib/apt/lists/*
+COPY --from=build /opt/kiln /opt/kiln
+ENV PATH=/opt/kiln/bin:$PATH
