@@ -53,7 +53,7 @@ final class GroupObserver: @unchecked Sendable {
             return ObservedInstance(
                 id: member.id, lifecycleState: member.lifecycleState, healthStatus: member.healthStatus,
                 release: details?.tags["kiln:release"] ?? "image:\(imageID)", imageID: imageID,
-                privateIP: details?.privateIPAddress, publicIP: nil, privateDNS: details?.privateIPAddress.map { "ip-\($0.replacingOccurrences(of: ".", with: "-"))" },
+                privateIP: details?.privateIPAddress, publicIP: details?.publicIPAddress, privateDNS: details?.privateDNSName,
                 targetHealth: health[member.id] ?? [:])
         }
         return (group, instances)
@@ -123,10 +123,12 @@ final class HealthGate: @unchecked Sendable {
         }
         guard let template = settings.url else { return nil }
         guard let ip = instance.privateIP else { return ("http", "no private address yet") }
+        if template.contains("{public_ip}") && instance.publicIP == nil { return ("http", "no public address") }
+        if template.contains("{private_dns}") && instance.privateDNS == nil { return ("http", "no private DNS name") }
         let url = template
             .replacingOccurrences(of: "{private_ip}", with: ip)
-            .replacingOccurrences(of: "{public_ip}", with: instance.publicIP ?? ip)
-            .replacingOccurrences(of: "{private_dns}", with: instance.privateDNS ?? ip)
+            .replacingOccurrences(of: "{public_ip}", with: instance.publicIP ?? "")
+            .replacingOccurrences(of: "{private_dns}", with: instance.privateDNS ?? "")
             .replacingOccurrences(of: "{instance_id}", with: instance.id)
         do {
             let response = try http.send(HTTPRequest(url: url, connectTimeout: settings.probeTimeout, timeout: settings.probeTimeout))

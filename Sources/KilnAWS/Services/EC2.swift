@@ -46,6 +46,8 @@ public struct EC2Instance: Sendable, Equatable {
     /// `pending`, `running`, `shutting-down`, `terminated`, `stopping`, `stopped`.
     public let state: String
     public let privateIPAddress: String?
+    public let privateDNSName: String?
+    public let publicIPAddress: String?
     public let subnetID: String?
     public let availabilityZone: String?
     public let instanceType: String?
@@ -222,6 +224,8 @@ extension AWSClient {
                         id: try answer.required(item, "instanceId"), imageID: try answer.required(item, "imageId"),
                         state: try answer.required(item, "instanceState", "name"),
                         privateIPAddress: item.string("privateIpAddress").flatMap { $0.isEmpty ? nil : $0 },
+                        privateDNSName: item.string("privateDnsName").flatMap { $0.isEmpty ? nil : $0 },
+                        publicIPAddress: item.string("ipAddress").flatMap { $0.isEmpty ? nil : $0 },
                         subnetID: item.string("subnetId"),
                         availabilityZone: item.path("placement", "availabilityZone")?.text,
                         instanceType: item.string("instanceType"), launchTime: item.string("launchTime"),
