@@ -18,6 +18,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+from standins import packer_moto  # noqa: E402
 from standins.harness import running  # noqa: E402
 
 BIN = ROOT / ".kiln-runtime" / "bin"
@@ -80,22 +81,10 @@ def main(argv):
         for environment in ("test", "live"):
             print(f"  {environment:<5}        group {values[environment + '_asg_name']}, launch template {values[environment + '_launch_template_id']}")
 
-        # Packer bakes against moto with communicator "none" (an SSH attempt
-        # would go to an address moto made up), so the shipped template runs
-        # without its Ansible provisioner, and the bake starts from one of
-        # moto's stock Ubuntu images (the only ones moto reports with an EBS
-        # root device, which Packer requires).
-        template_text = (ROOT / "packer" / "kiln.pkr.hcl").read_text()
-        begin, end = template_text.index("# kiln:provisioners-begin"), template_text.index("# kiln:provisioners-end")
-        (work / "packer").mkdir()
-        (work / "packer" / "kiln.pkr.hcl").write_text(template_text[:begin] + template_text[end + len("# kiln:provisioners-end"):])
-        shutil.copytree(ROOT / "packer" / "ansible", work / "packer" / "ansible")
-        stock = subprocess.run([sys.executable, "-c", (
-            "import boto3,sys; ec2=boto3.client('ec2', endpoint_url=sys.argv[1], region_name='us-east-1', "
-            "aws_access_key_id='testing', aws_secret_access_key='testing'); "
-            "images=ec2.describe_images(Owners=['099720109477'], Filters=[{'Name':'root-device-type','Values':['ebs']}])['Images']; "
-            "print(sorted(i['ImageId'] for i in images)[0])"), moto["url"]],
-            check=True, capture_output=True, text=True, env=base_env).stdout.strip()
+        # Packer against moto: communicator "none", no Ansible provisioner, a
+        # stock Ubuntu source image (standins/packer_moto.py says why).
+        template = packer_moto.template_without_provisioners(work / "packer")
+        stock = packer_moto.stock_ubuntu_ami(moto["url"])
 
         project = work / "project"
         project.mkdir()
@@ -103,7 +92,7 @@ def main(argv):
                    CI_REPOSITORY_URL=f"{gitserver['url']}/demo/app.git", CI_SERVER_URL=gitserver["url"],
                    CI_COMMIT_SHA=commit, CI_COMMIT_REF_NAME="main", CI_PIPELINE_ID="1", CI_JOB_TOKEN=token,
                    AWS_ENDPOINT_URL=moto["url"], KILN_TERRAFORM_OUTPUTS=str(outputs),
-                   KILN_PACKER_TEMPLATE=str(work / "packer" / "kiln.pkr.hcl"), KILN_PACKER_COMMUNICATOR="none",
+                   KILN_PACKER_TEMPLATE=str(template), KILN_PACKER_COMMUNICATOR="none",
                    KILN_SOURCE_AMI=stock)
         started = time.time()
         steps = [("kiln-checkout", [], {}), ("kiln-build", [], {}), ("kiln-bake", ["--role", "app"], {}),

@@ -35,6 +35,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "scripts"))
 import gitlab_inputs  # noqa: E402
+from standins import packer_moto  # noqa: E402
 from standins.harness import running  # noqa: E402
 
 BIN = ROOT / ".kiln-runtime" / "bin"
@@ -96,13 +97,9 @@ def test_the_example_pipeline_runs_end_to_end_on_the_stand_ins(tmp_path):
     region = include["inputs"]["aws_region"]
     assert resolved["kiln-deploy-test"]["parallel"]["matrix"] == [{"AWS_REGION": [region]}]
 
-    # Packer bakes with communicator "none" and without the Ansible provisioner
-    # (nothing may connect to an address moto made up), from a moto stock image.
-    template = (ROOT / "packer" / "kiln.pkr.hcl").read_text()
-    begin, end = template.index("# kiln:provisioners-begin"), template.index("# kiln:provisioners-end")
-    (tmp_path / "packer").mkdir()
-    (tmp_path / "packer" / "kiln.pkr.hcl").write_text(template[:begin] + template[end + len("# kiln:provisioners-end"):])
-    shutil.copytree(ROOT / "packer" / "ansible", tmp_path / "packer" / "ansible")
+    # Packer against moto: communicator "none", no Ansible provisioner, a
+    # stock Ubuntu source image (standins/packer_moto.py says why).
+    template = packer_moto.template_without_provisioners(tmp_path / "packer")
 
     with running("moto") as moto, \
             running("fleet", "--endpoint", moto["url"], "--region", region, "--health-port", "8080") as fleet, \
@@ -112,8 +109,7 @@ def test_the_example_pipeline_runs_end_to_end_on_the_stand_ins(tmp_path):
                                check=True, capture_output=True, text=True)
         (tmp_path / "outputs.json").write_text(world.stdout)
         outputs = {key: value["value"] for key, value in json.loads(world.stdout).items()}
-        stock = sorted(image["ImageId"] for image in aws(moto, "ec2", region).describe_images(
-            Owners=["099720109477"], Filters=[{"Name": "root-device-type", "Values": ["ebs"]}])["Images"])[0]
+        stock = packer_moto.stock_ubuntu_ami(moto["url"], region)
 
         variables = {
             "CI_REPOSITORY_URL": f"{server['url']}/demo/app.git", "CI_SERVER_URL": server["url"],
@@ -121,7 +117,7 @@ def test_the_example_pipeline_runs_end_to_end_on_the_stand_ins(tmp_path):
             "CI_PROJECT_PATH": "demo/app", "CI_PROJECT_DIR": str(project), "AWS_ENDPOINT_URL": moto["url"], "AWS_EC2_METADATA_DISABLED": "true",
             "KILN_OIDC_TOKEN": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwcm9qZWN0X3BhdGg6ZGVtby9hcHAifQ.c2ln",
             "KILN_TERRAFORM_OUTPUTS": str(tmp_path / "outputs.json"),
-            "KILN_PACKER_TEMPLATE": str(tmp_path / "packer" / "kiln.pkr.hcl"), "KILN_PACKER_COMMUNICATOR": "none",
+            "KILN_PACKER_TEMPLATE": str(template), "KILN_PACKER_COMMUNICATOR": "none",
             "KILN_SOURCE_AMI": stock,
             # A backstop: anything not meant for loopback would hit a closed loopback port.
             "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
