@@ -53,8 +53,11 @@ public struct HealthSettings: Sendable, Equatable {
     public var grace: TimeInterval = 0
     /// Passes in a row that make an instance healthy.
     public var consecutive: Int = 3
-    /// Seconds between polls of the group.
+    /// Seconds between polls of the group (AWS calls).
     public var poll: TimeInterval = 5
+    /// Seconds between HTTP probes of new instances between two polls (no
+    /// AWS call); at most `poll`.
+    public var probeInterval: TimeInterval = 1
     /// How long a batch may take to become healthy.
     public var timeout: TimeInterval = 600
     /// `http://{private_ip}:8080/health`: probed when given; 2xx passes.
@@ -124,10 +127,11 @@ public struct RotateConfiguration: Sendable, Equatable {
         }
         if let node = fields["health"] {
             let healthPath = "\(keyPath).health"
-            let health = try file.mapping(node, healthPath, allowed: ["grace", "consecutive", "poll", "timeout", "url", "expect_body", "probe_timeout"])
+            let health = try file.mapping(node, healthPath, allowed: ["grace", "consecutive", "poll", "probe_interval", "timeout", "url", "expect_body", "probe_timeout"])
             func healthSeconds(_ key: String) throws -> TimeInterval? { try health[key].map { try file.value($0, "\(healthPath).\(key)", as: Seconds.self).value } }
             if let value = try healthSeconds("grace") { configuration.health.grace = value }
             if let value = try healthSeconds("poll") { configuration.health.poll = max(0.05, value) }
+            if let value = try healthSeconds("probe_interval") { configuration.health.probeInterval = max(0.05, value) }
             if let value = try healthSeconds("timeout") { configuration.health.timeout = value }
             if let value = try healthSeconds("probe_timeout") { configuration.health.probeTimeout = value }
             if let value = health["consecutive"] { configuration.health.consecutive = max(1, try file.value(value, "\(healthPath).consecutive")) }

@@ -265,7 +265,7 @@ public final class Rotation: @unchecked Sendable {
                     let instance = pending[0]
                     throw RotationFailure(instance: instance.id, check: "health gate", answer: "not healthy after \(LogWriter.formatDuration(configuration.health.timeout)): \(gate.lastProblem(instance.id) ?? "no answer yet")")
                 }
-                sleep(configuration.health.poll)
+                try probeUntilNextPoll(gate, targetGroups: state.targetGroupARNs, new)
                 continue
             }
             if let until = soakUntil {
@@ -340,6 +340,24 @@ public final class Rotation: @unchecked Sendable {
             log.line("rotate: \(phase): terminated \(instance.id) (\(instance.release))")
         }
         if let error = failures.error { throw error }
+    }
+
+    /// Between two polls of AWS, the new instances' HTTP probes run every
+    /// `probe_interval` (they cost no AWS call), judged with what the last
+    /// poll said of Auto Scaling and the target groups. The next poll comes
+    /// at once when they have all passed, so a batch waits for its boot,
+    /// not for the poll interval.
+    private func probeUntilNextPoll(_ gate: HealthGate, targetGroups: [String], _ instances: [ObservedInstance]) throws {
+        let nextPoll = now().addingTimeInterval(configuration.health.poll)
+        let interval = configuration.health.url == nil ? configuration.health.poll : min(configuration.health.probeInterval, configuration.health.poll)
+        while true {
+            let left = nextPoll.timeIntervalSince(now())
+            if left <= 0 { return }
+            sleep(min(interval, left))
+            if now() >= nextPoll { return }
+            if let failure = judge(gate, targetGroups: targetGroups, instances) { throw failure }
+            if instances.allSatisfy({ gate.passed($0.id) }) { return }
+        }
     }
 
     private func judge(_ gate: HealthGate, targetGroups: [String], _ instances: [ObservedInstance]) -> RotationFailure? {

@@ -40,7 +40,10 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
         var checks = ["Auto Scaling InService and Healthy"]
         if !state.targetGroupARNs.isEmpty { checks.append("healthy in \(state.targetGroupARNs.count) target group(s)") }
         if let url = configuration.health.url { checks.append("HTTP \(url) answers 2xx\(configuration.health.expectBody.map { " holding '\($0)'" } ?? "")") }
-        checks.append("\(configuration.health.consecutive) passing polls in a row, every \(LogWriter.formatDuration(configuration.health.poll)), after a grace of \(LogWriter.formatDuration(configuration.health.grace)); \(LogWriter.formatDuration(configuration.health.timeout)) per batch")
+        let cadence = configuration.health.url == nil
+            ? "polls every \(LogWriter.formatDuration(configuration.health.poll))"
+            : "AWS polled every \(LogWriter.formatDuration(configuration.health.poll)), the HTTP probe every \(LogWriter.formatDuration(min(configuration.health.probeInterval, configuration.health.poll)))"
+        checks.append("\(configuration.health.consecutive) passing checks in a row (\(cadence)), after a grace of \(LogWriter.formatDuration(configuration.health.grace)); \(LogWriter.formatDuration(configuration.health.timeout)) per batch")
         let pollsPerBatch = max(1, Int((Double(configuration.health.consecutive) + configuration.health.grace / configuration.health.poll).rounded(.up)) + 1)
         let polls = pollsPerBatch * max(1, batches.count)
         var calls: [String: Int] = [
