@@ -6,6 +6,7 @@ here the same way: with each input's default, or a sample value for inputs
 that have none. check-jsonschema runs with the vendored GitLab CI schema.
 """
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -108,3 +109,27 @@ def test_deploy_jobs_never_overlap_never_interrupt_and_retry_75():
 def test_component_pages_are_current():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "docs-components"), "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_example_playbooks_pass_ansible_syntax_check():
+    for playbook in sorted((ROOT / "examples" / "demo-app" / "deploy" / "ansible").glob("*.yml")):
+        result = subprocess.run(["ansible-playbook", "--syntax-check", "-i", "localhost,", str(playbook)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, f"{playbook.name}:\n{result.stdout}{result.stderr}"
+
+
+def test_the_default_packer_template_validates_and_its_playbooks_parse():
+    # packer validate with the variables kiln-bake passes; the environment
+    # keeps Packer on loopback (no checkpoint call, a closed proxy port).
+    environment = dict(os.environ, CHECKPOINT_DISABLE="1", AWS_EC2_METADATA_DISABLED="true",
+                       HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="127.0.0.1",
+                       AWS_ACCESS_KEY_ID="validate", AWS_SECRET_ACCESS_KEY="validate")
+    variables = {"source_ami": "ami-12345678", "ami_name": "demo-app-1", "region": "us-east-1", "role": "app",
+                 "application": "demo", "playbooks_dir": "ansible", "ec2_endpoint": "http://127.0.0.1:9"}
+    arguments = ["packer", "validate"] + [f"-var={key}={value}" for key, value in variables.items()] + ["kiln.pkr.hcl"]
+    result = subprocess.run(arguments, cwd=ROOT / "packer", capture_output=True, text=True, env=environment)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for playbook in sorted((ROOT / "packer" / "ansible").glob("*.yml")):
+        result = subprocess.run(["ansible-playbook", "--syntax-check", "-i", "localhost,", str(playbook)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, f"{playbook.name}:\n{result.stdout}{result.stderr}"
