@@ -318,7 +318,8 @@ public final class Rotation: @unchecked Sendable {
             batchStarted = now()
             report.batches = batchIndex
             log.line("rotate: \(phase): batch \(min(batchIndex, plannedBatches)) of \(plannedBatches): launching \(surge) (desired \(target)), \(old.count) old left")
-            sleep(configuration.health.poll)
+            // Poll again at once: the new instances are found while they boot,
+            // and probed between polls from then on.
         }
     }
 
