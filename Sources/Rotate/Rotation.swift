@@ -318,8 +318,7 @@ public final class Rotation: @unchecked Sendable {
             batchStarted = now()
             report.batches = batchIndex
             log.line("rotate: \(phase): batch \(min(batchIndex, plannedBatches)) of \(plannedBatches): launching \(surge) (desired \(target)), \(old.count) old left")
-            // Poll again at once: the new instances are found while they boot,
-            // and probed between polls from then on.
+            sleep(configuration.health.poll)
         }
     }
 
