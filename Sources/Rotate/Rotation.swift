@@ -155,7 +155,8 @@ public final class Rotation: @unchecked Sendable {
             var report = RotationReport(outcome: "rolled-back", fromVersion: journal.fromVersion, toVersion: journal.toVersion)
             return try rollBack(&journal, report: &report, after: RotationFailure(instance: nil, check: "by hand", answer: "kiln-rotate rollback"), observer: observer)
         }
-        guard let last = state.tags["kiln:last-rotation"], let versions = Optional(last.split(separator: ">").compactMap { Int($0) }), versions.count == 2 else {
+        let versions = (state.tags["kiln:last-rotation"] ?? "").split(separator: ">").compactMap { Int($0) }
+        guard versions.count == 2 else {
             throw KilnError.badConfiguration("\(group): no rotation to undo (no journal and no kiln:last-rotation tag)")
         }
         let template = try launchTemplate(of: state)

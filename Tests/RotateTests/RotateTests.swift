@@ -161,6 +161,20 @@ extension RotateWorld {
     }
 }
 
+@Suite struct RotateRollbackByHandTests {
+    @Test func rollbackUndoesAFinishedRotation() throws {
+        let world = try RotateWorld(desired: 2)
+        let ami = try world.makeAMI(health: "healthy")
+        try world.prepare(ami: ami)
+        #expect(try world.rotate().code == 0)
+        try world.expectSettled(desired: 2, ami: ami, version: "2")
+        let (code, output) = try world.rotate(["rollback"])
+        #expect(code == 0, "\(output)")
+        #expect(output.contains("back on its previous release"))
+        try world.expectSettled(desired: 2, ami: world.appAMI, version: "1")
+    }
+}
+
 @Suite struct RotateResumeTests {
     /// Killed (SIGKILL) at a given point, then run again: it finishes, and
     /// nothing is left suspended, oversized or journalled.
