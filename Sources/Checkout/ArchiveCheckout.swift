@@ -25,26 +25,21 @@ struct ArchiveCheckout {
         var headers: [(name: String, value: String)] = []
         if let token = request.credentials?.password { headers.append(("JOB-TOKEN", token)) }
         let bytes = try clock.time("download") { () -> Int in
-            var attempt = 0
-            while true {
-                attempt += 1
-                do {
-                    let (response, bytes) = try stage.http.download(HTTPRequest(url: archiveURL, headers: headers, timeout: 3600), to: temporary)
-                    switch response.status {
-                    case 200..<300:
-                        stage.log.line("archive: \(CheckoutStage.mebibytes(bytes)) from \(HTTPError.redacted(archiveURL))")
-                        return bytes
-                    case 401, 403:
-                        throw KilnError(.permissionDenied, "GitLab refused the job token for the archive of \(request.project) (HTTP \(response.status))")
-                    case 404:
-                        throw KilnError(.serviceUnavailable, "no archive of commit \(request.commit) in project \(request.project) (HTTP 404 from \(request.serverURL))")
-                    default:
-                        throw KilnError(.serviceUnavailable, "archive of \(request.commit): HTTP \(response.status) from \(request.serverURL)")
-                    }
-                } catch let error as HTTPError where error.isRetryable && attempt < stage.retry.maxAttempts {
-                    let wait = stage.retry.delay(after: attempt)
-                    stage.log.line("archive: \(error.detail); attempt \(attempt + 1) of \(stage.retry.maxAttempts) in \(String(format: "%.1f", wait))s")
-                    stage.retry.sleep(wait)
+            try stage.retry.run("archive", log: stage.log, retryable: { error in
+                guard let error = error as? HTTPError, error.isRetryable else { return nil }
+                return error.detail
+            }) {
+                let (response, bytes) = try stage.http.download(HTTPRequest(url: archiveURL, headers: headers, timeout: 3600), to: temporary)
+                switch response.status {
+                case 200..<300:
+                    stage.log.line("archive: \(CheckoutStage.mebibytes(bytes)) from \(HTTPError.redacted(archiveURL))")
+                    return bytes
+                case 401, 403:
+                    throw KilnError(.permissionDenied, "GitLab refused the job token for the archive of \(request.project) (HTTP \(response.status))")
+                case 404:
+                    throw KilnError(.serviceUnavailable, "no archive of commit \(request.commit) in project \(request.project) (HTTP 404 from \(request.serverURL))")
+                default:
+                    throw KilnError(.serviceUnavailable, "archive of \(request.commit): HTTP \(response.status) from \(request.serverURL)")
                 }
             }
         }

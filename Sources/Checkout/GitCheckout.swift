@@ -166,17 +166,10 @@ struct GitCheckout {
     /// Network failures are retried with the one retry policy; a refused
     /// token is not.
     private func withRetries<T>(_ what: String, _ body: () throws -> T) throws -> T {
-        var attempt = 0
-        while true {
-            attempt += 1
-            do {
-                return try body()
-            } catch let error as GitError where error.isNetwork && !error.isAuthentication && attempt < stage.retry.maxAttempts {
-                let wait = stage.retry.delay(after: attempt)
-                log.line("\(what): \(error.message); attempt \(attempt + 1) of \(stage.retry.maxAttempts) in \(String(format: "%.1f", wait))s")
-                stage.retry.sleep(wait)
-            }
-        }
+        try stage.retry.run(what, log: log, retryable: { error in
+            guard let error = error as? GitError, error.isNetwork, !error.isAuthentication else { return nil }
+            return error.message
+        }, body)
     }
 
     // MARK: cleaning

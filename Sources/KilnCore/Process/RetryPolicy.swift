@@ -31,3 +31,26 @@ public struct RetryPolicy: Sendable {
         return random(0...ceiling)
     }
 }
+
+extension RetryPolicy {
+    /// Runs `body`, again after a backoff when it throws an error
+    /// `retryable` accepts (saying so in the log), up to `maxAttempts`; the
+    /// last error, or any other, is thrown. The AWS client has its own loop:
+    /// it must also know whether a failed request may have taken effect.
+    public func run<T>(
+        _ what: String, log: LogWriter?, retryable: (any Error) -> String?, _ body: () throws -> T
+    ) throws -> T {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try body()
+            } catch {
+                guard attempt < maxAttempts, let reason = retryable(error) else { throw error }
+                let wait = delay(after: attempt)
+                log?.line("\(what): \(reason); attempt \(attempt + 1) of \(maxAttempts) in \(String(format: "%.1f", wait))s")
+                sleep(wait)
+            }
+        }
+    }
+}
