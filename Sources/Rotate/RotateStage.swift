@@ -104,7 +104,7 @@ public struct RotateStage {
         case .plan, .deploy(dryRun: true):
             let plan = try rotation.planNow(release.digest)
             print(plan)
-            try plan.check(configuration: configuration)
+            try plan.check()
             return nil
         case .deploy(dryRun: false):
             var report: RotationReport

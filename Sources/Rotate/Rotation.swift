@@ -96,11 +96,10 @@ public final class Rotation: @unchecked Sendable {
     // MARK: the run
 
     public func deploy(_ release: ReleaseSpecification, rollbackOnFailure: Bool) throws -> RotationReport {
-        pendingRelease = release
         let observer = GroupObserver(client: client, group: group)
         let (state, instances) = try observer.poll()
         let template = try launchTemplate(of: state)
-        var journal = try claim(RotationJournal(tags: state.tags), release: release.digest, state: state)
+        var journal = try claim(RotationJournal(tags: state.tags), release: release, state: state)
 
         if journal == nil {
             let currentVersion = try numericVersion(template)
@@ -109,7 +108,7 @@ public final class Rotation: @unchecked Sendable {
                 log.line("rotate: every instance of \(group) already runs release \(release.digest): nothing to do")
                 return RotationReport(outcome: "nothing-to-do", fromVersion: currentVersion, toVersion: currentVersion)
             }
-            try plan(state: state, instances: instances, release: release.digest).check(configuration: configuration)
+            try plan(state: state, instances: instances, release: release.digest).check()
             let toVersion = try createVersion(template: template.id, from: currentVersion, release: release)
             let suspended = ["AZRebalance"] + configuration.suspend
             let byKiln = suspended.filter { !state.suspendedProcesses.contains($0) }
@@ -383,21 +382,20 @@ public final class Rotation: @unchecked Sendable {
 
     /// Takes the journal a group holds: ours to continue (the same pipeline,
     /// or a stale heartbeat), or another live run's (refused, exit 75).
-    private func claim(_ journal: RotationJournal?, release: String?, state: AutoScalingGroup) throws -> RotationJournal? {
+    private func claim(_ journal: RotationJournal?, release: ReleaseSpecification?, state: AutoScalingGroup) throws -> RotationJournal? {
         guard var journal else { return nil }
         let age = now().timeIntervalSince(journal.heartbeat)
         let samePipeline = journal.run.split(separator: "/").first == runID.split(separator: "/").first
         if !samePipeline && age < configuration.staleAfter {
             throw KilnError(.temporaryFailure, "\(group): rotation \(journal.run) (release \(journal.release), \(journal.phase)) is under way, its heartbeat \(Int(age))s old; retry when it has finished")
         }
-        if let release, journal.release != release && !journal.phase.hasPrefix("rollback") {
+        if let release, journal.release != release.digest && !journal.phase.hasPrefix("rollback") {
             // A dead run of another release: keep its original sizes and
             // suspended processes, roll our release from its starting version.
-            log.warning("rotate: taking over the journal of \(journal.run) (release \(journal.release), \(journal.phase), heartbeat \(Int(age))s old) for release \(release)")
+            log.warning("rotate: taking over the journal of \(journal.run) (release \(journal.release), \(journal.phase), heartbeat \(Int(age))s old) for release \(release.digest)")
             let template = try launchTemplate(of: state)
-            let fresh = try createVersionFor(release: release, template: template.id, from: journal.fromVersion)
-            journal.toVersion = fresh
-            journal.release = release
+            journal.toVersion = try createVersion(template: template.id, from: journal.fromVersion, release: release)
+            journal.release = release.digest
         } else {
             log.line("rotate: continuing rotation \(journal.run) (\(journal.phase), heartbeat \(Int(age))s old)")
         }
@@ -405,15 +403,6 @@ public final class Rotation: @unchecked Sendable {
         journal.heartbeat = now()
         try journal.save(client, group: group)
         return journal
-    }
-
-    private var pendingRelease: ReleaseSpecification?
-
-    func createVersionFor(release: String, template: String, from version: Int) throws -> Int {
-        guard let spec = pendingRelease, spec.digest == release else {
-            throw KilnError.internalError("no release specification for \(release)")
-        }
-        return try createVersion(template: template, from: version, release: spec)
     }
 
     private func createVersion(template: String, from version: Int, release: ReleaseSpecification) throws -> Int {

@@ -80,7 +80,7 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
     }
 
     /// Refuses a plan that cannot work (exit 78), before anything changes.
-    func check(configuration: RotateConfiguration) throws {
+    func check() throws {
         guard problems.isEmpty else {
             throw KilnError.badConfiguration("cannot rotate \(group): \(problems.joined(separator: "; "))")
         }
