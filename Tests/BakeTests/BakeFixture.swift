@@ -86,11 +86,8 @@ final class BakeProject: @unchecked Sendable {
     }
 
     func bake(_ arguments: [String] = [], environment extra: [String: String] = [:]) throws -> (code: Int32?, output: String) {
-        let sink = MemorySink()
-        let runner = ProcessRunner(log: LogWriter(sink: sink, style: .plain, secrets: SecretMask()), cancellation: Cancellation())
-        let result = try runner.run(Command(TestPaths.product("kiln-bake"), arguments, environment: environment.merging(extra) { $1 }))
-        if case .exited(let code) = result.termination { return (code, sink.text) }
-        return (nil, sink.text)
+        let run = try runProduct("kiln-bake", arguments, environment: environment.merging(extra) { $1 })
+        return (run.code, run.output)
     }
 
     func image() throws -> [String: Any] {

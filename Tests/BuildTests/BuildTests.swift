@@ -36,11 +36,8 @@ struct SampleProject {
 func runBuild(_ project: SampleProject, _ arguments: [String] = [], environment extra: [String: String] = [:]) throws -> (code: Int32?, output: String) {
     var environment = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory(), "CI_PROJECT_DIR": project.path, "CI_PROJECT_NAME": "demo"]
     environment.merge(extra) { $1 }
-    let sink = MemorySink()
-    let runner = ProcessRunner(log: LogWriter(sink: sink, style: .plain, secrets: SecretMask()), cancellation: Cancellation())
-    let result = try runner.run(Command(TestPaths.product("kiln-build"), arguments, environment: environment), timeout: 300)
-    if case .exited(let code) = result.termination { return (code, sink.text) }
-    return (nil, sink.text)
+    let run = try runProduct("kiln-build", arguments, environment: environment)
+    return (run.code, run.output)
 }
 
 /// A JUnit report with `passed` passing cases, `failed` failing, `skipped` skipped.

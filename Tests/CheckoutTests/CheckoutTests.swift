@@ -32,10 +32,8 @@ func runCheckout(
     if let ref { environment["CI_COMMIT_REF_NAME"] = ref }
     if let jobToken { environment["CI_JOB_TOKEN"] = jobToken }
     environment.merge(extra) { $1 }
-    let sink = MemorySink()
-    let runner = ProcessRunner(log: LogWriter(sink: sink, style: .plain, secrets: SecretMask()), cancellation: Cancellation())
-    let result = try runner.run(Command(TestPaths.product("kiln-checkout"), arguments, environment: environment), timeout: 300)
-    return CheckoutRun(result: result, output: sink.text, project: project)
+    let run = try runProduct("kiln-checkout", arguments, environment: environment)
+    return CheckoutRun(result: run.result, output: run.output, project: project)
 }
 
 func withGitServer<T>(_ fixture: GitFixture, _ body: (StandIn) throws -> T) throws -> T {
@@ -178,10 +176,8 @@ func read(_ path: String) -> String? { try? String(contentsOfFile: path, encodin
             "CI_COMMIT_SHA": String(repeating: "a", count: 40), "CI_COMMIT_REF_NAME": "main",
         ]
         environment["HOME"] = NSTemporaryDirectory()
-        let sink = MemorySink()
-        let runner = ProcessRunner(log: LogWriter(sink: sink, style: .plain, secrets: SecretMask()), cancellation: Cancellation())
-        let result = try runner.run(Command(TestPaths.product("kiln-checkout"), [], environment: environment), timeout: 300)
-        #expect(result.termination == .exited(69), "\(sink.text)")
+        let run = try runProduct("kiln-checkout", [], environment: environment)
+        #expect(run.result.termination == .exited(69), "\(run.output)")
     }
 
     @Test func cloneIntoAForeignFolderIsExit78() throws {

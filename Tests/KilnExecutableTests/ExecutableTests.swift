@@ -5,12 +5,10 @@ import Testing
 
 /// Runs a built stage binary the way a job would, and keeps what it printed.
 func runBinary(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (ProcessResult, String) {
-    let sink = MemorySink()
-    let runner = ProcessRunner(log: LogWriter(sink: sink, style: .plain, secrets: SecretMask()), cancellation: Cancellation())
     var env = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory()]
     env.merge(environment) { $1 }
-    let result = try runner.run(Command(TestPaths.product(name), arguments, environment: env), timeout: 120)
-    return (result, sink.text)
+    let run = try runProduct(name, arguments, environment: env)
+    return (run.result, run.output)
 }
 
 let stages = ["kiln-checkout", "kiln-build", "kiln-bake", "kiln-userdata", "kiln-rotate"]

@@ -88,11 +88,8 @@ final class RotateWorld: @unchecked Sendable {
     func rotate(_ arguments: [String] = [], environment extra: [String: String] = [:]) throws -> (code: Int32?, output: String) {
         var environment = self.environment
         environment.merge(extra) { $1 }
-        let sink = MemorySink()
-        let runner = ProcessRunner(log: LogWriter(sink: sink, style: .plain, secrets: SecretMask()), cancellation: Cancellation())
-        let result = try runner.run(Command(TestPaths.product("kiln-rotate"), arguments + ["--environment", "test"], environment: environment), timeout: 600)
-        if case .exited(let code) = result.termination { return (code, sink.text) }
-        return (nil, sink.text)
+        let run = try runProduct("kiln-rotate", arguments + ["--environment", "test"], environment: environment)
+        return (run.code, run.output)
     }
 
     func groupState() throws -> AutoScalingGroup {

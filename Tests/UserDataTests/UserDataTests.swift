@@ -36,18 +36,13 @@ struct UserDataProject {
 func runUserData(_ project: UserDataProject, _ arguments: [String] = ["--environment", "test"], environment extra: [String: String] = [:]) throws -> (code: Int32?, output: String) {
     var environment = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory(), "CI_PROJECT_DIR": project.path, "CI_PIPELINE_ID": "42"]
     environment.merge(extra) { $1 }
-    let sink = MemorySink()
-    let runner = ProcessRunner(log: LogWriter(sink: sink, style: .plain, secrets: SecretMask()), cancellation: Cancellation())
-    let result = try runner.run(Command(TestPaths.product("kiln-userdata"), arguments, environment: environment), timeout: 120)
-    if case .exited(let code) = result.termination { return (code, sink.text) }
-    return (nil, sink.text)
+    let run = try runProduct("kiln-userdata", arguments, environment: environment)
+    return (run.code, run.output)
 }
 
 func run(_ executable: String, _ arguments: [String], environment: [String: String] = ["PATH": "/usr/bin:/bin"]) throws -> (ProcessResult, String) {
-    let sink = MemorySink()
-    let runner = ProcessRunner(log: LogWriter(sink: sink, style: .plain, secrets: SecretMask()), cancellation: Cancellation())
-    let result = try runner.run(Command(executable, arguments, environment: environment), output: .capture, timeout: 120)
-    return (result, String(decoding: result.standardOutput, as: UTF8.self) + sink.text)
+    let run = try runCommand(Command(executable, arguments, environment: environment), captureStandardOutput: true)
+    return (run.result, run.output)
 }
 
 /// Values that would run commands or break the file if pasted in as text.
