@@ -19,6 +19,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from standins import packer_moto  # noqa: E402
+from standins.artifacts import read_payload, write_artifact  # noqa: E402
 from standins.harness import running  # noqa: E402
 
 BIN = ROOT / ".kiln-runtime" / "bin"
@@ -125,7 +126,7 @@ def main(argv):
                 "image=ec2.copy_image(SourceImageId=sys.argv[2], SourceRegion='us-east-1', Name='demo-broken')['ImageId']; "
                 "ec2.create_tags(Resources=[image], Tags=[{'Key':'kiln:fleet-health','Value':'never'}]); print(image)"),
                 moto["url"], image["amiID"]], check=True, capture_output=True, text=True, env=base_env)
-            broken_ami = json.loads((project / "kiln" / "image.json").read_text())
+            broken_ami, envelope = read_payload(project / "kiln" / "image.json")
             # image.json for the broken release, as a bake of it would write.
             broken_image = subprocess.run([sys.executable, "-c", (
                 "import boto3,sys; ec2=boto3.client('ec2', endpoint_url=sys.argv[1], region_name='us-east-1', "
@@ -135,7 +136,8 @@ def main(argv):
             broken_ami["amiID"] = broken_image
             broken_ami["amis"] = {"us-east-1": broken_image}
             broken_ami["applicationVersion"] = "v0.1.1-broken"
-            (project / "kiln" / "image.json").write_text(json.dumps(broken_ami, indent=2, sort_keys=True))
+            write_artifact(project / "kiln" / "image.json", "image", broken_ami, producer=envelope["producer"],
+                           version=envelope["version"])
             # The example waits up to 10 minutes for health; the demo gives
             # the broken release 20 seconds (a kiln.yml of its own, --config).
             import yaml

@@ -1,22 +1,15 @@
 import Foundation
+import KilnArtifacts
 import KilnCore
-
-/// `app` (every merge: the application on the newest base image) or `base`
-/// (the scheduled pipeline: Ubuntu brought up to date).
-public enum BakeRole: String, Sendable, SettingValue, CaseIterable {
-    case app, base
-    public static var expected: String { "app or base" }
-    public init?(settingText: String) { self.init(rawValue: settingText.trimmingCharacters(in: .whitespaces)) }
-}
 
 /// The flags of `kiln-bake`, given by the executable.
 public struct BakeFlags: Sendable {
-    public var role: String?
+    public var role: BakeRole?
     public var template: String?
     public var packer: String?
     public var sourceAMI: String?
     public var channel: String?
-    public init(role: String? = nil, template: String? = nil, packer: String? = nil, sourceAMI: String? = nil, channel: String? = nil) {
+    public init(role: BakeRole? = nil, template: String? = nil, packer: String? = nil, sourceAMI: String? = nil, channel: String? = nil) {
         self.role = role
         self.template = template
         self.packer = packer
@@ -66,13 +59,12 @@ public struct BakeConfiguration: Sendable {
                 _ = try file.mapping(base, "bake.base", allowed: ["owner", "name"])
             }
         }
-        // As kiln-build reads it: kiln.yml's application, else the project's name.
-        let application = try file.node("application").map { try file.scalar($0, "application") }
-            ?? settings.job["CI_PROJECT_NAME"] ?? ""
+        // As every stage reads it (Settings.application); checked where it is needed.
+        let application = try settings.application()?.value ?? ""
         func string(_ key: String, flag: (String, String?)? = nil, env: String? = nil) throws -> Resolved<String>? {
             try settings.resolve(key, flag: flag.map { (name: $0.0, value: $0.1) }, environment: env)
         }
-        let role = try settings.require("bake.role", flag: (name: "role", value: flags.role), environment: "KILN_BAKE_ROLE", default: BakeRole.app).value
+        let role = try settings.require("bake.role", parsedFlag: (name: "role", value: flags.role), environment: "KILN_BAKE_ROLE", default: BakeRole.app).value
 
         func inProject(_ path: String) -> String {
             path.hasPrefix("/") ? path : (projectDirectory as NSString).appendingPathComponent(path)

@@ -1,4 +1,5 @@
 import Foundation
+import KilnArtifacts
 import KilnCore
 
 /// The bake key: a SHA-256 over everything that decides what is on the

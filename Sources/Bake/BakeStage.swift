@@ -1,37 +1,25 @@
-import Build
 import Foundation
+import KilnArtifacts
 import KilnAWS
 import KilnCore
-import KilnHTTP
-
-/// Kiln's tags on every image it bakes (and on the image's snapshots).
-public enum ImageTag {
-    public static let application = "kiln:app"
-    public static let role = "kiln:role"
-    public static let version = "kiln:version"
-    public static let commit = "kiln:commit"
-    public static let pipeline = "kiln:pipeline"
-    public static let bakeKey = "kiln:bake-key"
-    public static let sourceAMI = "kiln:source-ami"
-    public static let builtAt = "kiln:built-at"
-}
 
 /// kiln-bake: decides what to bake from and whether to bake at all, runs
 /// Packer, tags the image, copies and shares it, and writes image.json.
 public struct BakeStage {
     public let context: StageContext
+    public let aws: AWSEnvironment
     public let flags: BakeFlags
     /// Where the executable lies, to find the template Kiln ships.
     public let executablePath: String?
-    public var now: @Sendable () -> Date = { Date() }
 
-    public init(context: StageContext, flags: BakeFlags, executablePath: String?) {
+    public init(context: StageContext, aws: AWSEnvironment, flags: BakeFlags, executablePath: String?) {
         self.context = context
+        self.aws = aws
         self.flags = flags
         self.executablePath = executablePath
     }
 
-    var projectDirectory: String { context.job.projectDirectory ?? FileManager.default.currentDirectoryPath }
+    var projectDirectory: String { context.projectDirectory }
 
     /// What the image will hold: the application's artifact (app), or nothing but the base work (base).
     struct Inputs {
@@ -42,12 +30,12 @@ public struct BakeStage {
         var artifactSHA256: String?
     }
 
+    @discardableResult
     public func run() throws -> ImageResult {
         let log = context.log
         let configuration = try BakeConfiguration.load(context.settings, flags: flags, projectDirectory: projectDirectory, executablePath: executablePath)
         let inputs = try readInputs(configuration)
-        let aws = try AWSEnvironment(job: context.job, http: HTTPClient(settings: HTTPSettings(job: context.job)))
-        let client = try aws.client(secrets: log.secrets, log: log)
+        let client = aws.client()
         let images = ImageCatalog(client: client)
 
         let source = try SourceImage.resolve(configuration, images: images)
@@ -62,24 +50,22 @@ public struct BakeStage {
         if let existing = try images.newest(withBakeKey: key.value) {
             log.line("reused: \(existing.id) (\(existing.name ?? "no name")) already has bake key \(key.value); nothing is launched")
             result = ImageResult(
-                application: inputs.application, applicationVersion: existing.tags[ImageTag.version] ?? inputs.version,
-                commit: existing.tags[ImageTag.commit] ?? inputs.commit, role: configuration.role.rawValue,
+                application: inputs.application, applicationVersion: existing.tags[KilnTag.version] ?? inputs.version,
+                commit: existing.tags[KilnTag.commit] ?? inputs.commit, role: configuration.role,
                 name: existing.name ?? existing.id, region: client.region, amiID: existing.id, amis: [client.region: existing.id],
-                sourceAMI: existing.tags[ImageTag.sourceAMI] ?? source.id, bakeKey: key.value, outcome: "reused",
+                sourceAMI: existing.tags[KilnTag.sourceAMI] ?? source.id, bakeKey: key.value, outcome: .reused,
                 packerSeconds: nil, pipelineID: context.job.pipelineID)
         } else {
-            result = try bake(configuration, inputs: inputs, source: source.id, key: key, aws: aws, client: client, images: images)
+            result = try bake(configuration, inputs: inputs, source: source.id, key: key, client: client, images: images)
         }
         // Copies, shares and the channel: also on reuse, so that a re-run
         // finishes what a killed run left.
         let tags = try images.tags(of: result.amiID)
-        result.amis = try ImageDistribution(
-            log: log, images: images, makeClient: { region in try Self.client(aws: aws, region: region, log: log) }
-        ).distribute(imageID: result.amiID, name: result.name, tags: tags, regions: configuration.regions, accounts: configuration.shareWith)
+        result.amis = try ImageDistribution(log: log, images: images, aws: aws, clock: context.clock).distribute(imageID: result.amiID, name: result.name, tags: tags, regions: configuration.regions, accounts: configuration.shareWith)
         if let channel = configuration.channel {
             let parameter = "/kiln/\(inputs.application)/\(configuration.role.rawValue)/\(channel)"
             for (region, ami) in result.amis.sorted(by: { $0.key < $1.key }) {
-                let regional = region == client.region ? client : try Self.client(aws: aws, region: region, log: log)
+                let regional = region == client.region ? client : aws.client(region: region)
                 let version = try regional.putParameter(parameter, value: ami, overwrite: true, description: "kiln-bake: \(result.name)")
                 log.line("channel: \(parameter) = \(ami) in \(region) (version \(version))")
             }
@@ -89,12 +75,6 @@ public struct BakeStage {
         return result
     }
 
-    static func client(aws: AWSEnvironment, region: String, log: LogWriter) throws -> AWSClient {
-        AWSClient(
-            endpoints: AWSEndpoints(region: region, job: aws.job), credentials: aws.credentialChain(secrets: log.secrets, log: nil),
-            http: aws.http, retry: try aws.retryPolicy(), log: log)
-    }
-
     func readInputs(_ configuration: BakeConfiguration) throws -> Inputs {
         switch configuration.role {
         case .base:
@@ -102,13 +82,13 @@ public struct BakeStage {
                 throw KilnError.badConfiguration("no application name: set application in kiln.yml (or run in a job, where CI_PROJECT_NAME names it)")
             }
             // A base image has no release of its own: it is named by the day it was made.
-            let stamp = Self.timestamp(now())
+            let stamp = Self.timestamp(context.clock.now())
             return Inputs(application: configuration.application, version: String(stamp.prefix(8)), commit: context.job.commitSHA ?? "", artifactPath: nil, artifactSHA256: nil)
         case .app:
             let file = context.artifacts.path("build.json")
             let build = try context.artifacts.read(BuildResult.self).payload
-            guard build.outcome == "passed", let artifact = build.artifact else {
-                throw KilnError.badArtifact("\(file): the build's outcome is '\(build.outcome)' and it has no artifact; there is nothing to bake")
+            guard build.outcome == .passed, let artifact = build.artifact else {
+                throw KilnError.badArtifact("\(file): the build's outcome is '\(build.outcome.rawValue)' and it has no artifact; there is nothing to bake")
             }
             let path = artifact.path.hasPrefix("/") ? artifact.path : (projectDirectory as NSString).appendingPathComponent(artifact.path)
             guard FileManager.default.fileExists(atPath: path) else {
@@ -139,24 +119,23 @@ public struct BakeStage {
     }
 
     func bake(
-        _ configuration: BakeConfiguration, inputs: Inputs, source: String, key: BakeKey, aws: AWSEnvironment,
-        client: AWSClient, images: ImageCatalog
+        _ configuration: BakeConfiguration, inputs: Inputs, source: String, key: BakeKey, client: AWSClient, images: ImageCatalog
     ) throws -> ImageResult {
         let log = context.log
-        let started = now()
+        let started = context.clock.now()
         let name = Self.imageName(application: inputs.application, role: configuration.role, version: inputs.version, time: started)
         let builtAt = ISO8601DateFormatter()
         builtAt.formatOptions = [.withInternetDateTime]
         let tags = [
             "Name": name,
-            ImageTag.application: inputs.application,
-            ImageTag.role: configuration.role.rawValue,
-            ImageTag.version: inputs.version,
-            ImageTag.commit: inputs.commit,
-            ImageTag.pipeline: context.job.pipelineID ?? "",
-            ImageTag.bakeKey: key.value,
-            ImageTag.sourceAMI: source,
-            ImageTag.builtAt: builtAt.string(from: started),
+            KilnTag.application: inputs.application,
+            KilnTag.role: configuration.role.rawValue,
+            KilnTag.version: inputs.version,
+            KilnTag.commit: inputs.commit,
+            KilnTag.pipeline: context.job.pipelineID ?? "",
+            KilnTag.bakeKey: key.value,
+            KilnTag.sourceAMI: source,
+            KilnTag.builtAt: builtAt.string(from: started),
         ]
         var variables: [String: PackerRun.VariableValue] = configuration.variables.mapValues { .string($0) }
         variables.merge([
@@ -207,8 +186,8 @@ public struct BakeStage {
         try images.tag(imageID: amiID, tags: tags)
         return ImageResult(
             application: inputs.application, applicationVersion: inputs.version, commit: inputs.commit,
-            role: configuration.role.rawValue, name: name, region: client.region, amiID: amiID, amis: [client.region: amiID],
-            sourceAMI: source, bakeKey: key.value, outcome: "baked", packerSeconds: seconds, pipelineID: context.job.pipelineID)
+            role: configuration.role, name: name, region: client.region, amiID: amiID, amis: [client.region: amiID],
+            sourceAMI: source, bakeKey: key.value, outcome: .baked, packerSeconds: seconds, pipelineID: context.job.pipelineID)
     }
 
     /// Packer 1.7+ wants the amazon plugin declared (and `packer init`):

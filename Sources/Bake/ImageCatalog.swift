@@ -1,4 +1,5 @@
 import Foundation
+import KilnArtifacts
 import KilnAWS
 import KilnCore
 
@@ -12,15 +13,15 @@ public struct ImageCatalog: Sendable {
     /// then the name (Ubuntu's names end in the release's date serial).
     public static func newestFirst(_ images: [MachineImage]) -> [MachineImage] {
         images.sorted { a, b in
-            let left = (a.tags[ImageTag.builtAt] ?? "", a.creationDate ?? "", a.name ?? "")
-            let right = (b.tags[ImageTag.builtAt] ?? "", b.creationDate ?? "", b.name ?? "")
+            let left = (a.tags[KilnTag.builtAt] ?? "", a.creationDate ?? "", a.name ?? "")
+            let right = (b.tags[KilnTag.builtAt] ?? "", b.creationDate ?? "", b.name ?? "")
             return left > right
         }
     }
 
     public func newest(withBakeKey key: String) throws -> MachineImage? {
         Self.newestFirst(try client.describeImages(
-            owners: ["self"], filters: [("tag:\(ImageTag.bakeKey)", [key]), ("state", ["available"])])).first
+            owners: ["self"], filters: [("tag:\(KilnTag.bakeKey)", [key]), ("state", ["available"])])).first
     }
 
     public func tags(of imageID: String) throws -> [String: String] {
@@ -82,7 +83,7 @@ public struct SourceImage: Sendable, Equatable {
             guard let image = found.first else {
                 throw KilnError.badConfiguration("source AMI \(pinned) (\(where_)) does not exist in \(client.region)")
             }
-            guard image.state == "available" else {
+            guard image.state == .available else {
                 throw KilnError.badConfiguration("source AMI \(pinned) (\(where_)) is \(image.state), not available")
             }
             return SourceImage(id: image.id, reason: "pinned by \(where_)")
@@ -98,7 +99,7 @@ public struct SourceImage: Sendable, Equatable {
             }
             return SourceImage(id: newest.id, reason: "newest of \(candidates.count) named \(configuration.baseNamePattern): \(newest.name ?? "")")
         case .app:
-            let bases = try client.describeImages(owners: ["self"], filters: [("tag:\(ImageTag.role)", ["base"]), ("state", ["available"])])
+            let bases = try client.describeImages(owners: ["self"], filters: [("tag:\(KilnTag.role)", ["base"]), ("state", ["available"])])
             guard let newest = ImageCatalog.newestFirst(bases).first else {
                 throw KilnError.badConfiguration(
                     "no base image in \(client.region): bake one with 'kiln-bake --role base' (the scheduled pipeline), or pin bake.source_ami in kiln.yml")
@@ -139,30 +140,39 @@ public struct SourceImage: Sendable, Equatable {
 public struct ImageDistribution: Sendable {
     public let log: LogWriter
     public let images: ImageCatalog
-    public let makeClient: @Sendable (String) throws -> AWSClient
+    /// Clients for the other regions, on the same credential chain.
+    public let aws: AWSEnvironment
+    public let clock: Clock
     /// How long to wait for a copy before giving up (75: retry the job; the
     /// re-run finds the copy by its bake key).
     public var copyTimeout: TimeInterval = 3600
+    /// How often to look at a copy under way (AWS takes minutes).
+    public var copyPoll: TimeInterval = 15
+
+    public init(log: LogWriter, images: ImageCatalog, aws: AWSEnvironment, clock: Clock) {
+        self.log = log
+        self.images = images
+        self.aws = aws
+        self.clock = clock
+    }
 
     public func distribute(imageID: String, name: String, tags: [String: String], regions: [String], accounts: [String]) throws -> [String: String] {
         let home = images.client.region
         var amis = [home: imageID]
         let others = Array(Set(regions).subtracting([home])).sorted()
         if !others.isEmpty {
-            let key = tags[ImageTag.bakeKey] ?? ""
-            let clients = try others.map { try makeClient($0) }
+            let key = tags[KilnTag.bakeKey] ?? ""
             // Concurrently: a copy takes minutes in AWS.
-            let results = ResultBox(count: others.count)
-            DispatchQueue.concurrentPerform(iterations: others.count) { index in
-                results.set(index, Result { try copy(imageID: imageID, name: name, key: key, tags: tags, to: ImageCatalog(client: clients[index])) })
+            let results = Parallel.map(others) { region in
+                try copy(imageID: imageID, name: name, key: key, tags: tags, to: ImageCatalog(client: aws.client(region: region)))
             }
-            for (index, region) in others.enumerated() {
-                amis[region] = try results.get(index).get()
+            for (region, result) in zip(others, results) {
+                amis[region] = try result.get()
             }
         }
         if !accounts.isEmpty {
             for (region, ami) in amis.sorted(by: { $0.key < $1.key }) {
-                let client = region == home ? images.client : try makeClient(region)
+                let client = region == home ? images.client : aws.client(region: region)
                 try client.addLaunchPermission(imageID: ami, accountIDs: accounts)
                 log.line("shared \(ami) in \(region) with \(accounts.joined(separator: ", "))")
             }
@@ -183,17 +193,19 @@ public struct ImageDistribution: Sendable {
             description: "kiln-bake copy of \(imageID)", clientToken: String(key.prefix(64)))
         // The image can be tagged at once (so a re-run finds it); its snapshots exist when it is available.
         try target.client.createTags(resources: [copied], tags: tags)
-        let deadline = Date().addingTimeInterval(copyTimeout)
+        let deadline = clock.now().addingTimeInterval(copyTimeout)
         while true {
-            let state = try target.client.describeImages(imageIDs: [copied]).first?.state ?? "missing"
-            if state == "available" { break }
-            if state == "failed" || state == "invalid" || state == "deregistered" || state == "missing" {
+            guard let state = try target.client.describeImages(imageIDs: [copied]).first?.state else {
+                throw KilnError(.serviceUnavailable, "copy of \(imageID) to \(region) (\(copied)) is missing")
+            }
+            if state == .available { break }
+            if state.isFinalFailure {
                 throw KilnError(.serviceUnavailable, "copy of \(imageID) to \(region) (\(copied)) ended \(state)")
             }
-            guard Date() < deadline else {
+            guard clock.now() < deadline else {
                 throw KilnError(.temporaryFailure, "copy of \(imageID) to \(region) (\(copied)) still \(state) after \(LogWriter.formatDuration(copyTimeout)); re-run the job to go on")
             }
-            Thread.sleep(forTimeInterval: 15)
+            clock.sleep(copyPoll)
         }
         try target.tag(imageID: copied, tags: tags)
         log.line("copy: \(imageID) -> \(copied) in \(region), tagged")
@@ -202,18 +214,7 @@ public struct ImageDistribution: Sendable {
 
     static func existing(key: String, in catalog: ImageCatalog) -> String? {
         guard !key.isEmpty else { return nil }
-        let images = (try? catalog.client.describeImages(owners: ["self"], filters: [("tag:\(ImageTag.bakeKey)", [key])])) ?? []
-        return ImageCatalog.newestFirst(images.filter { $0.state == "available" || $0.state == "pending" }).first?.id
-    }
-}
-
-/// Results filled in by concurrent work.
-final class ResultBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var results: [Result<String, any Error>?]
-    init(count: Int) { results = Array(repeating: nil, count: count) }
-    func set(_ index: Int, _ result: Result<String, any Error>) { lock.withLock { results[index] = result } }
-    func get(_ index: Int) -> Result<String, any Error> {
-        lock.withLock { results[index] ?? .failure(KilnError.internalError("copy \(index) did not run")) }
+        let images = (try? catalog.client.describeImages(owners: ["self"], filters: [("tag:\(KilnTag.bakeKey)", [key])])) ?? []
+        return ImageCatalog.newestFirst(images.filter { $0.state == .available || $0.state == .pending }).first?.id
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
+import KilnArtifacts
 import KilnAWS
 import KilnCore
-import KilnHTTP
 
 /// What prune did (or, with --dry-run, would do) to one image.
 public struct PruneDecision: Sendable, Equatable {
@@ -18,13 +18,15 @@ public struct PruneDecision: Sendable, Equatable {
 /// a channel still uses; deletes the snapshots of what it deregisters.
 public struct ImagePrune {
     public let context: StageContext
+    public let aws: AWSEnvironment
     public let flags: BakeFlags
     public let keep: Int?
     public let dryRun: Bool
     public let executablePath: String?
 
-    public init(context: StageContext, flags: BakeFlags, keep: Int?, dryRun: Bool, executablePath: String?) {
+    public init(context: StageContext, aws: AWSEnvironment, flags: BakeFlags, keep: Int?, dryRun: Bool, executablePath: String?) {
         self.context = context
+        self.aws = aws
         self.flags = flags
         self.keep = keep
         self.dryRun = dryRun
@@ -35,18 +37,16 @@ public struct ImagePrune {
     public func run() throws -> [PruneDecision] {
         let log = context.log
         let configuration = try BakeConfiguration.load(
-            context.settings, flags: flags, projectDirectory: context.job.projectDirectory ?? FileManager.default.currentDirectoryPath,
-            executablePath: executablePath)
+            context.settings, flags: flags, projectDirectory: context.projectDirectory, executablePath: executablePath)
         guard !configuration.application.isEmpty else {
             throw KilnError.badConfiguration("no application name: set application in kiln.yml (or CI_PROJECT_NAME)")
         }
         let keep = self.keep ?? configuration.keep
         guard keep >= 1 else { throw KilnError.usage("--keep: keep at least 1 image") }
-        let aws = try AWSEnvironment(job: context.job, http: HTTPClient(settings: HTTPSettings(job: context.job)))
-        let home = try aws.client(secrets: log.secrets, log: log)
+        let home = aws.client()
         var decisions: [PruneDecision] = []
         for region in [home.region] + Array(Set(configuration.regions).subtracting([home.region])).sorted() {
-            let client = region == home.region ? home : try BakeStage.client(aws: aws, region: region, log: log)
+            let client = region == home.region ? home : aws.client(region: region)
             decisions += try prune(client: client, application: configuration.application, keep: keep)
         }
         for decision in decisions {
@@ -57,10 +57,10 @@ public struct ImagePrune {
 
     func prune(client: AWSClient, application: String, keep: Int) throws -> [PruneDecision] {
         let catalog = ImageCatalog(client: client)
-        let images = try client.describeImages(owners: ["self"], filters: [("tag:\(ImageTag.application)", [application])])
+        let images = try client.describeImages(owners: ["self"], filters: [("tag:\(KilnTag.application)", [application])])
         let references = try self.references(client: client, application: application)
         var decisions: [PruneDecision] = []
-        let byRole = Dictionary(grouping: images) { $0.tags[ImageTag.role] ?? "" }
+        let byRole = Dictionary(grouping: images) { $0.tags[KilnTag.role] ?? "" }
         for role in byRole.keys.sorted() {
             for (index, image) in ImageCatalog.newestFirst(byRole[role] ?? []).enumerated() {
                 var decision = PruneDecision(region: client.region, imageID: image.id, name: image.name ?? "", action: "deregister", deregister: true)

@@ -1,4 +1,5 @@
 import Foundation
+import KilnArtifacts
 import KilnCore
 
 /// Packer's `-machine-readable` output: one record a line,

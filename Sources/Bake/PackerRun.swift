@@ -1,4 +1,5 @@
 import Foundation
+import KilnArtifacts
 import KilnCore
 
 /// One `packer build -machine-readable` of the project's template, with

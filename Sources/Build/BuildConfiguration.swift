@@ -30,7 +30,7 @@ public struct BuildConfiguration: Sendable, Equatable {
 
     static let keys: Set<String> = ["commands", "test", "junit", "package", "timeout"]
 
-    /// Reads `build` (and the top-level `application`, else `CI_PROJECT_NAME`).
+    /// Reads `build` (and the application's name, as `Settings.application` resolves it).
     public static func load(_ settings: Settings) throws -> BuildConfiguration {
         let file = settings.file
         guard let section = file.node("build") else {
@@ -78,7 +78,9 @@ public struct BuildConfiguration: Sendable, Equatable {
         default:
             throw file.fail(packageNode, "build.package", "give exactly one of paths or file")
         }
-        let application: Resolved<String> = try settings.require("application", environment: "KILN_APPLICATION", default: settings.job["CI_PROJECT_NAME"])
+        guard let application = try settings.application() else {
+            throw KilnError.badConfiguration("application is not set; give it as KILN_APPLICATION, or 'application' in kiln.yml (in a job, CI_PROJECT_NAME names it)")
+        }
         return BuildConfiguration(
             application: application.value, commands: built, tests: tests, junit: junit, package: package,
             location: file.location(section))

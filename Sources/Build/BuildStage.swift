@@ -1,58 +1,33 @@
-import Checkout
 import Foundation
+import KilnArtifacts
 import KilnCore
 
-/// build.json: what was built and tested, and the artifact for the bake.
-public struct BuildResult: ArtifactPayload, Equatable {
-    public static let schemaName = "build"
-    public static let schemaVersion = 1
-
-    public struct CommandRun: Codable, Sendable, Equatable {
-        public var name: String
-        public var command: String
-        public var phase: String
-        public var durationSeconds: Double
-        /// `exit 0`, `exit 2`, `signal 9 (SIGKILL)`, `timed out`.
-        public var status: String
-        public var succeeded: Bool
-    }
-
-    public struct TestReport: Codable, Sendable, Equatable {
-        public var counts: TestCounts
-        public var reports: [String]
-        /// The merged report, for `artifacts:reports:junit`.
-        public var merged: String
-    }
-
-    public var application: String
-    /// The application's version (`version` is the envelope's).
-    public var applicationVersion: String
-    public var commit: String
-    /// `passed`, or `failed` (the tests failed; nothing was packed).
-    public var outcome: String
-    public var artifact: ApplicationArtifact?
-    public var tests: TestReport?
-    public var commands: [CommandRun]
+/// The flags of `kiln-build`.
+public struct BuildFlags: Sendable {
+    /// `--release-version`: the application's version, over the tag's or the checkout's.
+    public var releaseVersion: String?
+    public init(releaseVersion: String? = nil) { self.releaseVersion = releaseVersion }
 }
 
 /// kiln-build: runs the project's build and test commands, reports the
 /// tests to GitLab, and packs the one artifact the bake installs.
 public struct BuildStage {
     public let context: StageContext
-    public var versionOverride: String?
+    public let flags: BuildFlags
 
-    public init(context: StageContext, versionOverride: String? = nil) {
+    public init(context: StageContext, flags: BuildFlags = BuildFlags()) {
         self.context = context
-        self.versionOverride = versionOverride
+        self.flags = flags
     }
 
-    var projectDirectory: String { context.job.projectDirectory ?? FileManager.default.currentDirectoryPath }
+    var projectDirectory: String { context.projectDirectory }
 
+    @discardableResult
     public func run() throws -> BuildResult {
         let checkout = try context.artifacts.read(CheckoutResult.self).payload
         let configuration = try BuildConfiguration.load(context.settings)
         // A tag pipeline builds the tag's version; otherwise the checkout's.
-        let version = versionOverride ?? context.job.commitTag ?? checkout.versionString
+        let version = flags.releaseVersion ?? context.job.commitTag ?? checkout.versionString
         let log = context.log
         log.line("build: \(configuration.application) \(version) at \(checkout.shortCommit)")
 
@@ -64,11 +39,11 @@ public struct BuildStage {
 
         var result = BuildResult(
             application: configuration.application, applicationVersion: version, commit: checkout.commit,
-            outcome: "failed", artifact: nil, tests: nil, commands: [])
+            outcome: .failed, artifact: nil, tests: nil, commands: [])
 
         // Build commands: the first failure ends the stage.
         for command in configuration.commands {
-            let run = try execute(command, phase: "build", environment: environment)
+            let run = try execute(command, phase: .build, environment: environment)
             runs.append(run)
             guard run.succeeded else {
                 result.commands = runs
@@ -79,7 +54,7 @@ public struct BuildStage {
         // Test commands: a failure still lets the reports be collected.
         var failedTest: (ProjectCommand, BuildResult.CommandRun)?
         for command in configuration.tests where failedTest == nil {
-            let run = try execute(command, phase: "test", environment: environment)
+            let run = try execute(command, phase: .test, environment: environment)
             runs.append(run)
             if !run.succeeded { failedTest = (command, run) }
         }
@@ -103,7 +78,7 @@ public struct BuildStage {
             try Packager(runner: context.runner, projectDirectory: projectDirectory, artifactsDirectory: context.artifacts.directory)
                 .package(configuration.package, name: artifactName, time: time, location: configuration.location)
         }
-        result.outcome = "passed"
+        result.outcome = .passed
         try write(result)
         if let artifact = result.artifact {
             log.line("artifact: \(artifact.path), \(artifact.size) bytes, sha256 \(artifact.sha256)")
@@ -111,10 +86,10 @@ public struct BuildStage {
         return result
     }
 
-    private func execute(_ command: ProjectCommand, phase: String, environment: [String: String]) throws -> BuildResult.CommandRun {
+    private func execute(_ command: ProjectCommand, phase: BuildResult.Phase, environment: [String: String]) throws -> BuildResult.CommandRun {
         var environment = environment
         environment.merge(command.environment) { $1 }
-        let result = try context.log.section("\(phase)_\(command.name)", title: "$ \(command.run)") {
+        let result = try context.log.section("\(phase.rawValue)_\(command.name)", title: "$ \(command.run)") {
             try context.runner.run(
                 .shell(command.run, environment: environment, workingDirectory: projectDirectory),
                 timeout: command.timeout?.value)

@@ -1,20 +1,6 @@
 import Foundation
+import KilnArtifacts
 import KilnCore
-
-/// Test counts, from the test cases themselves (a report's own totals are
-/// not trusted: some tools leave them out or get them wrong).
-public struct TestCounts: Codable, Sendable, Equatable {
-    public var tests = 0
-    public var failures = 0
-    public var errors = 0
-    public var skipped = 0
-
-    public var passed: Int { tests - failures - errors - skipped }
-
-    public var summary: String {
-        "\(tests) tests: \(passed) passed, \(failures) failed, \(errors) errors, \(skipped) skipped"
-    }
-}
 
 /// A JUnit report that cannot be used: which file, and what is wrong.
 public struct JUnitError: ExitStatusProviding, CustomStringConvertible, Sendable {

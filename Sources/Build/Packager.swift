@@ -1,16 +1,6 @@
 import Foundation
+import KilnArtifacts
 import KilnCore
-
-/// The application artifact: where it is, how big, its SHA-256.
-public struct ApplicationArtifact: Codable, Sendable, Equatable {
-    /// Relative to the project folder (it lies in the artifacts folder, so
-    /// GitLab hands it to the bake job).
-    public var path: String
-    public var size: Int
-    public var sha256: String
-    /// `tar.gz` (packed by Kiln) or `file` (taken as the build made it).
-    public var kind: String
-}
 
 /// Packs the application reproducibly: the same files give the same bytes.
 /// GNU tar with sorted names, one fixed time (the commit's, or
@@ -35,7 +25,7 @@ public struct Packager {
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue else {
                 throw KilnError(.projectFailed, "build.package.file (\(location)): \(file) is not a file after the build")
             }
-            return try describe(path, kind: "file")
+            return try describe(path, kind: .file)
         case .paths(let paths):
             for path in paths where !FileManager.default.fileExists(atPath: absolute(path)) {
                 throw KilnError(.projectFailed, "build.package.paths (\(location)): \(path) does not exist after the build")
@@ -55,7 +45,7 @@ public struct Packager {
                 ] + members),
                 what: "packing \(name)", failure: .projectFailed)
             guard rename(partial, target) == 0 else { throw SystemCallError("rename \(partial)", errno: errno) }
-            return try describe(target, kind: "tar.gz")
+            return try describe(target, kind: .tarGz)
         }
     }
 
@@ -68,7 +58,7 @@ public struct Packager {
         return path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : path
     }
 
-    private func describe(_ path: String, kind: String) throws -> ApplicationArtifact {
+    private func describe(_ path: String, kind: ApplicationArtifact.Kind) throws -> ApplicationArtifact {
         let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
         return ApplicationArtifact(path: relative(path), size: size, sha256: try SHA256Digest.hex(ofFileAt: path), kind: kind)
     }

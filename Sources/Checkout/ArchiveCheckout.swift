@@ -1,4 +1,5 @@
 import Foundation
+import KilnArtifacts
 import KilnCore
 import KilnGit
 import KilnHTTP
@@ -6,8 +7,8 @@ import KilnHTTP
 /// The archive strategy: the commit's files (no history) from GitLab's
 /// repository archive API, with the job token in the `JOB-TOKEN` header.
 struct ArchiveCheckout {
-    let stage: CheckoutStage
-    var request: CheckoutRequest { stage.request }
+    let checkout: CheckoutRun
+    var request: CheckoutRequest { checkout.request }
 
     var archiveURL: String {
         // A project path goes URL-encoded (`group%2Fapp`), as the API wants.
@@ -18,21 +19,21 @@ struct ArchiveCheckout {
     func run() throws -> CheckoutResult {
         var clock = PhaseClock()
         if request.submodules != .none {
-            stage.log.warning("GitLab's archives hold no submodules: GIT_SUBMODULE_STRATEGY=\(request.submodules.rawValue) is not applied under the archive strategy")
+            checkout.log.warning("GitLab's archives hold no submodules: GIT_SUBMODULE_STRATEGY=\(request.submodules.rawValue) is not applied under the archive strategy")
         }
         let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-archive-\(UUID().uuidString).tar.gz").path
         defer { try? FileManager.default.removeItem(atPath: temporary) }
         var headers: [(name: String, value: String)] = []
         if let token = request.credentials?.password { headers.append(("JOB-TOKEN", token)) }
         let bytes = try clock.time("download") { () -> Int in
-            try stage.retry.run("archive", log: stage.log, retryable: { error in
+            try checkout.retry.run("archive", log: checkout.log, retryable: { error in
                 guard let error = error as? HTTPError, error.isRetryable else { return nil }
                 return error.detail
             }) {
-                let (response, bytes) = try stage.http.download(HTTPRequest(url: archiveURL, headers: headers, timeout: 3600), to: temporary)
+                let (response, bytes) = try checkout.http.download(HTTPRequest(url: archiveURL, headers: headers, timeout: 3600), to: temporary)
                 switch response.status {
                 case 200..<300:
-                    stage.log.line("archive: \(CheckoutStage.mebibytes(bytes)) from \(HTTPError.redacted(archiveURL))")
+                    checkout.log.line("archive: \(CheckoutRun.mebibytes(bytes)) from \(HTTPError.redacted(archiveURL))")
                     return bytes
                 case 401, 403:
                     throw KilnError(.permissionDenied, "GitLab refused the job token for the archive of \(request.project) (HTTP \(response.status))")
@@ -45,14 +46,14 @@ struct ArchiveCheckout {
         }
         try clock.time("unpack") {
             try FileManager.default.createDirectory(atPath: request.target, withIntermediateDirectories: true)
-            try stage.clearTarget()
+            try checkout.clearTarget()
             // GitLab's archives hold one top folder (`<project>-<sha>-<sha>/`).
-            try stage.runner.check(
+            try checkout.runner.check(
                 Command("tar", ["-xzf", temporary, "-C", request.target, "--strip-components=1", "--no-same-owner"]),
                 what: "unpacking the archive", failure: .serviceUnavailable)
         }
         let received = { () -> TransferProgress in var progress = TransferProgress(); progress.receivedBytes = bytes; return progress }()
-        return stage.result(
+        return checkout.result(
             version: String(request.commit.prefix(8)), info: nil, submodules: [], received: received,
             phases: clock.phases, discarded: nil)
     }

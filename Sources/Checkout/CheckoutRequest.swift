@@ -1,20 +1,8 @@
 import Foundation
+import KilnArtifacts
 import KilnCore
 import KilnGit
 import KilnHTTP
-
-/// How the work tree is obtained.
-public enum CheckoutStrategy: String, Sendable, CaseIterable, SettingValue {
-    /// A fresh repository every time.
-    case clone
-    /// Reuse the repository in the target folder or the cache folder; fetch what is new.
-    case fetch
-    /// Download the commit's files (no history) through GitLab's archive API.
-    case archive
-
-    public static var expected: String { "clone, fetch or archive" }
-    public init?(settingText: String) { self.init(rawValue: settingText.lowercased()) }
-}
 
 public enum SubmoduleStrategy: String, Sendable, CaseIterable, SettingValue {
     case none, normal, recursive
@@ -143,10 +131,10 @@ public struct CheckoutFlags: Sendable {
     public var tag: String?
     public var pipelineID: String?
     public var target: String?
-    public var strategy: String?
-    public var submodules: String?
-    public var cleanFlags: String?
-    public var depth: String?
+    public var strategy: CheckoutStrategy?
+    public var submodules: SubmoduleStrategy?
+    public var cleanFlags: CleanFlags?
+    public var depth: Int?
     public var cacheDirectory: String?
 
     public init() {}
@@ -190,14 +178,14 @@ extension CheckoutRequest {
         // own checkout is off); only clone and fetch carry over from it.
         let gitStrategy = job.gitStrategy.flatMap { CheckoutStrategy(rawValue: $0.lowercased()) }.flatMap { $0 == .archive ? nil : $0 }
         let strategy: Resolved<CheckoutStrategy> = try settings.require(
-            "checkout.strategy", flag: ("strategy", flags.strategy), environment: "KILN_GIT_STRATEGY",
+            "checkout.strategy", parsedFlag: ("strategy", flags.strategy), environment: "KILN_GIT_STRATEGY",
             default: gitStrategy ?? .fetch)
         let submodules: Resolved<SubmoduleStrategy> = try settings.require(
-            "checkout.submodules", flag: ("submodules", flags.submodules), environment: "GIT_SUBMODULE_STRATEGY", default: SubmoduleStrategy.none)
+            "checkout.submodules", parsedFlag: ("submodules", flags.submodules), environment: "GIT_SUBMODULE_STRATEGY", default: SubmoduleStrategy.none)
         let clean: Resolved<CleanFlags> = try settings.require(
-            "checkout.clean_flags", flag: ("clean-flags", flags.cleanFlags), environment: "GIT_CLEAN_FLAGS", default: .gitLabDefault)
-        let depth: Resolved<Int>? = try settings.resolve("checkout.depth", flag: ("depth", flags.depth), environment: "GIT_DEPTH")
-        let cache: Resolved<String>? = try settings.resolve("checkout.cache_dir", flag: ("cache-dir", flags.cacheDirectory), environment: "KILN_CHECKOUT_CACHE_DIR")
+            "checkout.clean_flags", parsedFlag: ("clean-flags", flags.cleanFlags), environment: "GIT_CLEAN_FLAGS", default: .gitLabDefault)
+        let depth: Resolved<Int>? = try settings.resolve("checkout.depth", parsedFlag: ("depth", flags.depth), environment: "GIT_DEPTH")
+        let cache: Resolved<String>? = try settings.resolve("checkout.cache_dir", parsedFlag: ("cache-dir", flags.cacheDirectory), environment: "KILN_CHECKOUT_CACHE_DIR")
         let target = flags.target ?? job.projectDirectory ?? FileManager.default.currentDirectoryPath
 
         let server = job.serverURL ?? {

@@ -1,27 +1,62 @@
 import Foundation
+import KilnArtifacts
 import KilnCore
 import KilnGit
 import KilnHTTP
 
 /// kiln-checkout: puts the pipeline's commit into the project folder, with
 /// libgit2 (clone, fetch) or GitLab's archive API, sparing the artifacts
-/// folder that earlier jobs' artifacts were unpacked into.
+/// folder that earlier jobs' artifacts were unpacked into, and writes
+/// checkout.json and checkout.env (`KILN_COMMIT`, `KILN_VERSION`).
 public struct CheckoutStage {
-    public let request: CheckoutRequest
-    public let log: LogWriter
-    public let runner: ProcessRunner
+    public let context: StageContext
+    /// For the archive strategy (GitLab's repository archive API).
     public let http: HTTPClient
-    public var retry: RetryPolicy
+    public let flags: CheckoutFlags
 
-    public init(request: CheckoutRequest, log: LogWriter, runner: ProcessRunner, http: HTTPClient, retry: RetryPolicy = RetryPolicy(maxAttempts: 4, baseDelay: 1, maxDelay: 8)) {
+    public init(context: StageContext, http: HTTPClient, flags: CheckoutFlags) {
+        self.context = context
+        self.http = http
+        self.flags = flags
+    }
+
+    @discardableResult
+    public func run() throws -> CheckoutResult {
+        let request = try CheckoutRequest.resolve(flags, settings: context.settings, artifactsDirectory: context.artifacts.directory, log: context.log)
+        let title = "Checking out \(request.commit.prefix(12)) (\(request.strategy.rawValue)) from \(request.repositoryURL)"
+        let result = try context.log.section("kiln_checkout", title: title) {
+            try CheckoutRun(request: request, log: context.log, runner: context.runner, http: http, clock: context.clock).run()
+        }
+        try context.artifacts.write(result)
+        var dotenv = Dotenv()
+        dotenv.set("KILN_COMMIT", result.commit)
+        dotenv.set("KILN_VERSION", result.versionString)
+        try context.artifacts.writeDotenv(dotenv, fileName: "checkout.env")
+        context.log.line("checkout: \(result.versionString) in \(request.target); \(context.artifacts.path("checkout.json"))")
+        return result
+    }
+}
+
+/// One checkout of one resolved request: the strategies' shared parts (the
+/// folders spared, progress lines, the result).
+struct CheckoutRun {
+    let request: CheckoutRequest
+    let log: LogWriter
+    let runner: ProcessRunner
+    let http: HTTPClient
+    let clock: Clock
+    var retry = RetryPolicy(maxAttempts: 4, baseDelay: 1, maxDelay: 8)
+
+    init(request: CheckoutRequest, log: LogWriter, runner: ProcessRunner, http: HTTPClient, clock: Clock) {
         self.request = request
         self.log = log
         self.runner = runner
         self.http = http
-        self.retry = retry
+        self.clock = clock
+        retry.sleep = clock.sleep
     }
 
-    public func run() throws -> CheckoutResult {
+    func run() throws -> CheckoutResult {
         if let depth = request.depth, request.strategy != .archive {
             log.warning("""
                 GIT_DEPTH=\(depth) is not honoured: libgit2 1.5 cannot fetch shallow, so the whole history of the \
@@ -30,8 +65,8 @@ public struct CheckoutStage {
                 """)
         }
         switch request.strategy {
-        case .archive: return try ArchiveCheckout(stage: self).run()
-        case .clone, .fetch: return try GitCheckout(stage: self).run()
+        case .archive: return try ArchiveCheckout(checkout: self).run()
+        case .clone, .fetch: return try GitCheckout(checkout: self).run()
         }
     }
 
@@ -70,9 +105,10 @@ public struct CheckoutStage {
 
     /// Progress lines: at most one a second, never one per object.
     func progressReporter(_ what: String) -> (TransferProgress) -> Void {
-        let state = ProgressState()
+        let state = ProgressState(started: clock.now())
+        let clock = clock
         return { progress in
-            let now = Date()
+            let now = clock.now()
             guard now.timeIntervalSince(state.lastReport) >= 1 else { return }
             state.lastReport = now
             let elapsed = max(0.001, now.timeIntervalSince(state.started))
@@ -89,15 +125,17 @@ public struct CheckoutStage {
         CheckoutResult(
             repository: request.repositoryURL, commit: request.commit, shortCommit: String(request.commit.prefix(8)),
             ref: request.ref, tag: request.tag, pipelineID: request.pipelineID, versionString: version,
-            commitTime: info?.time, subject: info?.subject, strategy: request.strategy.rawValue, submodules: submodules,
+            commitTime: info?.time, subject: info?.subject, strategy: request.strategy, submodules: submodules,
             bytesReceived: received.receivedBytes, objectsReceived: received.receivedObjects,
             phases: phases.mapValues { ($0 * 1000).rounded() / 1000 }, discardedCache: discarded)
     }
 }
 
+/// The progress callback's memory: libgit2 calls it on the fetching thread only.
 private final class ProgressState {
-    let started = Date()
+    let started: Date
     var lastReport = Date.distantPast
+    init(started: Date) { self.started = started }
 }
 
 /// Times phases for checkout.json.
@@ -107,24 +145,5 @@ struct PhaseClock {
         let started = Date()
         defer { phases[name, default: 0] += Date().timeIntervalSince(started) }
         return try body()
-    }
-}
-
-extension CheckoutStage {
-    /// The whole stage as the executable runs it: resolve, check out, and
-    /// write checkout.json and checkout.env (`KILN_COMMIT`, `KILN_VERSION`).
-    public static func perform(_ context: StageContext, flags: CheckoutFlags) throws -> CheckoutResult {
-        let request = try CheckoutRequest.resolve(flags, settings: context.settings, artifactsDirectory: context.artifacts.directory, log: context.log)
-        let http = HTTPClient(settings: HTTPSettings(job: context.job))
-        let result = try context.log.section("kiln_checkout", title: "Checking out \(request.commit.prefix(12)) (\(request.strategy.rawValue)) from \(request.repositoryURL)") {
-            try CheckoutStage(request: request, log: context.log, runner: context.runner, http: http).run()
-        }
-        try context.artifacts.write(result)
-        var dotenv = Dotenv()
-        dotenv.set("KILN_COMMIT", result.commit)
-        dotenv.set("KILN_VERSION", result.versionString)
-        try context.artifacts.writeDotenv(dotenv, fileName: "checkout.env")
-        context.log.line("checkout: \(result.versionString) in \(request.target); \(context.artifacts.path("checkout.json"))")
-        return result
     }
 }

@@ -1,12 +1,13 @@
 import Foundation
+import KilnArtifacts
 import KilnCore
 import KilnGit
 
 /// The clone and fetch strategies, with libgit2.
 struct GitCheckout {
-    let stage: CheckoutStage
-    var request: CheckoutRequest { stage.request }
-    var log: LogWriter { stage.log }
+    let checkout: CheckoutRun
+    var request: CheckoutRequest { checkout.request }
+    var log: LogWriter { checkout.log }
 
     /// Where the repository lives: the cache folder, or the target's `.git`.
     var gitDirectory: String {
@@ -43,7 +44,7 @@ struct GitCheckout {
         let version = repository.repository.describe(request.commit) ?? String(request.commit.prefix(8))
         let info = try repository.repository.commitInfo(request.commit)
         log.line("checked out \(request.commit) (\(version)): \(info.subject)")
-        return stage.result(version: version, info: info, submodules: submodules, received: received, phases: clock.phases, discarded: discarded)
+        return checkout.result(version: version, info: info, submodules: submodules, received: received, phases: clock.phases, discarded: discarded)
     }
 
     // MARK: preparing the repository
@@ -62,7 +63,7 @@ struct GitCheckout {
         }
         // A fresh repository. Under clone, a folder holding anything but the
         // artifacts folder must be a repository of ours to be emptied.
-        let foreign = stage.foreignEntries(keepingGit: true)
+        let foreign = checkout.foreignEntries(keepingGit: true)
         let hasRepository = fileManager.fileExists(atPath: (request.target as NSString).appendingPathComponent(".git"))
         if request.strategy == .clone && !foreign.isEmpty && !hasRepository {
             throw KilnError.badConfiguration("""
@@ -71,7 +72,7 @@ struct GitCheckout {
                 """)
         }
         if request.strategy == .clone || discarded != nil {
-            try stage.clearTarget()
+            try checkout.clearTarget()
         }
         try? fileManager.removeItem(atPath: gitDirectory)
         let repository: GitRepository
@@ -130,8 +131,8 @@ struct GitCheckout {
         if !refspecs.isEmpty {
             received = try withRetries("fetch") {
                 try log.section("git_fetch", title: "Fetching \(refspecs.joined(separator: " "))", collapsed: true) {
-                    let progress = try repository.fetch(refspecs: refspecs, credentials: request.credentials, progress: stage.progressReporter("fetch"))
-                    log.line("fetch: \(progress.receivedObjects) objects, \(CheckoutStage.mebibytes(progress.receivedBytes)) received")
+                    let progress = try repository.fetch(refspecs: refspecs, credentials: request.credentials, progress: checkout.progressReporter("fetch"))
+                    log.line("fetch: \(progress.receivedObjects) objects, \(CheckoutRun.mebibytes(progress.receivedBytes)) received")
                     return progress
                 }
             }
@@ -166,7 +167,7 @@ struct GitCheckout {
     /// Network failures are retried with the one retry policy; a refused
     /// token is not.
     private func withRetries<T>(_ what: String, _ body: () throws -> T) throws -> T {
-        try stage.retry.run(what, log: log, retryable: { error in
+        try checkout.retry.run(what, log: log, retryable: { error in
             guard let error = error as? GitError, error.isNetwork, !error.isAuthentication else { return nil }
             return error.message
         }, body)
@@ -183,7 +184,7 @@ struct GitCheckout {
             let path = entry.path
             if flags.onlyIgnored && !entry.ignored { continue }
             if path.hasSuffix("/") && !flags.directories { continue }
-            if stage.isSpared(path) { continue }
+            if checkout.isSpared(path) { continue }
             if path == ".git" || path.hasPrefix(".git/") { continue }
             if flags.excluded.contains(where: { fnmatch($0, path, 0) == 0 || fnmatch($0, String(path.dropLast()), 0) == 0 || path.hasPrefix($0 + "/") }) { continue }
             try FileManager.default.removeItem(atPath: (request.target as NSString).appendingPathComponent(path))
@@ -202,7 +203,7 @@ struct GitCheckout {
             let path = prefix + submodule.path
             let (child, progress) = try withRetries("submodule \(path)") {
                 try log.section("git_submodule", title: "Submodule \(path)", collapsed: true) {
-                    try repository.updateSubmodule(submodule.name, credentials: request.credentials, progress: stage.progressReporter("submodule \(path)"))
+                    try repository.updateSubmodule(submodule.name, credentials: request.credentials, progress: checkout.progressReporter("submodule \(path)"))
                 }
             }
             received.receivedBytes += progress.receivedBytes

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import KilnAWS
 import KilnCore
 import KilnHTTP
 
@@ -16,36 +15,50 @@ public struct CommonOptions: ParsableArguments {
         valueName: "file"))
     public var configFile: String?
 
-    @Flag(name: .customLong("check-aws"), help: ArgumentHelp(
-        "Resolve AWS credentials and region, call STS GetCallerIdentity, print who Kiln acts as, and exit."))
-    public var checkAWS = false
-
     public init() {}
 }
 
-/// Runs a stage's body with a context built from the process, and turns
-/// whatever it throws into DESIGN.md's exit code, with one line saying why.
+/// A stage's command line: its options, and the work it does with the
+/// context built from the process. `run()` builds the context, calls
+/// `run(in:http:)`, and turns whatever it throws into the exit code of
+/// docs/architecture.md ("Exit codes"), with one line saying why.
+///
+/// Which transports a stage uses shows in the protocol its command adopts:
+/// `OfflineStageCommand` (no network), `StageCommand` (HTTP),
+/// `AWSStageCommand` (KilnAWSCLI: AWS, and `--check-aws`).
+public protocol StageCommand: ParsableCommand {
+    /// The executable's name (`kiln-build`).
+    static var stage: String { get }
+    var common: CommonOptions { get }
+    func run(in context: StageContext, http: HTTPClient) throws
+}
+
+extension StageCommand {
+    public func run() throws {
+        try StageMain.run(stage: Self.stage, options: common) { context in
+            try run(in: context, http: HTTPClient(settings: HTTPSettings(job: context.job)))
+        }
+    }
+}
+
+/// A stage that talks to nothing on the network (build, user data).
+public protocol OfflineStageCommand: StageCommand {
+    func run(in context: StageContext) throws
+}
+
+extension OfflineStageCommand {
+    public func run(in context: StageContext, http _: HTTPClient) throws { try run(in: context) }
+}
+
+/// The one place an executable's work meets the exit codes.
 public enum StageMain {
-    public static func run(
-        stage: String, options: CommonOptions, _ body: (StageContext) throws -> Void
-    ) throws {
+    public static func run(stage: String, options: CommonOptions, _ body: (StageContext) throws -> Void) throws {
         let job = JobContext.fromProcess()
         let log = job.makeLog()
         Cancellation.process.installSignalHandlers()
         do {
-            let context = StageContext(
-                stage: stage,
-                job: job,
-                log: log,
-                artifacts: ArtifactStore(
-                    directory: ArtifactStore.directory(flag: options.artifactsDirectory, job: job),
-                    producer: Producer(name: stage)),
-                settings: Settings(job: job, file: try ConfigFile.load(flag: options.configFile, job: job)),
-                runner: ProcessRunner(log: log))
-            if options.checkAWS {
-                try checkAWS(context)
-                return
-            }
+            let context = try StageContext.make(
+                stage: stage, job: job, log: log, artifactsDirectory: options.artifactsDirectory, configFile: options.configFile)
             try body(context)
         } catch {
             let code = KilnExit.for(error)
@@ -56,21 +69,4 @@ public enum StageMain {
             throw ExitCode(code)
         }
     }
-}
-
-/// `--check-aws`: the way to try Kiln's AWS access by hand. Prints the
-/// account, the ARN and where the credentials came from on stdout.
-func checkAWS(_ context: StageContext) throws {
-    let aws = try AWSEnvironment(job: context.job, http: HTTPClient(settings: HTTPSettings(job: context.job)))
-    let chain = aws.credentialChain(secrets: context.log.secrets, log: nil)
-    let resolved = try chain.resolved()
-    let client = AWSClient(endpoints: aws.endpoints, credentials: chain, http: aws.http, retry: try aws.retryPolicy(), log: context.log)
-    let identity = try client.getCallerIdentity()
-    print("""
-        account: \(identity.account)
-        arn: \(identity.arn)
-        credentials: \(resolved.source)
-        region: \(aws.region)
-        sts endpoint: \(aws.endpoints.url(for: .sts))
-        """)
 }

@@ -1,6 +1,7 @@
 import CCurl
 import Foundation
 import KilnCore
+import Synchronization
 
 /// Proxy, CA bundle and time limits, read from the job's environment once.
 public struct HTTPSettings: Sendable, Equatable {
@@ -66,21 +67,26 @@ enum CurlGlobal {
     static func initialise() { _ = once }
 }
 
-private final class HandlePool: @unchecked Sendable {
-    private let lock = NSLock()
-    private var idle: [EasyHandle] = []
+/// Idle easy handles; a handle is used by one request at a time, taken out
+/// of the pool for it and given back after.
+private final class HandlePool: Sendable {
+    private let idle = Mutex<[EasyHandle]>([])
 
     func take() -> EasyHandle {
-        lock.withLock { idle.popLast() } ?? EasyHandle()
+        idle.withLock { $0.popLast() } ?? EasyHandle()
     }
 
     func give(_ handle: EasyHandle) {
-        lock.withLock { if idle.count < 8 { idle.append(handle) } }
+        idle.withLock { idle in if idle.count < 8 { idle.append(handle) } }
     }
 }
 
-/// One curl easy handle, freed when the pool lets go of it.
-private final class EasyHandle {
+/// One curl easy handle, freed when the pool lets go of it. Sendable by
+/// libcurl's own rule, which the pool keeps: a handle may move between
+/// threads but is never used by two at once ("libcurl-thread": "you must
+/// never share the same handle in multiple threads"). The compiler cannot
+/// see that ownership, hence `@unchecked`.
+private final class EasyHandle: @unchecked Sendable {
     let raw: UnsafeMutableRawPointer
 
     init() {

@@ -1,4 +1,5 @@
 import Foundation
+import KilnArtifacts
 import KilnAWS
 import KilnCore
 import KilnHTTP
@@ -6,24 +7,25 @@ import KilnHTTP
 /// One instance as a poll sees it.
 public struct ObservedInstance: Sendable, Equatable {
     public let id: String
-    public let lifecycleState: String
-    public let healthStatus: String
+    public let lifecycleState: LifecycleState
+    public let healthStatus: HealthStatus
     /// The release it runs: its `kiln:release` tag, else `image:<AMI>`.
     public let release: String
     public let imageID: String
     public let privateIP: String?
     public let publicIP: String?
     public let privateDNS: String?
-    /// Target group ARN → `healthy`, `initial`, `unhealthy`, `draining`, ...
-    public let targetHealth: [String: String]
+    /// Target group ARN → its state there.
+    public let targetHealth: [String: TargetHealthState]
 
-    public var inService: Bool { lifecycleState == "InService" }
+    public var inService: Bool { lifecycleState == .inService }
 }
 
 /// A poll of the group: one DescribeAutoScalingGroups, one DescribeInstances
 /// for instances not seen before (their release and addresses never change),
-/// one DescribeTargetHealth per target group.
-final class GroupObserver: @unchecked Sendable {
+/// one DescribeTargetHealth per target group. Used by the one thread that
+/// runs the rotation (so not Sendable: `known` is its own memory).
+final class GroupObserver {
     let client: AWSClient
     let group: String
     private var known: [String: EC2Instance] = [:]
@@ -41,7 +43,7 @@ final class GroupObserver: @unchecked Sendable {
         if !unknown.isEmpty {
             for instance in try client.describeInstances(instanceIDs: unknown) { known[instance.id] = instance }
         }
-        var health: [String: [String: String]] = [:]
+        var health: [String: [String: TargetHealthState]] = [:]
         for arn in group.targetGroupARNs {
             for target in try client.describeTargetHealth(targetGroupARN: arn) {
                 health[target.targetID, default: [:]][arn] = target.state
@@ -52,7 +54,7 @@ final class GroupObserver: @unchecked Sendable {
             let imageID = details?.imageID ?? "unknown"
             return ObservedInstance(
                 id: member.id, lifecycleState: member.lifecycleState, healthStatus: member.healthStatus,
-                release: details?.tags["kiln:release"] ?? "image:\(imageID)", imageID: imageID,
+                release: details?.tags[KilnTag.release] ?? "image:\(imageID)", imageID: imageID,
                 privateIP: details?.privateIPAddress, publicIP: details?.publicIPAddress, privateDNS: details?.privateDNSName,
                 targetHealth: health[member.id] ?? [:])
         }
@@ -65,7 +67,8 @@ final class GroupObserver: @unchecked Sendable {
 /// not `draining`), and the HTTP probe when one is set, each for K polls in
 /// a row after the grace period. A new instance that was healthy and turns
 /// unhealthy fails at once, as does one the group takes out of service.
-final class HealthGate: @unchecked Sendable {
+/// Used by the rotation's one thread, like `GroupObserver`.
+final class HealthGate {
     struct Record {
         var firstSeen: Date
         var passesInARow = 0
@@ -91,7 +94,7 @@ final class HealthGate: @unchecked Sendable {
         for instance in instances {
             var record = records[instance.id] ?? Record(firstSeen: now)
             defer { records[instance.id] = record }
-            if ["Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated"].contains(instance.lifecycleState) || instance.healthStatus == "Unhealthy" {
+            if instance.lifecycleState.isTerminating || instance.healthStatus == .unhealthy {
                 return RotationFailure(instance: instance.id, check: "auto scaling", answer: "\(instance.lifecycleState), \(instance.healthStatus): the group is replacing it")
             }
             if now.timeIntervalSince(record.firstSeen) < settings.grace { continue }
@@ -114,12 +117,14 @@ final class HealthGate: @unchecked Sendable {
     func lastProblem(_ id: String) -> String? { records[id]?.lastProblem }
 
     private func problem(_ instance: ObservedInstance) -> (check: String, answer: String)? {
-        guard instance.inService, instance.healthStatus == "Healthy" else {
+        guard instance.inService, instance.healthStatus == .healthy else {
             return ("auto scaling", "\(instance.lifecycleState), \(instance.healthStatus)")
         }
         for arn in targetGroups {
-            let state = instance.targetHealth[arn] ?? "not registered"
-            if state != "healthy" { return ("target group \(arn.split(separator: "/").dropLast().last ?? Substring(arn))", state) }
+            let state = instance.targetHealth[arn]
+            if state != .healthy {
+                return ("target group \(arn.split(separator: "/").dropLast().last ?? Substring(arn))", state?.rawValue ?? "not registered")
+            }
         }
         guard let template = settings.url else { return nil }
         guard let ip = instance.privateIP else { return ("http", "no private address yet") }

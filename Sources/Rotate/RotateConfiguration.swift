@@ -1,18 +1,6 @@
 import Foundation
+import KilnArtifacts
 import KilnCore
-
-/// How new instances replace old ones.
-public enum RotationStrategy: String, Sendable, Codable, SettingValue {
-    /// Batches: launch a batch of new instances first, then retire as many old ones.
-    case rolling
-    /// One instance first, a soak, then rolling.
-    case canary
-    /// A full second set of new instances, then every old one goes.
-    case blueGreen = "blue-green"
-
-    public static var expected: String { "rolling, canary or blue-green" }
-    public init?(settingText: String) { self.init(rawValue: settingText) }
-}
 
 /// A batch size: a number of instances or a share of the group (`2`, `33%`).
 public enum BatchSize: Sendable, Equatable, SettingValue, CustomStringConvertible {

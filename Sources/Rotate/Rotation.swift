@@ -1,4 +1,5 @@
 import Foundation
+import KilnArtifacts
 import KilnAWS
 import KilnCore
 import KilnHTTP
@@ -21,7 +22,8 @@ public struct ReleaseSpecification: Sendable, Equatable {
 
     /// What tells this release's instances from others, on AWS and on moto
     /// alike: a digest of the AMI and the user data, put on every instance
-    /// as its `kiln:release` tag by the launch template's TagSpecifications.
+    /// as its `kiln:release` tag (`KilnTag.release`) by the launch template's
+    /// TagSpecifications.
     public var digest: String {
         String(SHA256Digest.hex(of: Array("\(amiID)\n\(userDataSHA256)".utf8)).prefix(16))
     }
@@ -45,16 +47,9 @@ public struct LeftInPlace: ExitStatusProviding, CustomStringConvertible, Sendabl
     }
 }
 
-/// What happened to one instance the rotation launched.
-public struct ReplacedInstance: Codable, Sendable, Equatable {
-    public var instance: String
-    public var firstSeenSeconds: Double
-    public var healthySeconds: Double?
-}
-
 /// The outcome the stage reports.
 public struct RotationReport: Sendable, Equatable {
-    public var outcome: String
+    public var outcome: RotationResult.Outcome
     public var fromVersion: Int
     public var toVersion: Int
     public var launched: [ReplacedInstance] = []
@@ -65,15 +60,48 @@ public struct RotationReport: Sendable, Equatable {
     public var failure: RotationFailure?
 }
 
+/// Why a group is rolled back.
+enum RollbackCause: Sendable {
+    /// The release failed the gate (or a killed run was rolling back): exit 3.
+    case failed(RotationFailure)
+    /// `kiln-rotate rollback`: asked for, a success.
+    case byHand
+
+    var failure: RotationFailure? {
+        if case .failed(let failure) = self { return failure }
+        return nil
+    }
+}
+
+/// Which way a rotation converges: onto the new release, or back onto the old.
+enum Direction: Sendable {
+    case forward, back
+
+    /// The journal's phase for batch `batch` of `of`.
+    func phase(batch: Int, of total: Int) -> RotationPhase {
+        switch self {
+        case .forward: .rolling(RotationPhase.Batch(number: batch, of: total))
+        case .back: .rollingBack(RotationPhase.Batch(number: batch, of: total))
+        }
+    }
+
+    /// In log lines: `rotate: rolling: batch 1 of 3`.
+    var label: String {
+        switch self {
+        case .forward: "rolling"
+        case .back: "rollback"
+        }
+    }
+}
+
 /// Runs a rotation on one group, or finishes one a killed run left.
-public final class Rotation: @unchecked Sendable {
+public struct Rotation: Sendable {
     let client: AWSClient
     let http: HTTPClient
     let log: LogWriter
     let configuration: RotateConfiguration
     let runID: String
-    let now: @Sendable () -> Date
-    let sleep: @Sendable (TimeInterval) -> Void
+    let clock: Clock
     let started: Date
 
     var group: String { configuration.autoScalingGroup }
@@ -81,17 +109,19 @@ public final class Rotation: @unchecked Sendable {
 
     public init(
         client: AWSClient, http: HTTPClient, log: LogWriter, configuration: RotateConfiguration, runID: String,
-        now: @escaping @Sendable () -> Date = { Date() }, sleep: @escaping @Sendable (TimeInterval) -> Void = { Thread.sleep(forTimeInterval: $0) }
+        clock: Clock = .system
     ) {
         self.client = client
         self.http = http
         self.log = log
         self.configuration = configuration
         self.runID = runID
-        self.now = now
-        self.sleep = sleep
-        self.started = now()
+        self.clock = clock
+        self.started = clock.now()
     }
+
+    private func now() -> Date { clock.now() }
+    private func sleep(_ seconds: TimeInterval) { clock.sleep(seconds) }
 
     // MARK: the run
 
@@ -106,7 +136,7 @@ public final class Rotation: @unchecked Sendable {
             if instances.allSatisfy({ $0.release == release.digest }), !instances.isEmpty,
                try versionRelease(template.id, currentVersion) == release.digest {
                 log.line("rotate: every instance of \(group) already runs release \(release.digest): nothing to do")
-                return RotationReport(outcome: "nothing-to-do", fromVersion: currentVersion, toVersion: currentVersion)
+                return RotationReport(outcome: .nothingToDo, fromVersion: currentVersion, toVersion: currentVersion)
             }
             try plan(state: state, instances: instances, release: release.digest).check()
             let toVersion = try createVersion(template: template.id, from: currentVersion, release: release)
@@ -115,30 +145,31 @@ public final class Rotation: @unchecked Sendable {
             journal = RotationJournal(
                 run: runID, release: release.digest, fromVersion: currentVersion, toVersion: toVersion,
                 minSize: state.minSize, maxSize: state.maxSize, desiredCapacity: state.desiredCapacity,
-                suspendedByKiln: byKiln, phase: "starting", heartbeat: now())
+                suspendedByKiln: byKiln, phase: .starting, heartbeat: now())
             try journal!.save(client, group: group)
             if !byKiln.isEmpty { try client.suspendProcesses(group, byKiln) }
         }
         guard var journal else { fatalError("set above") }
-        var report = RotationReport(outcome: "deployed", fromVersion: journal.fromVersion, toVersion: journal.toVersion)
+        var report = RotationReport(outcome: .deployed, fromVersion: journal.fromVersion, toVersion: journal.toVersion)
 
-        if journal.phase.hasPrefix("rollback") {
+        if journal.phase.isRollback {
             // A killed run was rolling back: finish that first.
-            return try rollBack(&journal, report: &report, after: RotationFailure(instance: nil, check: "earlier run", answer: "was rolling back when it stopped"), observer: observer)
+            let failure = RotationFailure(instance: nil, check: "earlier run", answer: "was rolling back when it stopped")
+            throw RolledBack(failure: failure, report: try rollBack(&journal, report: &report, because: .failed(failure), observer: observer))
         }
         do {
             try client.updateAutoScalingGroup(group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.toVersion)"))
             log.line("rotate: \(group) now launches version \(journal.toVersion) (release \(release.digest), \(release.application) \(release.version), \(release.amiID))")
-            try converge(to: release.digest, journal: &journal, report: &report, observer: observer, phase: "rolling")
+            try converge(to: release.digest, journal: &journal, report: &report, observer: observer, direction: .forward)
         } catch let failure as RotationFailure {
             report.failure = failure
             log.error("rotate: \(failure)")
             guard rollbackOnFailure else {
-                journal.phase = "failed"
+                journal.phase = .failed
                 try? journal.save(client, group: group)
                 throw LeftInPlace(failure: failure, group: group)
             }
-            return try rollBack(&journal, report: &report, after: failure, observer: observer)
+            throw RolledBack(failure: failure, report: try rollBack(&journal, report: &report, because: .failed(failure), observer: observer))
         }
         try finish(journal)
         log.line("rotate: \(group) runs release \(release.digest) on every instance")
@@ -151,10 +182,10 @@ public final class Rotation: @unchecked Sendable {
         let observer = GroupObserver(client: client, group: group)
         let (state, _) = try observer.poll()
         if var journal = try claim(RotationJournal(tags: state.tags), release: nil, state: state) {
-            var report = RotationReport(outcome: "rolled-back", fromVersion: journal.fromVersion, toVersion: journal.toVersion)
-            return try rollBack(&journal, report: &report, after: RotationFailure(instance: nil, check: "by hand", answer: "kiln-rotate rollback"), observer: observer)
+            var report = RotationReport(outcome: .rolledBack, fromVersion: journal.fromVersion, toVersion: journal.toVersion)
+            return try rollBack(&journal, report: &report, because: .byHand, observer: observer)
         }
-        let versions = (state.tags["kiln:last-rotation"] ?? "").split(separator: ">").compactMap { Int($0) }
+        let versions = (state.tags[KilnTag.lastRotation] ?? "").split(separator: ">").compactMap { Int($0) }
         guard versions.count == 2 else {
             throw KilnError.badConfiguration("\(group): no rotation to undo (no journal and no kiln:last-rotation tag)")
         }
@@ -162,17 +193,21 @@ public final class Rotation: @unchecked Sendable {
         var journal = RotationJournal(
             run: runID, release: try versionRelease(template.id, versions[1]), fromVersion: versions[0], toVersion: versions[1],
             minSize: state.minSize, maxSize: state.maxSize, desiredCapacity: state.desiredCapacity,
-            suspendedByKiln: ["AZRebalance"].filter { !state.suspendedProcesses.contains($0) }, phase: "rollback", heartbeat: now())
+            suspendedByKiln: ["AZRebalance"].filter { !state.suspendedProcesses.contains($0) }, phase: .rollingBack(nil),
+            heartbeat: now())
         try journal.save(client, group: group)
         if !journal.suspendedByKiln.isEmpty { try client.suspendProcesses(group, journal.suspendedByKiln) }
-        var report = RotationReport(outcome: "rolled-back", fromVersion: versions[0], toVersion: versions[1])
-        return try rollBack(&journal, report: &report, after: RotationFailure(instance: nil, check: "by hand", answer: "kiln-rotate rollback"), observer: observer)
+        var report = RotationReport(outcome: .rolledBack, fromVersion: versions[0], toVersion: versions[1])
+        return try rollBack(&journal, report: &report, because: .byHand, observer: observer)
     }
 
-    private func rollBack(_ journal: inout RotationJournal, report: inout RotationReport, after failure: RotationFailure, observer: GroupObserver) throws -> RotationReport {
-        report.failure = failure
-        report.outcome = "rolled-back"
-        journal.phase = "rollback"
+    /// Puts the group back on the launch template version it started from
+    /// and converges on that release; returns the report (the caller throws
+    /// `RolledBack` when the cause was a failure).
+    private func rollBack(_ journal: inout RotationJournal, report: inout RotationReport, because cause: RollbackCause, observer: GroupObserver) throws -> RotationReport {
+        report.failure = cause.failure
+        report.outcome = .rolledBack
+        journal.phase = .rollingBack(nil)
         try journal.save(client, group: group)
         let (state, _) = try observer.poll()
         let template = try launchTemplate(of: state)
@@ -180,13 +215,14 @@ public final class Rotation: @unchecked Sendable {
         log.line("rotate: rolling \(group) back to version \(journal.fromVersion) (release \(oldRelease))")
         try client.updateAutoScalingGroup(group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.fromVersion)"))
         do {
-            try converge(to: oldRelease, journal: &journal, report: &report, observer: observer, phase: "rollback")
+            try converge(to: oldRelease, journal: &journal, report: &report, observer: observer, direction: .back)
         } catch let rollbackFailure as RotationFailure {
-            throw KilnError(.serviceUnavailable, "rollback of \(group) failed too (\(rollbackFailure)) after \(failure); the journal is kept: fix the old release's health and run kiln-rotate rollback again")
+            let after = cause.failure.map { " after \($0)" } ?? ""
+            throw KilnError(.serviceUnavailable, "rollback of \(group) failed too (\(rollbackFailure))\(after); the journal is kept: fix the old release's health and run kiln-rotate rollback again")
         }
         try finish(journal, lastRotation: false)
         log.line("rotate: \(group) is back on version \(journal.fromVersion): the environment is as it was")
-        throw RolledBack(failure: failure, report: report)
+        return report
     }
 
     // MARK: converging on a release
@@ -196,7 +232,9 @@ public final class Rotation: @unchecked Sendable {
     /// desired capacity (less max_unavailable). Decided from what the group
     /// holds at each poll, so a re-run continues where a killed one stopped
     /// and never raises the desired capacity twice.
-    private func converge(to release: String, journal: inout RotationJournal, report: inout RotationReport, observer: GroupObserver, phase: String) throws {
+    private func converge(
+        to release: String, journal: inout RotationJournal, report: inout RotationReport, observer: GroupObserver, direction: Direction
+    ) throws {
         let gate = HealthGate(settings: configuration.health, targetGroups: [], http: http)
         var desired = journal.desiredCapacity
         var lastSetDesired: Int?
@@ -228,10 +266,10 @@ public final class Rotation: @unchecked Sendable {
                 lastHeartbeat = now()
             }
             let (state, instances) = try observer.poll()
-            let live = instances.filter { !$0.lifecycleState.hasPrefix("Terminat") && $0.lifecycleState != "Standby" }
+            let live = instances.filter { !$0.lifecycleState.isTerminating && $0.lifecycleState != .standby }
             let new = live.filter { $0.release == release }
             var old = live.filter { $0.release != release }
-            for instance in instances where instance.lifecycleState == "Pending:Wait" || instance.lifecycleState == "Terminating:Wait" {
+            for instance in instances where instance.lifecycleState.isWaitingOnHook {
                 log.warning("rotate: \(instance.id) waits in \(instance.lifecycleState): a lifecycle hook holds it")
             }
             // Someone else changed the desired capacity: follow them.
@@ -255,7 +293,7 @@ public final class Rotation: @unchecked Sendable {
             if seenNew.count > desired + batchSize + configuration.batch.instances(of: max(1, desired)) {
                 throw RotationFailure(instance: nil, check: "replacements", answer: "\(seenNew.count) instances of the release launched where \(desired) are needed: new instances keep being replaced")
             }
-            let healthy = old.filter { $0.inService && $0.healthStatus == "Healthy" }.count + new.filter { gate.passed($0.id) }.count
+            let healthy = old.filter { $0.inService && $0.healthStatus == .healthy }.count + new.filter { gate.passed($0.id) }.count
             report.lowestHealthy = min(report.lowestHealthy, healthy)
             report.largestGroup = max(report.largestGroup, live.count)
 
@@ -277,7 +315,7 @@ public final class Rotation: @unchecked Sendable {
             if excess > 0 && !old.isEmpty {
                 // A batch is healthy: retire as many old instances as it added.
                 let retiring = Array(old.prefix(excess))
-                try terminate(retiring, report: &report, phase: phase)
+                try terminate(retiring, report: &report, direction: direction)
                 lastSetDesired = state.desiredCapacity - retiring.count
                 old.removeFirst(retiring.count)
                 if configuration.strategy == .canary && !firstBatchDone && configuration.canarySoak > 0 {
@@ -309,7 +347,7 @@ public final class Rotation: @unchecked Sendable {
                 try client.updateAutoScalingGroup(group, maxSize: target)
             }
             batchIndex += 1
-            journal.phase = "\(phase) \(min(batchIndex, plannedBatches))/\(plannedBatches)"
+            journal.phase = direction.phase(batch: min(batchIndex, plannedBatches), of: plannedBatches)
             journal.heartbeat = now()
             try journal.save(client, group: group)
             lastHeartbeat = now()
@@ -317,7 +355,7 @@ public final class Rotation: @unchecked Sendable {
             lastSetDesired = target
             batchStarted = now()
             report.batches = batchIndex
-            log.line("rotate: \(phase): batch \(min(batchIndex, plannedBatches)) of \(plannedBatches): launching \(surge) (desired \(target)), \(old.count) old left")
+            log.line("rotate: \(direction.label): batch \(min(batchIndex, plannedBatches)) of \(plannedBatches): launching \(surge) (desired \(target)), \(old.count) old left")
             sleep(configuration.health.poll)
         }
     }
@@ -326,20 +364,16 @@ public final class Rotation: @unchecked Sendable {
     /// parallel), lowering the desired capacity by as many. A call that
     /// fails is reported after the others have run; a re-run sees from the
     /// group which of them took effect.
-    private func terminate(_ instances: [ObservedInstance], report: inout RotationReport, phase: String) throws {
-        let failures = FirstError()
-        DispatchQueue.concurrentPerform(iterations: instances.count) { index in
-            do {
-                _ = try client.terminateInstanceInAutoScalingGroup(instances[index].id, shouldDecrementDesiredCapacity: true)
-            } catch {
-                failures.record(error)
-            }
+    private func terminate(_ instances: [ObservedInstance], report: inout RotationReport, direction: Direction) throws {
+        let client = client
+        let outcomes = Parallel.map(instances) { instance in
+            _ = try client.terminateInstanceInAutoScalingGroup(instance.id, shouldDecrementDesiredCapacity: true)
         }
         for instance in instances {
             report.terminated.append(instance.id)
-            log.line("rotate: \(phase): terminated \(instance.id) (\(instance.release))")
+            log.line("rotate: \(direction.label): terminated \(instance.id) (\(instance.release))")
         }
-        if let error = failures.error { throw error }
+        for case .failure(let error) in outcomes { throw error }
     }
 
     /// Between two polls of AWS, the new instances' HTTP probes run every
@@ -374,7 +408,7 @@ public final class Rotation: @unchecked Sendable {
         if !journal.suspendedByKiln.isEmpty { try client.resumeProcesses(group, journal.suspendedByKiln) }
         if lastRotation {
             try client.createOrUpdateTags(autoScalingGroup: group, tags: [
-                "kiln:last-rotation": "\(journal.fromVersion)>\(journal.toVersion)", "kiln:release": journal.release,
+                KilnTag.lastRotation: "\(journal.fromVersion)>\(journal.toVersion)", KilnTag.release: journal.release,
             ], propagateAtLaunch: false)
         }
         try RotationJournal.clear(client, group: group)
@@ -389,7 +423,7 @@ public final class Rotation: @unchecked Sendable {
         if !samePipeline && age < configuration.staleAfter {
             throw KilnError(.temporaryFailure, "\(group): rotation \(journal.run) (release \(journal.release), \(journal.phase)) is under way, its heartbeat \(Int(age))s old; retry when it has finished")
         }
-        if let release, journal.release != release.digest && !journal.phase.hasPrefix("rollback") {
+        if let release, journal.release != release.digest && !journal.phase.isRollback {
             // A dead run of another release: keep its original sizes and
             // suspended processes, roll our release from its starting version.
             log.warning("rotate: taking over the journal of \(journal.run) (release \(journal.release), \(journal.phase), heartbeat \(Int(age))s old) for release \(release.digest)")
@@ -408,9 +442,10 @@ public final class Rotation: @unchecked Sendable {
     private func createVersion(template: String, from version: Int, release: ReleaseSpecification) throws -> Int {
         let source = try client.describeLaunchTemplateVersions(.id(template), versions: ["\(version)"]).first
         var tags = source?.instanceTags ?? [:]
-        tags["kiln:release"] = release.digest
-        tags["kiln:application"] = release.application
-        tags["kiln:version"] = release.version
+        tags[KilnTag.release] = release.digest
+        tags[KilnTag.application] = release.application
+        tags[KilnTag.legacyApplication] = nil
+        tags[KilnTag.version] = release.version
         let created = try client.createLaunchTemplateVersion(
             .id(template), sourceVersion: "\(version)", imageID: release.amiID, userData: release.userData, instanceTags: tags,
             versionDescription: "kiln \(release.application) \(release.version) (\(release.digest))")
@@ -423,7 +458,7 @@ public final class Rotation: @unchecked Sendable {
         guard let found = try client.describeLaunchTemplateVersions(.id(template), versions: ["\(version)"]).first else {
             throw KilnError.badConfiguration("launch template \(template) has no version \(version)")
         }
-        return found.instanceTags["kiln:release"] ?? "image:\(found.imageID ?? "unknown")"
+        return found.instanceTags[KilnTag.release] ?? "image:\(found.imageID ?? "unknown")"
     }
 
     func launchTemplate(of state: AutoScalingGroup) throws -> (id: String, version: String) {
@@ -453,11 +488,4 @@ public final class Rotation: @unchecked Sendable {
     func plan(state: AutoScalingGroup, instances: [ObservedInstance], release: String) -> RotationPlan {
         RotationPlan.make(configuration: configuration, state: state, instances: instances, release: release)
     }
-}
-
-/// The first error of work done in parallel.
-private final class FirstError: @unchecked Sendable {
-    private let lock = NSLock()
-    private(set) var error: (any Error)?
-    func record(_ error: any Error) { lock.withLock { if self.error == nil { self.error = error } } }
 }

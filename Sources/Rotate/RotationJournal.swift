@@ -1,6 +1,61 @@
 import Foundation
+import KilnArtifacts
 import KilnAWS
 import KilnCore
+
+/// Where a rotation stands, as its journal records it. In the group's tag
+/// it is text (`starting`, `rolling 2/3`, `rollback`, `rollback 1/2`,
+/// `failed`), read back into this value; nothing compares the text.
+public enum RotationPhase: Sendable, Equatable, CustomStringConvertible {
+    /// Batch `number` of `of`.
+    public struct Batch: Sendable, Equatable {
+        public var number: Int
+        public var of: Int
+    }
+
+    /// The launch template version is made and the processes suspended; no batch yet.
+    case starting
+    case rolling(Batch?)
+    /// Going back to the release before; a run that finds this finishes it first.
+    case rollingBack(Batch?)
+    /// Failed with `--no-rollback`: left for a person.
+    case failed
+
+    public var isRollback: Bool {
+        if case .rollingBack = self { return true }
+        return false
+    }
+
+    /// The tag's text.
+    public var description: String {
+        switch self {
+        case .starting: "starting"
+        case .rolling(let batch): Self.text("rolling", batch)
+        case .rollingBack(let batch): Self.text("rollback", batch)
+        case .failed: "failed"
+        }
+    }
+
+    private static func text(_ word: String, _ batch: Batch?) -> String {
+        batch.map { "\(word) \($0.number)/\($0.of)" } ?? word
+    }
+
+    /// Reads the tag's text; a missing or unknown one reads as `starting`
+    /// (the run then converges from what the group holds).
+    public init(tag: String?) {
+        let words = (tag ?? "").split(separator: " ", maxSplits: 1)
+        let batch: Batch? = words.count == 2 ? {
+            let numbers = words[1].split(separator: "/").compactMap { Int($0) }
+            return numbers.count == 2 ? Batch(number: numbers[0], of: numbers[1]) : nil
+        }() : nil
+        switch words.first {
+        case "rolling": self = .rolling(batch)
+        case "rollback": self = .rollingBack(batch)
+        case "failed": self = .failed
+        default: self = .starting
+        }
+    }
+}
 
 /// What a rotation writes on its group as it goes, so that a re-run can
 /// finish it and a second run can see it: the run, the release, the launch
@@ -17,10 +72,10 @@ public struct RotationJournal: Sendable, Equatable {
     public var maxSize: Int
     public var desiredCapacity: Int
     public var suspendedByKiln: [String]
-    public var phase: String
+    public var phase: RotationPhase
     public var heartbeat: Date
 
-    static let prefix = "kiln:rotation:"
+    static let prefix = KilnTag.rotationJournalPrefix
     static let keys = ["run", "release", "versions", "sizes", "suspended", "phase", "heartbeat"].map { prefix + $0 }
 
     var tags: [String: String] {
@@ -30,7 +85,7 @@ public struct RotationJournal: Sendable, Equatable {
             Self.prefix + "versions": "\(fromVersion)>\(toVersion)",
             Self.prefix + "sizes": "\(minSize)/\(maxSize)/\(desiredCapacity)",
             Self.prefix + "suspended": suspendedByKiln.joined(separator: ","),
-            Self.prefix + "phase": phase,
+            Self.prefix + "phase": phase.description,
             Self.prefix + "heartbeat": ISO8601DateFormatter().string(from: heartbeat),
         ]
     }
@@ -49,11 +104,11 @@ public struct RotationJournal: Sendable, Equatable {
         maxSize = sizes[1]
         desiredCapacity = sizes[2]
         suspendedByKiln = (tags[Self.prefix + "suspended"] ?? "").split(separator: ",").map(String.init)
-        phase = tags[Self.prefix + "phase"] ?? ""
+        phase = RotationPhase(tag: tags[Self.prefix + "phase"])
         self.heartbeat = heartbeat
     }
 
-    init(run: String, release: String, fromVersion: Int, toVersion: Int, minSize: Int, maxSize: Int, desiredCapacity: Int, suspendedByKiln: [String], phase: String, heartbeat: Date) {
+    init(run: String, release: String, fromVersion: Int, toVersion: Int, minSize: Int, maxSize: Int, desiredCapacity: Int, suspendedByKiln: [String], phase: RotationPhase, heartbeat: Date) {
         self.run = run
         self.release = release
         self.fromVersion = fromVersion

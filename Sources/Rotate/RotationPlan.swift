@@ -1,4 +1,5 @@
 import Foundation
+import KilnArtifacts
 import KilnAWS
 import KilnCore
 
@@ -21,7 +22,7 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
     public var problems: [String]
 
     static func make(configuration: RotateConfiguration, state: AutoScalingGroup, instances: [ObservedInstance], release: String) -> RotationPlan {
-        let live = instances.filter { !$0.lifecycleState.hasPrefix("Terminat") }
+        let live = instances.filter { !$0.lifecycleState.isTerminating }
         let old = live.filter { $0.release != release }.count
         let new = live.count - old
         let batchSize = configuration.strategy == .blueGreen ? max(1, old) : configuration.batch.instances(of: max(1, state.desiredCapacity))

@@ -1,4 +1,5 @@
 import Foundation
+import KilnArtifacts
 import KilnCore
 
 /// A value a template can hold: a string, a number or a boolean, or a list
@@ -8,6 +9,15 @@ public indirect enum TemplateValue: Sendable, Equatable {
     case number(String)
     case boolean(Bool)
     case list([TemplateValue])
+
+    init(_ value: TerraformValue) {
+        switch value {
+        case .string(let text): self = .string(text)
+        case .number(let text): self = .number(text)
+        case .boolean(let flag): self = .boolean(flag)
+        case .list(let items): self = .list(items.map(TemplateValue.init))
+        }
+    }
 
     var text: String {
         switch self {

@@ -1,15 +1,8 @@
 import Foundation
+import KilnArtifacts
 import KilnCore
 
-/// The user data's shape: one script, one cloud-config, or several parts.
-public enum UserDataFormat: String, Sendable, Codable, SettingValue {
-    case shell
-    case cloudConfig = "cloud-config"
-    case multipart
-
-    public static var expected: String { "shell, cloud-config or multipart" }
-    public init?(settingText: String) { self.init(rawValue: settingText) }
-
+extension UserDataFormat {
     /// From a template's first line: `#!` is a script, `#cloud-config` a cloud-config.
     static func detect(_ text: String) -> UserDataFormat? {
         if text.hasPrefix("#!") { return .shell }

@@ -1,39 +1,14 @@
-import Bake
 import Foundation
+import KilnArtifacts
 import KilnCore
-import Yams
 
-/// userdata-<env>.json: what was rendered for an environment, from what.
-public struct UserDataResult: ArtifactPayload, Equatable {
-    public static let schemaName = "userdata"
-    public static let schemaVersion = 1
-
-    public struct Variable: Codable, Sendable, Equatable {
-        public var name: String
-        public var source: String
-    }
-
-    public var environment: String
-    public var format: String
-    public var gzip: Bool
-    /// The rendered file, relative to the project folder.
-    public var path: String
-    public var size: Int
-    public var sha256: String
-    public var templates: [String]
-    public var variables: [Variable]
-    public var amiID: String
-
-    public init(environment: String, format: String, gzip: Bool, path: String, size: Int, sha256: String, templates: [String], variables: [Variable], amiID: String) {
+/// The flags of `kiln-userdata`.
+public struct UserDataFlags: Sendable {
+    public var environment: String?
+    public var terraformOutputs: String?
+    public init(environment: String? = nil, terraformOutputs: String? = nil) {
         self.environment = environment
-        self.format = format
-        self.gzip = gzip
-        self.path = path
-        self.size = size
-        self.sha256 = sha256
-        self.templates = templates
-        self.variables = variables
-        self.amiID = amiID
+        self.terraformOutputs = terraformOutputs
     }
 }
 
@@ -46,14 +21,17 @@ public struct UserDataStage {
     public let environment: String
     public let terraform: TerraformOutputs
 
-    public init(context: StageContext, environment: String, terraform: TerraformOutputs) {
+    /// Resolves the environment (`--environment`, else `CI_ENVIRONMENT_NAME`)
+    /// and Terraform's outputs (`--terraform-outputs`, else `KILN_TERRAFORM_OUTPUTS`).
+    public init(context: StageContext, flags: UserDataFlags) throws {
         self.context = context
-        self.environment = environment
-        self.terraform = terraform
+        environment = try context.settings.environmentName(flag: flags.environment)
+        terraform = try TerraformOutputs.resolve(flag: flags.terraformOutputs, settings: context.settings)
     }
 
-    var projectDirectory: String { context.job.projectDirectory ?? FileManager.default.currentDirectoryPath }
+    var projectDirectory: String { context.projectDirectory }
 
+    @discardableResult
     public func run() throws -> UserDataResult {
         let image = try context.artifacts.read(ImageResult.self).payload
         let configuration = try UserDataConfiguration.load(context.settings.file, environment: environment)
@@ -108,10 +86,10 @@ public struct UserDataStage {
         let sha256 = SHA256Digest.hex(of: bytes)
         let relative = target.hasPrefix(projectDirectory + "/") ? String(target.dropFirst(projectDirectory.count + 1)) : target
         let result = UserDataResult(
-            environment: environment, format: format.rawValue, gzip: configuration.gzip, path: relative, size: bytes.count,
+            environment: environment, format: format, gzip: configuration.gzip, path: relative, size: bytes.count,
             sha256: sha256, templates: configuration.parts.map(\.template),
             variables: used.keys.sorted().map { .init(name: $0, source: used[$0]!) }, amiID: image.amiID)
-        try context.artifacts.write(result, fileName: "userdata-\(environment).json")
+        try context.artifacts.write(result, fileName: UserDataResult.fileName(environment: environment))
         var dotenv = Dotenv()
         dotenv.set("KILN_USERDATA_SHA256", sha256)
         try context.artifacts.writeDotenv(dotenv, fileName: "userdata-\(environment).env")
@@ -231,7 +209,7 @@ struct Values {
         guard let value = found.value else {
             throw KilnError.badConfiguration("\(at): {{ \(name) }}: Terraform output '\(output)' is of type \(found.typeDescription), which cannot be rendered (only strings, numbers, booleans and lists of them)")
         }
-        return try checked(value, VariableSource.terraform(output).description)
+        return try checked(TemplateValue(value), VariableSource.terraform(output).description)
     }
 }
 

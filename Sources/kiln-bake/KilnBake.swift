@@ -1,13 +1,16 @@
 import ArgumentParser
 import Bake
-import Foundation
+import KilnArtifacts
+import KilnAWS
+import KilnAWSCLI
 import KilnCLI
 import KilnCore
 
 @main
-struct KilnBake: ParsableCommand {
+struct KilnBake: AWSStageCommand {
+    static let stage = "kiln-bake"
     static let configuration = CommandConfiguration(
-        commandName: "kiln-bake",
+        commandName: stage,
         abstract: "Bake and tag the AMI with Packer and Ansible; writes image.json.",
         discussion: """
             Reads build.json (--role app) or nothing (--role base), resolves the source AMI and computes the bake key. \
@@ -18,18 +21,17 @@ struct KilnBake: ParsableCommand {
         subcommands: [Prune.self])
 
     @OptionGroup var common: CommonOptions
+    @OptionGroup var aws: AWSOptions
     @OptionGroup var options: BakeOptions
 
-    func run() throws {
-        try StageMain.run(stage: "kiln-bake", options: common) { context in
-            _ = try BakeStage(context: context, flags: options.flags, executablePath: "/proc/self/exe").run()
-        }
+    func run(in context: StageContext, aws: AWSEnvironment) throws {
+        try BakeStage(context: context, aws: aws, flags: options.flags, executablePath: "/proc/self/exe").run()
     }
 }
 
 struct BakeOptions: ParsableArguments {
     @Option(help: "app (default: the application on the newest base image) or base (Ubuntu brought up to date); $KILN_BAKE_ROLE.")
-    var role: String?
+    var role: BakeRole?
 
     @Option(help: ArgumentHelp("The Packer template (default: bake.template, $KILN_PACKER_TEMPLATE, packer/kiln.pkr.hcl, Kiln's own).", valueName: "file"))
     var template: String?
@@ -49,12 +51,14 @@ struct BakeOptions: ParsableArguments {
 }
 
 extension KilnBake {
-    struct Prune: ParsableCommand {
+    struct Prune: AWSStageCommand {
+        static let stage = "kiln-bake"
         static let configuration = CommandConfiguration(
             commandName: "prune",
             abstract: "Keep the newest images per application and role; deregister the rest (and their snapshots) unless still used.")
 
         @OptionGroup var common: CommonOptions
+        @OptionGroup var aws: AWSOptions
         @OptionGroup var options: BakeOptions
 
         @Option(help: "How many images to keep per application and role (default: bake.keep, $KILN_BAKE_KEEP, else 5).")
@@ -63,10 +67,13 @@ extension KilnBake {
         @Flag(name: .customLong("dry-run"), help: "Say what would be deregistered; change nothing.")
         var dryRun = false
 
-        func run() throws {
-            try StageMain.run(stage: "kiln-bake", options: common) { context in
-                _ = try ImagePrune(context: context, flags: options.flags, keep: keep, dryRun: dryRun, executablePath: "/proc/self/exe").run()
-            }
+        func run(in context: StageContext, aws: AWSEnvironment) throws {
+            _ = try ImagePrune(context: context, aws: aws, flags: options.flags, keep: keep, dryRun: dryRun, executablePath: "/proc/self/exe").run()
         }
     }
+}
+
+extension BakeRole: ExpressibleByArgument {
+    /// As the same text in a variable or kiln.yml.
+    public init?(argument: String) { self.init(settingText: argument) }
 }

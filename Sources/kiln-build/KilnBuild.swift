@@ -4,9 +4,10 @@ import KilnCLI
 import KilnCore
 
 @main
-struct KilnBuild: ParsableCommand {
+struct KilnBuild: OfflineStageCommand {
+    static let stage = "kiln-build"
     static let configuration = CommandConfiguration(
-        commandName: "kiln-build",
+        commandName: stage,
         abstract: "Build and test the application and package it for the bake; writes build.json.",
         discussion: """
             Runs build.commands and build.test from kiln.yml in the project folder, merges the JUnit reports
@@ -20,9 +21,7 @@ struct KilnBuild: ParsableCommand {
     @Option(name: .customLong("release-version"), help: "The application's version (default: $CI_COMMIT_TAG on a tag, else the checkout's version).")
     var releaseVersion: String?
 
-    func run() throws {
-        try StageMain.run(stage: "kiln-build", options: common) { context in
-            _ = try BuildStage(context: context, versionOverride: releaseVersion).run()
-        }
+    func run(in context: StageContext) throws {
+        try BuildStage(context: context, flags: BuildFlags(releaseVersion: releaseVersion)).run()
     }
 }

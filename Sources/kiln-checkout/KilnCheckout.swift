@@ -1,12 +1,15 @@
 import ArgumentParser
 import Checkout
+import KilnArtifacts
 import KilnCLI
 import KilnCore
+import KilnHTTP
 
 @main
-struct KilnCheckout: ParsableCommand {
+struct KilnCheckout: StageCommand {
+    static let stage = "kiln-checkout"
     static let configuration = CommandConfiguration(
-        commandName: "kiln-checkout",
+        commandName: stage,
         abstract: "Check out the pipeline's commit with libgit2 and write checkout.json.",
         discussion: """
             Every value defaults to GitLab's predefined variables, so a job with GIT_STRATEGY: none needs no flags.
@@ -30,17 +33,17 @@ struct KilnCheckout: ParsableCommand {
     @Option(help: "Folder to check out into (default: $CI_PROJECT_DIR).")
     var target: String?
     @Option(help: "clone, fetch or archive (default: $KILN_GIT_STRATEGY, else clone/fetch from $GIT_STRATEGY, else fetch).")
-    var strategy: String?
+    var strategy: CheckoutStrategy?
     @Option(help: "none, normal or recursive (default: $GIT_SUBMODULE_STRATEGY, else none).")
-    var submodules: String?
+    var submodules: SubmoduleStrategy?
     @Option(name: .customLong("clean-flags"), help: "git clean flags after checkout (default: $GIT_CLEAN_FLAGS, else -ffdx; none to keep all).")
-    var cleanFlags: String?
+    var cleanFlags: CleanFlags?
     @Option(help: "Requested history depth ($GIT_DEPTH); libgit2 1.5 cannot honour it and says so.")
-    var depth: String?
+    var depth: Int?
     @Option(name: .customLong("cache-dir"), help: "Keep the repository here between jobs (a GitLab cache: path) for the fetch strategy.")
     var cacheDirectory: String?
 
-    func run() throws {
+    func run(in context: StageContext, http: HTTPClient) throws {
         var flags = CheckoutFlags()
         flags.repositoryURL = repositoryURL
         flags.commit = commit
@@ -53,8 +56,19 @@ struct KilnCheckout: ParsableCommand {
         flags.cleanFlags = cleanFlags
         flags.depth = depth
         flags.cacheDirectory = cacheDirectory
-        try StageMain.run(stage: "kiln-checkout", options: common) { context in
-            _ = try CheckoutStage.perform(context, flags: flags)
-        }
+        try CheckoutStage(context: context, http: http, flags: flags).run()
     }
+}
+
+extension CheckoutStrategy: ExpressibleByArgument {
+    /// As the same text in a variable or kiln.yml.
+    public init?(argument: String) { self.init(settingText: argument) }
+}
+extension SubmoduleStrategy: ExpressibleByArgument {
+    /// As the same text in a variable or kiln.yml.
+    public init?(argument: String) { self.init(settingText: argument) }
+}
+extension CleanFlags: ExpressibleByArgument {
+    /// As the same text in a variable or kiln.yml.
+    public init?(argument: String) { self.init(settingText: argument) }
 }

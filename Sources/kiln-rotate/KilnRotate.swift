@@ -1,12 +1,15 @@
 import ArgumentParser
+import KilnArtifacts
+import KilnAWS
+import KilnAWSCLI
 import KilnCLI
 import KilnCore
 import Rotate
-import UserData
 
 /// The options every kiln-rotate subcommand takes.
 struct RotateOptions: ParsableArguments {
     @OptionGroup var common: CommonOptions
+    @OptionGroup var aws: AWSOptions
 
     @Option(help: "The environment whose group to roll (default: $CI_ENVIRONMENT_NAME).")
     var environment: String?
@@ -15,26 +18,33 @@ struct RotateOptions: ParsableArguments {
     var terraformOutputs: String?
 
     @Option(help: "rolling, canary or blue-green (default: kiln.yml, else rolling).")
-    var strategy: String?
+    var strategy: RotationStrategy?
 
     @Option(help: "Instances per batch, or a percentage such as 25% (default: kiln.yml, else 1).")
-    var batch: String?
+    var batch: BatchSize?
 
-    func stage(_ context: StageContext) throws -> RotateStage {
-        guard let environment = environment ?? context.job.environmentName else {
-            throw KilnError.badConfiguration("no environment: give --environment, or run in a job with environment: name (CI_ENVIRONMENT_NAME)")
-        }
-        let outputs = try (terraformOutputs ?? context.job["KILN_TERRAFORM_OUTPUTS"]).map(TerraformOutputs.load) ?? .none
-        var stage = RotateStage(context: context, environment: environment, terraform: outputs)
-        if let strategy {
-            guard let value = RotationStrategy(settingText: strategy) else { throw KilnError.usage("--strategy: expected \(RotationStrategy.expected), got '\(strategy)'") }
-            stage.strategyOverride = value
-        }
-        if let batch {
-            guard let value = BatchSize(settingText: batch) else { throw KilnError.usage("--batch: expected \(BatchSize.expected), got '\(batch)'") }
-            stage.batchOverride = value
-        }
-        return stage
+    func flags(rollbackOnFailure: Bool = true) -> RotateFlags {
+        RotateFlags(
+            environment: environment, terraformOutputs: terraformOutputs, strategy: strategy, batch: batch,
+            rollbackOnFailure: rollbackOnFailure)
+    }
+}
+
+/// A kiln-rotate subcommand: its options, and what it asks of the stage.
+protocol RotateSubcommand: AWSStageCommand {
+    var options: RotateOptions { get }
+    var action: RotateAction { get }
+    var rollbackOnFailure: Bool { get }
+}
+
+extension RotateSubcommand {
+    static var stage: String { "kiln-rotate" }
+    var common: CommonOptions { options.common }
+    var aws: AWSOptions { options.aws }
+    var rollbackOnFailure: Bool { true }
+
+    func run(in context: StageContext, aws: AWSEnvironment) throws {
+        try RotateStage(context: context, aws: aws, flags: options.flags(rollbackOnFailure: rollbackOnFailure)).run(action)
     }
 }
 
@@ -52,7 +62,7 @@ struct KilnRotate: ParsableCommand {
         subcommands: [Deploy.self, Resume.self, Plan.self, Rollback.self],
         defaultSubcommand: Deploy.self)
 
-    struct Deploy: ParsableCommand {
+    struct Deploy: RotateSubcommand {
         static let configuration = CommandConfiguration(abstract: "Roll the group onto the release (the default).")
         @OptionGroup var options: RotateOptions
         @Flag(name: .customLong("no-rollback"), help: "On failure, leave the group as it stands for a person to look at.")
@@ -60,42 +70,34 @@ struct KilnRotate: ParsableCommand {
         @Flag(name: .customLong("dry-run"), help: "Print the plan and change nothing.")
         var dryRun = false
 
-        func run() throws {
-            try StageMain.run(stage: "kiln-rotate", options: options.common) { context in
-                var stage = try options.stage(context)
-                stage.rollbackOnFailure = !noRollback
-                _ = try stage.run(.deploy(dryRun: dryRun))
-            }
-        }
+        var action: RotateAction { .deploy(dryRun: dryRun) }
+        var rollbackOnFailure: Bool { !noRollback }
     }
 
-    struct Resume: ParsableCommand {
+    struct Resume: RotateSubcommand {
         static let configuration = CommandConfiguration(abstract: "Finish the rotation a killed run left (what a re-run of the job does too).")
         @OptionGroup var options: RotateOptions
-        func run() throws {
-            try StageMain.run(stage: "kiln-rotate", options: options.common) { context in
-                _ = try options.stage(context).run(.deploy(dryRun: false))
-            }
-        }
+        var action: RotateAction { .deploy(dryRun: false) }
     }
 
-    struct Plan: ParsableCommand {
+    struct Plan: RotateSubcommand {
         static let configuration = CommandConfiguration(abstract: "Print the batches, sizes, checks and AWS calls; refuse an impossible plan (exit 78).")
         @OptionGroup var options: RotateOptions
-        func run() throws {
-            try StageMain.run(stage: "kiln-rotate", options: options.common) { context in
-                _ = try options.stage(context).run(.plan)
-            }
-        }
+        var action: RotateAction { .plan }
     }
 
-    struct Rollback: ParsableCommand {
+    struct Rollback: RotateSubcommand {
         static let configuration = CommandConfiguration(abstract: "Undo the last rotation by hand.")
         @OptionGroup var options: RotateOptions
-        func run() throws {
-            try StageMain.run(stage: "kiln-rotate", options: options.common) { context in
-                _ = try options.stage(context).run(.rollback)
-            }
-        }
+        var action: RotateAction { .rollback }
     }
+}
+
+extension RotationStrategy: ExpressibleByArgument {
+    /// As the same text in a variable or kiln.yml.
+    public init?(argument: String) { self.init(settingText: argument) }
+}
+extension BatchSize: ExpressibleByArgument {
+    /// As the same text in a variable or kiln.yml.
+    public init?(argument: String) { self.init(settingText: argument) }
 }

@@ -4,9 +4,10 @@ import KilnCore
 import UserData
 
 @main
-struct KilnUserData: ParsableCommand {
+struct KilnUserData: OfflineStageCommand {
+    static let stage = "kiln-userdata"
     static let configuration = CommandConfiguration(
-        commandName: "kiln-userdata",
+        commandName: stage,
         abstract: "Render an environment's user_init script (EC2 user data); writes userdata-<env>.json.",
         discussion: """
             Reads image.json and environments.<env>.userdata of kiln.yml. Every value is escaped for where it
@@ -22,13 +23,8 @@ struct KilnUserData: ParsableCommand {
     @Option(name: .customLong("terraform-outputs"), help: "The JSON of 'terraform output -json' (default: $KILN_TERRAFORM_OUTPUTS).")
     var terraformOutputs: String?
 
-    func run() throws {
-        try StageMain.run(stage: "kiln-userdata", options: common) { context in
-            guard let environment = environment ?? context.job.environmentName else {
-                throw KilnError.badConfiguration("no environment: give --environment, or run in a job with environment: name (CI_ENVIRONMENT_NAME)")
-            }
-            let outputs = try (terraformOutputs ?? context.job["KILN_TERRAFORM_OUTPUTS"]).map(TerraformOutputs.load) ?? .none
-            _ = try UserDataStage(context: context, environment: environment, terraform: outputs).run()
-        }
+    func run(in context: StageContext) throws {
+        let flags = UserDataFlags(environment: environment, terraformOutputs: terraformOutputs)
+        try UserDataStage(context: context, flags: flags).run()
     }
 }

@@ -1,5 +1,5 @@
 import Bake
-import Build
+import KilnArtifacts
 import Foundation
 import KilnAWS
 import KilnCore

@@ -1,4 +1,4 @@
-import Checkout
+import KilnArtifacts
 import Foundation
 import KilnCore
 import KilnTestSupport
@@ -20,7 +20,7 @@ struct SampleProject {
             let checkout = CheckoutResult(
                 repository: "http://127.0.0.1:1/group/demo.git", commit: String(repeating: "c", count: 40), shortCommit: "cccccccc",
                 ref: "main", tag: nil, pipelineID: "9", versionString: "v1.4.0-2-gccccccc", commitTime: Date(timeIntervalSince1970: 1_780_000_000),
-                subject: "Sample", strategy: "clone", submodules: [], bytesReceived: 1, objectsReceived: 1, phases: [:], discardedCache: nil)
+                subject: "Sample", strategy: .clone, submodules: [], bytesReceived: 1, objectsReceived: 1, phases: [:], discardedCache: nil)
             try ArtifactStore(directory: folder.file("kiln"), producer: Producer(name: "kiln-checkout")).write(checkout)
         }
     }

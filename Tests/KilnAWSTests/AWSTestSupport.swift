@@ -31,11 +31,3 @@ func proxyCount(_ stats: [String: Any], _ path: String...) -> Int {
     return node as? Int ?? 0
 }
 
-func expectExit(_ status: KilnExit, _ body: () throws -> Void) -> (any Error)? {
-    do {
-        try body()
-    } catch {
-        return KilnExit.for(error) == status.rawValue ? nil : error
-    }
-    return KilnError.internalError("no error thrown")
-}

@@ -17,7 +17,7 @@ import Testing
     }
 
     func chain(_ job: JobContext, secrets: SecretMask? = nil, now: @escaping @Sendable () -> Date = { Date() }) throws -> CredentialChain {
-        try AWSEnvironment(job: job, http: http).credentialChain(secrets: secrets, log: nil, now: now)
+        try AWSEnvironment(job: job, http: http, secrets: secrets, clock: Clock(now: now, sleep: { _ in })).credentials
     }
 
     @Test func environmentComesFirst() throws {
@@ -68,7 +68,7 @@ import Testing
         let job = JobContext(environment: ["HOME": home.path, "AWS_PROFILE": "ci", "AWS_EC2_METADATA_DISABLED": "true"])
         let aws = try AWSEnvironment(job: job, http: http)
         #expect(aws.region == "eu-central-1")
-        let fromCI = try aws.credentialChain(secrets: nil, log: nil).resolved()
+        let fromCI = try aws.credentials.resolved()
         #expect(fromCI.credentials == AWSCredentials(accessKeyID: "AKIACI", secretAccessKey: "ci-secret", sessionToken: "ci-token"))
         #expect(fromCI.source.contains("profile ci"))
         // A named profile that does not exist is an error, not a fall-through.
@@ -96,7 +96,7 @@ import Testing
                 "AWS_CONFIG_FILE": home.file("config"), "AWS_ENDPOINT_URL": moto.url,
             ])
             let aws = try AWSEnvironment(job: job, http: http)
-            let chain = aws.credentialChain(secrets: nil, log: nil)
+            let chain = aws.credentials
             let resolved = try chain.resolved()
             #expect(resolved.credentials.sessionToken != nil)
             #expect(resolved.source.contains("role arn:aws:iam::\(account):role/kiln-deploy"))
@@ -117,8 +117,8 @@ import Testing
             fromFile["AWS_WEB_IDENTITY_TOKEN_FILE"] = home.file("token")
             let secrets = SecretMask()
             let job = environment(home, fromFile)
-            let aws = try AWSEnvironment(job: job, http: http)
-            let webIdentity = aws.credentialChain(secrets: secrets, log: nil)
+            let aws = try AWSEnvironment(job: job, http: http, secrets: secrets)
+            let webIdentity = aws.credentials
             let resolved = try webIdentity.resolved()
             #expect(resolved.source.contains("web identity"))
             #expect(resolved.source.contains("session kiln-group.app-p4242-j99"))
@@ -185,7 +185,8 @@ import Testing
     }
 
     /// Temporary credentials are fetched again five minutes before they
-    /// expire, and concurrent callers wait for one refresh.
+    /// expire, by one caller: the others are served the still-valid ones
+    /// meanwhile (issue 12 changed this: they used to wait for the refresh).
     @Test func refreshBeforeExpiryOneAtATime() throws {
         try withStandIn("imds", ["--expires-in", "600"]) { imds in
             let home = TemporaryDirectory()
@@ -199,8 +200,36 @@ import Testing
             DispatchQueue.concurrentPerform(iterations: 8) { _ in
                 keys.append((try? metadata.credentials().accessKeyID) ?? "error")
             }
-            #expect(keys.values == Array(repeating: "ASIAKILNFAKE0002", count: 8))
+            #expect(keys.values.count == 8)
+            #expect(keys.values.allSatisfy { $0 == "ASIAKILNFAKE0001" || $0 == "ASIAKILNFAKE0002" }, "\(keys.values)")
+            #expect(keys.values.contains("ASIAKILNFAKE0002"), "the refreshing caller gets the new ones")
+            #expect(try metadata.credentials().accessKeyID == "ASIAKILNFAKE0002")
             #expect(try fetchJSON(imds.url + "/__kiln_imds/stats")["credentials"] as? Int == 2)
+            #expect(metadata.refreshes == 1)
+        }
+    }
+
+    /// While one caller waits for a slow refresh, another is served the
+    /// credentials that are still valid at once (the lock is not held
+    /// across the IMDS call).
+    @Test func aSlowRefreshDoesNotHoldUpOtherCallers() throws {
+        try withStandIn("imds", ["--expires-in", "600", "--refresh-delay", "1.0"]) { imds in
+            let home = TemporaryDirectory()
+            let job = environment(home, ["AWS_EC2_METADATA_DISABLED": "false", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url])
+            let clock = ShiftedClock()
+            let metadata = try chain(job, now: { clock.now })
+            #expect(try metadata.credentials().accessKeyID == "ASIAKILNFAKE0001")
+            clock.shift(by: 400)  // inside the margin, still valid
+            let refresher = ConcurrentResults()
+            let finished = DispatchSemaphore(value: 0)
+            Thread.detachNewThread {
+                refresher.append((try? metadata.credentials().accessKeyID) ?? "error")
+                finished.signal()
+            }
+            usleep(300_000)  // the refresh is now waiting on the slow answer
+            #expect(try metadata.credentials().accessKeyID == "ASIAKILNFAKE0001", "served the valid ones meanwhile")
+            finished.wait()
+            #expect(refresher.values == ["ASIAKILNFAKE0002"])
             #expect(metadata.refreshes == 1)
         }
     }
@@ -224,10 +253,10 @@ final class ConcurrentResults: @unchecked Sendable {
     @Test func maxAttemptsComesFromTheSDKsVariable() throws {
         let http = HTTPClient(settings: HTTPSettings())
         let set = try AWSEnvironment(job: JobContext(environment: ["AWS_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "3"]), http: http)
-        #expect(try set.retryPolicy().maxAttempts == 3)
+        #expect(set.retry.maxAttempts == 3)
         let unset = try AWSEnvironment(job: JobContext(environment: ["AWS_REGION": "us-east-1"]), http: http)
-        #expect(try unset.retryPolicy().maxAttempts == 8)
-        let bad = try AWSEnvironment(job: JobContext(environment: ["AWS_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "lots"]), http: http)
-        #expect(expectExit(.badConfiguration) { _ = try bad.retryPolicy() } == nil)
+        #expect(unset.retry.maxAttempts == 8)
+        let bad = JobContext(environment: ["AWS_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "lots"])
+        #expect(expectExit(.badConfiguration) { _ = try AWSEnvironment(job: bad, http: http) } == nil)
     }
 }

@@ -20,7 +20,7 @@ struct SamplePayload: ArtifactPayload, Equatable {
 private let fixedDate = Date(timeIntervalSince1970: 1_790_000_000)
 
 private func store(_ directory: TemporaryDirectory) -> ArtifactStore {
-    ArtifactStore(directory: directory.file("kiln"), producer: Producer(name: "kiln-test"), now: { fixedDate })
+    ArtifactStore(directory: directory.file("kiln"), producer: Producer(name: "kiln-test"), clock: .fixed(fixedDate))
 }
 
 private func expectBadArtifact(_ body: () throws -> Void, mentions fragments: [String]) {

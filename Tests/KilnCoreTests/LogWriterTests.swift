@@ -7,7 +7,7 @@ private let fixedDate = Date(timeIntervalSince1970: 1_790_000_000)
 @Suite struct LogWriterTests {
     @Test func sectionsUseGitLabsExactEscapes() {
         let sink = MemorySink()
-        let log = LogWriter(sink: sink, style: .gitlab, secrets: SecretMask(), now: { fixedDate })
+        let log = LogWriter(sink: sink, style: .gitlab, secrets: SecretMask(), clock: .fixed(fixedDate))
         log.section("packer build", title: "Packer build", collapsed: true) {
             log.line("inside")
         }
@@ -21,7 +21,7 @@ private let fixedDate = Date(timeIntervalSince1970: 1_790_000_000)
 
     @Test func sectionClosesWhenBodyThrows() {
         let sink = MemorySink()
-        let log = LogWriter(sink: sink, style: .gitlab, secrets: SecretMask(), now: { fixedDate })
+        let log = LogWriter(sink: sink, style: .gitlab, secrets: SecretMask(), clock: .fixed(fixedDate))
         #expect(throws: KilnError.self) {
             try log.section("s", title: "S") { throw KilnError.internalError("boom") }
         }
@@ -30,7 +30,7 @@ private let fixedDate = Date(timeIntervalSince1970: 1_790_000_000)
 
     @Test func plainStyleForPeople() {
         let sink = MemorySink()
-        let log = LogWriter(sink: sink, style: .plain, secrets: SecretMask(), now: { fixedDate })
+        let log = LogWriter(sink: sink, style: .plain, secrets: SecretMask(), clock: .fixed(fixedDate))
         log.section("build", title: "Build") {}
         #expect(sink.text == "==> Build\n<== Build (0.0s)\n")
     }

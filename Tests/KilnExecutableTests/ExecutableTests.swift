@@ -97,8 +97,17 @@ let stages = ["kiln-checkout", "kiln-build", "kiln-bake", "kiln-userdata", "kiln
     }
 
     @Test func noRegionIsABadConfiguration() throws {
-        let (result, output) = try runBinary("kiln-checkout", ["--check-aws"], environment: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_EC2_METADATA_DISABLED": "true"])
+        let (result, output) = try runBinary("kiln-bake", ["--check-aws"], environment: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_EC2_METADATA_DISABLED": "true"])
         #expect(result.termination == .exited(78))
         #expect(output.contains("AWS_REGION"))
+    }
+
+    /// Only the stages that talk to AWS have `--check-aws` (issue 12): the
+    /// others do not link the AWS client at all.
+    @Test(arguments: ["kiln-checkout", "kiln-build", "kiln-userdata"])
+    func stagesWithoutAWSHaveNoCheckAWS(stage: String) throws {
+        let (result, output) = try runBinary(stage, ["--check-aws"])
+        #expect(result.termination == .exited(64))
+        #expect(output.contains("--check-aws"))
     }
 }

@@ -296,3 +296,27 @@ extension RotateWorld {
         #expect(try world.launchTemplateVersions() == [1])
     }
 }
+
+/// The tags a new launch template version puts on instances use the one
+/// vocabulary (`KilnTag`): `kiln:app`, as images have, not Kiln 0.1.0's
+/// `kiln:application`, which is dropped from the version it copies.
+@Suite struct RotateTagTests {
+    @Test func newInstancesAreTaggedWithTheImagesApplicationTag() throws {
+        let world = try RotateWorld(desired: 2)
+        let template = world.output("test_launch_template_id")
+        let source = try #require(try world.client.describeLaunchTemplateVersions(.id(template), versions: ["1"]).first)
+        var legacy = source.instanceTags
+        legacy["kiln:application"] = "demo"
+        _ = try world.client.createLaunchTemplateVersion(.id(template), sourceVersion: "1", instanceTags: legacy)
+        try world.client.updateAutoScalingGroup(world.group, launchTemplate: LaunchTemplateSpecification(id: template, version: "2"))
+        let ami = try world.makeAMI(health: "healthy")
+        try world.prepare(ami: ami)
+        let (code, output) = try world.rotate()
+        #expect(code == 0, "\(output)")
+        let made = try #require(try world.client.describeLaunchTemplateVersions(.id(template), versions: ["3"]).first)
+        #expect(made.instanceTags["kiln:app"] == "demo")
+        #expect(made.instanceTags["kiln:application"] == nil)
+        #expect(made.instanceTags["kiln:version"] == "v2.0.0")
+        #expect(made.instanceTags["kiln:release"]?.isEmpty == false)
+    }
+}

@@ -1,10 +1,9 @@
-import Bake
 import Foundation
+import KilnArtifacts
 import KilnAWS
 import KilnCore
 import KilnHTTP
 import KilnTestSupport
-import UserData
 
 /// moto with the world Terraform would make, the fleet simulator answering
 /// health on each instance's 127.0.x.y address, and a project folder holding
@@ -67,12 +66,12 @@ final class RotateWorld: @unchecked Sendable {
             """.write(toFile: project.file("kiln.yml"), atomically: true, encoding: .utf8)
         let store = ArtifactStore(directory: project.file("kiln"), producer: Producer(name: "test"))
         try store.write(ImageResult(
-            application: "demo", applicationVersion: version, commit: String(repeating: "a", count: 40), role: "app",
+            application: "demo", applicationVersion: version, commit: String(repeating: "a", count: 40), role: .app,
             name: "demo-app-\(version)", region: "us-east-1", amiID: ami, amis: ["us-east-1": ami], sourceAMI: appAMI,
-            bakeKey: "k", outcome: "baked", packerSeconds: 1, pipelineID: "7"))
+            bakeKey: "k", outcome: .baked, packerSeconds: 1, pipelineID: "7"))
         try AtomicFile.write(Data(userData.utf8), to: project.file("kiln/userdata-test.sh"))
         try store.write(UserDataResult(
-            environment: "test", format: "shell", gzip: false, path: "kiln/userdata-test.sh", size: userData.utf8.count,
+            environment: "test", format: .shell, gzip: false, path: "kiln/userdata-test.sh", size: userData.utf8.count,
             sha256: SHA256Digest.hex(of: Data(userData.utf8)), templates: ["t"], variables: [], amiID: ami), fileName: "userdata-test.json")
     }
 

@@ -2,6 +2,7 @@
 container credentials endpoint, for testing credential providers.
 
     scripts/standin imds [--role kiln-role] [--expires-in SECONDS] [--auth-token TOKEN]
+                         [--refresh-delay SECONDS]
                          [--host 127.0.0.1] [--port 0] [--no-stdin-watch] [-v]
 
 Instance metadata v2, as EC2 answers it:
@@ -15,7 +16,8 @@ Container credentials (ECS):
 Each credentials answer has a new key, ASIAKILNFAKE0001, 0002, ..., secret
 "fake-secret-N", token "fake-session-N", and Expiration now + N x --expires-in
 (each new set lasts longer, so a test with a shifted clock can tell a needed
-refresh from a needless one).
+refresh from a needless one). --refresh-delay holds every credentials answer
+after the first that long (a slow refresh, for testing who waits on it).
 GET /__kiln_imds/stats -> {"tokens", "credentials", "rejected"}.
 Ready line: {"ready", "name": "imds", "url", "host", "port", "pid", "role"}
 """
@@ -25,6 +27,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import common
@@ -39,6 +42,7 @@ def main(argv):
     p.add_argument("--role", default="kiln-role")
     p.add_argument("--expires-in", type=float, default=3600.0)
     p.add_argument("--auth-token", default=None)
+    p.add_argument("--refresh-delay", type=float, default=0.0)
     a = p.parse_args(argv)
     common.check_loopback(a.host)
     common.setup_logging("imds", a.verbose)
@@ -50,6 +54,8 @@ def main(argv):
         with lock:
             state["credentials"] += 1
             n = state["credentials"]
+        if n > 1 and a.refresh_delay > 0:
+            time.sleep(a.refresh_delay)
         expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=a.expires_in * n)
         return {"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIAKILNFAKE%04d" % n,
                 "SecretAccessKey": "fake-secret-%d" % n, "Token": "fake-session-%d" % n,

@@ -1,6 +1,7 @@
 import Foundation
 import KilnCore
 import KilnHTTP
+import Synchronization
 
 /// Where credentials came from, for the log (never the keys themselves).
 public struct ResolvedCredentials: Sendable {
@@ -17,26 +18,59 @@ public protocol CredentialProvider: Sendable {
     func resolve() throws -> ResolvedCredentials?
 }
 
-/// Credentials in DESIGN.md's order: environment; web identity; shared
-/// files; ECS container; EC2 instance metadata v2. The first source that
-/// works is cached; temporary credentials are fetched again from that same
-/// source five minutes before they expire, one refresh at a time.
-public final class CredentialChain: @unchecked Sendable {
+/// Credentials in the order of docs/architecture.md ("AWS"): environment;
+/// web identity; shared files; ECS container; EC2 instance metadata v2. The
+/// first source that works is cached. Temporary credentials are fetched
+/// again from that same source five minutes before they expire, one
+/// refresh at a time and without holding the lock across the STS or IMDS
+/// call: while one caller refreshes, the others are served the credentials
+/// that are still valid; only when none are valid do they wait for the
+/// refresh, and share its outcome (soto-core's `ExpiringValue` is the model).
+public final class CredentialChain: Sendable {
     public let providers: [any CredentialProvider]
-    public var refreshMargin: TimeInterval = 300
-    private let lock = NSLock()
-    private var cached: ResolvedCredentials?
-    private var cachedProvider: (any CredentialProvider)?
+    public let refreshMargin: TimeInterval
+    private let state = Mutex(State())
     private let secrets: SecretMask?
     private let log: LogWriter?
-    private let now: @Sendable () -> Date
-    public private(set) var refreshes = 0
+    private let clock: Clock
 
-    public init(providers: [any CredentialProvider], secrets: SecretMask? = nil, log: LogWriter? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
+    private struct State {
+        var cached: ResolvedCredentials?
+        /// Which provider gave `cached`: it is asked again on refresh.
+        var source: Int?
+        var refresh: Refresh?
+        var refreshes = 0
+    }
+
+    /// A refresh under way; callers with nothing valid wait for it.
+    private final class Refresh: Sendable {
+        private let done = DispatchSemaphore(value: 0)
+        private let outcome = Mutex<Result<ResolvedCredentials, any Error>?>(nil)
+
+        func finish(_ result: Result<ResolvedCredentials, any Error>) {
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+
+        func wait() throws -> ResolvedCredentials {
+            done.wait()
+            done.signal()  // for the next waiter
+            guard let result = outcome.withLock({ $0 }) else {
+                throw KilnError.internalError("credential refresh ended without an outcome")
+            }
+            return try result.get()
+        }
+    }
+
+    public init(
+        providers: [any CredentialProvider], secrets: SecretMask? = nil, log: LogWriter? = nil, clock: Clock = .system,
+        refreshMargin: TimeInterval = 300
+    ) {
         self.providers = providers
         self.secrets = secrets
         self.log = log
-        self.now = now
+        self.clock = clock
+        self.refreshMargin = refreshMargin
     }
 
     /// Fixed credentials (tests, and the source profile of an assumed role).
@@ -44,38 +78,69 @@ public final class CredentialChain: @unchecked Sendable {
         CredentialChain(providers: [StaticCredentialProvider(resolved: ResolvedCredentials(credentials: credentials, source: source))])
     }
 
+    /// How many times temporary credentials were fetched again.
+    public var refreshes: Int { state.withLock { $0.refreshes } }
+
     public func credentials() throws -> AWSCredentials { try resolved().credentials }
 
     public func resolved() throws -> ResolvedCredentials {
-        // The lock makes concurrent callers wait for one refresh, not start their own.
-        try lock.withLock {
-            if let cached, !expiresSoon(cached.credentials) { return cached }
-            let fresh: ResolvedCredentials
-            if let provider = cachedProvider, let again = try provider.resolve() {
-                fresh = again
-                refreshes += 1
-                log?.line("aws: refreshed temporary credentials from \(again.source)")
-            } else {
-                fresh = try firstWorking()
-                log?.line("aws: credentials from \(fresh.source)")
+        enum Step {
+            case use(ResolvedCredentials)
+            case wait(Refresh)
+            /// This caller refreshes; `valid` is what it may fall back on.
+            case refresh(Refresh, source: Int?, valid: ResolvedCredentials?)
+        }
+        let now = clock.now()
+        let step: Step = state.withLock { state in
+            if let cached = state.cached, !expires(cached, within: refreshMargin, of: now) { return .use(cached) }
+            let valid = state.cached.flatMap { expires($0, within: 0, of: now) ? nil : $0 }
+            if let refresh = state.refresh {
+                if let valid { return .use(valid) }
+                return .wait(refresh)
             }
-            secrets?.add(fresh.credentials.secretAccessKey)
-            if let token = fresh.credentials.sessionToken { secrets?.add(token) }
-            cached = fresh
-            return fresh
+            let refresh = Refresh()
+            state.refresh = refresh
+            return .refresh(refresh, source: state.source, valid: valid)
+        }
+        switch step {
+        case .use(let credentials):
+            return credentials
+        case .wait(let refresh):
+            return try refresh.wait()
+        case .refresh(let refresh, let source, let valid):
+            let result = Result { try fetch(from: source) }
+            state.withLock { state in
+                if case .success(let fresh) = result {
+                    if state.cached != nil { state.refreshes += 1 }
+                    state.cached = fresh.resolved
+                    state.source = fresh.index
+                }
+                state.refresh = nil
+            }
+            refresh.finish(result.map(\.resolved))
+            switch result {
+            case .success(let fresh):
+                return fresh.resolved
+            case .failure(let error):
+                guard let valid else { throw error }
+                log?.warning("aws: could not refresh credentials from \(valid.source) (\(error)); the current ones are still valid")
+                return valid
+            }
         }
     }
 
-    private func expiresSoon(_ credentials: AWSCredentials) -> Bool {
-        guard let expiration = credentials.expiration else { return false }
-        return expiration.timeIntervalSince(now()) < refreshMargin
-    }
-
-    private func firstWorking() throws -> ResolvedCredentials {
-        for provider in providers {
+    /// Asks the provider that worked last, else the first that works.
+    private func fetch(from source: Int?) throws -> (resolved: ResolvedCredentials, index: Int) {
+        if let source, let again = try providers[source].resolve() {
+            log?.line("aws: refreshed temporary credentials from \(again.source)")
+            remember(again)
+            return (again, source)
+        }
+        for (index, provider) in providers.enumerated() {
             if let resolved = try provider.resolve() {
-                cachedProvider = provider
-                return resolved
+                log?.line("aws: credentials from \(resolved.source)")
+                remember(resolved)
+                return (resolved, index)
             }
         }
         throw KilnError(.permissionDenied, """
@@ -84,64 +149,21 @@ public final class CredentialChain: @unchecked Sendable {
             container credentials, and no instance metadata
             """)
     }
+
+    /// Secrets learnt at run time are masked from then on.
+    private func remember(_ resolved: ResolvedCredentials) {
+        secrets?.add(resolved.credentials.secretAccessKey)
+        if let token = resolved.credentials.sessionToken { secrets?.add(token) }
+    }
+
+    private func expires(_ resolved: ResolvedCredentials, within margin: TimeInterval, of now: Date) -> Bool {
+        guard let expiration = resolved.credentials.expiration else { return false }
+        return expiration.timeIntervalSince(now) < margin
+    }
 }
 
 struct StaticCredentialProvider: CredentialProvider {
     let resolved: ResolvedCredentials
     var name: String { "static" }
     func resolve() throws -> ResolvedCredentials? { resolved }
-}
-
-/// Everything the AWS side of a stage needs, resolved once from the job:
-/// region, endpoints, the credential chain and the client.
-public struct AWSEnvironment: Sendable {
-    public let job: JobContext
-    public let region: String
-    public let endpoints: AWSEndpoints
-    public let http: HTTPClient
-    let files: SharedConfigFiles
-    let profileName: String
-
-    public init(job: JobContext, http: HTTPClient) throws {
-        self.job = job
-        self.http = http
-        let home = job["HOME"] ?? NSHomeDirectory()
-        profileName = job["AWS_PROFILE"] ?? job["AWS_DEFAULT_PROFILE"] ?? "default"
-        files = SharedConfigFiles(
-            credentialsPath: job["AWS_SHARED_CREDENTIALS_FILE"] ?? "\(home)/.aws/credentials",
-            configPath: job["AWS_CONFIG_FILE"] ?? "\(home)/.aws/config")
-        guard let region = job["AWS_REGION"] ?? job["AWS_DEFAULT_REGION"] ?? files.profile(profileName)?["region"] else {
-            throw KilnError.badConfiguration(
-                "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or region in the profile '\(profileName)')")
-        }
-        self.region = region
-        endpoints = AWSEndpoints(region: region, job: job)
-    }
-
-    /// The providers in DESIGN.md's order.
-    public func credentialChain(secrets: SecretMask?, log: LogWriter?, now: @escaping @Sendable () -> Date = { Date() }) -> CredentialChain {
-        let sts = STSAccess(endpoint: endpoints.url(for: .sts), region: region, http: http, now: now)
-        return CredentialChain(
-            providers: [
-                EnvironmentCredentialProvider(job: job),
-                WebIdentityCredentialProvider(job: job, sts: sts),
-                ProfileCredentialProvider(files: files, profile: profileName, explicit: job["AWS_PROFILE"] != nil, sts: sts, job: job),
-                ContainerCredentialProvider(job: job, http: http),
-                InstanceMetadataCredentialProvider(job: job, http: http),
-            ],
-            secrets: secrets, log: log, now: now)
-    }
-
-    /// The retry policy: AWS SDKs' `AWS_MAX_ATTEMPTS` sets the attempts.
-    public func retryPolicy() throws -> RetryPolicy {
-        guard let text = job["AWS_MAX_ATTEMPTS"] else { return RetryPolicy() }
-        guard let attempts = Int(text), attempts >= 1 else {
-            throw KilnError.badConfiguration("AWS_MAX_ATTEMPTS: expected a whole number of 1 or more, got '\(text)'")
-        }
-        return RetryPolicy(maxAttempts: attempts)
-    }
-
-    public func client(secrets: SecretMask?, log: LogWriter?) throws -> AWSClient {
-        AWSClient(endpoints: endpoints, credentials: credentialChain(secrets: secrets, log: log), http: http, retry: try retryPolicy(), log: log)
-    }
 }

@@ -19,32 +19,6 @@ struct EnvironmentCredentialProvider: CredentialProvider {
     }
 }
 
-/// STS calls the credential providers make before any chain exists.
-struct STSAccess: Sendable {
-    let endpoint: String
-    let region: String
-    let http: HTTPClient
-    let now: @Sendable () -> Date
-    let keys = SigningKeyCache()
-
-    func call(_ action: String, _ parameters: QueryParameters, signedWith credentials: AWSCredentials?) throws -> XMLElement {
-        try AWSClient.query(
-            .sts, action, parameters, mutation: .idempotent, signedWith: credentials, region: region, endpoint: endpoint,
-            http: http, retry: RetryPolicy(maxAttempts: 4), keys: keys, calls: nil, log: nil, now: now)
-    }
-
-    /// The `Credentials` element of AssumeRole and AssumeRoleWithWebIdentity.
-    static func credentials(in answer: XMLElement, action: String) throws -> AWSCredentials {
-        guard let element = answer.first(named: "Credentials"),
-              let id = element.string("AccessKeyId"), let secret = element.string("SecretAccessKey") else {
-            throw AWSMalformedResponse(service: "sts", action: action, problem: "no Credentials in the answer")
-        }
-        return AWSCredentials(
-            accessKeyID: id, secretAccessKey: secret, sessionToken: element.string("SessionToken"),
-            expiration: element.string("Expiration").flatMap(parseAWSDate))
-    }
-}
-
 /// AWS's dates: ISO 8601, with or without fractional seconds.
 func parseAWSDate(_ text: String) -> Date? {
     let plain = ISO8601DateFormatter()
@@ -67,7 +41,8 @@ func roleSessionName(_ raw: String) -> String {
 /// exchanged through STS AssumeRoleWithWebIdentity (an unsigned call).
 struct WebIdentityCredentialProvider: CredentialProvider {
     let job: JobContext
-    let sts: STSAccess
+    /// STS, unsigned by itself: each call is signed with what the provider has.
+    let sts: AWSTransport
     var name: String { "web identity" }
 
     /// `AWS_ROLE_SESSION_NAME`, else one that names the project, pipeline and job.
@@ -96,13 +71,8 @@ struct WebIdentityCredentialProvider: CredentialProvider {
         } else {
             return nil
         }
-        var parameters = QueryParameters()
-        parameters.add("RoleArn", roleARN)
-        parameters.add("RoleSessionName", sessionName)
-        parameters.add("WebIdentityToken", token)
-        let answer = try sts.call("AssumeRoleWithWebIdentity", parameters, signedWith: nil)
         return ResolvedCredentials(
-            credentials: try STSAccess.credentials(in: answer, action: "AssumeRoleWithWebIdentity"),
+            credentials: try sts.assumeRoleWithWebIdentity(roleARN: roleARN, sessionName: sessionName, token: token),
             source: "web identity (role \(roleARN), token from \(tokenSource), session \(sessionName))")
     }
 }
@@ -115,7 +85,8 @@ struct ProfileCredentialProvider: CredentialProvider {
     let profile: String
     /// AWS_PROFILE was set: a missing profile is then an error.
     let explicit: Bool
-    let sts: STSAccess
+    /// STS, unsigned by itself: each call is signed with what the provider has.
+    let sts: AWSTransport
     let job: JobContext
     var name: String { "shared files" }
 
@@ -139,14 +110,12 @@ struct ProfileCredentialProvider: CredentialProvider {
                 throw KilnError(.badConfiguration, "profile \(name): role_arn needs source_profile (credential_source is not supported)")
             }
             let base = try source == name ? ownKeys(name, settings) : resolve(source, depth: depth + 1)
-            var parameters = QueryParameters()
-            parameters.add("RoleArn", roleARN)
-            parameters.add("RoleSessionName", roleSessionName(settings["role_session_name"] ?? "kiln-\(job.pipelineID ?? "local")"))
-            parameters.add("ExternalId", settings["external_id"])
-            parameters.add("DurationSeconds", settings["duration_seconds"])
-            let answer = try sts.call("AssumeRole", parameters, signedWith: base.credentials)
+            let credentials = try sts.assumeRole(
+                roleARN: roleARN, sessionName: settings["role_session_name"] ?? "kiln-\(job.pipelineID ?? "local")",
+                externalID: settings["external_id"], durationSeconds: settings["duration_seconds"],
+                signedWith: base.credentials)
             return ResolvedCredentials(
-                credentials: try STSAccess.credentials(in: answer, action: "AssumeRole"),
+                credentials: credentials,
                 source: "profile \(name) (role \(roleARN) through profile \(source))")
         }
         return try ownKeys(name, settings)

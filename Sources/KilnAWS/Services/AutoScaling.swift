@@ -43,10 +43,8 @@ public struct AutoScalingGroup: Sendable, Equatable {
 /// An instance as its group sees it.
 public struct AutoScalingInstance: Sendable, Equatable {
     public let id: String
-    /// `Pending`, `Pending:Wait`, `InService`, `Terminating`, `Standby`, ...
-    public let lifecycleState: String
-    /// `Healthy` or `Unhealthy`.
-    public let healthStatus: String
+    public let lifecycleState: LifecycleState
+    public let healthStatus: HealthStatus
     public let availabilityZone: String?
     public let instanceType: String?
     public let launchTemplate: LaunchTemplateSpecification?
@@ -249,8 +247,8 @@ extension AnswerDecoder {
             desiredCapacity: try requiredInt(group, "DesiredCapacity"), launchTemplate: launchTemplate,
             instances: try children(group, "Instances", member: "member").map { instance in
                 AutoScalingInstance(
-                    id: try required(instance, "InstanceId"), lifecycleState: try required(instance, "LifecycleState"),
-                    healthStatus: try required(instance, "HealthStatus"),
+                    id: try required(instance, "InstanceId"), lifecycleState: LifecycleState(rawValue: try required(instance, "LifecycleState")),
+                    healthStatus: HealthStatus(rawValue: try required(instance, "HealthStatus")),
                     availabilityZone: instance.string("AvailabilityZone"), instanceType: instance.string("InstanceType"),
                     launchTemplate: launchTemplateSpecification(instance["LaunchTemplate"]),
                     protectedFromScaleIn: bool(instance, "ProtectedFromScaleIn"))

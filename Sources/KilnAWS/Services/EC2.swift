@@ -9,8 +9,7 @@ import KilnCore
 public struct MachineImage: Sendable, Equatable {
     public let id: String
     public let name: String?
-    /// `pending`, `available`, `failed`, `deregistered`, ...
-    public let state: String
+    public let state: ImageState
     /// ISO 8601, as EC2 writes it.
     public let creationDate: String?
     public let ownerID: String?
@@ -31,8 +30,7 @@ public struct ImageBlockDevice: Sendable, Equatable {
 public struct EBSSnapshot: Sendable, Equatable {
     public let id: String
     public let volumeID: String?
-    /// `pending`, `completed`, `error`, ...
-    public let state: String
+    public let state: SnapshotState
     public let startTime: String?
     public let description: String?
     public let ownerID: String?
@@ -43,8 +41,7 @@ public struct EBSSnapshot: Sendable, Equatable {
 public struct EC2Instance: Sendable, Equatable {
     public let id: String
     public let imageID: String
-    /// `pending`, `running`, `shutting-down`, `terminated`, `stopping`, `stopped`.
-    public let state: String
+    public let state: InstanceState
     public let privateIPAddress: String?
     public let privateDNSName: String?
     public let publicIPAddress: String?
@@ -194,7 +191,7 @@ extension AWSClient {
             try answer.items(page, "snapshotSet").map { item in
                 EBSSnapshot(
                     id: try answer.required(item, "snapshotId"), volumeID: item.string("volumeId"),
-                    state: try answer.required(item, "status"), startTime: item.string("startTime"),
+                    state: SnapshotState(rawValue: try answer.required(item, "status")), startTime: item.string("startTime"),
                     description: item.string("description"), ownerID: item.string("ownerId"),
                     tags: answer.ec2Tags(item))
             }
@@ -222,7 +219,7 @@ extension AWSClient {
                 try answer.items(reservation, "instancesSet").map { item in
                     EC2Instance(
                         id: try answer.required(item, "instanceId"), imageID: try answer.required(item, "imageId"),
-                        state: try answer.required(item, "instanceState", "name"),
+                        state: InstanceState(rawValue: try answer.required(item, "instanceState", "name")),
                         privateIPAddress: item.string("privateIpAddress").flatMap { $0.isEmpty ? nil : $0 },
                         privateDNSName: item.string("privateDnsName").flatMap { $0.isEmpty ? nil : $0 },
                         publicIPAddress: item.string("ipAddress").flatMap { $0.isEmpty ? nil : $0 },
@@ -332,7 +329,7 @@ extension AnswerDecoder {
 
     func image(_ item: XMLElement) throws -> MachineImage {
         MachineImage(
-            id: try required(item, "imageId"), name: item.string("name"), state: try required(item, "imageState"),
+            id: try required(item, "imageId"), name: item.string("name"), state: ImageState(rawValue: try required(item, "imageState")),
             creationDate: item.string("creationDate"), ownerID: item.string("imageOwnerId"), tags: ec2Tags(item),
             blockDeviceMappings: children(item, "blockDeviceMapping", member: "item").map {
                 ImageBlockDevice(

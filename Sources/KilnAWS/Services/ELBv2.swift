@@ -24,8 +24,7 @@ public struct TargetHealth: Sendable, Equatable {
     /// The instance id (or IP address) of the target.
     public let targetID: String
     public let port: Int?
-    /// `initial`, `healthy`, `unhealthy`, `unused`, `draining`, `unavailable`.
-    public let state: String
+    public let state: TargetHealthState
     public let reason: String?
     public let description: String?
 }
@@ -69,7 +68,7 @@ extension AWSClient {
             guard let health = description["TargetHealth"] else { throw answer.missing("TargetHealth") }
             return TargetHealth(
                 targetID: try answer.required(target, "Id"), port: answer.optionalInt(target, "Port"),
-                state: try answer.required(health, "State"), reason: health.string("Reason"),
+                state: TargetHealthState(rawValue: try answer.required(health, "State")), reason: health.string("Reason"),
                 description: health.string("Description"))
         }
     }

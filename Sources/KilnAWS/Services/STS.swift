@@ -1,3 +1,4 @@
+import Foundation
 import KilnCore
 
 /// STS: who Kiln is acting as.
@@ -17,24 +18,51 @@ extension AWSClient {
         return CallerIdentity(account: account, arn: arn, userID: result.string("UserId") ?? "")
     }
 
-    /// AssumeRole with this client's credentials; the result is temporary credentials.
+    /// AssumeRole with this client's credentials (the same call the
+    /// profile provider makes, on the transport).
     public func assumeRole(roleARN: String, sessionName: String, durationSeconds: Int? = nil) throws -> AWSCredentials {
+        try transport.assumeRole(
+            roleARN: roleARN, sessionName: sessionName, durationSeconds: durationSeconds.map(String.init),
+            signedWith: credentials.credentials())
+    }
+}
+
+/// The two calls that make temporary credentials, made by the credential
+/// providers before any chain exists: on the transport, signed with what
+/// the provider has.
+extension AWSTransport {
+    /// AssumeRole, signed with `credentials` (a source profile's keys).
+    func assumeRole(
+        roleARN: String, sessionName: String, externalID: String? = nil, durationSeconds: String? = nil,
+        signedWith credentials: AWSCredentials
+    ) throws -> AWSCredentials {
         var parameters = QueryParameters()
         parameters.add("RoleArn", roleARN)
         parameters.add("RoleSessionName", roleSessionName(sessionName))
+        parameters.add("ExternalId", externalID)
         parameters.add("DurationSeconds", durationSeconds)
-        return try STSAccess.credentials(in: query(.sts, "AssumeRole", parameters, mutation: .idempotent), action: "AssumeRole")
+        let answer = try query(.sts, "AssumeRole", parameters, mutation: .idempotent, signedWith: credentials)
+        return try Self.temporaryCredentials(in: answer, action: "AssumeRole")
     }
 
-    /// AssumeRoleWithWebIdentity (unsigned: the token is the proof).
-    public func assumeRoleWithWebIdentity(roleARN: String, sessionName: String, token: String) throws -> AWSCredentials {
+    /// AssumeRoleWithWebIdentity: unsigned, the token is the proof.
+    func assumeRoleWithWebIdentity(roleARN: String, sessionName: String, token: String) throws -> AWSCredentials {
         var parameters = QueryParameters()
         parameters.add("RoleArn", roleARN)
         parameters.add("RoleSessionName", roleSessionName(sessionName))
         parameters.add("WebIdentityToken", token)
-        let answer = try AWSClient.query(
-            .sts, "AssumeRoleWithWebIdentity", parameters, mutation: .idempotent, signedWith: nil, region: region,
-            endpoint: endpoints.url(for: .sts), http: http, retry: retry, keys: keys, calls: calls, log: log, now: now)
-        return try STSAccess.credentials(in: answer, action: "AssumeRoleWithWebIdentity")
+        let answer = try query(.sts, "AssumeRoleWithWebIdentity", parameters, mutation: .idempotent, signedWith: nil)
+        return try Self.temporaryCredentials(in: answer, action: "AssumeRoleWithWebIdentity")
+    }
+
+    /// The `Credentials` element of AssumeRole and AssumeRoleWithWebIdentity.
+    static func temporaryCredentials(in answer: XMLElement, action: String) throws -> AWSCredentials {
+        guard let element = answer.first(named: "Credentials"),
+              let id = element.string("AccessKeyId"), let secret = element.string("SecretAccessKey") else {
+            throw AWSMalformedResponse(service: "sts", action: action, problem: "no Credentials in the answer")
+        }
+        return AWSCredentials(
+            accessKeyID: id, secretAccessKey: secret, sessionToken: element.string("SessionToken"),
+            expiration: element.string("Expiration").flatMap(parseAWSDate))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import KilnCore
 
 /// AWS credentials. `description` never shows the secret or the session token.
@@ -157,25 +158,30 @@ public struct SigV4Signer: Sendable {
 
 /// Derived signing keys, one per secret, day, region and service: deriving
 /// takes four HMACs, and a pipeline signs hundreds of calls a day with the same.
-public final class SigningKeyCache: @unchecked Sendable {
-    private let lock = NSLock()
-    private var keys: [String: [UInt8]] = [:]
-    public private(set) var derivations = 0
+public final class SigningKeyCache: Sendable {
+    private struct Cache {
+        var keys: [String: [UInt8]] = [:]
+        var derivations = 0
+    }
+    private let cache = Mutex(Cache())
 
     public init() {}
+
+    /// How many keys were derived (the rest came from the cache).
+    public var derivations: Int { cache.withLock { $0.derivations } }
 
     func key(secret: String, day: String, region: String, service: String) -> [UInt8] {
         // The secret's digest, not the secret, names the entry.
         let name = "\(SHA256Digest.hex(of: Array(secret.utf8)))/\(day)/\(region)/\(service)"
-        return lock.withLock {
-            if let key = keys[name] { return key }
+        return cache.withLock { cache in
+            if let key = cache.keys[name] { return key }
             let dateKey = hmacSHA256(key: Array("AWS4\(secret)".utf8), data: Array(day.utf8))
             let regionKey = hmacSHA256(key: dateKey, data: Array(region.utf8))
             let serviceKey = hmacSHA256(key: regionKey, data: Array(service.utf8))
             let signingKey = hmacSHA256(key: serviceKey, data: Array("aws4_request".utf8))
-            if keys.count > 64 { keys.removeAll() }
-            keys[name] = signingKey
-            derivations += 1
+            if cache.keys.count > 64 { cache.keys.removeAll() }
+            cache.keys[name] = signingKey
+            cache.derivations += 1
             return signingKey
         }
     }

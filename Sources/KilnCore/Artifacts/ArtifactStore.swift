@@ -32,12 +32,12 @@ public struct Artifact<Payload: ArtifactPayload>: Sendable {
 public struct ArtifactStore: Sendable {
     public let directory: String
     public let producer: Producer
-    private let now: @Sendable () -> Date
+    private let clock: Clock
 
-    public init(directory: String, producer: Producer, now: @escaping @Sendable () -> Date = { Date() }) {
+    public init(directory: String, producer: Producer, clock: Clock = .system) {
         self.directory = directory
         self.producer = producer
-        self.now = now
+        self.clock = clock
     }
 
     /// `--artifacts-dir`, else `KILN_ARTIFACTS_DIR`, else `kiln/` in the
@@ -63,7 +63,7 @@ public struct ArtifactStore: Sendable {
         try Self.checkNoEnvelopeKeys(payload)
         let envelope = Envelope(
             schema: "kiln.\(P.schemaName)", version: P.schemaVersion,
-            producer: producer, createdAt: now(), payload: payload)
+            producer: producer, createdAt: clock.now(), payload: payload)
         try AtomicFile.write(try Self.encoder.encode(envelope) + Data("\n".utf8), to: target)
         return target
     }

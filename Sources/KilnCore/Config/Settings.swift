@@ -104,6 +104,9 @@ public struct Settings: Sendable {
         self.file = file
     }
 
+    /// A flag given as text is parsed here (a bad one is a usage error,
+    /// exit 64); one the command line already parsed as the same
+    /// `SettingValue` goes to the overload below.
     public func resolve<Value: SettingValue>(
         _ key: String,
         flag: (name: String, value: String?)? = nil,
@@ -114,6 +117,19 @@ public struct Settings: Sendable {
             guard let value = Value(settingText: text) else {
                 throw KilnError.usage("--\(flag.name): expected \(Value.expected), got '\(text)'")
             }
+            return Resolved(value: value, source: .flag(flag.name))
+        }
+        return try resolve(key, parsedFlag: nil, environment: variable, default: defaultValue)
+    }
+
+    /// As `resolve`, with the flag's value already parsed by the command line.
+    public func resolve<Value: SettingValue>(
+        _ key: String,
+        parsedFlag flag: (name: String, value: Value?)?,
+        environment variable: String? = nil,
+        default defaultValue: Value? = nil
+    ) throws -> Resolved<Value>? {
+        if let flag, let value = flag.value {
             return Resolved(value: value, source: .flag(flag.name))
         }
         if let variable, let text = job[variable] {
@@ -144,10 +160,42 @@ public struct Settings: Sendable {
         if let resolved: Resolved<Value> = try resolve(key, flag: flag, environment: variable, default: defaultValue) {
             return resolved
         }
+        throw notSet(key, flag: flag?.name, environment: variable)
+    }
+
+    /// As `require`, with the flag's value already parsed by the command line.
+    public func require<Value: SettingValue>(
+        _ key: String,
+        parsedFlag flag: (name: String, value: Value?)?,
+        environment variable: String? = nil,
+        default defaultValue: Value? = nil
+    ) throws -> Resolved<Value> {
+        if let resolved: Resolved<Value> = try resolve(key, parsedFlag: flag, environment: variable, default: defaultValue) {
+            return resolved
+        }
+        throw notSet(key, flag: flag?.name, environment: variable)
+    }
+
+    private func notSet(_ key: String, flag: String?, environment variable: String?) -> KilnError {
         var ways = [String]()
-        if let flag { ways.append("--\(flag.name)") }
+        if let flag { ways.append("--\(flag)") }
         if let variable { ways.append(variable) }
         ways.append("'\(key)' in kiln.yml")
-        throw KilnError.badConfiguration("\(key) is not set; give it as \(ways.joined(separator: ", or "))")
+        return KilnError.badConfiguration("\(key) is not set; give it as \(ways.joined(separator: ", or "))")
+    }
+
+    /// The environment a deploy stage works on: `--environment`, else the
+    /// job's `environment: name` (`CI_ENVIRONMENT_NAME`).
+    public func environmentName(flag: String?) throws -> String {
+        guard let name = flag ?? job.environmentName else {
+            throw KilnError.badConfiguration("no environment: give --environment, or run in a job with environment: name (CI_ENVIRONMENT_NAME)")
+        }
+        return name
+    }
+
+    /// The application's name, one rule for every stage: `KILN_APPLICATION`,
+    /// else `application` in kiln.yml, else the project's name (`CI_PROJECT_NAME`).
+    public func application() throws -> Resolved<String>? {
+        try resolve("application", environment: "KILN_APPLICATION", default: job["CI_PROJECT_NAME"])
     }
 }

@@ -73,7 +73,7 @@ public struct JobContext: Sendable, Equatable {
 
     /// The log writer this job should use: GitLab's sections inside a job,
     /// plain headings by hand, and every known secret masked.
-    public func makeLog(sink: any LogSink = FileDescriptorSink.standardError) -> LogWriter {
-        LogWriter(sink: sink, style: isGitLab ? .gitlab : .plain, secrets: SecretMask(secretValues))
+    public func makeLog(sink: any LogSink = FileDescriptorSink.standardError, clock: Clock = .system) -> LogWriter {
+        LogWriter(sink: sink, style: isGitLab ? .gitlab : .plain, secrets: SecretMask(secretValues), clock: clock)
     }
 }

@@ -1,4 +1,4 @@
-/// The exit codes of DESIGN.md, the contract a pipeline's `retry:when` and a
+/// The exit codes of docs/architecture.md ("Exit codes"), the contract a pipeline's `retry:when` and a
 /// person re-running a stage rely on. Numbers come from sysexits.h where one fits.
 public enum KilnExit: Int32, Sendable, CaseIterable {
     case success = 0
@@ -35,7 +35,7 @@ public protocol ExitStatusProviding: Error {
 }
 
 extension KilnExit {
-    /// The one place that turns any error into DESIGN.md's exit code.
+    /// The one place that turns any error into its exit code (docs/architecture.md).
     /// An error that does not say is a bug: exit 1.
     public static func `for`(_ error: any Error) -> Int32 {
         if let cancelled = error as? CancelledBySignal {

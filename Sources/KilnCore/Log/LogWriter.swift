@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Where log bytes end up: the job log (stderr) or, in tests, memory.
 public protocol LogSink: Sendable {
@@ -28,12 +29,11 @@ public struct FileDescriptorSink: LogSink {
 }
 
 /// Keeps everything written, for tests and for error tails.
-public final class MemorySink: LogSink, @unchecked Sendable {
-    private let lock = NSLock()
-    private var bytes: [UInt8] = []
+public final class MemorySink: LogSink, Sendable {
+    private let bytes = Mutex<[UInt8]>([])
     public init() {}
-    public func write(_ bytes: [UInt8]) { lock.withLock { self.bytes.append(contentsOf: bytes) } }
-    public var text: String { lock.withLock { String(decoding: bytes, as: UTF8.self) } }
+    public func write(_ bytes: [UInt8]) { self.bytes.withLock { $0.append(contentsOf: bytes) } }
+    public var text: String { bytes.withLock { String(decoding: $0, as: UTF8.self) } }
 }
 
 /// The log writer: human lines on stderr, GitLab collapsible sections, and
@@ -49,18 +49,18 @@ public final class LogWriter: Sendable {
     public let secrets: SecretMask
     public let style: Style
     private let sink: any LogSink
-    private let now: @Sendable () -> Date
+    private let clock: Clock
 
     public init(
         sink: any LogSink = FileDescriptorSink.standardError,
         style: Style,
         secrets: SecretMask,
-        now: @escaping @Sendable () -> Date = { Date() }
+        clock: Clock = .system
     ) {
         self.sink = sink
         self.style = style
         self.secrets = secrets
-        self.now = now
+        self.clock = clock
     }
 
     /// One line of text, masked.
@@ -99,7 +99,7 @@ public final class LogWriter: Sendable {
         let name = Self.sectionName(name)
         switch style {
         case .gitlab:
-            let unix = Int(now().timeIntervalSince1970)
+            let unix = Int(clock.now().timeIntervalSince1970)
             let options = collapsed ? "[collapsed=true]" : ""
             sink.write(Array(secrets.mask("\u{1B}[0Ksection_start:\(unix):\(name)\(options)\r\u{1B}[0K\(title)\n").utf8))
         case .plain:
@@ -111,7 +111,7 @@ public final class LogWriter: Sendable {
         let name = Self.sectionName(name)
         switch style {
         case .gitlab:
-            let unix = Int(now().timeIntervalSince1970)
+            let unix = Int(clock.now().timeIntervalSince1970)
             sink.write(Array("\u{1B}[0Ksection_end:\(unix):\(name)\r\u{1B}[0K\n".utf8))
         case .plain:
             line("<== " + title + " (" + Self.formatDuration(duration) + ")")
@@ -122,18 +122,18 @@ public final class LogWriter: Sendable {
     public func section<T>(
         _ name: String, title: String, collapsed: Bool = false, _ body: () throws -> T
     ) rethrows -> T {
-        let started = now()
+        let started = clock.now()
         startSection(name, title: title, collapsed: collapsed)
-        defer { endSection(name, title: title, duration: now().timeIntervalSince(started)) }
+        defer { endSection(name, title: title, duration: clock.now().timeIntervalSince(started)) }
         return try body()
     }
 
     public func section<T>(
         _ name: String, title: String, collapsed: Bool = false, _ body: () async throws -> T
     ) async rethrows -> T {
-        let started = now()
+        let started = clock.now()
         startSection(name, title: title, collapsed: collapsed)
-        defer { endSection(name, title: title, duration: now().timeIntervalSince(started)) }
+        defer { endSection(name, title: title, duration: clock.now().timeIntervalSince(started)) }
         return try await body()
     }
 

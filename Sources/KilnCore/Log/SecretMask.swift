@@ -1,13 +1,13 @@
 import Foundation
+import Synchronization
 
 /// The secret values this process knows (job token, AWS secret and session
 /// token, web identity token, ...). Everything Kiln prints passes through it.
 /// Secrets learnt at run time (an STS session token) are added as they arrive.
-public final class SecretMask: @unchecked Sendable {
+public final class SecretMask: Sendable {
     public static let replacement = "[MASKED]"
 
-    private let lock = NSLock()
-    private var secrets: [[UInt8]] = []
+    private let secrets = Mutex<[[UInt8]]>([])
 
     public init(_ values: [String] = []) {
         for value in values { add(value) }
@@ -21,7 +21,7 @@ public final class SecretMask: @unchecked Sendable {
         if let encoded = value.addingPercentEncoding(withAllowedCharacters: .alphanumerics), encoded != value {
             forms.append(encoded)
         }
-        lock.withLock {
+        secrets.withLock { secrets in
             for form in forms {
                 let bytes = Array(form.utf8)
                 if !secrets.contains(bytes) { secrets.append(bytes) }
@@ -31,7 +31,7 @@ public final class SecretMask: @unchecked Sendable {
         }
     }
 
-    public var isEmpty: Bool { lock.withLock { secrets.isEmpty } }
+    public var isEmpty: Bool { secrets.withLock { $0.isEmpty } }
 
     /// Whether this exact value is one of the secrets (or holds one).
     public func contains(secretIn value: String) -> Bool {
@@ -43,7 +43,7 @@ public final class SecretMask: @unchecked Sendable {
         }
     }
 
-    var snapshot: [[UInt8]] { lock.withLock { secrets } }
+    var snapshot: [[UInt8]] { secrets.withLock { $0 } }
 
     /// Masks a complete text.
     public func mask(_ text: String) -> String {

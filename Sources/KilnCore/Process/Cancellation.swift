@@ -1,41 +1,44 @@
 import Foundation
+import Synchronization
 
 /// Cancellation of the job: GitLab cancels a job by sending SIGTERM (and
 /// SIGINT by hand at a terminal). The process runner registers each running
 /// child here, and a cancellation forwards the signal to the child's whole
 /// process group. Tests cancel their own instance instead of signalling the
 /// test process.
-public final class Cancellation: @unchecked Sendable {
+public final class Cancellation: Sendable {
     /// The instance the signal handlers of `installSignalHandlers()` trigger.
     public static let process = Cancellation()
 
-    private let lock = NSLock()
-    private var handlers: [UInt64: @Sendable (Int32) -> Void] = [:]
-    private var nextID: UInt64 = 0
-    private var receivedSignal: Int32?
-    private var exitWhenIdle = false
-    private var signalSources: [any DispatchSourceSignal] = []
+    private struct State {
+        var handlers: [UInt64: @Sendable (Int32) -> Void] = [:]
+        var nextID: UInt64 = 0
+        var receivedSignal: Int32?
+        var exitWhenIdle = false
+        var signalSources: [any DispatchSourceSignal] = []
+    }
+    private let state = Mutex(State())
 
     public init() {}
 
     /// The signal that cancelled the job, if one has.
-    public var signal: Int32? { lock.withLock { receivedSignal } }
+    public var signal: Int32? { state.withLock { $0.receivedSignal } }
 
     /// Registers work to do on cancellation; runs at once if already cancelled.
     public func onCancel(_ handler: @escaping @Sendable (Int32) -> Void) -> Registration {
-        let (id, already): (UInt64, Int32?) = lock.withLock {
-            nextID += 1
-            handlers[nextID] = handler
-            return (nextID, receivedSignal)
+        let (id, already): (UInt64, Int32?) = state.withLock { state in
+            state.nextID += 1
+            state.handlers[state.nextID] = handler
+            return (state.nextID, state.receivedSignal)
         }
         if let already { handler(already) }
         return Registration(cancellation: self, id: id)
     }
 
     public func cancel(signal: Int32) {
-        let (toRun, exitNow): ([@Sendable (Int32) -> Void], Bool) = lock.withLock {
-            if receivedSignal == nil { receivedSignal = signal }
-            return (Array(handlers.values), exitWhenIdle && handlers.isEmpty)
+        let (toRun, exitNow): ([@Sendable (Int32) -> Void], Bool) = state.withLock { state in
+            if state.receivedSignal == nil { state.receivedSignal = signal }
+            return (Array(state.handlers.values), state.exitWhenIdle && state.handlers.isEmpty)
         }
         if exitNow {
             // Nothing is running that needs stopping first: end as a shell would.
@@ -45,7 +48,7 @@ public final class Cancellation: @unchecked Sendable {
     }
 
     fileprivate func remove(_ id: UInt64) {
-        _ = lock.withLock { handlers.removeValue(forKey: id) }
+        _ = state.withLock { $0.handlers.removeValue(forKey: id) }
     }
 
     /// Catches SIGTERM and SIGINT for this process. With nothing registered
@@ -53,15 +56,15 @@ public final class Cancellation: @unchecked Sendable {
     /// (the runner forwards the signal to its child's group) and the stage
     /// ends when the child has. Call once, at an executable's start.
     public func installSignalHandlers() {
-        lock.withLock {
-            guard signalSources.isEmpty else { return }
-            exitWhenIdle = true
+        state.withLock { state in
+            guard state.signalSources.isEmpty else { return }
+            state.exitWhenIdle = true
             for number in [SIGTERM, SIGINT] {
                 Foundation.signal(number, SIG_IGN)
                 let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
                 source.setEventHandler { [weak self] in self?.cancel(signal: number) }
                 source.resume()
-                signalSources.append(source)
+                state.signalSources.append(source)
             }
         }
     }

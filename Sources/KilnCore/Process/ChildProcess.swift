@@ -1,18 +1,10 @@
+import CKilnLinux
 import Foundation
-
-// glibc declares these two only under _GNU_SOURCE, which Swift's Glibc module does
-// not define; it has been in glibc since 2.29 (Debian 12 has 2.36).
-@_silgen_name("posix_spawn_file_actions_addchdir_np")
-private func posix_spawn_file_actions_addchdir_np(
-    _ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ path: UnsafePointer<CChar>
-) -> Int32
-
-@_silgen_name("pipe2")
-private func pipe2(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32
+import Synchronization
 
 /// A running child process, leader of its own process group, so that a
 /// cancellation or a timeout reaches everything it started.
-public final class ChildProcess: @unchecked Sendable {
+public final class ChildProcess: Sendable {
     public enum Input: Sendable { case null, pipe, inherit }
     public enum Output: Sendable { case null, pipe, inherit }
 
@@ -23,8 +15,8 @@ public final class ChildProcess: @unchecked Sendable {
     public let standardOutput: Int32?
     public let standardError: Int32?
 
-    private let lock = NSLock()
-    private var termination: Termination?
+    /// How it ended, once `waitpid` has said (the pid is reaped only once).
+    private let termination = Mutex<Termination?>(nil)
 
     private init(pid: pid_t, command: Command, stdin: Int32?, stdout: Int32?, stderr: Int32?) {
         self.pid = pid
@@ -73,7 +65,7 @@ public final class ChildProcess: @unchecked Sendable {
             if plan.inherit { continue }
             if plan.pipe {
                 var fds: [Int32] = [0, 0]
-                guard pipe2(&fds, O_CLOEXEC) == 0 else {
+                guard CKilnLinux_pipe2(&fds, O_CLOEXEC) == 0 else {
                     cleanUpOurEnds()
                     throw SystemCallError("create a pipe for \(command.executable)", errno: errno)
                 }
@@ -87,7 +79,7 @@ public final class ChildProcess: @unchecked Sendable {
             }
         }
         if let folder = command.workingDirectory {
-            _ = posix_spawn_file_actions_addchdir_np(&actions, folder)
+            _ = CKilnLinux_posix_spawn_file_actions_addchdir_np(&actions, folder)
         }
 
         // Own process group (so signals reach grandchildren too); default
@@ -126,7 +118,7 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// The termination if the child has ended, without blocking.
     public func poll() -> Termination? {
-        lock.withLock {
+        termination.withLock { termination in
             if let termination { return termination }
             var status: Int32 = 0
             let result = waitpid(pid, &status, WNOHANG)
@@ -137,7 +129,7 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Blocks until the child ends.
     public func wait() -> Termination {
-        lock.withLock {
+        termination.withLock { termination in
             if let termination { return termination }
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}

@@ -1,19 +1,57 @@
 import Foundation
 import KilnCore
 
+/// A value of a Terraform output that can be rendered into text: a string,
+/// a number (kept as Terraform wrote it), a boolean, or a list of them.
+public indirect enum TerraformValue: Sendable, Equatable {
+    case string(String)
+    case number(String)
+    case boolean(Bool)
+    case list([TerraformValue])
+}
+
 /// `terraform output -json`: each output's value, type and sensitivity.
+/// The environments are made by Terraform; kiln-userdata and kiln-rotate
+/// read their names and addresses from here (`--terraform-outputs`,
+/// `KILN_TERRAFORM_OUTPUTS`).
 public struct TerraformOutputs: Sendable {
     public struct Output: Sendable {
         /// nil when the value is a map or object (it cannot be rendered).
-        public let value: TemplateValue?
+        public let value: TerraformValue?
         public let sensitive: Bool
         public let typeDescription: String
+
+        public init(value: TerraformValue?, sensitive: Bool, typeDescription: String) {
+            self.value = value
+            self.sensitive = sensitive
+            self.typeDescription = typeDescription
+        }
+
+        /// The value when it is a string.
+        public var string: String? {
+            if case .string(let text)? = value { return text }
+            return nil
+        }
     }
 
     public let outputs: [String: Output]
     public let path: String?
 
+    public init(outputs: [String: Output], path: String?) {
+        self.outputs = outputs
+        self.path = path
+    }
+
     public static let none = TerraformOutputs(outputs: [:], path: nil)
+
+    /// The outputs whose values are strings (names, ids, URLs).
+    public var strings: [String: String] { outputs.compactMapValues(\.string) }
+
+    /// `--terraform-outputs`, else `KILN_TERRAFORM_OUTPUTS`, else none.
+    public static func resolve(flag: String?, settings: Settings) throws -> TerraformOutputs {
+        guard let path = flag ?? settings.job["KILN_TERRAFORM_OUTPUTS"] else { return .none }
+        return try load(path: path)
+    }
 
     public static func load(path: String) throws -> TerraformOutputs {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -34,7 +72,7 @@ public struct TerraformOutputs: Sendable {
         return TerraformOutputs(outputs: outputs, path: path)
     }
 
-    static func convert(_ value: Any) -> TemplateValue? {
+    static func convert(_ value: Any) -> TerraformValue? {
         switch value {
         case let text as String: return .string(text)
         case let number as NSNumber:

@@ -1,18 +1,32 @@
 import Foundation
 import KilnCore
 
+/// `app` (every merge: the application on the newest base image) or `base`
+/// (the scheduled pipeline: Ubuntu brought up to date).
+public enum BakeRole: String, Sendable, Codable, SettingValue, CaseIterable {
+    case app, base
+    public static var expected: String { "app or base" }
+    public init?(settingText: String) { self.init(rawValue: settingText.trimmingCharacters(in: .whitespaces)) }
+}
+
 /// image.json: the AMI a bake made or reused, and what is on it. Written by
 /// kiln-bake; read by kiln-userdata and kiln-rotate.
 public struct ImageResult: ArtifactPayload, Equatable {
     public static let schemaName = "image"
     public static let schemaVersion = 1
 
+    public enum Outcome: String, Codable, Sendable {
+        /// Packer made it.
+        case baked
+        /// An available AMI with the same bake key existed; nothing was launched.
+        case reused
+    }
+
     public var application: String
     /// The application's version (`version` is the envelope's).
     public var applicationVersion: String
     public var commit: String
-    /// `app` (every merge) or `base` (the scheduled base image).
-    public var role: String
+    public var role: BakeRole
     public var name: String
     /// The region the bake ran in, and its AMI.
     public var region: String
@@ -21,14 +35,13 @@ public struct ImageResult: ArtifactPayload, Equatable {
     public var amis: [String: String]
     public var sourceAMI: String
     public var bakeKey: String
-    /// `baked`, or `reused` (an available AMI with the same bake key existed).
-    public var outcome: String
+    public var outcome: Outcome
     public var packerSeconds: Double?
     public var pipelineID: String?
 
     public init(
-        application: String, applicationVersion: String, commit: String, role: String, name: String, region: String,
-        amiID: String, amis: [String: String], sourceAMI: String, bakeKey: String, outcome: String,
+        application: String, applicationVersion: String, commit: String, role: BakeRole, name: String, region: String,
+        amiID: String, amis: [String: String], sourceAMI: String, bakeKey: String, outcome: Outcome,
         packerSeconds: Double?, pipelineID: String?
     ) {
         self.application = application

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""scripts/bench/aws: Kiln's AWS client, boto3 and the AWS CLI, side by side against moto.
+"""scripts/bench/aws.py: Kiln's AWS client, boto3 and the AWS CLI, side by side against moto.
 
-    scripts/bench/aws [--calls 200] [--rounds 3] [--cli-calls 24] [--startup-runs 10]
-                      [--output docs/benchmarks.md | --no-write] [--bin-dir DIR] [--json FILE]
+    scripts/bench/aws.py [--calls 200] [--rounds 3] [--cli-calls 24] [--startup-runs 10]
+                         [--output docs/benchmarks.md | --no-write] [--bin-dir DIR] [--json FILE]
 
 One run: starts one moto stand-in on loopback, builds the world in it
 (`scripts/standin world`), then times the same fixed sequence of calls
@@ -16,7 +16,7 @@ PutParameter/GetParameter, cycled) made by
 
 and the start-up cost of a process that makes exactly one call
 (GetCallerIdentity) and exits: `kiln-aws-bench --calls 1`,
-`kiln-checkout --check-aws`, `python -c 'import boto3; ...'` and
+`kiln-bake --check-aws`, `python -c 'import boto3; ...'` and
 `aws sts get-caller-identity`. It writes the medians, p90s and ratios to
 the "AWS client" section of docs/benchmarks.md (between the
 `<!-- bench:aws:start -->` and `<!-- bench:aws:end -->` markers; the rest of
@@ -26,18 +26,13 @@ Nothing leaves 127.0.0.0/8: proxies are unset, instance metadata is
 disabled, credentials are fake, every endpoint is the loopback moto.
 
 The AWS CLI is `awscli` from PyPI in the project's .venv (scripts/requirements.txt).
-`--bin-dir` uses already built `kiln-aws-bench` and `kiln-checkout` instead of
+`--bin-dir` uses already built `kiln-aws-bench` and `kiln-bake` instead of
 `swift build -c release --scratch-path .build-bench`.
 """
 import json
 import os
 import sys
 import time
-
-HERE = os.path.dirname(os.path.realpath(os.path.abspath(__file__)))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-VENV = os.path.join(ROOT, ".venv")
-VENV_PYTHON = os.path.join(VENV, "bin", "python")
 
 # The cycle every client runs, by the names kiln-aws-bench knows.
 OPERATIONS = [
@@ -51,8 +46,6 @@ OPERATIONS = [
     "ssm.GetParameter",
 ]
 REGION = "us-east-1"
-MARK_START = "<!-- bench:aws:start -->"
-MARK_END = "<!-- bench:aws:end -->"
 
 
 def parameter_name(label, cycle):
@@ -70,11 +63,11 @@ def world_facts(world):
 
 
 # --------------------------------------------------------------------------
-# boto3 worker: `scripts/bench/aws --worker boto3 ...` runs in its own process.
+# boto3 worker: `scripts/bench/aws.py --worker boto3 ...` runs in its own process.
 
 def boto3_worker(argv):
     import argparse
-    p = argparse.ArgumentParser(prog="aws --worker boto3")
+    p = argparse.ArgumentParser(prog="aws.py --worker boto3")
     p.add_argument("--endpoint", required=True)
     p.add_argument("--calls", type=int, default=200)
     p.add_argument("--world")
@@ -129,126 +122,23 @@ def boto3_worker(argv):
     return 0
 
 
+if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
+    # The worker's start-up is measured (first_answer_since_spawn_ms): it runs before, and without, the
+    # drivers' library below.
+    if sys.argv[2:3] != ["boto3"]:
+        raise SystemExit("unknown worker")
+    sys.exit(boto3_worker(sys.argv[3:]))
+
+
 # --------------------------------------------------------------------------
 # The driver.
 
-def say(message):
-    sys.stderr.write("[bench:aws] %s\n" % message)
-    sys.stderr.flush()
+import benchlib  # noqa: E402
+from benchlib import ROOT, VENV, VENV_PYTHON, fail, fmt_ms, median, percentile, say  # noqa: E402
 
-
-def fail(message, code=1):
-    say("error: " + message)
-    raise SystemExit(code)
-
-
-def loopback_env(endpoint=None):
-    """The environment for every child: no proxies, no metadata, fake keys, no profile."""
-    env = dict(os.environ)
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        env.pop(name, None)
-        env.pop(name.lower(), None)
-    for name in list(env):
-        if name.startswith("AWS_"):
-            del env[name]
-    env.update({
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_PAGER": "",
-        "NO_PROXY": "127.0.0.1,localhost",
-    })
-    if endpoint:
-        env["AWS_ENDPOINT_URL"] = endpoint
-    return env
-
-
-def check_loopback(url):
-    from urllib.parse import urlsplit
-    host = urlsplit(url).hostname or ""
-    if not (host == "localhost" or host.startswith("127.")):
-        fail("refusing non-loopback endpoint %r" % url)
-
-
-def find_swift():
-    import shutil
-    swift = shutil.which("swift")
-    if swift:
-        return swift
-    for candidate in ("/opt/swift/usr/bin/swift", "/usr/share/swift/usr/bin/swift"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    fail("no Swift toolchain on PATH")
-
-
-def build(env):
-    import subprocess
-    swift = find_swift()
-    scratch = os.path.join(ROOT, ".build-bench")
-    base = [swift, "build", "-c", "release", "--scratch-path", scratch]
-    for product in ("kiln-aws-bench", "kiln-checkout"):
-        say("building %s (release, %s)" % (product, os.path.relpath(scratch, ROOT)))
-        result = subprocess.run(base + ["--product", product], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if result.returncode != 0:
-            sys.stderr.write(result.stdout[-6000:])
-            fail("swift build --product %s failed (exit %d)" % (product, result.returncode))
-    out = subprocess.run(base + ["--show-bin-path"], cwd=ROOT, env=env, check=True,
-                         stdout=subprocess.PIPE, text=True).stdout.strip()
-    return out
-
-
-class Moto:
-    """One `scripts/standin moto`; stopped by closing its stdin (then SIGTERM, SIGKILL)."""
-
-    def __init__(self, env, log_path):
-        import subprocess
-        import threading
-        import queue
-        self.log = open(log_path, "w")
-        self.proc = subprocess.Popen(
-            [VENV_PYTHON, os.path.join(ROOT, "scripts", "standin"), "moto"], cwd=ROOT, env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
-        lines = queue.Queue()
-
-        def drain():
-            for line in self.proc.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=drain, daemon=True).start()
-        try:
-            line = lines.get(timeout=90)
-        except queue.Empty:
-            line = None
-        if not line:
-            self.stop()
-            fail("moto did not print its ready line (log: %s)" % log_path)
-        self.ready = json.loads(line)
-        self.url = self.ready["url"]
-        check_loopback(self.url)
-
-    def stop(self):
-        import subprocess
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-        self.log.close()
+benchlib.configure("aws")
+MARK_START, MARK_END = benchlib.markers("aws")
+assert REGION == benchlib.REGION
 
 
 def timed_run(argv, env, cwd=ROOT, check=True, what=None):
@@ -284,87 +174,28 @@ def cli_argv(aws, endpoint, op, index, label, w):
     }[op]
 
 
-def percentile(values, q):
-    """Nearest-rank percentile (q in 0..100)."""
-    import math
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def median(values):
-    import statistics
-    return statistics.median(values)
-
-
 def versions(bin_dir, aws, env, prebuilt):
     import platform
-    import subprocess
-    from importlib import metadata
-    info = {}
-    info["date"] = time.strftime("%Y-%m-%d %H:%M %Z")
-    info["nproc"] = os.cpu_count()
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info["cpu"] = model
-    try:
-        with open("/proc/meminfo") as f:
-            kb = int(f.readline().split()[1])
-        info["memory"] = "%.0f GiB" % (kb / 1024 / 1024)
-    except (OSError, ValueError, IndexError):
-        info["memory"] = "?"
-    info["os"] = "%s %s" % (platform.system(), platform.release())
-    info["kiln"] = subprocess.run([os.path.join(bin_dir, "kiln-aws-bench"), "--version"], env=env,
-                                  stdout=subprocess.PIPE, text=True).stdout.strip()
-    git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
+    info = benchlib.machine_facts()
+    info["kiln"] = benchlib.run_text([os.path.join(bin_dir, "kiln-aws-bench"), "--version"], env=env)
+    git, dirty = benchlib.git_head(untracked=False)
     info["kiln_build"] = ("prebuilt binaries from --bin-dir; tree at %s" % (git or "?") if prebuilt else
                           "release build of %s%s" % (git or "?", " with local changes" if dirty else ""))
-    try:
-        first = subprocess.run([find_swift(), "--version"], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True).stdout.splitlines()[0]
-        info["swift"] = "Swift " + first.split("version", 1)[1].split()[0] if "version" in first else first.strip()
-    except (OSError, IndexError, SystemExit):
-        info["swift"] = "?"
+    swift, first = benchlib.swift_version()
+    info["swift"] = "Swift " + swift if swift else (first or "?")
     info["python"] = platform.python_version()
-    for package in ("boto3", "botocore", "moto", "awscli"):
-        try:
-            info[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            info[package] = "?"
+    info.update(benchlib.package_versions(("boto3", "botocore", "moto", "awscli")))
     # awscli carries its own copy of botocore: say which.
-    cli = subprocess.run([aws, "--version"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True).stdout.strip()
+    cli = benchlib.run_text([aws, "--version"], env=env)
     info["awscli_botocore"] = next((part.split("/", 1)[1] for part in cli.split() if part.startswith("botocore/")), "?")
     return info
-
-
-def fmt_ms(value):
-    if value >= 100:
-        return "%.0f" % value
-    if value >= 10:
-        return "%.1f" % value
-    return "%.2f" % value
-
-
-def ratio(value, reference):
-    return "%.1f×" % (value / reference) if reference > 0 else "–"
 
 
 def render(results, info, opts):
     per = results["per_call"]
     start = results["startup"]
     kiln = per["kiln"]
-    lines = [MARK_START, "## AWS client (scripts/bench/aws)", ""]
+    lines = [MARK_START, "## AWS client (scripts/bench/aws.py)", ""]
     lines.append(
         "Run %s on %s CPU(s) (%s), %s memory, %s, load average (1 min) %s; Kiln %s (%s, %s), "
         "boto3 %s / botocore %s, AWS CLI %s (awscli from PyPI, its own botocore %s), moto %s, Python %s." % (
@@ -400,16 +231,17 @@ def render(results, info, opts):
         first_text = fmt_ms(median(first)) if first else "(every call)"
         lines.append("| %s | %s | %d | %s | %s | %s | %s |" % (
             name, how, len(values), fmt_ms(median(values)), fmt_ms(percentile(values, 90)),
-            "1.0×" if key == reference else ratio(median(values), median([c["ms"] for c in per[reference]["calls"]])),
+            "1.0×" if key == reference else
+            benchlib.ratio(median(values), median([c["ms"] for c in per[reference]["calls"]]), digits=1),
             first_text))
     lines.append("")
     lines.append("Start-up: one process, one call, exit (ms):")
     lines.append("")
-    lines.append("| process | runs | median | p90 | median / `kiln-checkout --check-aws` |")
+    lines.append("| process | runs | median | p90 | median / `kiln-bake --check-aws` |")
     lines.append("| --- | ---: | ---: | ---: | ---: |")
-    reference = median(start["kiln-checkout"])
+    reference = median(start["kiln-bake"])
     labels = [
-        ("kiln-checkout", "`kiln-checkout --check-aws` (Kiln, the user-facing binary)"),
+        ("kiln-bake", "`kiln-bake --check-aws` (Kiln, the user-facing binary)"),
         ("kiln-aws-bench", "`kiln-aws-bench --calls 1` (Kiln)"),
         ("boto3", "`python -c 'import boto3; ...get_caller_identity()'`"),
         ("awscli", "`aws sts get-caller-identity`"),
@@ -419,7 +251,7 @@ def render(results, info, opts):
         values = start[key]
         lines.append("| %s | %d | %s | %s | %s |" % (
             label, len(values), fmt_ms(median(values)), fmt_ms(percentile(values, 90)),
-            "1.0×" if key == "kiln-checkout" else ratio(median(values), reference)))
+            "1.0×" if key == "kiln-bake" else benchlib.ratio(median(values), reference, digits=1)))
     lines.append("")
     lines.append("Median per operation (ms):")
     lines.append("")
@@ -432,45 +264,24 @@ def render(results, info, opts):
             cells.append(fmt_ms(median(values)) if values else "–")
         lines.append("| `%s` | %s |" % (op, " | ".join(cells)))
     lines.append("")
-    lines.append("Re-run with `scripts/bench/aws` (about a minute once built; `--help` for the options).")
+    lines.append("Re-run with `scripts/bench/aws.py` (about a minute once built; `--help` for the options).")
     lines.append(MARK_END)
     return "\n".join(lines) + "\n"
-
-
-def write_section(path, section):
-    text = open(path).read() if os.path.exists(path) else ""
-    if MARK_START in text and MARK_END in text and text.index(MARK_START) < text.index(MARK_END):
-        before = text[:text.index(MARK_START)]
-        after = text[text.index(MARK_END) + len(MARK_END):]
-        if after.startswith("\n"):
-            after = after[1:]
-        text = before + section + after
-    elif text:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        text = ("# Benchmarks\n\nMeasured on the project's own machines with local stand-ins only (loopback). "
-                "Each section is written by the script named in its heading; re-run it to refresh that "
-                "section alone.\n\n" + section)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def main(argv):
     import argparse
     import subprocess
     import tempfile
-    p = argparse.ArgumentParser(prog="scripts/bench/aws", description=__doc__,
+    p = argparse.ArgumentParser(prog="scripts/bench/aws.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calls", type=int, default=200, help="calls per in-process run (default 200)")
     p.add_argument("--rounds", type=int, default=3, help="in-process runs per client, alternating (default 3)")
     p.add_argument("--cli-calls", type=int, default=24, help="`aws` processes for the per-call time (default 24)")
     p.add_argument("--startup-runs", type=int, default=10, help="runs of each one-call process (default 10)")
-    p.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    p.add_argument("--output", default=benchlib.DOCS)
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
-    p.add_argument("--bin-dir", help="use kiln-aws-bench and kiln-checkout from here instead of building")
+    p.add_argument("--bin-dir", help="use kiln-aws-bench and kiln-bake from here instead of building")
     p.add_argument("--no-setup", action="store_true", help="do not run scripts/setup first")
     p.add_argument("--json", metavar="FILE", help="also write every measurement as JSON")
     opts = p.parse_args(argv)
@@ -479,16 +290,17 @@ def main(argv):
 
     began = time.monotonic()
     if not opts.no_setup:
-        subprocess.run([os.path.join(ROOT, "scripts", "setup")], cwd=ROOT, check=True)
-    env = loopback_env()
+        subprocess.run([benchlib.SETUP], cwd=ROOT, check=True)
+    env = benchlib.loopback_env()
     aws = os.path.join(VENV, "bin", "aws")
     if not os.access(aws, os.X_OK):
         fail("no AWS CLI in .venv: it comes from `awscli` in scripts/requirements.txt "
              "(or: .venv/bin/pip install awscli==1.46.3)")
-    bin_dir = os.path.abspath(opts.bin_dir) if opts.bin_dir else build(env)
+    bin_dir = (os.path.abspath(opts.bin_dir) if opts.bin_dir else
+               benchlib.build(("kiln-aws-bench", "kiln-bake"), env))
     bench = os.path.join(bin_dir, "kiln-aws-bench")
-    checkout = os.path.join(bin_dir, "kiln-checkout")
-    for binary in (bench, checkout):
+    stage_binary = os.path.join(bin_dir, "kiln-bake")
+    for binary in (bench, stage_binary):
         if not os.access(binary, os.X_OK):
             fail("%s is not built" % binary)
 
@@ -497,23 +309,17 @@ def main(argv):
     finished = False
     try:
         say("starting moto")
-        moto = Moto(env, os.path.join(work, "moto.log"))
+        moto = benchlib.start_standin("moto", [], env, os.path.join(work, "moto.log"))
         url = moto.url
-        env = loopback_env(url)
+        env = benchlib.loopback_env(url)
         say("moto on %s; building the world" % url)
         world_path = os.path.join(work, "world.json")
-        result = subprocess.run([VENV_PYTHON, os.path.join(ROOT, "scripts", "standin"), "world", "--endpoint", url],
-                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        if result.returncode != 0:
-            sys.stderr.write(result.stderr[-3000:])
-            fail("standin world exited %d" % result.returncode)
+        world = benchlib.standin_oneshot("world", ["--endpoint", url], env)
         with open(world_path, "w") as f:
-            f.write(result.stdout)
-        w = world_facts(json.loads(result.stdout))
-        load_before = os.getloadavg()[0]
-        if load_before > 0.5 * (os.cpu_count() or 1):
-            say("warning: load average %.2f on %d CPU(s): other work will be in the numbers"
-                % (load_before, os.cpu_count() or 1))
+            f.write(world)
+        w = world_facts(json.loads(world))
+        load_before = benchlib.load_average()
+        benchlib.warn_if_busy(load_before)
         ops = ",".join(OPERATIONS)
 
         def kiln_run(calls, label):
@@ -559,12 +365,12 @@ def main(argv):
             per_call["kiln-process"]["calls"].append({"op": op, "ms": elapsed})
 
         say("start-up: %d runs of each one-call process" % opts.startup_runs)
-        checkout_dir = os.path.join(work, "checkout-cwd")
-        os.makedirs(checkout_dir)
+        stage_dir = os.path.join(work, "stage-cwd")
+        os.makedirs(stage_dir)
         boto3_one = ("import boto3; boto3.client('sts', endpoint_url=%r, region_name=%r).get_caller_identity()"
                      % (url, REGION))
         startup_cmds = {
-            "kiln-checkout": ([checkout, "--check-aws"], checkout_dir),
+            "kiln-bake": ([stage_binary, "--check-aws"], stage_dir),
             "kiln-aws-bench": ([bench, "--endpoint", url, "--region", REGION, "--calls", "1"], ROOT),
             "boto3": ([VENV_PYTHON, "-c", boto3_one], ROOT),
             "awscli": ([aws, "--endpoint-url", url, "--region", REGION, "sts", "get-caller-identity"], ROOT),
@@ -575,7 +381,7 @@ def main(argv):
             for key, (argv_, cwd) in startup_cmds.items():  # interleaved, so drift hits all alike
                 elapsed, _ = timed_run(argv_, env, cwd=cwd, what=key)
                 startup[key].append(elapsed)
-        load_after = os.getloadavg()[0]
+        load_after = benchlib.load_average()
         finished = True
     finally:
         if moto:
@@ -597,31 +403,11 @@ def main(argv):
     if opts.no_write:
         sys.stdout.write(section)
     else:
-        write_section(opts.output, section)
+        benchlib.write_section(opts.output, "aws", section)
         say("wrote the AWS client section of %s" % os.path.relpath(opts.output, ROOT))
     say("done in %.0f s" % (time.monotonic() - began))
     return 0
 
 
-def _prefer_venv(argv):
-    """Run under the project's .venv (boto3, moto, awscli) when started by another python3."""
-    if os.environ.get("KILN_BENCH_NO_VENV") or not os.path.exists(VENV_PYTHON):
-        return
-    if os.path.realpath(sys.prefix) == os.path.realpath(VENV):
-        return
-    os.environ["KILN_BENCH_NO_VENV"] = "1"  # never loop
-    os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__)] + argv)
-
-
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--worker"]:
-        if sys.argv[2:3] != ["boto3"]:
-            raise SystemExit("unknown worker")
-        sys.exit(boto3_worker(sys.argv[3:]))
-    import signal
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    if not os.path.exists(VENV_PYTHON) and "--no-setup" not in sys.argv:
-        import subprocess
-        subprocess.run([os.path.join(ROOT, "scripts", "setup")], cwd=ROOT, check=True)
-    _prefer_venv(sys.argv[1:])
-    sys.exit(main(sys.argv[1:]))
+    benchlib.run_main(main, __file__)

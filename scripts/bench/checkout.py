@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""scripts/bench/checkout: Kiln's checkout strategies against what gitlab-runner does with git.
+"""scripts/bench/checkout.py: Kiln's checkout strategies against what gitlab-runner does with git.
 
-    scripts/bench/checkout [--runs 5] [--output docs/benchmarks.md | --no-write]
-                           [--work-dir DIR] [--bin-dir DIR] [--json FILE] [--keep-work]
+    scripts/bench/checkout.py [--runs 5] [--output docs/benchmarks.md | --no-write]
+                              [--work-dir DIR] [--bin-dir DIR] [--json FILE] [--keep-work]
 
 About 12 minutes on a 2-CPU machine (the first run adds ~20 s to generate the repository).
 
@@ -56,19 +56,18 @@ import random
 import secrets
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.realpath(os.path.abspath(__file__)))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-VENV_PY = os.path.join(ROOT, ".venv", "bin", "python")
+import benchlib
+from benchlib import ROOT, median, say
+
+benchlib.configure("checkout", clock=True)
 GEN_VERSION = 1
 DATA = os.path.join(ROOT, ".bench-data")
-MARK_START = "<!-- bench:checkout:start -->"
-MARK_END = "<!-- bench:checkout:end -->"
+MARK_START, MARK_END = benchlib.markers("checkout")
 
 # The generated repository.
 DIRS = 200                 # src/mNNN/
@@ -92,32 +91,12 @@ LABEL = {
 }
 
 
-def say(message):
-    sys.stderr.write("[bench:checkout %s] %s\n" % (time.strftime("%H:%M:%S"), message))
-    sys.stderr.flush()
-
-
-def prefer_venv():
-    if os.environ.get("KILN_BENCH_NO_VENV") or not os.path.exists(VENV_PY):
-        return
-    if os.path.realpath(sys.prefix) == os.path.realpath(os.path.join(ROOT, ".venv")):
-        return
-    os.environ["KILN_BENCH_NO_VENV"] = "1"
-    os.execv(VENV_PY, [VENV_PY, os.path.abspath(__file__)] + sys.argv[1:])
-
-
 def clean_env(extra=None):
     """The environment every measured command gets: no proxies, no user or
     system git config, no prompts."""
-    env = {k: v for k, v in os.environ.items()
-           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy", "no_proxy")
-           and not k.startswith("GIT_") and not k.startswith("CI_") and not k.startswith("KILN_")
-           and not k.startswith("GITLAB_")}
-    env.update({"NO_PROXY": "*", "no_proxy": "*", "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0",
-                "AWS_EC2_METADATA_DISABLED": "true", "LC_ALL": "C"})
-    if extra:
-        env.update(extra)
-    return env
+    env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
+    env.update(extra or {})
+    return benchlib.clean_env(drop_prefixes=("GIT_", "CI_", "KILN_", "GITLAB_"), extra=env)
 
 
 def git(*args, cwd=None, env=None, capture=True, check=True):
@@ -265,50 +244,23 @@ def prepare_repository():
 # ---------------------------------------------------------------- server
 
 class GitServer:
-    """`scripts/standin git` on 127.0.0.1; exits when its stdin closes."""
+    """`scripts/standin git` on 127.0.0.1 (a benchlib stand-in; stopped by closing its stdin)."""
 
     def __init__(self, root, password, log_path):
-        import urllib.request
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        self.log = open(log_path, "wb")
-        python = VENV_PY if os.path.exists(VENV_PY) else sys.executable
-        self.proc = subprocess.Popen(
-            [python, os.path.join(ROOT, "scripts", "standin"), "git", "--root", root, "--user", USER,
-             "--password", password, "--host", "127.0.0.1"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-            env=clean_env({"HOME": os.path.dirname(log_path), "KILN_STANDIN_NO_VENV": "1"}))
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the git stand-in did not start; see %s" % log_path)
-        info = json.loads(line)
-        self.url = info["url"]
-        if not self.url.startswith("http://127."):
-            raise RuntimeError("the git stand-in is not on loopback: %s" % self.url)
+        self.standin = benchlib.start_standin(
+            "git", ["--root", root, "--user", USER, "--password", password, "--host", "127.0.0.1"],
+            clean_env({"HOME": os.path.dirname(log_path), "KILN_STANDIN_NO_VENV": "1"}), log_path, grace=15)
+        self.url = self.standin.url
 
     def stats(self):
-        with self._opener.open(self.url + "/__kiln_git/stats", timeout=30) as r:
-            return json.load(r)
+        return benchlib.http_json(self.url + "/__kiln_git/stats", timeout=30)
 
     def sent(self):
         out = self.stats()["bytes_out"]
         return sum(v for k, v in out.items() if k != "stats")
 
     def stop(self):
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-        self.log.close()
+        self.standin.stop()
 
 
 # ---------------------------------------------------------------- measuring
@@ -508,11 +460,7 @@ class Bench:
 # ---------------------------------------------------------------- reporting
 
 def sh(cmd):
-    try:
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60, env=clean_env({"HOME": DATA}))
-        return r.stdout.decode(errors="replace").strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
+    return benchlib.run_text(cmd, env=clean_env({"HOME": DATA}))
 
 
 def fs_type(path):
@@ -522,31 +470,16 @@ def fs_type(path):
 
 
 def machine_facts(binary):
-    cpu = ""
-    with open("/proc/cpuinfo") as f:
-        for l in f:
-            if l.startswith("model name"):
-                cpu = l.split(":", 1)[1].strip()
-                break
-    mem = 0
-    with open("/proc/meminfo") as f:
-        for l in f:
-            if l.startswith("MemTotal:"):
-                mem = int(l.split()[1]) * 1024
-    head = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
-    dirty = sh(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
+    machine = benchlib.machine_facts()
+    head, dirty = benchlib.git_head(untracked=False, env=clean_env({"HOME": DATA}))
     return {
-        "nproc": os.cpu_count(), "cpu": cpu or platform.processor(), "memory_gib": round(mem / 2**30),
-        "kernel": platform.release(), "git": sh(["git", "--version"]).replace("git version ", ""),
+        "nproc": machine["nproc"], "cpu": machine["cpu"], "memory_gib": machine["memory_gib"],
+        "kernel": machine["kernel"], "git": sh(["git", "--version"]).replace("git version ", ""),
         "libgit2": sh(["dpkg-query", "-W", "-f", "${Version}", "libgit2-1.5"]) or sh(["pkg-config", "--modversion", "libgit2"]),
-        "kiln": sh([binary, "--version"]), "swift": sh(["swift", "--version"]).splitlines()[0] if sh(["swift", "--version"]) else "",
+        "kiln": sh([binary, "--version"]), "swift": benchlib.swift_version()[1],
         "commit": head + (" with local changes" if dirty else ""),
         "python": platform.python_version(),
     }
-
-
-def med(values):
-    return statistics.median(values)
 
 
 def summarize(results):
@@ -554,10 +487,10 @@ def summarize(results):
     for case, rows in results.items():
         out[case] = {
             "runs": len(rows),
-            "wall_median": med([r["wall"] for r in rows]), "wall_min": min(r["wall"] for r in rows),
+            "wall_median": median([r["wall"] for r in rows]), "wall_min": min(r["wall"] for r in rows),
             "wall_max": max(r["wall"] for r in rows),
-            "bytes_median": med([r["bytes"] for r in rows]),
-            "rss_median_kib": med([r["rss_kib"] for r in rows]),
+            "bytes_median": median([r["bytes"] for r in rows]),
+            "rss_median_kib": median([r["rss_kib"] for r in rows]),
         }
     return out
 
@@ -576,7 +509,7 @@ COMPARISONS = [
 def paired(results, x, y, key):
     n = min(len(results[x]), len(results[y]))
     ratios = [results[x][i][key] / results[y][i][key] for i in range(n) if results[y][i][key]]
-    return med(ratios) if ratios else float("nan")
+    return median(ratios) if ratios else float("nan")
 
 
 def ratio_table(results):
@@ -600,11 +533,11 @@ def aims(ratios):
 
 
 def fmt_s(x):
-    return "%.2f" % x if x < 100 else "%.0f" % x
+    return benchlib.fmt_number(x, ((100, 0), (0, 2)))
 
 
 def fmt_ratio(x):
-    return "%.2f×" % x if x < 10 else "%.1f×" % x
+    return benchlib.fmt_number(x, ((10, 1), (0, 2)), "×")
 
 
 def describe_place(place):
@@ -627,7 +560,7 @@ def render_place(place, runs):
     L.append("")
     L.append("Kiln's own phases (median seconds, from `checkout.json`): %s." % "; ".join(
         "%s: %s" % (LABEL[case].split(" (")[0] + (" warm" if "warm" in case else ""), ", ".join(
-            "%s %s" % (ph, fmt_s(med([row["kiln_phases"].get(ph, 0) for row in results[case]])))
+            "%s %s" % (ph, fmt_s(median([row["kiln_phases"].get(ph, 0) for row in results[case]])))
             for ph in ("prepare", "fetch", "download", "checkout", "unpack", "clean")
             if any(ph in (row.get("kiln_phases") or {}) for row in results[case])))
         for case in CASES if case.startswith("kiln") and all(row.get("kiln_phases") for row in results[case])))
@@ -650,7 +583,7 @@ def render_place(place, runs):
 
 def render(facts, stats, places, runs, started_at):
     L = []
-    L.append("## Checkout (scripts/bench/checkout)")
+    L.append("## Checkout (scripts/bench/checkout.py)")
     L.append("")
     L.append("Run %s UTC on %d CPU(s) (%s), %d GiB memory, Linux %s; Kiln %s (release build of %s, %s), "
              "libgit2 %s, git %s, Python %s." % (
@@ -696,52 +629,22 @@ def render(facts, stats, places, runs, started_at):
              "compressed (%s)." % (fmt_ratio(first["kiln-clone/runner-depth20"]["bytes"]),
                                    fmt_ratio(first["kiln-archive/runner-depth20"]["bytes"])))
     L.append("")
-    L.append("Re-run with `scripts/bench/checkout` (`--runs N`, `--work-dir DIR` for one place only, `--help`); "
+    L.append("Re-run with `scripts/bench/checkout.py` (`--runs N`, `--work-dir DIR` for one place only, `--help`); "
              "the raw numbers of the last run are in `.bench-data/checkout-last-run.json`.")
     return "\n".join(L)
-
-
-def write_section(path, body):
-    block = "%s\n%s\n%s" % (MARK_START, body, MARK_END)
-    text = ""
-    if os.path.exists(path):
-        with open(path) as f:
-            text = f.read()
-    if not text.strip():
-        text = "# Benchmarks\n"
-    if MARK_START in text and MARK_END in text and text.index(MARK_START) < text.index(MARK_END):
-        a = text.index(MARK_START)
-        b = text.index(MARK_END) + len(MARK_END)
-        text = text[:a] + block + text[b:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
 
 
 # ---------------------------------------------------------------- main
 
 def build():
-    say("building kiln-checkout (release, --scratch-path .build-bench-checkout)")
-    r = subprocess.run(["swift", "build", "-c", "release", "--scratch-path", ".build-bench-checkout",
-                        "--product", "kiln-checkout"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if r.returncode != 0:
-        sys.stderr.write(r.stdout.decode(errors="replace")[-4000:])
-        raise Failure("swift build failed")
-    path = subprocess.run(["swift", "build", "-c", "release", "--scratch-path", ".build-bench-checkout",
-                           "--show-bin-path"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                          check=True).stdout.decode().strip()
-    return os.path.join(path, "kiln-checkout")
+    return os.path.join(benchlib.build("kiln-checkout", scratch=".build-bench-checkout"), "kiln-checkout")
 
 
 def main():
-    p = argparse.ArgumentParser(prog="scripts/bench/checkout", description=__doc__,
+    p = argparse.ArgumentParser(prog="scripts/bench/checkout.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=5, help="paired rounds (default 5; at least 5 for the docs)")
-    p.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    p.add_argument("--output", default=benchlib.DOCS)
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing the docs")
     p.add_argument("--bin-dir", help="use this folder's kiln-checkout; do not build")
     p.add_argument("--json", default=os.path.join(DATA, "checkout-last-run.json"), help="raw results")
@@ -751,9 +654,9 @@ def main():
     p.add_argument("--keep-work", action="store_true", help="keep the temporary folder (logs) for debugging")
     p.add_argument("--cases", default=",".join(CASES), help=argparse.SUPPRESS)
     a = p.parse_args()
-    prefer_venv()
+    benchlib.prefer_venv(__file__, sys.argv[1:])
     if not os.path.exists("/usr/bin/time"):
-        raise SystemExit("scripts/bench/checkout needs GNU time: apt-get install time")
+        raise SystemExit("scripts/bench/checkout.py needs GNU time: apt-get install time")
     cases = a.cases.split(",")
     os.makedirs(DATA, exist_ok=True)
     started_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
@@ -819,7 +722,7 @@ def main():
                 say("fewer than 5 rounds: not writing %s" % a.output)
             print(body)
         else:
-            write_section(a.output, body)
+            benchlib.write_section(a.output, "checkout", "%s\n%s\n%s\n" % (MARK_START, body, MARK_END))
             say("wrote the checkout section of %s" % os.path.relpath(a.output, ROOT))
             print(body)
         say("done in %.0fs" % (time.monotonic() - t0))

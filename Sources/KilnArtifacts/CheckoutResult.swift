@@ -1,7 +1,21 @@
 import Foundation
 import KilnCore
 
-/// checkout.json: what was checked out, how, and what it cost.
+/// How kiln-checkout obtains the work tree.
+public enum CheckoutStrategy: String, Sendable, Codable, CaseIterable, SettingValue {
+    /// A fresh repository every time.
+    case clone
+    /// Reuse the repository in the target folder or the cache folder; fetch what is new.
+    case fetch
+    /// Download the commit's files (no history) through GitLab's archive API.
+    case archive
+
+    public static var expected: String { "clone, fetch or archive" }
+    public init?(settingText: String) { self.init(rawValue: settingText.lowercased()) }
+}
+
+/// checkout.json: what was checked out, how, and what it cost. Written by
+/// kiln-checkout; read by kiln-build.
 public struct CheckoutResult: ArtifactPayload, Equatable {
     public static let schemaName = "checkout"
     public static let schemaVersion = 1
@@ -10,6 +24,12 @@ public struct CheckoutResult: ArtifactPayload, Equatable {
         public var name: String
         public var path: String
         public var commit: String
+
+        public init(name: String, path: String, commit: String) {
+            self.name = name
+            self.path = path
+            self.commit = commit
+        }
     }
 
     /// The repository URL, without credentials.
@@ -24,7 +44,7 @@ public struct CheckoutResult: ArtifactPayload, Equatable {
     public var versionString: String
     public var commitTime: Date?
     public var subject: String?
-    public var strategy: String
+    public var strategy: CheckoutStrategy
     public var submodules: [Submodule]
     public var bytesReceived: Int
     public var objectsReceived: Int
@@ -35,7 +55,7 @@ public struct CheckoutResult: ArtifactPayload, Equatable {
 
     public init(
         repository: String, commit: String, shortCommit: String, ref: String?, tag: String?, pipelineID: String?,
-        versionString: String, commitTime: Date?, subject: String?, strategy: String, submodules: [Submodule],
+        versionString: String, commitTime: Date?, subject: String?, strategy: CheckoutStrategy, submodules: [Submodule],
         bytesReceived: Int, objectsReceived: Int, phases: [String: Double], discardedCache: String?
     ) {
         self.repository = repository

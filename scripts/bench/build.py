@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""scripts/bench/build: what kiln-build adds over running the same commands in a shell.
+"""scripts/bench/build.py: what kiln-build adds over running the same commands in a shell.
 
-    scripts/bench/build [--runs 15] [--pack-runs 3] [--pack-mb 200] [--pack-files 2000]
-                        [--output docs/benchmarks.md | --no-write] [--bin-dir DIR] [--json FILE]
+    scripts/bench/build.py [--runs 15] [--pack-runs 3] [--pack-mb 200] [--pack-files 2000]
+                           [--output docs/benchmarks.md | --no-write] [--bin-dir DIR] [--json FILE]
 
 About 3 to 5 minutes on a 2-CPU machine (most of it gzip over the 200 MB tree).
 
@@ -48,18 +48,16 @@ import platform
 import random
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.realpath(os.path.abspath(__file__)))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-VENV = os.path.join(ROOT, ".venv")
-VENV_PYTHON = os.path.join(VENV, "bin", "python")
-MARK_START = "<!-- bench:build:start -->"
-MARK_END = "<!-- bench:build:end -->"
+import benchlib
+from benchlib import ROOT, fail, fmt_ms, median, ratio, say
+
+benchlib.configure("build", clock=True)
+MARK_START, MARK_END = benchlib.markers("build")
 
 APPLICATION = "demo"
 VERSION = "v1.4.0-2-gccccccc"
@@ -110,49 +108,11 @@ TEST_COMMANDS = [
 OUTPUT_LINES = 20000 + 10000 + 10000 + (JUNIT_TESTS + 9000)
 
 
-def say(message):
-    sys.stderr.write("[bench:build %s] %s\n" % (time.strftime("%H:%M:%S"), message))
-    sys.stderr.flush()
-
-
-def fail(message, code=1):
-    say("error: " + message)
-    raise SystemExit(code)
-
-
 def clean_env(extra=None):
-    """What every measured command gets: no proxies, no CI, Kiln, GitLab or git variables."""
-    env = {k: v for k, v in os.environ.items()
-           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy", "no_proxy")
-           and not k.startswith(("CI_", "KILN_", "GITLAB_", "GIT_", "AWS_"))
-           and k not in ("SOURCE_DATE_EPOCH", "GZIP", "TAR_OPTIONS")}
-    env.update({"NO_PROXY": "*", "no_proxy": "*", "LC_ALL": "C", "AWS_EC2_METADATA_DISABLED": "true"})
-    if extra:
-        env.update(extra)
-    return env
-
-
-def find_swift():
-    swift = shutil.which("swift")
-    if swift:
-        return swift
-    for candidate in ("/opt/swift/usr/bin/swift", "/usr/share/swift/usr/bin/swift"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    fail("no Swift toolchain on PATH")
-
-
-def build():
-    scratch = os.path.join(ROOT, ".build-bench")
-    base = [find_swift(), "build", "-c", "release", "--scratch-path", scratch]
-    say("building kiln-build (release, %s)" % os.path.relpath(scratch, ROOT))
-    result = subprocess.run(base + ["--product", "kiln-build"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    if result.returncode != 0:
-        sys.stderr.write(result.stdout[-6000:])
-        fail("swift build --product kiln-build failed (exit %d)" % result.returncode)
-    return subprocess.run(base + ["--show-bin-path"], cwd=ROOT, check=True, stdout=subprocess.PIPE,
-                          text=True).stdout.strip()
+    """What every measured command gets: no proxies, no CI, Kiln, GitLab, git or AWS variables, none of tar's
+    and gzip's own (SOURCE_DATE_EPOCH, GZIP, TAR_OPTIONS)."""
+    return benchlib.clean_env(drop_prefixes=("CI_", "KILN_", "GITLAB_", "GIT_", "AWS_"),
+                              drop_names=("SOURCE_DATE_EPOCH", "GZIP", "TAR_OPTIONS"), extra=extra)
 
 
 # ---------------------------------------------------------------- the sample project
@@ -182,25 +142,14 @@ def quiet(entries):
     return [(name, "{ %s ; } >/dev/null 2>&1" % run) for name, run in entries]
 
 
-def iso(ts):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
 def write_checkout(project):
     """checkout.json as kiln-checkout writes it: the envelope and CheckoutResult's fields."""
-    os.makedirs(os.path.join(project, "kiln"), exist_ok=True)
-    document = {
-        "schema": "kiln.checkout", "version": 1,
-        "producer": {"name": "kiln-checkout", "version": "bench"},
-        "createdAt": iso(time.time()),
+    benchlib.write_artifact(os.path.join(project, "kiln", "checkout.json"), "checkout", {
         "repository": "http://127.0.0.1:1/group/demo.git", "commit": COMMIT, "shortCommit": COMMIT[:8],
-        "ref": "main", "pipelineID": "9", "versionString": VERSION, "commitTime": iso(COMMIT_TIME),
+        "ref": "main", "pipelineID": "9", "versionString": VERSION, "commitTime": benchlib.iso8601(COMMIT_TIME),
         "subject": "Benchmark sample", "strategy": "clone", "submodules": [], "bytesReceived": 1,
         "objectsReceived": 1, "phases": {"fetch": 0.1, "checkout": 0.1},
-    }
-    with open(os.path.join(project, "kiln", "checkout.json"), "w") as f:
-        json.dump(document, f, indent=2, sort_keys=True)
-        f.write("\n")
+    }, producer=("kiln-checkout", "bench"))
 
 
 def make_project(project):
@@ -298,56 +247,19 @@ def kiln_commands_seconds(project):
     return sum(c["durationSeconds"] for c in document["commands"]), document
 
 
-def median(values):
-    return statistics.median(values)
-
-
-def fmt_ms(value):
-    if abs(value) >= 100:
-        return "%.0f" % value
-    if abs(value) >= 10:
-        return "%.1f" % value
-    return "%.2f" % value
-
-
-def ratio(value, reference):
-    return "%.2f×" % (value / reference) if reference > 0 else "–"
-
-
 def machine_facts(bin_dir, prebuilt):
-    info = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "nproc": os.cpu_count()}
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info["cpu"] = model
-    try:
-        with open("/proc/meminfo") as f:
-            info["memory"] = "%.0f GiB" % (int(f.readline().split()[1]) / 1024 / 1024)
-    except (OSError, ValueError, IndexError):
-        info["memory"] = "?"
-    info["os"] = "%s %s" % (platform.system(), platform.release())
+    info = benchlib.machine_facts()
 
     def first_line(argv):
-        try:
-            return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True).stdout.splitlines()[0].strip()
-        except (OSError, IndexError):
-            return "?"
+        return (benchlib.run_text(argv).splitlines() or ["?"])[0].strip()
 
     info["kiln"] = first_line([os.path.join(bin_dir, "kiln-build"), "--version"])
-    git = first_line(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
-    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain"], stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True).stdout.strip() != ""
+    git, dirty = benchlib.git_head()
+    git = git or "?"
     info["kiln_build"] = ("prebuilt binaries from --bin-dir; tree at %s" % git if prebuilt else
                           "release build of %s%s" % (git, " with local changes" if dirty else ""))
-    swift = first_line([find_swift(), "--version"])
-    info["swift"] = "Swift " + swift.split("version", 1)[1].split()[0] if "version" in swift else swift
+    swift, first = benchlib.swift_version()
+    info["swift"] = "Swift " + swift if swift else (first or "?")
     info["tar"] = first_line(["tar", "--version"])
     info["gzip"] = first_line(["gzip", "--version"])
     info["sh"] = os.path.realpath("/bin/sh")
@@ -366,13 +278,13 @@ def filesystem_of(path):
 # ---------------------------------------------------------------- the run
 
 def main(argv):
-    p = argparse.ArgumentParser(prog="scripts/bench/build", description=__doc__,
+    p = argparse.ArgumentParser(prog="scripts/bench/build.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=15, help="overhead rounds (default 15)")
     p.add_argument("--pack-runs", type=int, default=3, help="packaging rounds (default 3)")
     p.add_argument("--pack-mb", type=int, default=200, help="size of the packed tree in MB (10^6; default 200)")
     p.add_argument("--pack-files", type=int, default=2000, help="files in the packed tree (default 2000)")
-    p.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    p.add_argument("--output", default=benchlib.DOCS)
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
     p.add_argument("--bin-dir", help="use kiln-build from here instead of building")
     p.add_argument("--work-dir", help="make the temporary folder in DIR (default: the system's)")
@@ -385,7 +297,7 @@ def main(argv):
             fail("%s is not on PATH" % tool)
 
     began = time.monotonic()
-    bin_dir = os.path.abspath(opts.bin_dir) if opts.bin_dir else build()
+    bin_dir = os.path.abspath(opts.bin_dir) if opts.bin_dir else benchlib.build("kiln-build")
     kiln = os.path.join(bin_dir, "kiln-build")
     if not os.access(kiln, os.X_OK):
         fail("%s is not built" % kiln)
@@ -406,7 +318,7 @@ def main(argv):
     if opts.no_write:
         sys.stdout.write(section)
     else:
-        write_section(opts.output, section)
+        benchlib.write_section(opts.output, "build", section)
         say("wrote the build section of %s" % os.path.relpath(opts.output, ROOT))
     say("done in %.0f s" % (time.monotonic() - began))
     return 0
@@ -419,10 +331,8 @@ def run(opts, kiln, work):
     os.makedirs(logs)
     os.makedirs(out)
     configs = make_project(project)
-    facts = {"filesystem": filesystem_of(work), "load_before": os.getloadavg()[0]}
-    if facts["load_before"] > 0.5 * (os.cpu_count() or 1):
-        say("warning: load average %.2f on %d CPU(s): other work will be in the numbers"
-            % (facts["load_before"], os.cpu_count() or 1))
+    facts = {"filesystem": filesystem_of(work), "load_before": benchlib.load_average()}
+    benchlib.warn_if_busy(facts["load_before"])
 
     job = {"CI_PROJECT_DIR": project, "CI_PROJECT_NAME": APPLICATION, "HOME": work}
     kiln_env = clean_env(job)
@@ -545,7 +455,7 @@ def run(opts, kiln, work):
                 digests["kiln-pack"].add(document["artifact"]["sha256"])
                 if not os.path.exists(kiln_artifact):
                     fail("kiln-build did not write %s" % kiln_artifact)
-    facts["load_after"] = os.getloadavg()[0]
+    facts["load_after"] = benchlib.load_average()
     facts["sizes"] = sizes
     facts["digests"] = {k: sorted(v) for k, v in digests.items()}
     facts["reproducible"] = len(digests["kiln-pack"]) == 1 and digests["kiln-pack"] == digests["tar-kiln-flags"]
@@ -563,7 +473,7 @@ def render(results, info, opts):
     ov = results["overhead"]
     pk = results["packing"]
     w = {k: v["wall_ms"] for k, v in ov.items()}
-    lines = [MARK_START, "## Build stage (scripts/bench/build)", ""]
+    lines = [MARK_START, "## Build stage (scripts/bench/build.py)", ""]
     load = "%.2f before, %.2f after" % (info["load_before"], info["load_after"])
     lines.append(
         "Run %s on %s CPU(s) (%s), %s memory, %s, load average (1 min) %s; Kiln %s (%s, %s), %s, %s, "
@@ -572,7 +482,7 @@ def render(results, info, opts):
             info["kiln_build"], info["swift"], info["tar"], info["gzip"], info["sh"], info["python"],
             info["filesystem"]))
     lines.append("")
-    busy = max(info["load_before"], info["load_after"]) > 0.5 * (info["nproc"] or 1)
+    busy = benchlib.is_busy(info["load_before"], info["load_after"])
     if busy:
         lines.append("**Warning:** the machine was busy (load average %s on %s CPUs): other work is in these "
                      "numbers, and differences of a few tens of milliseconds are within the noise." % (
@@ -699,43 +609,11 @@ def render(results, info, opts):
         if info["reproducible"] else "**not** the same in every round or not the shell's output",
         (info["digests"]["kiln-pack"] or ["?"])[0][:16]))
     lines.append("")
-    lines.append("Re-run with `scripts/bench/build` (a few minutes; `--help` for the options).")
+    lines.append("Re-run with `scripts/bench/build.py` (a few minutes; `--help` for the options).")
     lines.append(MARK_END)
     return "\n".join(lines) + "\n"
 
 
-def write_section(path, section):
-    text = open(path).read() if os.path.exists(path) else ""
-    if MARK_START in text and MARK_END in text and text.index(MARK_START) < text.index(MARK_END):
-        before = text[:text.index(MARK_START)]
-        after = text[text.index(MARK_END) + len(MARK_END):]
-        if after.startswith("\n"):
-            after = after[1:]
-        text = before + section + after
-    elif text:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        text = ("# Benchmarks\n\nMeasured on the project's own machines with local stand-ins only (loopback). "
-                "Each section is written by the script named in its heading; re-run it to refresh that "
-                "section alone.\n\n" + section)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _prefer_venv(argv):
-    """Run under the project's .venv when started by another python3 (house style; nothing from it is needed)."""
-    if os.environ.get("KILN_BENCH_NO_VENV") or not os.path.exists(VENV_PYTHON):
-        return
-    if os.path.realpath(sys.prefix) == os.path.realpath(VENV):
-        return
-    os.environ["KILN_BENCH_NO_VENV"] = "1"  # never loop
-    os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__)] + argv)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    _prefer_venv(sys.argv[1:])
-    sys.exit(main(sys.argv[1:]))
+    # Nothing from .venv is needed; it runs under it when there is one, as the other drivers (house style).
+    benchlib.run_main(main, __file__, setup=False)

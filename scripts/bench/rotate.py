@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""scripts/bench/rotate: rolling a 20-instance group, Kiln against Ansible and a hand-written AWS CLI script.
+"""scripts/bench/rotate.py: rolling a 20-instance group, Kiln against Ansible and a hand-written AWS CLI script.
 
-    scripts/bench/rotate [--runs 3] [--tools kiln,ansible,awscli] [--desired 20] [--batch 5]
-                         [--boot-delay 2] [--kiln-poll 2] [--kiln-probe-interval 0.1] [--kiln-consecutive 2] [--cli-poll 0.5]
-                         [--output docs/benchmarks.md | --no-write] [--bin-dir DIR] [--json FILE]
+    scripts/bench/rotate.py [--runs 3] [--tools kiln,ansible,awscli] [--desired 20] [--batch 5]
+                            [--boot-delay 2] [--kiln-poll 2] [--kiln-probe-interval 0.1] [--kiln-consecutive 2] [--cli-poll 0.5]
+                            [--output docs/benchmarks.md | --no-write] [--bin-dir DIR] [--json FILE]
 
 Every run of every tool gets a fresh world on loopback: one `scripts/standin
 moto`, the fleet simulator (`scripts/standin fleet`, real HTTP health
@@ -53,14 +53,11 @@ import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.realpath(os.path.abspath(__file__)))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-VENV = os.path.join(ROOT, ".venv")
-VENV_PYTHON = os.path.join(VENV, "bin", "python")
-STANDIN = os.path.join(ROOT, "scripts", "standin")
-REGION = "us-east-1"
-MARK_START = "<!-- bench:rotate:start -->"
-MARK_END = "<!-- bench:rotate:end -->"
+import benchlib
+from benchlib import REGION, ROOT, VENV, VENV_PYTHON, boto3_client, fail, http_json, median, ratio, say
+
+benchlib.configure("rotate")
+MARK_START, MARK_END = benchlib.markers("rotate")
 TOOLS = ("kiln", "kiln-tight", "ansible", "awscli")
 TOOL_NAMES = {"kiln": "Kiln", "kiln-tight": "Kiln, poll 0.1 s, 1 pass (diagnostic)", "ansible": "Ansible",
               "awscli": "AWS CLI script"}
@@ -146,151 +143,12 @@ ANSIBLE_PLAYBOOK = """\
 
 
 # --------------------------------------------------------------------------
-# Plumbing (as scripts/bench/aws).
-
-def say(message):
-    sys.stderr.write("[bench:rotate] %s\n" % message)
-    sys.stderr.flush()
-
-
-def fail(message, code=1):
-    say("error: " + message)
-    raise SystemExit(code)
-
+# Plumbing (the rest is in benchlib, shared with the other scripts/bench drivers).
 
 def loopback_env(endpoint=None):
-    """The environment for every child: no proxies, no metadata, fake keys, no profile."""
-    env = dict(os.environ)
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "FTP_PROXY"):
-        env.pop(name, None)
-        env.pop(name.lower(), None)
-    for name in list(env):
-        if name.startswith("AWS_") or name.startswith("ANSIBLE_") or name.startswith("KILN_") or name.startswith("CI_"):
-            del env[name]
-    env.update({
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_PAGER": "",
-        "NO_PROXY": "127.0.0.1,localhost",
-    })
-    if endpoint:
-        env["AWS_ENDPOINT_URL"] = endpoint
-    return env
-
-
-def check_loopback(url):
-    from urllib.parse import urlsplit
-    host = urlsplit(url).hostname or ""
-    if not (host == "localhost" or host.startswith("127.")):
-        fail("refusing non-loopback endpoint %r" % url)
-
-
-def find_swift():
-    import shutil
-    swift = shutil.which("swift")
-    if swift:
-        return swift
-    for candidate in ("/opt/swift/usr/bin/swift", "/usr/share/swift/usr/bin/swift"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    fail("no Swift toolchain on PATH")
-
-
-def build(env):
-    import subprocess
-    swift = find_swift()
-    scratch = os.path.join(ROOT, ".build-bench")
-    base = [swift, "build", "-c", "release", "--scratch-path", scratch]
-    say("building kiln-rotate (release, %s)" % os.path.relpath(scratch, ROOT))
-    result = subprocess.run(base + ["--product", "kiln-rotate"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if result.returncode != 0:
-        sys.stderr.write(result.stdout[-6000:])
-        fail("swift build --product kiln-rotate failed (exit %d)" % result.returncode)
-    return subprocess.run(base + ["--show-bin-path"], cwd=ROOT, env=env, check=True,
-                          stdout=subprocess.PIPE, text=True).stdout.strip()
-
-
-class StandIn:
-    """One long-running `scripts/standin NAME`; stopped by closing its stdin (then SIGTERM, SIGKILL)."""
-
-    def __init__(self, name, args, env, log_path):
-        import subprocess
-        import threading
-        import queue
-        self.name = name
-        self.log = open(log_path, "w")
-        self.proc = subprocess.Popen(
-            [VENV_PYTHON, STANDIN, name] + args, cwd=ROOT, env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
-        lines = queue.Queue()
-
-        def drain():
-            for line in self.proc.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=drain, daemon=True).start()
-        try:
-            line = lines.get(timeout=90)
-        except queue.Empty:
-            line = None
-        if not line:
-            self.stop()
-            fail("%s did not print its ready line (log: %s)" % (name, log_path))
-        self.ready = json.loads(line)
-        self.url = self.ready["url"]
-        check_loopback(self.url)
-
-    def stop(self):
-        import subprocess
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-        self.log.close()
-
-
-def http_json(url, method="GET", body=None, timeout=5):
-    """A request to a loopback stand-in, never through a proxy."""
-    import urllib.request
-    check_loopback(url)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    with opener.open(request, timeout=timeout) as response:
-        return json.loads(response.read() or b"null")
-
-
-def boto3_client(service, endpoint):
-    import boto3
-    check_loopback(endpoint)
-    return boto3.session.Session(region_name=REGION).client(
-        service, endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
-
-
-def median(values):
-    import statistics
-    return statistics.median(values)
-
-
-def iso_now():
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """The environment for every child: no proxies, no metadata, fake keys, no profile, no Ansible, Kiln or CI
+    variables of this environment."""
+    return benchlib.loopback_env(endpoint, drop_prefixes=("ANSIBLE_", "KILN_", "CI_"))
 
 
 # --------------------------------------------------------------------------
@@ -298,21 +156,15 @@ def iso_now():
 
 class World:
     def __init__(self, opts, env, work):
-        import subprocess
         self.stands = []
         self.work = work
         try:
             self.moto = self._start("moto", [], env)
             self.fleet = self._start("fleet", ["--endpoint", self.moto.url, "--poll", "0.1"], env)
             self.health_port = int(self.fleet.ready["health_port"])
-            result = subprocess.run(
-                [VENV_PYTHON, STANDIN, "world", "--endpoint", self.moto.url, "--desired", str(opts.desired),
-                 "--environments", "test", "--health-port", str(self.health_port), "--boot-delay", "0"],
-                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            if result.returncode != 0:
-                sys.stderr.write(result.stderr[-3000:])
-                fail("standin world exited %d" % result.returncode)
-            self.outputs = json.loads(result.stdout)
+            self.outputs = json.loads(benchlib.standin_oneshot(
+                "world", ["--endpoint", self.moto.url, "--desired", str(opts.desired), "--environments", "test",
+                          "--health-port", str(self.health_port), "--boot-delay", "0"], env))
             self.proxy = self._start("faults", ["--upstream", self.moto.url], env)
         except BaseException:
             self.stop()
@@ -332,7 +184,7 @@ class World:
             {"Key": "kiln:app", "Value": "demo"}, {"Key": "kiln:role", "Value": "app"}])
 
     def _start(self, name, args, env):
-        stand = StandIn(name, args, env, os.path.join(self.work, "%s.log" % name))
+        stand = benchlib.start_standin(name, args, env, os.path.join(self.work, "%s.log" % name))
         self.stands.append(stand)
         return stand
 
@@ -436,12 +288,8 @@ def flat_calls(counts):
 # --------------------------------------------------------------------------
 # The tools.
 
-def write_artifact(path, schema, payload):
-    envelope = {"schema": "kiln.%s" % schema, "version": 1,
-                "producer": {"name": "bench-rotate", "version": "0"}, "createdAt": iso_now()}
-    envelope.update(payload)
-    with open(path, "w") as f:
-        json.dump(envelope, f, indent=2, sort_keys=True)
+# Who wrote image.json and userdata-test.json (kiln-bake and kiln-userdata would name themselves).
+PRODUCER = ("bench-rotate", "0")
 
 
 def prepare_kiln_project(world, opts, project, poll, consecutive):
@@ -458,15 +306,15 @@ def prepare_kiln_project(world, opts, project, poll, consecutive):
     with open(os.path.join(project, "kiln", "userdata-test.sh"), "wb") as f:
         f.write(user_data)
     version = "v2.0.0"
-    write_artifact(os.path.join(project, "kiln", "image.json"), "image", {
+    benchlib.write_artifact(os.path.join(project, "kiln", "image.json"), "image", {
         "application": "demo", "applicationVersion": version, "commit": "a" * 40, "role": "app",
         "name": "demo-app-%s" % version, "region": REGION, "amiID": world.new_ami,
         "amis": {REGION: world.new_ami}, "sourceAMI": world.old_ami, "bakeKey": "bench",
-        "outcome": "baked", "packerSeconds": 1, "pipelineID": "7"})
-    write_artifact(os.path.join(project, "kiln", "userdata-test.json"), "userdata", {
+        "outcome": "baked", "packerSeconds": 1, "pipelineID": "7"}, producer=PRODUCER)
+    benchlib.write_artifact(os.path.join(project, "kiln", "userdata-test.json"), "userdata", {
         "environment": "test", "format": "shell", "gzip": False, "path": "kiln/userdata-test.sh",
         "size": len(user_data), "sha256": hashlib.sha256(user_data).hexdigest(), "templates": ["bench"],
-        "variables": [], "amiID": world.new_ami})
+        "variables": [], "amiID": world.new_ami}, producer=PRODUCER)
 
 
 def new_launch_template_version(world):
@@ -601,38 +449,14 @@ def one_run(tool, index, opts, base_env, root_work, bin_dir):
 
 def versions(bin_dir, env, opts):
     import platform
-    import subprocess
-    from importlib import metadata
-    info = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "nproc": os.cpu_count()}
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info["cpu"] = model
-    try:
-        with open("/proc/meminfo") as f:
-            info["memory"] = "%.0f GiB" % (int(f.readline().split()[1]) / 1024 / 1024)
-    except (OSError, ValueError, IndexError):
-        info["memory"] = "?"
-    info["os"] = "%s %s" % (platform.system(), platform.release())
+    info = benchlib.machine_facts()
 
     def run(argv):
-        try:
-            return subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  timeout=60).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
+        return benchlib.run_text(argv, env=env)
     info["kiln"] = run([os.path.join(bin_dir, "kiln-rotate"), "--version"]) or "?"
-    commit = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
-    dirty = run(["git", "-C", ROOT, "status", "--porcelain"])
+    commit, dirty = benchlib.git_head(env=env)
     info["commit"] = "%s%s" % (commit or "?", " with local changes" if dirty else "")
-    swift = run([find_swift(), "--version"]).splitlines()
-    info["swift"] = next((l.split("version", 1)[1].split()[0] for l in swift if "Swift version" in l), "?")
+    info["swift"] = benchlib.swift_version()[0] or "?"
     info["ansible_core"] = (run([opts.ansible_playbook, "--version"]).splitlines() or ["?"])[0]
     try:
         manifest = json.load(open("/usr/lib/python3/dist-packages/ansible_collections/amazon/aws/MANIFEST.json"))
@@ -641,23 +465,13 @@ def versions(bin_dir, env, opts):
         info["amazon_aws"] = "?"
     info["ansible_deb"] = run(["dpkg-query", "-W", "-f=${Version}", "ansible"]) or "?"
     info["awscli"] = run([os.path.join(VENV, "bin", "aws"), "--version"]).split(" ")[0]
-    for package in ("moto", "boto3", "botocore"):
-        try:
-            info[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            info[package] = "?"
+    info.update(benchlib.package_versions(("moto", "boto3", "botocore")))
     info["python"] = platform.python_version()
     return info
 
 
 def fmt_s(value):
-    return "–" if value is None else ("%.1f" % value)
-
-
-def ratio(a, b):
-    if not a or not b:
-        return "–"
-    return "%.2f×" % (a / b)
+    return benchlib.fmt_number(value, ((0, 1),))
 
 
 def timeline_summary(runs):
@@ -716,7 +530,7 @@ def render(records, info, opts):
     bound = batches * opts.boot_delay
     summary = summarize(records, opts)
     kiln = summary.get("kiln", {})
-    lines = [MARK_START, "## Rolling a group (scripts/bench/rotate)", ""]
+    lines = [MARK_START, "## Rolling a group (scripts/bench/rotate.py)", ""]
     lines.append(
         "Run %s on %d CPU(s) (%s), %s memory, %s, load average (1 min) %s; Kiln %s (release build of %s, Swift %s), "
         "%s with amazon.aws %s (Debian ansible %s; the module under the project's .venv Python, boto3 %s), "
@@ -829,31 +643,10 @@ def render(records, info, opts):
             opts.kiln_poll, opts.kiln_consecutive, {1: "st", 2: "nd", 3: "rd"}.get(opts.kiln_consecutive, "th"),
             opts.kiln_consecutive - 1))
     lines.append("")
-    lines.append("Re-run with `scripts/bench/rotate` (this run took %.1f minutes, set-up and build included; `--help` for the options)."
+    lines.append("Re-run with `scripts/bench/rotate.py` (this run took %.1f minutes, set-up and build included; `--help` for the options)."
                  % (info.get("elapsed", 0) / 60))
     lines.append(MARK_END)
     return "\n".join(lines) + "\n"
-
-
-def write_section(path, section):
-    text = open(path).read() if os.path.exists(path) else ""
-    if MARK_START in text and MARK_END in text and text.index(MARK_START) < text.index(MARK_END):
-        before = text[:text.index(MARK_START)]
-        after = text[text.index(MARK_END) + len(MARK_END):]
-        if after.startswith("\n"):
-            after = after[1:]
-        text = before + section + after
-    elif text:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        text = ("# Benchmarks\n\nMeasured on the project's own machines with local stand-ins only (loopback). "
-                "Each section is written by the script named in its heading; re-run it to refresh that "
-                "section alone.\n\n" + section)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def main(argv):
@@ -861,7 +654,7 @@ def main(argv):
     import shutil
     import subprocess
     import tempfile
-    p = argparse.ArgumentParser(prog="scripts/bench/rotate", description=__doc__,
+    p = argparse.ArgumentParser(prog="scripts/bench/rotate.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=3, help="runs per tool, interleaved (default 3)")
     p.add_argument("--tools", default=",".join(TOOLS), help="which of %s (default all)" % ",".join(TOOLS))
@@ -875,7 +668,7 @@ def main(argv):
     p.add_argument("--cli-poll", type=float, default=0.5, help="the AWS CLI script's sleep between polls (default 0.5)")
     p.add_argument("--tool-timeout", type=float, default=300, help="seconds one tool run may take (default 300)")
     p.add_argument("--ansible-playbook", default="/usr/bin/ansible-playbook", help="ansible-playbook to run")
-    p.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    p.add_argument("--output", default=benchlib.DOCS)
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
     p.add_argument("--bin-dir", help="use kiln-rotate from here instead of building")
     p.add_argument("--no-setup", action="store_true", help="do not run scripts/setup first")
@@ -890,7 +683,7 @@ def main(argv):
 
     began = time.monotonic()
     if not opts.no_setup:
-        subprocess.run([os.path.join(ROOT, "scripts", "setup")], cwd=ROOT, check=True)
+        subprocess.run([benchlib.SETUP], cwd=ROOT, check=True)
     env = loopback_env()
     if "awscli" in opts.tools and not os.access(os.path.join(VENV, "bin", "aws"), os.X_OK):
         fail("no AWS CLI in .venv: it comes from `awscli` in scripts/requirements.txt")
@@ -902,16 +695,14 @@ def main(argv):
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         if "amazon.aws.autoscaling_group" not in check.stdout:
             fail("Ansible has no amazon.aws.autoscaling_group (Debian's ansible package carries it)")
-    bin_dir = os.path.abspath(opts.bin_dir) if opts.bin_dir else build(env)
+    bin_dir = os.path.abspath(opts.bin_dir) if opts.bin_dir else benchlib.build("kiln-rotate", env)
     if any(t.startswith("kiln") for t in opts.tools) and not os.access(os.path.join(bin_dir, "kiln-rotate"), os.X_OK):
         fail("%s/kiln-rotate is not built" % bin_dir)
 
     work = tempfile.mkdtemp(prefix="kiln-bench-rotate-")
     records = []
-    load_before = os.getloadavg()[0]
-    if load_before > 0.5 * (os.cpu_count() or 1):
-        say("warning: load average %.2f on %d CPU(s): other work will be in the numbers"
-            % (load_before, os.cpu_count() or 1))
+    load_before = benchlib.load_average()
+    benchlib.warn_if_busy(load_before)
     finished = False
     try:
         for index in range(1, opts.runs + 1):
@@ -926,7 +717,7 @@ def main(argv):
         else:
             say("kept %s (stand-in logs, tool output)" % work)
     info = versions(bin_dir, env, opts)
-    info["load"] = "%.2f before, %.2f after" % (load_before, os.getloadavg()[0])
+    info["load"] = "%.2f before, %.2f after" % (load_before, benchlib.load_average())
     info["elapsed"] = time.monotonic() - began
     section = render(records, info, opts)
     if opts.json:
@@ -935,27 +726,11 @@ def main(argv):
     if opts.no_write:
         sys.stdout.write(section)
     else:
-        write_section(opts.output, section)
+        benchlib.write_section(opts.output, "rotate", section)
         say("wrote the rotate section of %s" % os.path.relpath(opts.output, ROOT))
     say("done in %.0f s" % (time.monotonic() - began))
     return 1 if any(r.get("failed") for r in records) else 0
 
 
-def _prefer_venv(argv):
-    """Run under the project's .venv (boto3, moto, awscli) when started by another python3."""
-    if os.environ.get("KILN_BENCH_NO_VENV") or not os.path.exists(VENV_PYTHON):
-        return
-    if os.path.realpath(sys.prefix) == os.path.realpath(VENV):
-        return
-    os.environ["KILN_BENCH_NO_VENV"] = "1"  # never loop
-    os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__)] + argv)
-
-
 if __name__ == "__main__":
-    import signal
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    if not os.path.exists(VENV_PYTHON) and "--no-setup" not in sys.argv:
-        import subprocess
-        subprocess.run([os.path.join(ROOT, "scripts", "setup")], cwd=ROOT, check=True)
-    _prefer_venv(sys.argv[1:])
-    sys.exit(main(sys.argv[1:]))
+    benchlib.run_main(main, __file__)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""scripts/bench/bake: kiln-bake against the bare `packer build` of the same template, on moto.
+"""scripts/bench/bake.py: kiln-bake against the bare `packer build` of the same template, on moto.
 
-    scripts/bench/bake [--runs 20] [--bin-dir DIR] [--packer PATH] [--run-timeout 120]
-                       [--output docs/benchmarks.md | --no-write] [--json FILE] [--keep] [--no-setup]
+    scripts/bench/bake.py [--runs 20] [--bin-dir DIR] [--packer PATH] [--run-timeout 120]
+                          [--output docs/benchmarks.md | --no-write] [--json FILE] [--keep] [--no-setup]
 
 About a minute on 2 busy CPUs (no build: it uses the release binaries in
 .kiln-runtime/bin; when they are missing it runs `scripts/install-runtime
@@ -63,15 +63,12 @@ import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.realpath(os.path.abspath(__file__)))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-VENV = os.path.join(ROOT, ".venv")
-VENV_PYTHON = os.path.join(VENV, "bin", "python")
-STANDIN = os.path.join(ROOT, "scripts", "standin")
+import benchlib
+from benchlib import REGION, ROOT, check_loopback, fail, fmt_ms, fmt_ratio, median, say
+
+benchlib.configure("bake")
 DEFAULT_BIN = os.path.join(ROOT, ".kiln-runtime", "bin")
-REGION = "us-east-1"
-MARK_START = "<!-- bench:bake:start -->"
-MARK_END = "<!-- bench:bake:end -->"
+MARK_START, MARK_END = benchlib.markers("bake")
 CASES = ("kiln-full", "bare", "kiln-reuse", "kiln-split", "kiln-version", "packer-version")
 CASE_NAMES = {
     "kiln-full": "Kiln, full bake",
@@ -98,7 +95,7 @@ ARTIFACT = "kiln/demo.tar.gz"
 # Packer behind this notes its start and end (CLOCK_REALTIME, ns) in a file; in the warm-up it also keeps
 # a copy of the var file kiln-bake wrote (kiln-bake removes it when Packer is done).
 WRAPPER = """#!/bin/sh
-# scripts/bench/bake: Packer with its start and end noted.
+# scripts/bench/bake.py: Packer with its start and end noted.
 s=$(date +%%s%%N)
 %(packer)s "$@"
 rc=$?
@@ -111,39 +108,15 @@ CAPTURE = """for a in "$@"; do case "$a" in -var-file=*) cp "${a#-var-file=}" %s
 
 
 # --------------------------------------------------------------------------
-# Plumbing (as the other scripts/bench drivers).
-
-def say(message):
-    sys.stderr.write("[bench:bake] %s\n" % message)
-    sys.stderr.flush()
-
-
-def fail(message, code=1):
-    say("error: " + message)
-    raise SystemExit(code)
-
+# Plumbing (the rest is in benchlib, shared with the other scripts/bench drivers).
 
 def shell_quote(text):
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def check_loopback(url):
-    from urllib.parse import urlsplit
-    host = urlsplit(url).hostname or ""
-    if not (host == "localhost" or host.startswith("127.")):
-        fail("refusing non-loopback endpoint %r" % url)
-
-
 def plain_env():
     """For the stand-in and version probes: fake keys, no metadata, no proxies, no profile."""
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith(("AWS_", "KILN_", "CI_", "PACKER_")) or k.lower().endswith("_proxy"))}
-    env.update({
-        "AWS_EC2_METADATA_DISABLED": "true", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "NO_PROXY": "127.0.0.1,localhost", "CHECKPOINT_DISABLE": "1",
-    })
-    return env
+    return benchlib.loopback_env(drop_prefixes=("KILN_", "CI_", "PACKER_"), extra={"CHECKPOINT_DISABLE": "1"})
 
 
 def job_env(project, home, tmp, moto_url, source_ami, packer):
@@ -173,68 +146,6 @@ def packer_env(job):
     return env
 
 
-class StandIn:
-    """One long-running `scripts/standin NAME`; stopped by closing its stdin (then SIGTERM, SIGKILL)."""
-
-    def __init__(self, name, args, env, log_path):
-        import queue
-        import subprocess
-        import threading
-        self.name = name
-        self.log = open(log_path, "w")
-        self.proc = subprocess.Popen(
-            [VENV_PYTHON, STANDIN, name] + args, cwd=ROOT, env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
-        lines = queue.Queue()
-
-        def drain():
-            for line in self.proc.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=drain, daemon=True).start()
-        try:
-            line = lines.get(timeout=90)
-        except queue.Empty:
-            line = None
-        if not line:
-            self.stop()
-            fail("%s did not print its ready line (log: %s)" % (name, log_path))
-        self.ready = json.loads(line)
-        self.url = self.ready["url"]
-        check_loopback(self.url)
-
-    def stop(self):
-        import subprocess
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-        self.log.close()
-
-
-def ec2_client(endpoint):
-    import boto3
-    check_loopback(endpoint)
-    return boto3.session.Session(region_name=REGION).client(
-        "ec2", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
-
-
-def median(values):
-    import statistics
-    return statistics.median(values)
-
-
 def utc_stamp(seconds=None):
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(seconds))
 
@@ -246,7 +157,6 @@ class Project:
     """BakeFixture's project folder: kiln.yml, packer/ (no provisioners) with ansible/, kiln/build.json + artifact."""
 
     def __init__(self, work):
-        sys.path.insert(0, os.path.join(ROOT, "scripts"))
         from standins import packer_moto  # the demo's and the end-to-end test's way: one place for it
         self.path = os.path.join(work, "project")
         os.makedirs(os.path.join(self.path, "kiln"))
@@ -270,17 +180,11 @@ class Project:
         with open(os.path.join(self.path, ARTIFACT), "wb") as f:
             f.write(content)
         self.sha256 = hashlib.sha256(content).hexdigest()
-        build = {
-            "schema": "kiln.build", "version": 1, "producer": {"name": "kiln-build", "version": "bench"},
-            "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "application": "demo",
-            "applicationVersion": self.version, "commit": "a" * 40, "outcome": "passed",
+        benchlib.write_artifact(os.path.join(self.path, "kiln", "build.json"), "build", {
+            "application": "demo", "applicationVersion": self.version, "commit": "a" * 40, "outcome": "passed",
             "artifact": {"path": ARTIFACT, "size": len(content), "sha256": self.sha256, "kind": "tar.gz"},
             "commands": [],
-        }
-        tmp = os.path.join(self.path, "kiln", "build.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(build, f, indent=2, sort_keys=True)
-        os.replace(tmp, os.path.join(self.path, "kiln", "build.json"))
+        }, producer=("kiln-build", "bench"))
 
     def image(self):
         path = os.path.join(self.path, "kiln", "image.json")
@@ -304,7 +208,7 @@ class Project:
 
 def stock_source(moto_url):
     """One of moto's stock Ubuntu images: Canonical's owner, an EBS root (Packer refuses `standard`)."""
-    images = ec2_client(moto_url).describe_images(
+    images = benchlib.boto3_client("ec2", moto_url).describe_images(
         Owners=["099720109477"], Filters=[{"Name": "root-device-type", "Values": ["ebs"]},
                                           {"Name": "state", "Values": ["available"]}])["Images"]
     if not images:
@@ -312,11 +216,11 @@ def stock_source(moto_url):
     return sorted(image["ImageId"] for image in images)[0]
 
 
-class Moto:
+class MotoState:
     """The untimed look from outside: how many instances were ever launched, which images exist."""
 
     def __init__(self, url):
-        self.ec2 = ec2_client(url)
+        self.ec2 = benchlib.boto3_client("ec2", url)
 
     def instance_count(self):
         count = 0
@@ -384,7 +288,7 @@ class Bench:
         self.logs = os.path.join(work, "logs")
         for folder in (self.home, self.tmp, self.logs):
             os.makedirs(folder)
-        self.moto = Moto(moto_url)
+        self.moto = MotoState(moto_url)
         self.source = stock_source(moto_url)
         self.job = job_env(self.project.path, self.home, self.tmp, moto_url, self.source, packer)
         self.packer_env = packer_env(self.job)
@@ -405,7 +309,7 @@ class Bench:
         """One run; returns its record (`failed` set when a check did not hold)."""
         self.seq += 1
         log = os.path.join(self.logs, "%03d-%s-%s.log" % (self.seq, case, index))
-        record = {"case": case, "run": index, "load_before": os.getloadavg()[0]}
+        record = {"case": case, "run": index, "load_before": benchlib.load_average()}
         problems = []
         if case in ("kiln-version", "packer-version"):
             argv = [self.kiln_bake, "--version"] if case == "kiln-version" else [self.packer, "version"]
@@ -462,7 +366,7 @@ class Bench:
         elif case == "bare":
             name = "demo-app-%s-bare-%d-%s" % (self.project.version, self.seq, utc_stamp())
             variables = self.project.variables(self.moto_url, self.source, name, "bench-bare-%d" % self.seq,
-                                               time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                                               benchlib.iso8601())
             var_file = os.path.join(self.tmp, "bare-%d.pkrvars.json" % self.seq)
             with open(var_file, "w") as f:
                 json.dump(variables, f, indent=2, sort_keys=True)
@@ -505,12 +409,7 @@ class Bench:
         """A round's start: moto back to its first state (POST /moto-api/reset), the same stock source image,
         and one untimed full bake for the round's reuse to find, so every round sees the same small state
         (images left by earlier rounds would slow moto's DescribeImages down round after round)."""
-        import urllib.request
-        check_loopback(self.moto_url)
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(urllib.request.Request(self.moto_url + "/moto-api/reset", data=b"", method="POST"),
-                         timeout=30) as response:
-            response.read()
+        benchlib.http_json(self.moto_url + "/moto-api/reset", method="POST", timeout=30)
         source = stock_source(self.moto_url)
         if source != self.source:
             fail("after the reset moto's stock image is %s, was %s" % (source, self.source))
@@ -541,35 +440,12 @@ class Bench:
 
 def versions(bin_dir, packer, env):
     import platform
-    import subprocess
-    from importlib import metadata
-    info = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "nproc": os.cpu_count()}
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info["cpu"] = model
-    try:
-        with open("/proc/meminfo") as f:
-            info["memory"] = "%.0f GiB" % (int(f.readline().split()[1]) / 1024 / 1024)
-    except (OSError, ValueError, IndexError):
-        info["memory"] = "?"
-    info["os"] = "%s %s" % (platform.system(), platform.release())
+    info = benchlib.machine_facts()
 
     def run(argv):
-        try:
-            return subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  timeout=60).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
+        return benchlib.run_text(argv, env=env)
     info["kiln"] = run([os.path.join(bin_dir, "kiln-bake"), "--version"]) or "?"
-    commit = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
-    dirty = run(["git", "-C", ROOT, "status", "--porcelain"])
+    commit, dirty = benchlib.git_head(env=env)
     info["commit"] = "%s%s" % (commit or "?", " with local changes" if dirty else "")
     try:
         built = os.stat(os.path.join(bin_dir, "kiln-bake")).st_mtime
@@ -579,23 +455,9 @@ def versions(bin_dir, packer, env):
     info["bin_dir"] = os.path.relpath(bin_dir, ROOT) if bin_dir.startswith(ROOT + os.sep) else bin_dir
     info["packer"] = (run([packer, "version"]).splitlines() or ["?"])[0]
     info["packer_deb"] = run(["dpkg-query", "-W", "-f=${Version}", "packer"]) or "?"
-    for package in ("moto", "boto3"):
-        try:
-            info[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            info[package] = "?"
+    info.update(benchlib.package_versions(("moto", "boto3")))
     info["python"] = platform.python_version()
     return info
-
-
-def fmt_ms(value):
-    if value is None:
-        return "–"
-    return "%.0f" % value if abs(value) >= 100 else ("%.1f" % value if abs(value) >= 10 else "%.2f" % value)
-
-
-def fmt_ratio(value):
-    return "–" if value is None else "%.2f×" % value
 
 
 def summarize(records, runs):
@@ -632,7 +494,7 @@ def render(records, info, opts):
     bare = by_case.get("bare", {}).get("median")
     full = by_case.get("kiln-full", {}).get("median")
     reuse = by_case.get("kiln-reuse", {}).get("median")
-    lines = [MARK_START, "## Baking an image (scripts/bench/bake)", ""]
+    lines = [MARK_START, "## Baking an image (scripts/bench/bake.py)", ""]
     lines.append(
         "Run %s on %d CPU(s) (%s), %s memory, %s, load average (1 min) %s; Kiln %s (release binaries in `%s`, "
         "built %s; tree at %s), %s (Debian packer %s), moto %s, boto3 %s, Python %s." % (
@@ -721,31 +583,10 @@ def render(records, info, opts):
         lines.append("%d run(s) failed a check and are left out: %s." % (
             len(failed), "; ".join("%s %s: %s" % (r["case"], r["run"], r["failed"]) for r in failed[:5])))
         lines.append("")
-    lines.append("Re-run with `scripts/bench/bake` (this run took %.1f minutes; `--help` for the options)."
+    lines.append("Re-run with `scripts/bench/bake.py` (this run took %.1f minutes; `--help` for the options)."
                  % (info.get("elapsed", 0) / 60))
     lines.append(MARK_END)
     return "\n".join(lines) + "\n"
-
-
-def write_section(path, section):
-    text = open(path).read() if os.path.exists(path) else ""
-    if MARK_START in text and MARK_END in text and text.index(MARK_START) < text.index(MARK_END):
-        before = text[:text.index(MARK_START)]
-        after = text[text.index(MARK_END) + len(MARK_END):]
-        if after.startswith("\n"):
-            after = after[1:]
-        text = before + section + after
-    elif text:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        text = ("# Benchmarks\n\nMeasured on the project's own machines with local stand-ins only (loopback). "
-                "Each section is written by the script named in its heading; re-run it to refresh that "
-                "section alone.\n\n" + section)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp-bake"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def main(argv):
@@ -753,13 +594,13 @@ def main(argv):
     import shutil
     import subprocess
     import tempfile
-    p = argparse.ArgumentParser(prog="scripts/bench/bake", description=__doc__,
+    p = argparse.ArgumentParser(prog="scripts/bench/bake.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=20, help="rounds, each case once a round (default 20; at least 5)")
     p.add_argument("--bin-dir", help="use kiln-bake from here (default .kiln-runtime/bin, installed when missing)")
     p.add_argument("--packer", help="the Packer to run (default: packer on PATH)")
     p.add_argument("--run-timeout", type=float, default=120, help="seconds one run may take (default 120)")
-    p.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    p.add_argument("--output", default=benchlib.DOCS)
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
     p.add_argument("--no-setup", action="store_true", help="do not run scripts/setup first")
     p.add_argument("--json", metavar="FILE", help="also write every measurement as JSON")
@@ -770,8 +611,8 @@ def main(argv):
 
     began = time.monotonic()
     if not opts.no_setup:
-        if subprocess.run([os.path.join(ROOT, "scripts", "setup")], cwd=ROOT).returncode != 0:
-            if not os.path.exists(VENV_PYTHON):
+        if subprocess.run([benchlib.SETUP], cwd=ROOT).returncode != 0:
+            if not os.path.exists(benchlib.VENV_PYTHON):
                 fail("scripts/setup failed and there is no .venv")
             say("warning: scripts/setup failed; going on with the .venv there is")
     env = plain_env()
@@ -792,14 +633,12 @@ def main(argv):
 
     work = tempfile.mkdtemp(prefix="kiln-bench-bake-")
     records = []
-    load_before = os.getloadavg()[0]
-    if load_before > 0.5 * (os.cpu_count() or 1):
-        say("warning: load average %.2f on %d CPU(s): other work will be in the numbers"
-            % (load_before, os.cpu_count() or 1))
+    load_before = benchlib.load_average()
+    benchlib.warn_if_busy(load_before)
     finished = False
     moto = None
     try:
-        moto = StandIn("moto", [], env, os.path.join(work, "moto.log"))
+        moto = benchlib.start_standin("moto", [], env, os.path.join(work, "moto.log"))
         bench = Bench(opts, work, moto.url, bin_dir, packer)
         say("moto at %s, source %s, project %s" % (moto.url, bench.source, bench.project.path))
         # Warm-up (untimed): page cache, moto's first requests, and kiln-bake's own var file caught.
@@ -828,9 +667,9 @@ def main(argv):
         else:
             say("kept %s (project, logs, moto's log)" % work)
     info = versions(bin_dir, packer, env)
-    load_after = os.getloadavg()[0]
+    load_after = benchlib.load_average()
     info["load"] = "%.2f before, %.2f after" % (load_before, load_after)
-    info["busy"] = max(load_before, load_after) > 0.5 * (info["nproc"] or 1)
+    info["busy"] = benchlib.is_busy(load_before, load_after)
     info["elapsed"] = time.monotonic() - began
     section = render(records, info, opts)
     if opts.json:
@@ -839,27 +678,11 @@ def main(argv):
     if opts.no_write:
         sys.stdout.write(section)
     else:
-        write_section(opts.output, section)
+        benchlib.write_section(opts.output, "bake", section)
         say("wrote the bake section of %s" % os.path.relpath(opts.output, ROOT))
     say("done in %.0f s" % (time.monotonic() - began))
     return 1 if any(r.get("failed") for r in records) else 0
 
 
-def _prefer_venv(argv):
-    """Run under the project's .venv (boto3, moto) when started by another python3."""
-    if os.environ.get("KILN_BENCH_NO_VENV") or not os.path.exists(VENV_PYTHON):
-        return
-    if os.path.realpath(sys.prefix) == os.path.realpath(VENV):
-        return
-    os.environ["KILN_BENCH_NO_VENV"] = "1"  # never loop
-    os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__)] + argv)
-
-
 if __name__ == "__main__":
-    import signal
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    if not os.path.exists(VENV_PYTHON) and "--no-setup" not in sys.argv:
-        import subprocess
-        subprocess.run([os.path.join(ROOT, "scripts", "setup")], cwd=ROOT, check=True)
-    _prefer_venv(sys.argv[1:])
-    sys.exit(main(sys.argv[1:]))
+    benchlib.run_main(main, __file__)
