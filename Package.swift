@@ -54,31 +54,45 @@ let package = Package(
         .target(name: "KilnCLI", dependencies: ["KilnCore", "KilnHTTP", argumentParser]),
         .target(name: "KilnAWSCLI", dependencies: ["KilnCLI", "KilnCore", "KilnHTTP", "KilnAWS", argumentParser]),
     ]
-    + [
-        .executableTarget(name: "kiln-checkout", dependencies: ["KilnCLI", "Checkout", "KilnArtifacts", "KilnCore", "KilnHTTP", argumentParser]),
-        .executableTarget(name: "kiln-build", dependencies: ["KilnCLI", "Build", "KilnCore", argumentParser]),
-        .executableTarget(name: "kiln-bake", dependencies: ["KilnAWSCLI", "KilnCLI", "Bake", "KilnArtifacts", "KilnAWS", "KilnCore", argumentParser]),
-        .executableTarget(name: "kiln-userdata", dependencies: ["KilnCLI", "UserData", "KilnCore", argumentParser]),
-        .executableTarget(name: "kiln-rotate", dependencies: ["KilnAWSCLI", "KilnCLI", "Rotate", "KilnArtifacts", "KilnAWS", "KilnCore", argumentParser]),
-    ]
-    + [
-        .executableTarget(name: "kiln-aws-bench", dependencies: ["KilnAWS", "KilnHTTP", "KilnCore", argumentParser]),
-        .target(name: "KilnTestSupport", dependencies: ["KilnCore", "KilnHTTP"], path: "Tests/KilnTestSupport"),
-        .testTarget(name: "KilnCoreTests", dependencies: ["KilnCore", "KilnTestSupport"]),
-        .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
-        .testTarget(name: "KilnGitTests", dependencies: ["KilnGit"]),
-        .testTarget(name: "KilnArtifactsTests", dependencies: ["KilnArtifacts", "KilnCore"]),
-        .testTarget(name: "CheckoutTests", dependencies: ["Checkout", "KilnArtifacts", "KilnTestSupport"]),
-        .testTarget(name: "BuildTests", dependencies: ["Build", "KilnArtifacts", "KilnTestSupport"]),
-        .testTarget(name: "BakeTests", dependencies: ["Bake", "Build", "KilnArtifacts", "KilnAWS", "KilnHTTP", "KilnTestSupport"]),
-        .testTarget(name: "UserDataTests", dependencies: ["UserData", "KilnArtifacts", "KilnTestSupport"]),
-        .testTarget(name: "RotateTests", dependencies: ["Rotate", "KilnArtifacts", "KilnAWS", "KilnHTTP", "KilnTestSupport"]),
-        .testTarget(name: "KilnAWSTests", dependencies: ["KilnAWS", "KilnTestSupport"]),
-        .testTarget(
-            name: "KilnExecutableTests",
-            dependencies: ["KilnCore", "KilnTestSupport"] + stageExecutables.map { .target(name: $0) }
-        ),
-        .testTarget(name: "StandInTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
-    ],
+        + [
+            .executableTarget(
+                name: "kiln-checkout",
+                dependencies: ["KilnCLI", "Checkout", "KilnArtifacts", "KilnCore", "KilnHTTP", argumentParser]),
+            .executableTarget(name: "kiln-build", dependencies: ["KilnCLI", "Build", "KilnCore", argumentParser]),
+            .executableTarget(
+                name: "kiln-bake",
+                dependencies: ["KilnAWSCLI", "KilnCLI", "Bake", "KilnArtifacts", "KilnAWS", "KilnCore", argumentParser]),
+            .executableTarget(
+                name: "kiln-userdata", dependencies: ["KilnCLI", "UserData", "KilnCore", argumentParser]),
+            .executableTarget(
+                name: "kiln-rotate",
+                dependencies: [
+                    "KilnAWSCLI", "KilnCLI", "Rotate", "KilnArtifacts", "KilnAWS", "KilnCore", argumentParser,
+                ]),
+        ]
+        + [
+            .executableTarget(
+                name: "kiln-aws-bench", dependencies: ["KilnAWS", "KilnHTTP", "KilnCore", argumentParser]),
+            .target(name: "KilnTestSupport", dependencies: ["KilnCore", "KilnHTTP"], path: "Tests/KilnTestSupport"),
+            .testTarget(name: "KilnCoreTests", dependencies: ["KilnCore", "KilnTestSupport"]),
+            .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
+            .testTarget(name: "KilnGitTests", dependencies: ["KilnGit"]),
+            .testTarget(name: "KilnArtifactsTests", dependencies: ["KilnArtifacts", "KilnCore"]),
+            .testTarget(name: "CheckoutTests", dependencies: ["Checkout", "KilnArtifacts", "KilnTestSupport"]),
+            .testTarget(name: "BuildTests", dependencies: ["Build", "KilnArtifacts", "KilnTestSupport"]),
+            .testTarget(
+                name: "BakeTests",
+                dependencies: ["Bake", "Build", "KilnArtifacts", "KilnAWS", "KilnHTTP", "KilnTestSupport"]),
+            .testTarget(name: "UserDataTests", dependencies: ["UserData", "KilnArtifacts", "KilnTestSupport"]),
+            .testTarget(
+                name: "RotateTests",
+                dependencies: ["Rotate", "KilnArtifacts", "KilnAWS", "KilnHTTP", "KilnTestSupport"]),
+            .testTarget(name: "KilnAWSTests", dependencies: ["KilnAWS", "KilnTestSupport"]),
+            .testTarget(
+                name: "KilnExecutableTests",
+                dependencies: ["KilnCore", "KilnTestSupport"] + stageExecutables.map { .target(name: $0) }
+            ),
+            .testTarget(name: "StandInTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
+        ],
     swiftLanguageModes: [.v6]
 )

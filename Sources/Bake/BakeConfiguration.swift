@@ -9,7 +9,10 @@ public struct BakeFlags: Sendable {
     public var packer: String?
     public var sourceAMI: String?
     public var channel: String?
-    public init(role: BakeRole? = nil, template: String? = nil, packer: String? = nil, sourceAMI: String? = nil, channel: String? = nil) {
+    public init(
+        role: BakeRole? = nil, template: String? = nil, packer: String? = nil, sourceAMI: String? = nil,
+        channel: String? = nil
+    ) {
         self.role = role
         self.template = template
         self.packer = packer
@@ -51,7 +54,9 @@ public struct BakeConfiguration: Sendable {
     /// Where the pinned image was given, for messages.
     public var pinnedSourceLocation: String?
 
-    public static func load(_ settings: Settings, flags: BakeFlags, projectDirectory: String, executablePath: String?) throws -> BakeConfiguration {
+    public static func load(
+        _ settings: Settings, flags: BakeFlags, projectDirectory: String, executablePath: String?
+    ) throws -> BakeConfiguration {
         let file = settings.file
         if let section = file.node("bake") {
             _ = try file.mapping(section, "bake", allowed: keys)
@@ -64,7 +69,10 @@ public struct BakeConfiguration: Sendable {
         func string(_ key: String, flag: (String, String?)? = nil, env: String? = nil) throws -> Resolved<String>? {
             try settings.resolve(key, flag: flag.map { (name: $0.0, value: $0.1) }, environment: env)
         }
-        let role = try settings.require("bake.role", parsedFlag: (name: "role", value: flags.role), environment: "KILN_BAKE_ROLE", default: BakeRole.app).value
+        let role = try settings.require(
+            "bake.role", parsedFlag: (name: "role", value: flags.role), environment: "KILN_BAKE_ROLE",
+            default: BakeRole.app
+        ).value
 
         func inProject(_ path: String) -> String {
             path.hasPrefix("/") ? path : (projectDirectory as NSString).appendingPathComponent(path)
@@ -73,18 +81,23 @@ public struct BakeConfiguration: Sendable {
         if let given = try string("bake.template", flag: ("template", flags.template), env: "KILN_PACKER_TEMPLATE") {
             template = inProject(given.value)
             guard FileManager.default.fileExists(atPath: template) else {
-                throw KilnError.badConfiguration("Packer template \(given.value) (\(given.source)) not found at \(template)")
+                throw KilnError.badConfiguration(
+                    "Packer template \(given.value) (\(given.source)) not found at \(template)")
             }
         } else if let found = Self.defaultTemplate(projectDirectory: projectDirectory, executablePath: executablePath) {
             template = found
         } else {
             throw KilnError.badConfiguration(
-                "no Packer template: none at packer/kiln.pkr.hcl in the project and Kiln's own was not found; set bake.template in kiln.yml or --template")
+                "no Packer template: none at packer/kiln.pkr.hcl in the project and Kiln's own was not found; set bake.template in kiln.yml or --template"
+            )
         }
-        let playbooks = try string("bake.playbooks").map { inProject($0.value) }
+        let playbooks =
+            try string("bake.playbooks").map { inProject($0.value) }
             ?? ((template as NSString).deletingLastPathComponent as NSString).appendingPathComponent("ansible")
 
-        let communicator = try settings.require("bake.communicator", environment: "KILN_PACKER_COMMUNICATOR", default: "ssh").value
+        let communicator = try settings.require(
+            "bake.communicator", environment: "KILN_PACKER_COMMUNICATOR", default: "ssh"
+        ).value
         guard ["ssh", "winrm", "none"].contains(communicator) else {
             throw KilnError.badConfiguration("bake.communicator: expected ssh, winrm or none, got '\(communicator)'")
         }
@@ -99,7 +112,9 @@ public struct BakeConfiguration: Sendable {
         let accounts = try list("bake.share_with")
         for (index, account) in accounts.enumerated() where !(account.count == 12 && account.allSatisfy(\.isNumber)) {
             let node = file.node("bake.share_with").map { file.listOrOne($0, "") }?[index]
-            throw KilnError.badConfiguration("\(node.map(file.location) ?? "kiln.yml"): bake.share_with[\(index)]: expected a 12-digit AWS account id, got '\(account)'")
+            throw KilnError.badConfiguration(
+                "\(node.map(file.location) ?? "kiln.yml"): bake.share_with[\(index)]: expected a 12-digit AWS account id, got '\(account)'"
+            )
         }
         let variables = try file.node("bake.variables").map { try file.stringMap($0, "bake.variables") } ?? [:]
         let reserved = Set(PackerRun.kilnVariables)
@@ -130,7 +145,9 @@ public struct BakeConfiguration: Sendable {
         var candidates = [(projectDirectory as NSString).appendingPathComponent("packer/kiln.pkr.hcl")]
         if let executablePath {
             var folder = ((executablePath as NSString).resolvingSymlinksInPath as NSString).deletingLastPathComponent
-            candidates.append(((folder as NSString).deletingLastPathComponent as NSString).appendingPathComponent("share/kiln/packer/kiln.pkr.hcl"))
+            candidates.append(
+                ((folder as NSString).deletingLastPathComponent as NSString).appendingPathComponent(
+                    "share/kiln/packer/kiln.pkr.hcl"))
             while folder.count > 1 {
                 candidates.append((folder as NSString).appendingPathComponent("packer/kiln.pkr.hcl"))
                 folder = (folder as NSString).deletingLastPathComponent

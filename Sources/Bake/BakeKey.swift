@@ -46,7 +46,9 @@ public struct BakeKey: Sendable, Equatable {
     static func treeDigest(_ root: String) throws -> String {
         let manager = FileManager.default
         var isFolder: ObjCBool = false
-        guard manager.fileExists(atPath: root, isDirectory: &isFolder) else { return SHA256Digest.hex(of: Data("none".utf8)) }
+        guard manager.fileExists(atPath: root, isDirectory: &isFolder) else {
+            return SHA256Digest.hex(of: Data("none".utf8))
+        }
         guard isFolder.boolValue else { return try SHA256Digest.hex(ofFileAt: root) }
         var entries: [String] = []
         guard let walker = manager.enumerator(atPath: root) else {

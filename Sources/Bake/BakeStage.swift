@@ -1,6 +1,6 @@
 import Foundation
-import KilnArtifacts
 import KilnAWS
+import KilnArtifacts
 import KilnCore
 
 /// kiln-bake: decides what to bake from and whether to bake at all, runs
@@ -33,40 +33,52 @@ public struct BakeStage {
     @discardableResult
     public func run() throws -> ImageResult {
         let log = context.log
-        let configuration = try BakeConfiguration.load(context.settings, flags: flags, projectDirectory: projectDirectory, executablePath: executablePath)
+        let configuration = try BakeConfiguration.load(
+            context.settings, flags: flags, projectDirectory: projectDirectory, executablePath: executablePath)
         let inputs = try readInputs(configuration)
         let client = aws.client()
         let images = ImageCatalog(client: client)
 
         let source = try SourceImage.resolve(configuration, images: images)
-        log.line("bake: \(inputs.application) \(configuration.role.rawValue) \(inputs.version) from \(source.id) (\(source.reason))")
+        log.line(
+            "bake: \(inputs.application) \(configuration.role.rawValue) \(inputs.version) from \(source.id) (\(source.reason))"
+        )
         let key = try BakeKey(
             role: configuration.role, application: inputs.application, sourceAMI: source.id,
-            artifactSHA256: inputs.artifactSHA256, templatePath: configuration.template, playbooksPath: configuration.playbooks,
-            variables: configuration.variables, instanceType: configuration.instanceType, communicator: configuration.communicator)
+            artifactSHA256: inputs.artifactSHA256, templatePath: configuration.template,
+            playbooksPath: configuration.playbooks,
+            variables: configuration.variables, instanceType: configuration.instanceType,
+            communicator: configuration.communicator)
         log.line("bake key: \(key.value)")
 
         var result: ImageResult
         if let existing = try images.newest(withBakeKey: key.value) {
-            log.line("reused: \(existing.id) (\(existing.name ?? "no name")) already has bake key \(key.value); nothing is launched")
+            log.line(
+                "reused: \(existing.id) (\(existing.name ?? "no name")) already has bake key \(key.value); nothing is launched"
+            )
             result = ImageResult(
                 application: inputs.application, applicationVersion: existing.tags[KilnTag.version] ?? inputs.version,
                 commit: existing.tags[KilnTag.commit] ?? inputs.commit, role: configuration.role,
-                name: existing.name ?? existing.id, region: client.region, amiID: existing.id, amis: [client.region: existing.id],
+                name: existing.name ?? existing.id, region: client.region, amiID: existing.id,
+                amis: [client.region: existing.id],
                 sourceAMI: existing.tags[KilnTag.sourceAMI] ?? source.id, bakeKey: key.value, outcome: .reused,
                 packerSeconds: nil, pipelineID: context.job.pipelineID)
         } else {
-            result = try bake(configuration, inputs: inputs, source: source.id, key: key, client: client, images: images)
+            result = try bake(
+                configuration, inputs: inputs, source: source.id, key: key, client: client, images: images)
         }
         // Copies, shares and the channel: also on reuse, so that a re-run
         // finishes what a killed run left.
         let tags = try images.tags(of: result.amiID)
-        result.amis = try ImageDistribution(log: log, images: images, aws: aws, clock: context.clock).distribute(imageID: result.amiID, name: result.name, tags: tags, regions: configuration.regions, accounts: configuration.shareWith)
+        result.amis = try ImageDistribution(log: log, images: images, aws: aws, clock: context.clock).distribute(
+            imageID: result.amiID, name: result.name, tags: tags, regions: configuration.regions,
+            accounts: configuration.shareWith)
         if let channel = configuration.channel {
             let parameter = "/kiln/\(inputs.application)/\(configuration.role.rawValue)/\(channel)"
             for (region, ami) in result.amis.sorted(by: { $0.key < $1.key }) {
                 let regional = region == client.region ? client : aws.client(region: region)
-                let version = try regional.putParameter(parameter, value: ami, overwrite: true, description: "kiln-bake: \(result.name)")
+                let version = try regional.putParameter(
+                    parameter, value: ami, overwrite: true, description: "kiln-bake: \(result.name)")
                 log.line("channel: \(parameter) = \(ami) in \(region) (version \(version))")
             }
         }
@@ -79,26 +91,40 @@ public struct BakeStage {
         switch configuration.role {
         case .base:
             guard !configuration.application.isEmpty else {
-                throw KilnError.badConfiguration("no application name: set application in kiln.yml (or run in a job, where CI_PROJECT_NAME names it)")
+                throw KilnError.badConfiguration(
+                    "no application name: set application in kiln.yml (or run in a job, where CI_PROJECT_NAME names it)"
+                )
             }
             // A base image has no release of its own: it is named by the day it was made.
             let stamp = Self.timestamp(context.clock.now())
-            return Inputs(application: configuration.application, version: String(stamp.prefix(8)), commit: context.job.commitSHA ?? "", artifactPath: nil, artifactSHA256: nil)
+            return Inputs(
+                application: configuration.application, version: String(stamp.prefix(8)),
+                commit: context.job.commitSHA ?? "", artifactPath: nil, artifactSHA256: nil)
         case .app:
             let file = context.artifacts.path("build.json")
             let build = try context.artifacts.read(BuildResult.self).payload
             guard build.outcome == .passed, let artifact = build.artifact else {
-                throw KilnError.badArtifact("\(file): the build's outcome is '\(build.outcome.rawValue)' and it has no artifact; there is nothing to bake")
+                throw KilnError.badArtifact(
+                    "\(file): the build's outcome is '\(build.outcome.rawValue)' and it has no artifact; there is nothing to bake"
+                )
             }
-            let path = artifact.path.hasPrefix("/") ? artifact.path : (projectDirectory as NSString).appendingPathComponent(artifact.path)
+            let path =
+                artifact.path.hasPrefix("/")
+                ? artifact.path : (projectDirectory as NSString).appendingPathComponent(artifact.path)
             guard FileManager.default.fileExists(atPath: path) else {
-                throw KilnError.badArtifact("\(file): artifact.path '\(artifact.path)' does not exist (looked at \(path)); was it passed on as a job artifact?")
+                throw KilnError.badArtifact(
+                    "\(file): artifact.path '\(artifact.path)' does not exist (looked at \(path)); was it passed on as a job artifact?"
+                )
             }
             let digest = try SHA256Digest.hex(ofFileAt: path)
             guard digest == artifact.sha256.lowercased() else {
-                throw KilnError.badArtifact("\(file): artifact.sha256 is \(artifact.sha256) but \(artifact.path) has SHA-256 \(digest); the artifact changed after the build")
+                throw KilnError.badArtifact(
+                    "\(file): artifact.sha256 is \(artifact.sha256) but \(artifact.path) has SHA-256 \(digest); the artifact changed after the build"
+                )
             }
-            return Inputs(application: build.application, version: build.applicationVersion, commit: build.commit, artifactPath: path, artifactSHA256: digest)
+            return Inputs(
+                application: build.application, version: build.applicationVersion, commit: build.commit,
+                artifactPath: path, artifactSHA256: digest)
         }
     }
 
@@ -119,11 +145,13 @@ public struct BakeStage {
     }
 
     func bake(
-        _ configuration: BakeConfiguration, inputs: Inputs, source: String, key: BakeKey, client: AWSClient, images: ImageCatalog
+        _ configuration: BakeConfiguration, inputs: Inputs, source: String, key: BakeKey, client: AWSClient,
+        images: ImageCatalog
     ) throws -> ImageResult {
         let log = context.log
         let started = context.clock.now()
-        let name = Self.imageName(application: inputs.application, role: configuration.role, version: inputs.version, time: started)
+        let name = Self.imageName(
+            application: inputs.application, role: configuration.role, version: inputs.version, time: started)
         let builtAt = ISO8601DateFormatter()
         builtAt.formatOptions = [.withInternetDateTime]
         let tags = [
@@ -141,13 +169,16 @@ public struct BakeStage {
         variables.merge([
             "source_ami": .string(source), "ami_name": .string(name), "region": .string(client.region),
             "instance_type": .string(configuration.instanceType), "subnet_id": .string(configuration.subnet ?? ""),
-            "tags": .map(tags), "role": .string(configuration.role.rawValue), "application": .string(inputs.application),
+            "tags": .map(tags), "role": .string(configuration.role.rawValue),
+            "application": .string(inputs.application),
             "application_version": .string(inputs.version),
             "artifact": .string(inputs.artifactPath ?? ""), "artifact_sha256": .string(inputs.artifactSHA256 ?? ""),
             "playbooks_dir": .string(configuration.playbooks), "communicator": .string(configuration.communicator),
             // Only when AWS_ENDPOINT_URL(_EC2) points elsewhere (a stand-in): Packer's
             // SDK does not read those variables itself.
-            "ec2_endpoint": .string(context.job["AWS_ENDPOINT_URL_EC2"] ?? context.job["AWS_ENDPOINT_URL"] != nil ? client.endpoints.url(for: .ec2) : ""),
+            "ec2_endpoint": .string(
+                context.job["AWS_ENDPOINT_URL_EC2"] ?? context.job["AWS_ENDPOINT_URL"] != nil
+                    ? client.endpoints.url(for: .ec2) : ""),
         ]) { $1 }
 
         let credentials = try client.credentials.resolved().credentials
@@ -172,14 +203,18 @@ public struct BakeStage {
         }
         let seconds = (outcome.result.duration * 10).rounded() / 10
         guard outcome.result.termination.succeeded, let artifact = outcome.output.amazonArtifact,
-              let amiID = artifact.amisByRegion[client.region]
+            let amiID = artifact.amisByRegion[client.region]
         else {
             images.removeLeftovers(named: name, log: log)
-            let message = outcome.output.failureMessage
-                ?? (outcome.result.termination.succeeded ? "Packer reported no amazon-ebs artifact for \(client.region)" : "no error line; last output:\n\(outcome.result.tail.suffix(2000))")
+            let message =
+                outcome.output.failureMessage
+                ?? (outcome.result.termination.succeeded
+                    ? "Packer reported no amazon-ebs artifact for \(client.region)"
+                    : "no error line; last output:\n\(outcome.result.tail.suffix(2000))")
             throw KilnError(
                 PackerFailureKind.exitStatus(for: message),
-                "packer build failed (\(outcome.result.termination)) after \(LogWriter.formatDuration(seconds)); no image was kept:\n\(message)")
+                "packer build failed (\(outcome.result.termination)) after \(LogWriter.formatDuration(seconds)); no image was kept:\n\(message)"
+            )
         }
         log.line("packer: \(amiID) in \(client.region) after \(LogWriter.formatDuration(seconds))")
         // Whatever the template does with `tags`, the image and its snapshots get Kiln's.
@@ -187,14 +222,16 @@ public struct BakeStage {
         return ImageResult(
             application: inputs.application, applicationVersion: inputs.version, commit: inputs.commit,
             role: configuration.role, name: name, region: client.region, amiID: amiID, amis: [client.region: amiID],
-            sourceAMI: source, bakeKey: key.value, outcome: .baked, packerSeconds: seconds, pipelineID: context.job.pipelineID)
+            sourceAMI: source, bakeKey: key.value, outcome: .baked, packerSeconds: seconds,
+            pipelineID: context.job.pipelineID)
     }
 
     /// Packer 1.7+ wants the amazon plugin declared (and `packer init`):
     /// `plugins.pkr.hcl` beside the template is added, in a folder of its own
     /// with the template, only for such a Packer; 1.6.6 builds the file alone.
     func withPluginsIfSupported(_ run: PackerRun, scratch: String) throws -> PackerRun {
-        let plugins = ((run.template as NSString).deletingLastPathComponent as NSString).appendingPathComponent("plugins.pkr.hcl")
+        let plugins = ((run.template as NSString).deletingLastPathComponent as NSString).appendingPathComponent(
+            "plugins.pkr.hcl")
         guard FileManager.default.fileExists(atPath: plugins) else { return run }
         let version = try PackerRun.version(packer: run.packer, runner: context.runner, environment: run.environment)
         guard version.lexicographicallyPrecedes([1, 7]) == false else { return run }
@@ -203,7 +240,9 @@ public struct BakeStage {
         try FileManager.default.createSymbolicLink(atPath: "\(folder)/kiln.pkr.hcl", withDestinationPath: run.template)
         try FileManager.default.createSymbolicLink(atPath: "\(folder)/plugins.pkr.hcl", withDestinationPath: plugins)
         _ = try context.log.section("kiln_packer_init", title: "packer init", collapsed: true) {
-            try context.runner.check(Command(run.packer, ["init", folder], environment: run.environment), what: "packer init", failure: .serviceUnavailable)
+            try context.runner.check(
+                Command(run.packer, ["init", folder], environment: run.environment), what: "packer init",
+                failure: .serviceUnavailable)
         }
         var withPlugins = run
         withPlugins.template = folder

@@ -1,6 +1,6 @@
 import Foundation
-import KilnArtifacts
 import KilnAWS
+import KilnArtifacts
 import KilnCore
 
 /// This account's images in one region, as Kiln looks at them.
@@ -20,8 +20,10 @@ public struct ImageCatalog: Sendable {
     }
 
     public func newest(withBakeKey key: String) throws -> MachineImage? {
-        Self.newestFirst(try client.describeImages(
-            owners: ["self"], filters: [("tag:\(KilnTag.bakeKey)", [key]), ("state", ["available"])])).first
+        Self.newestFirst(
+            try client.describeImages(
+                owners: ["self"], filters: [("tag:\(KilnTag.bakeKey)", [key]), ("state", ["available"])])
+        ).first
     }
 
     public func tags(of imageID: String) throws -> [String: String] {
@@ -53,7 +55,8 @@ public struct ImageCatalog: Sendable {
                 log.line("cleanup: deleted snapshot \(snapshot.id) of \(name) left by the failed build")
             }
         } catch {
-            log.warning("cleanup: could not check for images named \(name) in \(client.region): \(error); look for it by hand")
+            log.warning(
+                "cleanup: could not check for images named \(name) in \(client.region): \(error); look for it by hand")
         }
     }
 
@@ -78,7 +81,8 @@ public struct SourceImage: Sendable, Equatable {
             do {
                 found = try client.describeImages(imageIDs: [pinned])
             } catch let error as AWSError where error.code.hasPrefix("InvalidAMIID") {
-                throw KilnError.badConfiguration("source AMI \(pinned) (\(where_)) does not exist in \(client.region): \(error.message)")
+                throw KilnError.badConfiguration(
+                    "source AMI \(pinned) (\(where_)) does not exist in \(client.region): \(error.message)")
             }
             guard let image = found.first else {
                 throw KilnError.badConfiguration("source AMI \(pinned) (\(where_)) does not exist in \(client.region)")
@@ -94,15 +98,21 @@ public struct SourceImage: Sendable, Equatable {
                 owners: [configuration.baseOwner],
                 filters: [("name", [configuration.baseNamePattern]), ("state", ["available"])])
             guard let newest = newestRelease(candidates.filter { isLTS($0.name ?? "") }).first else {
-                throw KilnError(.serviceUnavailable,
-                    "no available Ubuntu LTS image of owner \(configuration.baseOwner) named \(configuration.baseNamePattern) in \(client.region) (bake.base.owner, bake.base.name)")
+                throw KilnError(
+                    .serviceUnavailable,
+                    "no available Ubuntu LTS image of owner \(configuration.baseOwner) named \(configuration.baseNamePattern) in \(client.region) (bake.base.owner, bake.base.name)"
+                )
             }
-            return SourceImage(id: newest.id, reason: "newest of \(candidates.count) named \(configuration.baseNamePattern): \(newest.name ?? "")")
+            return SourceImage(
+                id: newest.id,
+                reason: "newest of \(candidates.count) named \(configuration.baseNamePattern): \(newest.name ?? "")")
         case .app:
-            let bases = try client.describeImages(owners: ["self"], filters: [("tag:\(KilnTag.role)", ["base"]), ("state", ["available"])])
+            let bases = try client.describeImages(
+                owners: ["self"], filters: [("tag:\(KilnTag.role)", ["base"]), ("state", ["available"])])
             guard let newest = ImageCatalog.newestFirst(bases).first else {
                 throw KilnError.badConfiguration(
-                    "no base image in \(client.region): bake one with 'kiln-bake --role base' (the scheduled pipeline), or pin bake.source_ami in kiln.yml")
+                    "no base image in \(client.region): bake one with 'kiln-bake --role base' (the scheduled pipeline), or pin bake.source_ami in kiln.yml"
+                )
             }
             return SourceImage(id: newest.id, reason: "newest Kiln base image: \(newest.name ?? "")")
         }
@@ -111,8 +121,12 @@ public struct SourceImage: Sendable, Equatable {
     /// The release in an Ubuntu image name (`ubuntu-jammy-22.04-amd64-server-…` -> 22.04).
     public static func release(_ name: String) -> (year: Int, month: Int)? {
         let parts = name.split(whereSeparator: { $0 == "-" || $0 == "/" })
-        guard let word = parts.first(where: { $0.count == 5 && $0.dropFirst(2).first == "." && $0.filter(\.isNumber).count == 4 }),
-              let year = Int(word.prefix(2)), let month = Int(word.suffix(2)) else { return nil }
+        guard
+            let word = parts.first(where: {
+                $0.count == 5 && $0.dropFirst(2).first == "." && $0.filter(\.isNumber).count == 4
+            }),
+            let year = Int(word.prefix(2)), let month = Int(word.suffix(2))
+        else { return nil }
         return (year, month)
     }
 
@@ -156,7 +170,9 @@ public struct ImageDistribution: Sendable {
         self.clock = clock
     }
 
-    public func distribute(imageID: String, name: String, tags: [String: String], regions: [String], accounts: [String]) throws -> [String: String] {
+    public func distribute(
+        imageID: String, name: String, tags: [String: String], regions: [String], accounts: [String]
+    ) throws -> [String: String] {
         let home = images.client.region
         var amis = [home: imageID]
         let others = Array(Set(regions).subtracting([home])).sorted()
@@ -164,7 +180,9 @@ public struct ImageDistribution: Sendable {
             let key = tags[KilnTag.bakeKey] ?? ""
             // Concurrently: a copy takes minutes in AWS.
             let results = Parallel.map(others) { region in
-                try copy(imageID: imageID, name: name, key: key, tags: tags, to: ImageCatalog(client: aws.client(region: region)))
+                try copy(
+                    imageID: imageID, name: name, key: key, tags: tags,
+                    to: ImageCatalog(client: aws.client(region: region)))
             }
             for (region, result) in zip(others, results) {
                 amis[region] = try result.get()
@@ -180,7 +198,9 @@ public struct ImageDistribution: Sendable {
         return amis
     }
 
-    func copy(imageID: String, name: String, key: String, tags: [String: String], to target: ImageCatalog) throws -> String {
+    func copy(
+        imageID: String, name: String, key: String, tags: [String: String], to target: ImageCatalog
+    ) throws -> String {
         let region = target.client.region
         if let existing = Self.existing(key: key, in: target) {
             log.line("copy: \(region) already has \(existing) with this bake key")
@@ -203,7 +223,10 @@ public struct ImageDistribution: Sendable {
                 throw KilnError(.serviceUnavailable, "copy of \(imageID) to \(region) (\(copied)) ended \(state)")
             }
             guard clock.now() < deadline else {
-                throw KilnError(.temporaryFailure, "copy of \(imageID) to \(region) (\(copied)) still \(state) after \(LogWriter.formatDuration(copyTimeout)); re-run the job to go on")
+                throw KilnError(
+                    .temporaryFailure,
+                    "copy of \(imageID) to \(region) (\(copied)) still \(state) after \(LogWriter.formatDuration(copyTimeout)); re-run the job to go on"
+                )
             }
             clock.sleep(copyPoll)
         }
@@ -214,7 +237,8 @@ public struct ImageDistribution: Sendable {
 
     static func existing(key: String, in catalog: ImageCatalog) -> String? {
         guard !key.isEmpty else { return nil }
-        let images = (try? catalog.client.describeImages(owners: ["self"], filters: [("tag:\(KilnTag.bakeKey)", [key])])) ?? []
+        let images =
+            (try? catalog.client.describeImages(owners: ["self"], filters: [("tag:\(KilnTag.bakeKey)", [key])])) ?? []
         return ImageCatalog.newestFirst(images.filter { $0.state == .available || $0.state == .pending }).first?.id
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
-import KilnArtifacts
 import KilnAWS
+import KilnArtifacts
 import KilnCore
 
 /// What prune did (or, with --dry-run, would do) to one image.
@@ -24,7 +24,9 @@ public struct ImagePrune {
     public let dryRun: Bool
     public let executablePath: String?
 
-    public init(context: StageContext, aws: AWSEnvironment, flags: BakeFlags, keep: Int?, dryRun: Bool, executablePath: String?) {
+    public init(
+        context: StageContext, aws: AWSEnvironment, flags: BakeFlags, keep: Int?, dryRun: Bool, executablePath: String?
+    ) {
         self.context = context
         self.aws = aws
         self.flags = flags
@@ -50,20 +52,25 @@ public struct ImagePrune {
             decisions += try prune(client: client, application: configuration.application, keep: keep)
         }
         for decision in decisions {
-            log.line("\(dryRun && decision.deregister ? "would deregister" : decision.action): \(decision.imageID) \(decision.name) (\(decision.region))")
+            log.line(
+                "\(dryRun && decision.deregister ? "would deregister" : decision.action): \(decision.imageID) \(decision.name) (\(decision.region))"
+            )
         }
         return decisions
     }
 
     func prune(client: AWSClient, application: String, keep: Int) throws -> [PruneDecision] {
         let catalog = ImageCatalog(client: client)
-        let images = try client.describeImages(owners: ["self"], filters: [("tag:\(KilnTag.application)", [application])])
+        let images = try client.describeImages(
+            owners: ["self"], filters: [("tag:\(KilnTag.application)", [application])])
         let references = try self.references(client: client, application: application)
         var decisions: [PruneDecision] = []
         let byRole = Dictionary(grouping: images) { $0.tags[KilnTag.role] ?? "" }
         for role in byRole.keys.sorted() {
             for (index, image) in ImageCatalog.newestFirst(byRole[role] ?? []).enumerated() {
-                var decision = PruneDecision(region: client.region, imageID: image.id, name: image.name ?? "", action: "deregister", deregister: true)
+                var decision = PruneDecision(
+                    region: client.region, imageID: image.id, name: image.name ?? "", action: "deregister",
+                    deregister: true)
                 if index < keep {
                     decision.action = "keep (newest \(keep) of \(role))"
                     decision.deregister = false
@@ -92,7 +99,8 @@ public struct ImagePrune {
             }
         }
         let live = ["pending", "running", "stopping", "stopped", "shutting-down"]
-        for instance in try client.describeInstances(filters: [("instance-state-name", live)]) where uses[instance.imageID] == nil {
+        for instance in try client.describeInstances(filters: [("instance-state-name", live)])
+        where uses[instance.imageID] == nil {
             uses[instance.imageID] = "instance \(instance.id) is \(instance.state)"
         }
         // Channels: every parameter under /kiln/<app>/ (GetParametersByPath, every page).
@@ -102,7 +110,9 @@ public struct ImagePrune {
             if let token { body["NextToken"] = token }
             let answer = try client.json(.ssm, target: "AmazonSSM.GetParametersByPath", body)
             for parameter in answer["Parameters"] as? [[String: Any]] ?? [] {
-                if let value = parameter["Value"] as? String, let name = parameter["Name"] as? String, uses[value] == nil {
+                if let value = parameter["Value"] as? String, let name = parameter["Name"] as? String,
+                    uses[value] == nil
+                {
                     uses[value] = "channel \(name)"
                 }
             }

@@ -75,7 +75,8 @@ public struct PackerOutput: Sendable, Equatable {
         case "artifact":
             guard record.data.count >= 2, let index = Int(record.data[0]) else { return }
             let value = record.data.count >= 3 ? record.data[2...].joined(separator: ",") : ""
-            var artifact = artifacts.first { $0.target == record.target && $0.index == index }
+            var artifact =
+                artifacts.first { $0.target == record.target && $0.index == index }
                 ?? PackerArtifact(target: record.target, index: index)
             switch record.data[1] {
             case "builder-id": artifact.builderID = value

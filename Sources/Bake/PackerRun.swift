@@ -38,7 +38,10 @@ public struct PackerRun: Sendable {
         public var result: ProcessResult
     }
 
-    public init(packer: String, template: String, variables: [String: VariableValue], environment: [String: String], workingDirectory: String) {
+    public init(
+        packer: String, template: String, variables: [String: VariableValue], environment: [String: String],
+        workingDirectory: String
+    ) {
         self.packer = packer
         self.template = template
         self.variables = variables
@@ -55,9 +58,15 @@ public struct PackerRun: Sendable {
         var environment = job
         environment["AWS_ACCESS_KEY_ID"] = accessKeyID
         environment["AWS_SECRET_ACCESS_KEY"] = secretAccessKey
-        if let sessionToken { environment["AWS_SESSION_TOKEN"] = sessionToken } else { environment["AWS_SESSION_TOKEN"] = nil }
+        if let sessionToken {
+            environment["AWS_SESSION_TOKEN"] = sessionToken
+        } else {
+            environment["AWS_SESSION_TOKEN"] = nil
+        }
         // The credentials above win; a profile or role would only confuse the SDK.
-        for name in ["AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"] { environment[name] = nil }
+        for name in ["AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"] {
+            environment[name] = nil
+        }
         environment["AWS_REGION"] = region
         environment["AWS_DEFAULT_REGION"] = region
         environment["CHECKPOINT_DISABLE"] = "1"  // no call to checkpoint-api.hashicorp.com
@@ -70,9 +79,13 @@ public struct PackerRun: Sendable {
         let result = try runner.run(Command(packer, ["version"], environment: environment), output: .capture)
         let text = String(decoding: result.standardOutput, as: UTF8.self)
         guard result.termination.succeeded,
-              let word = text.split(whereSeparator: \.isWhitespace).first(where: { $0.hasPrefix("v") && $0.dropFirst().first?.isNumber == true })
+            let word = text.split(whereSeparator: \.isWhitespace).first(where: {
+                $0.hasPrefix("v") && $0.dropFirst().first?.isNumber == true
+            })
         else {
-            throw KilnError(.badConfiguration, "\(packer) version: not a Packer I understand (\(result.termination)): \(text.prefix(200))")
+            throw KilnError(
+                .badConfiguration,
+                "\(packer) version: not a Packer I understand (\(result.termination)): \(text.prefix(200))")
         }
         return word.dropFirst().split(separator: ".").map { Int($0.prefix(while: \.isNumber)) ?? 0 }
     }
@@ -89,7 +102,9 @@ public struct PackerRun: Sendable {
         let command = Command(
             packer, ["build", "-machine-readable", "-color=false", "-var-file=\(varFile)", template],
             environment: environment, workingDirectory: workingDirectory)
-        let result = try log.section("kiln_packer", title: "packer build \((template as NSString).lastPathComponent)", collapsed: true) {
+        let result = try log.section(
+            "kiln_packer", title: "packer build \((template as NSString).lastPathComponent)", collapsed: true
+        ) {
             // GitLab's SIGTERM becomes SIGINT: Packer's signal to stop and clean up.
             try runner.run(command, forwarding: { _ in SIGINT })
         }

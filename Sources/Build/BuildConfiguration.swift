@@ -34,7 +34,9 @@ public struct BuildConfiguration: Sendable, Equatable {
     public static func load(_ settings: Settings) throws -> BuildConfiguration {
         let file = settings.file
         guard let section = file.node("build") else {
-            throw KilnError.badConfiguration("\(file.path ?? "kiln.yml"): no 'build' section: kiln-build needs build.commands or build.test, and build.package")
+            throw KilnError.badConfiguration(
+                "\(file.path ?? "kiln.yml"): no 'build' section: kiln-build needs build.commands or build.test, and build.package"
+            )
         }
         let entries = try file.mapping(section, "build", allowed: keys)
         let defaultTimeout = try entries["timeout"].map { try file.value($0, "build.timeout", as: Seconds.self) }
@@ -43,7 +45,9 @@ public struct BuildConfiguration: Sendable, Equatable {
             return try file.listOrOne(node, "build.\(key)").enumerated().map { index, item in
                 let keyPath = "build.\(key)[\(index)]"
                 if case .scalar(let line, _) = item {
-                    return ProjectCommand(name: "\(key) \(index + 1)", run: line, environment: [:], timeout: defaultTimeout, location: file.location(item))
+                    return ProjectCommand(
+                        name: "\(key) \(index + 1)", run: line, environment: [:], timeout: defaultTimeout,
+                        location: file.location(item))
                 }
                 let fields = try file.mapping(item, keyPath, allowed: ["run", "name", "env", "timeout"])
                 guard let run = fields["run"] else { throw file.fail(item, keyPath, "a command needs 'run'") }
@@ -51,7 +55,8 @@ public struct BuildConfiguration: Sendable, Equatable {
                     name: try fields["name"].map { try file.scalar($0, "\(keyPath).name") } ?? "\(key) \(index + 1)",
                     run: try file.scalar(run, "\(keyPath).run"),
                     environment: try fields["env"].map { try file.stringMap($0, "\(keyPath).env") } ?? [:],
-                    timeout: try fields["timeout"].map { try file.value($0, "\(keyPath).timeout", as: Seconds.self) } ?? defaultTimeout,
+                    timeout: try fields["timeout"].map { try file.value($0, "\(keyPath).timeout", as: Seconds.self) }
+                        ?? defaultTimeout,
                     location: file.location(item))
             }
         }
@@ -60,17 +65,22 @@ public struct BuildConfiguration: Sendable, Equatable {
         guard !built.isEmpty || !tests.isEmpty else {
             throw file.fail(section, "build", "neither build.commands nor build.test is given")
         }
-        let junit = try entries["junit"].map { node in
-            try file.listOrOne(node, "build.junit").enumerated().map { try file.scalar($1, "build.junit[\($0)]") }
-        } ?? []
+        let junit =
+            try entries["junit"].map { node in
+                try file.listOrOne(node, "build.junit").enumerated().map { try file.scalar($1, "build.junit[\($0)]") }
+            } ?? []
         guard let packageNode = entries["package"] else {
-            throw file.fail(section, "build.package", "missing: name the files to pack (package.paths) or the file to hand on (package.file)")
+            throw file.fail(
+                section, "build.package",
+                "missing: name the files to pack (package.paths) or the file to hand on (package.file)")
         }
         let packageFields = try file.mapping(packageNode, "build.package", allowed: ["paths", "file"])
         let package: PackageSpecification
         switch (packageFields["paths"], packageFields["file"]) {
         case (let paths?, nil):
-            let list = try file.listOrOne(paths, "build.package.paths").enumerated().map { try file.scalar($1, "build.package.paths[\($0)]") }
+            let list = try file.listOrOne(paths, "build.package.paths").enumerated().map {
+                try file.scalar($1, "build.package.paths[\($0)]")
+            }
             guard !list.isEmpty else { throw file.fail(paths, "build.package.paths", "is empty") }
             package = .paths(list)
         case (nil, let single?):
@@ -79,7 +89,9 @@ public struct BuildConfiguration: Sendable, Equatable {
             throw file.fail(packageNode, "build.package", "give exactly one of paths or file")
         }
         guard let application = try settings.application() else {
-            throw KilnError.badConfiguration("application is not set; give it as KILN_APPLICATION, or 'application' in kiln.yml (in a job, CI_PROJECT_NAME names it)")
+            throw KilnError.badConfiguration(
+                "application is not set; give it as KILN_APPLICATION, or 'application' in kiln.yml (in a job, CI_PROJECT_NAME names it)"
+            )
         }
         return BuildConfiguration(
             application: application.value, commands: built, tests: tests, junit: junit, package: package,

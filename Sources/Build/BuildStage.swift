@@ -48,7 +48,9 @@ public struct BuildStage {
             guard run.succeeded else {
                 result.commands = runs
                 try write(result)
-                throw KilnError(.projectFailed, "build command '\(command.name)' (\(command.location)) \(run.status): \(command.run)")
+                throw KilnError(
+                    .projectFailed,
+                    "build command '\(command.name)' (\(command.location)) \(run.status): \(command.run)")
             }
         }
         // Test commands: a failure still lets the reports be collected.
@@ -69,14 +71,18 @@ public struct BuildStage {
         }
         if let (command, run) = failedTest {
             try write(result)
-            throw KilnError(.projectFailed, "test command '\(command.name)' (\(command.location)) \(run.status): \(command.run)")
+            throw KilnError(
+                .projectFailed, "test command '\(command.name)' (\(command.location)) \(run.status): \(command.run)")
         }
 
         let artifactName = "\(Self.fileSafe(configuration.application))-\(Self.fileSafe(version)).tar.gz"
         let time = Int(context.job["SOURCE_DATE_EPOCH"] ?? "") ?? Int(checkout.commitTime?.timeIntervalSince1970 ?? 0)
         result.artifact = try log.section("kiln_package", title: "Packaging \(configuration.application) \(version)") {
-            try Packager(runner: context.runner, projectDirectory: projectDirectory, artifactsDirectory: context.artifacts.directory)
-                .package(configuration.package, name: artifactName, time: time, location: configuration.location)
+            try Packager(
+                runner: context.runner, projectDirectory: projectDirectory,
+                artifactsDirectory: context.artifacts.directory
+            )
+            .package(configuration.package, name: artifactName, time: time, location: configuration.location)
         }
         result.outcome = .passed
         try write(result)
@@ -86,7 +92,9 @@ public struct BuildStage {
         return result
     }
 
-    private func execute(_ command: ProjectCommand, phase: BuildResult.Phase, environment: [String: String]) throws -> BuildResult.CommandRun {
+    private func execute(
+        _ command: ProjectCommand, phase: BuildResult.Phase, environment: [String: String]
+    ) throws -> BuildResult.CommandRun {
         var environment = environment
         environment.merge(command.environment) { $1 }
         let result = try context.log.section("\(phase.rawValue)_\(command.name)", title: "$ \(command.run)") {
@@ -94,12 +102,14 @@ public struct BuildStage {
                 .shell(command.run, environment: environment, workingDirectory: projectDirectory),
                 timeout: command.timeout?.value)
         }
-        let status: String = result.timedOut
+        let status: String =
+            result.timedOut
             ? "timed out after \(LogWriter.formatDuration(command.timeout?.value ?? 0)) and was stopped"
             : result.termination.succeeded ? "exit 0" : "failed with \(result.termination)"
         context.log.line("\(command.name): \(status) in \(LogWriter.formatDuration(result.duration))")
         return .init(
-            name: command.name, command: command.run, phase: phase, durationSeconds: (result.duration * 1000).rounded() / 1000,
+            name: command.name, command: command.run, phase: phase,
+            durationSeconds: (result.duration * 1000).rounded() / 1000,
             status: status, succeeded: result.termination.succeeded && !result.timedOut)
     }
 
@@ -108,7 +118,8 @@ public struct BuildStage {
         let merged = context.artifacts.path("junit.xml")
         try AtomicFile.write(Data(JUnitReports.merged(suites, counts: counts).utf8), to: merged)
         context.log.line("tests: \(counts.summary) (\(files.count) report\(files.count == 1 ? "" : "s"))")
-        let relative = merged.hasPrefix(projectDirectory + "/") ? String(merged.dropFirst(projectDirectory.count + 1)) : merged
+        let relative =
+            merged.hasPrefix(projectDirectory + "/") ? String(merged.dropFirst(projectDirectory.count + 1)) : merged
         return .init(counts: counts, reports: files, merged: relative)
     }
 

@@ -13,12 +13,16 @@ public struct JUnitError: ExitStatusProviding, CustomStringConvertible, Sendable
 /// Finds the reports the `build.junit` globs name, checks each is JUnit,
 /// and merges them into one `<testsuites>` for `artifacts:reports:junit`.
 public enum JUnitReports {
-    public static func collect(globs: [String], in folder: String) throws -> (files: [String], suites: [XMLElement], counts: TestCounts) {
+    public static func collect(
+        globs: [String], in folder: String
+    ) throws -> (files: [String], suites: [XMLElement], counts: TestCounts) {
         var files: [String] = []
         for pattern in globs {
             let matches = Glob.match(pattern, in: folder)
             guard !matches.isEmpty else {
-                throw JUnitError(message: "build.junit: '\(pattern)' matches no file in \(folder); did the tests write their report?")
+                throw JUnitError(
+                    message: "build.junit: '\(pattern)' matches no file in \(folder); did the tests write their report?"
+                )
             }
             files += matches.filter { !files.contains($0) }
         }
@@ -39,7 +43,11 @@ public enum JUnitReports {
             switch root.name {
             case "testsuites": found = root.all("testsuite")
             case "testsuite": found = [root]
-            default: throw JUnitError(message: "\(file): not a JUnit report: the root element is <\(root.name)>, not <testsuites> or <testsuite>")
+            default:
+                throw JUnitError(
+                    message:
+                        "\(file): not a JUnit report: the root element is <\(root.name)>, not <testsuites> or <testsuite>"
+                )
             }
             for suite in found {
                 count(suite, into: &counts)
@@ -54,7 +62,13 @@ public enum JUnitReports {
             switch child.name {
             case "testcase":
                 counts.tests += 1
-                if child["failure"] != nil { counts.failures += 1 } else if child["error"] != nil { counts.errors += 1 } else if child["skipped"] != nil { counts.skipped += 1 }
+                if child["failure"] != nil {
+                    counts.failures += 1
+                } else if child["error"] != nil {
+                    counts.errors += 1
+                } else if child["skipped"] != nil {
+                    counts.skipped += 1
+                }
             case "testsuite":
                 count(child, into: &counts)
             default:
@@ -67,7 +81,10 @@ public enum JUnitReports {
     public static func merged(_ suites: [XMLElement], counts: TestCounts) -> String {
         let root = XMLElement(
             name: "testsuites",
-            attributes: ["tests": "\(counts.tests)", "failures": "\(counts.failures)", "errors": "\(counts.errors)", "skipped": "\(counts.skipped)"],
+            attributes: [
+                "tests": "\(counts.tests)", "failures": "\(counts.failures)", "errors": "\(counts.errors)",
+                "skipped": "\(counts.skipped)",
+            ],
             children: suites)
         return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" + root.serialized()
     }
@@ -84,11 +101,15 @@ public enum Glob {
         return Array(Set(results)).sorted()
     }
 
-    private static func walk(_ segments: ArraySlice<String>, relative: String, folder: String, into results: inout [String]) {
+    private static func walk(
+        _ segments: ArraySlice<String>, relative: String, folder: String, into results: inout [String]
+    ) {
         let here = relative.isEmpty ? folder : (folder as NSString).appendingPathComponent(relative)
         guard let segment = segments.first else {
             var isFolder: ObjCBool = false
-            if FileManager.default.fileExists(atPath: here, isDirectory: &isFolder), !isFolder.boolValue { results.append(relative) }
+            if FileManager.default.fileExists(atPath: here, isDirectory: &isFolder), !isFolder.boolValue {
+                results.append(relative)
+            }
             return
         }
         let rest = segments.dropFirst()

@@ -17,18 +17,22 @@ public struct Packager {
         self.artifactsDirectory = artifactsDirectory
     }
 
-    public func package(_ specification: PackageSpecification, name: String, time: Int, location: String) throws -> ApplicationArtifact {
+    public func package(
+        _ specification: PackageSpecification, name: String, time: Int, location: String
+    ) throws -> ApplicationArtifact {
         switch specification {
         case .file(let file):
             let path = absolute(file)
             var isFolder: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue else {
-                throw KilnError(.projectFailed, "build.package.file (\(location)): \(file) is not a file after the build")
+                throw KilnError(
+                    .projectFailed, "build.package.file (\(location)): \(file) is not a file after the build")
             }
             return try describe(path, kind: .file)
         case .paths(let paths):
             for path in paths where !FileManager.default.fileExists(atPath: absolute(path)) {
-                throw KilnError(.projectFailed, "build.package.paths (\(location)): \(path) does not exist after the build")
+                throw KilnError(
+                    .projectFailed, "build.package.paths (\(location)): \(path) does not exist after the build")
             }
             try FileManager.default.createDirectory(atPath: artifactsDirectory, withIntermediateDirectories: true)
             let target = (artifactsDirectory as NSString).appendingPathComponent(name)
@@ -36,13 +40,15 @@ public struct Packager {
             defer { try? FileManager.default.removeItem(atPath: partial) }
             let members = paths.map { $0.hasPrefix("/") ? $0 : "./" + $0.trimmingSuffix("/") }
             try runner.check(
-                Command("tar", [
-                    "--create", "--file=\(partial)", "--use-compress-program=gzip -n -6",
-                    "--format=gnu", "--sort=name", "--mtime=@\(time)", "--owner=0", "--group=0", "--numeric-owner",
-                    "--mode=a+rX,u+w,go-w", "--no-acls", "--no-xattrs", "--no-selinux",
-                    "--exclude=./\(relative(artifactsDirectory))",
-                    "--directory=\(projectDirectory)", "--",
-                ] + members),
+                Command(
+                    "tar",
+                    [
+                        "--create", "--file=\(partial)", "--use-compress-program=gzip -n -6",
+                        "--format=gnu", "--sort=name", "--mtime=@\(time)", "--owner=0", "--group=0", "--numeric-owner",
+                        "--mode=a+rX,u+w,go-w", "--no-acls", "--no-xattrs", "--no-selinux",
+                        "--exclude=./\(relative(artifactsDirectory))",
+                        "--directory=\(projectDirectory)", "--",
+                    ] + members),
                 what: "packing \(name)", failure: .projectFailed)
             guard rename(partial, target) == 0 else { throw SystemCallError("rename \(partial)", errno: errno) }
             return try describe(target, kind: .tarGz)
@@ -60,7 +66,8 @@ public struct Packager {
 
     private func describe(_ path: String, kind: ApplicationArtifact.Kind) throws -> ApplicationArtifact {
         let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
-        return ApplicationArtifact(path: relative(path), size: size, sha256: try SHA256Digest.hex(ofFileAt: path), kind: kind)
+        return ApplicationArtifact(
+            path: relative(path), size: size, sha256: try SHA256Digest.hex(ofFileAt: path), kind: kind)
     }
 }
 

@@ -12,35 +12,52 @@ struct ArchiveCheckout {
 
     var archiveURL: String {
         // A project path goes URL-encoded (`group%2Fapp`), as the API wants.
-        let project = request.project.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? request.project
+        let project =
+            request.project.addingPercentEncoding(
+                withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? request.project
         return "\(request.serverURL)/api/v4/projects/\(project)/repository/archive.tar.gz?sha=\(request.commit)"
     }
 
     func run() throws -> CheckoutResult {
         var clock = PhaseClock()
         if request.submodules != .none {
-            checkout.log.warning("GitLab's archives hold no submodules: GIT_SUBMODULE_STRATEGY=\(request.submodules.rawValue) is not applied under the archive strategy")
+            checkout.log.warning(
+                "GitLab's archives hold no submodules: GIT_SUBMODULE_STRATEGY=\(request.submodules.rawValue) is not applied under the archive strategy"
+            )
         }
-        let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-archive-\(UUID().uuidString).tar.gz").path
+        let temporary = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "kiln-archive-\(UUID().uuidString).tar.gz"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: temporary) }
         var headers: [(name: String, value: String)] = []
         if let token = request.credentials?.password { headers.append(("JOB-TOKEN", token)) }
         let bytes = try clock.time("download") { () -> Int in
-            try checkout.retry.run("archive", log: checkout.log, retryable: { error in
-                guard let error = error as? HTTPError, error.isRetryable else { return nil }
-                return error.detail
-            }) {
-                let (response, bytes) = try checkout.http.download(HTTPRequest(url: archiveURL, headers: headers, timeout: 3600), to: temporary)
+            try checkout.retry.run(
+                "archive", log: checkout.log,
+                retryable: { error in
+                    guard let error = error as? HTTPError, error.isRetryable else { return nil }
+                    return error.detail
+                }
+            ) {
+                let (response, bytes) = try checkout.http.download(
+                    HTTPRequest(url: archiveURL, headers: headers, timeout: 3600), to: temporary)
                 switch response.status {
                 case 200..<300:
                     checkout.log.line("archive: \(CheckoutRun.mebibytes(bytes)) from \(HTTPError.redacted(archiveURL))")
                     return bytes
                 case 401, 403:
-                    throw KilnError(.permissionDenied, "GitLab refused the job token for the archive of \(request.project) (HTTP \(response.status))")
+                    throw KilnError(
+                        .permissionDenied,
+                        "GitLab refused the job token for the archive of \(request.project) (HTTP \(response.status))")
                 case 404:
-                    throw KilnError(.serviceUnavailable, "no archive of commit \(request.commit) in project \(request.project) (HTTP 404 from \(request.serverURL))")
+                    throw KilnError(
+                        .serviceUnavailable,
+                        "no archive of commit \(request.commit) in project \(request.project) (HTTP 404 from \(request.serverURL))"
+                    )
                 default:
-                    throw KilnError(.serviceUnavailable, "archive of \(request.commit): HTTP \(response.status) from \(request.serverURL)")
+                    throw KilnError(
+                        .serviceUnavailable,
+                        "archive of \(request.commit): HTTP \(response.status) from \(request.serverURL)")
                 }
             }
         }
@@ -52,7 +69,9 @@ struct ArchiveCheckout {
                 Command("tar", ["-xzf", temporary, "-C", request.target, "--strip-components=1", "--no-same-owner"]),
                 what: "unpacking the archive", failure: .serviceUnavailable)
         }
-        let received = { () -> TransferProgress in var progress = TransferProgress(); progress.receivedBytes = bytes; return progress }()
+        let received = { () -> TransferProgress in
+            var progress = TransferProgress(); progress.receivedBytes = bytes; return progress
+        }()
         return checkout.result(
             version: String(request.commit.prefix(8)), info: nil, submodules: [], received: received,
             phases: clock.phases, discarded: nil)

@@ -144,7 +144,9 @@ extension CheckoutRequest {
     /// Resolves the request: flag, else variable, else `checkout.*` in
     /// kiln.yml, else the default. A token inside the repository URL is
     /// taken out of it and used through the credential callback.
-    public static func resolve(_ flags: CheckoutFlags, settings: Settings, artifactsDirectory: String, log: LogWriter) throws -> CheckoutRequest {
+    public static func resolve(
+        _ flags: CheckoutFlags, settings: Settings, artifactsDirectory: String, log: LogWriter
+    ) throws -> CheckoutRequest {
         let job = settings.job
         let rawURL: String
         if let url = flags.repositoryURL ?? job.repositoryURL {
@@ -152,10 +154,12 @@ extension CheckoutRequest {
         } else if let server = job.serverURL, let path = job.projectPath {
             rawURL = "\(server)/\(path).git"
         } else {
-            throw KilnError.badConfiguration("no repository: give --repository-url, or CI_REPOSITORY_URL (or CI_SERVER_URL and CI_PROJECT_PATH)")
+            throw KilnError.badConfiguration(
+                "no repository: give --repository-url, or CI_REPOSITORY_URL (or CI_SERVER_URL and CI_PROJECT_PATH)")
         }
         guard var components = URLComponents(string: rawURL), let host = components.host,
-              ["http", "https"].contains(components.scheme?.lowercased() ?? "") else {
+            ["http", "https"].contains(components.scheme?.lowercased() ?? "")
+        else {
             throw KilnError.badConfiguration("repository URL '\(HTTPError.redacted(rawURL))' is not an http(s) URL")
         }
         let urlUser = components.user
@@ -165,7 +169,9 @@ extension CheckoutRequest {
         let cleanURL = components.string!
         let token = job.jobToken ?? urlPassword
         let hostPort = components.port.map { "\(host):\($0)" } ?? host
-        let credentials = token.map { GitCredentials(username: urlUser ?? "gitlab-ci-token", password: $0, host: hostPort) }
+        let credentials = token.map {
+            GitCredentials(username: urlUser ?? "gitlab-ci-token", password: $0, host: hostPort)
+        }
 
         guard let commit = flags.commit ?? job.commitSHA else {
             throw KilnError.badConfiguration("no commit: give --commit, or CI_COMMIT_SHA")
@@ -176,25 +182,34 @@ extension CheckoutRequest {
 
         // GIT_STRATEGY is "none" in jobs where Kiln checks out (the runner's
         // own checkout is off); only clone and fetch carry over from it.
-        let gitStrategy = job.gitStrategy.flatMap { CheckoutStrategy(rawValue: $0.lowercased()) }.flatMap { $0 == .archive ? nil : $0 }
+        let gitStrategy = job.gitStrategy.flatMap { CheckoutStrategy(rawValue: $0.lowercased()) }.flatMap {
+            $0 == .archive ? nil : $0
+        }
         let strategy: Resolved<CheckoutStrategy> = try settings.require(
             "checkout.strategy", parsedFlag: ("strategy", flags.strategy), environment: "KILN_GIT_STRATEGY",
             default: gitStrategy ?? .fetch)
         let submodules: Resolved<SubmoduleStrategy> = try settings.require(
-            "checkout.submodules", parsedFlag: ("submodules", flags.submodules), environment: "GIT_SUBMODULE_STRATEGY", default: SubmoduleStrategy.none)
+            "checkout.submodules", parsedFlag: ("submodules", flags.submodules), environment: "GIT_SUBMODULE_STRATEGY",
+            default: SubmoduleStrategy.none)
         let clean: Resolved<CleanFlags> = try settings.require(
-            "checkout.clean_flags", parsedFlag: ("clean-flags", flags.cleanFlags), environment: "GIT_CLEAN_FLAGS", default: .gitLabDefault)
-        let depth: Resolved<Int>? = try settings.resolve("checkout.depth", parsedFlag: ("depth", flags.depth), environment: "GIT_DEPTH")
-        let cache: Resolved<String>? = try settings.resolve("checkout.cache_dir", parsedFlag: ("cache-dir", flags.cacheDirectory), environment: "KILN_CHECKOUT_CACHE_DIR")
+            "checkout.clean_flags", parsedFlag: ("clean-flags", flags.cleanFlags), environment: "GIT_CLEAN_FLAGS",
+            default: .gitLabDefault)
+        let depth: Resolved<Int>? = try settings.resolve(
+            "checkout.depth", parsedFlag: ("depth", flags.depth), environment: "GIT_DEPTH")
+        let cache: Resolved<String>? = try settings.resolve(
+            "checkout.cache_dir", parsedFlag: ("cache-dir", flags.cacheDirectory),
+            environment: "KILN_CHECKOUT_CACHE_DIR")
         let target = flags.target ?? job.projectDirectory ?? FileManager.default.currentDirectoryPath
 
-        let server = job.serverURL ?? {
-            var origin = URLComponents()
-            origin.scheme = components.scheme
-            origin.host = components.host
-            origin.port = components.port
-            return origin.string ?? ""
-        }()
+        let server =
+            job.serverURL
+            ?? {
+                var origin = URLComponents()
+                origin.scheme = components.scheme
+                origin.host = components.host
+                origin.port = components.port
+                return origin.string ?? ""
+            }()
         var projectPath = components.path
         if projectPath.hasPrefix("/") { projectPath.removeFirst() }
         if projectPath.hasSuffix(".git") { projectPath.removeLast(4) }
@@ -202,10 +217,12 @@ extension CheckoutRequest {
 
         return CheckoutRequest(
             repositoryURL: cleanURL, credentials: credentials, commit: commit.lowercased(),
-            ref: flags.ref ?? job.commitRefName, tag: flags.tag ?? job.commitTag, pipelineID: flags.pipelineID ?? job.pipelineID,
-            target: (target as NSString).standardizingPath, artifactsDirectory: (artifactsDirectory as NSString).standardizingPath,
+            ref: flags.ref ?? job.commitRefName, tag: flags.tag ?? job.commitTag,
+            pipelineID: flags.pipelineID ?? job.pipelineID,
+            target: (target as NSString).standardizingPath,
+            artifactsDirectory: (artifactsDirectory as NSString).standardizingPath,
             strategy: strategy.value, submodules: submodules.value, clean: clean.value,
-            depth: depth?.value == 0 ? nil : depth?.value, cacheDirectory: cache?.value, serverURL: server, project: project)
+            depth: depth?.value == 0 ? nil : depth?.value, cacheDirectory: cache?.value, serverURL: server,
+            project: project)
     }
 }
-

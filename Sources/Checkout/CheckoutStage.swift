@@ -22,17 +22,22 @@ public struct CheckoutStage {
 
     @discardableResult
     public func run() throws -> CheckoutResult {
-        let request = try CheckoutRequest.resolve(flags, settings: context.settings, artifactsDirectory: context.artifacts.directory, log: context.log)
-        let title = "Checking out \(request.commit.prefix(12)) (\(request.strategy.rawValue)) from \(request.repositoryURL)"
+        let request = try CheckoutRequest.resolve(
+            flags, settings: context.settings, artifactsDirectory: context.artifacts.directory, log: context.log)
+        let title =
+            "Checking out \(request.commit.prefix(12)) (\(request.strategy.rawValue)) from \(request.repositoryURL)"
         let result = try context.log.section("kiln_checkout", title: title) {
-            try CheckoutRun(request: request, log: context.log, runner: context.runner, http: http, clock: context.clock).run()
+            try CheckoutRun(
+                request: request, log: context.log, runner: context.runner, http: http, clock: context.clock
+            ).run()
         }
         try context.artifacts.write(result)
         var dotenv = Dotenv()
         dotenv.set("KILN_COMMIT", result.commit)
         dotenv.set("KILN_VERSION", result.versionString)
         try context.artifacts.writeDotenv(dotenv, fileName: "checkout.env")
-        context.log.line("checkout: \(result.versionString) in \(request.target); \(context.artifacts.path("checkout.json"))")
+        context.log.line(
+            "checkout: \(result.versionString) in \(request.target); \(context.artifacts.path("checkout.json"))")
         return result
     }
 }
@@ -58,7 +63,8 @@ struct CheckoutRun {
 
     func run() throws -> CheckoutResult {
         if let depth = request.depth, request.strategy != .archive {
-            log.warning("""
+            log.warning(
+                """
                 GIT_DEPTH=\(depth) is not honoured: libgit2 1.5 cannot fetch shallow, so the whole history of the \
                 fetched refs is received. The archive strategy (KILN_GIT_STRATEGY=archive) downloads only the \
                 commit's files; the fetch strategy with a cache (--cache-dir) receives only what is new.
@@ -112,7 +118,9 @@ struct CheckoutRun {
             guard now.timeIntervalSince(state.lastReport) >= 1 else { return }
             state.lastReport = now
             let elapsed = max(0.001, now.timeIntervalSince(state.started))
-            log.line("\(what): \(progress.receivedObjects)/\(progress.totalObjects) objects, \(Self.mebibytes(progress.receivedBytes)), \(Self.mebibytes(Int(Double(progress.receivedBytes) / elapsed)))/s")
+            log.line(
+                "\(what): \(progress.receivedObjects)/\(progress.totalObjects) objects, \(Self.mebibytes(progress.receivedBytes)), \(Self.mebibytes(Int(Double(progress.receivedBytes) / elapsed)))/s"
+            )
         }
     }
 

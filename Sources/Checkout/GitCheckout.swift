@@ -38,13 +38,17 @@ struct GitCheckout {
         var submodules: [CheckoutResult.Submodule] = []
         if request.submodules != .none {
             try clock.time("submodules") {
-                try updateSubmodules(of: repository.repository, prefix: "", recursive: request.submodules == .recursive, into: &submodules, received: &received)
+                try updateSubmodules(
+                    of: repository.repository, prefix: "", recursive: request.submodules == .recursive,
+                    into: &submodules, received: &received)
             }
         }
         let version = repository.repository.describe(request.commit) ?? String(request.commit.prefix(8))
         let info = try repository.repository.commitInfo(request.commit)
         log.line("checked out \(request.commit) (\(version)): \(info.subject)")
-        return checkout.result(version: version, info: info, submodules: submodules, received: received, phases: clock.phases, discarded: discarded)
+        return checkout.result(
+            version: version, info: info, submodules: submodules, received: received, phases: clock.phases,
+            discarded: discarded)
     }
 
     // MARK: preparing the repository
@@ -66,7 +70,8 @@ struct GitCheckout {
         let foreign = checkout.foreignEntries(keepingGit: true)
         let hasRepository = fileManager.fileExists(atPath: (request.target as NSString).appendingPathComponent(".git"))
         if request.strategy == .clone && !foreign.isEmpty && !hasRepository {
-            throw KilnError.badConfiguration("""
+            throw KilnError.badConfiguration(
+                """
                 \(request.target) holds \(foreign.prefix(5).joined(separator: ", "))\(foreign.count > 5 ? ", ..." : "") and is not a \
                 repository: the clone strategy needs an empty folder (or one holding only the artifacts folder)
                 """)
@@ -131,8 +136,12 @@ struct GitCheckout {
         if !refspecs.isEmpty {
             received = try withRetries("fetch") {
                 try log.section("git_fetch", title: "Fetching \(refspecs.joined(separator: " "))", collapsed: true) {
-                    let progress = try repository.fetch(refspecs: refspecs, credentials: request.credentials, progress: checkout.progressReporter("fetch"))
-                    log.line("fetch: \(progress.receivedObjects) objects, \(CheckoutRun.mebibytes(progress.receivedBytes)) received")
+                    let progress = try repository.fetch(
+                        refspecs: refspecs, credentials: request.credentials,
+                        progress: checkout.progressReporter("fetch"))
+                    log.line(
+                        "fetch: \(progress.receivedObjects) objects, \(CheckoutRun.mebibytes(progress.receivedBytes)) received"
+                    )
                     return progress
                 }
             }
@@ -140,14 +149,20 @@ struct GitCheckout {
         if !repository.hasCommit(request.commit) {
             // Not reachable from those refs (or there were none): ask for the
             // commit itself, which servers that allow reachable SHA-1s in wants answer.
-            log.line("fetch: \(request.commit) is not on \(refspecs.isEmpty ? "any ref given" : refspecs.joined(separator: " ")); asking for it by id")
-            if let direct = try? repository.fetch(refspecs: [request.commit], credentials: request.credentials, tags: .none) {
+            log.line(
+                "fetch: \(request.commit) is not on \(refspecs.isEmpty ? "any ref given" : refspecs.joined(separator: " ")); asking for it by id"
+            )
+            if let direct = try? repository.fetch(
+                refspecs: [request.commit], credentials: request.credentials, tags: .none)
+            {
                 received.receivedBytes += direct.receivedBytes
                 received.receivedObjects += direct.receivedObjects
             }
         }
         guard repository.hasCommit(request.commit) else {
-            throw KilnError(.serviceUnavailable, """
+            throw KilnError(
+                .serviceUnavailable,
+                """
                 commit \(request.commit) is not in \(request.repositoryURL) (fetched: \
                 \(refspecs.isEmpty ? "no refs" : refspecs.joined(separator: ", ")), then the commit by id); \
                 was it force-pushed away, or is the pipeline's ref gone?
@@ -167,10 +182,12 @@ struct GitCheckout {
     /// Network failures are retried with the one retry policy; a refused
     /// token is not.
     private func withRetries<T>(_ what: String, _ body: () throws -> T) throws -> T {
-        try checkout.retry.run(what, log: log, retryable: { error in
-            guard let error = error as? GitError, error.isNetwork, !error.isAuthentication else { return nil }
-            return error.message
-        }, body)
+        try checkout.retry.run(
+            what, log: log,
+            retryable: { error in
+                guard let error = error as? GitError, error.isNetwork, !error.isAuthentication else { return nil }
+                return error.message
+            }, body)
     }
 
     // MARK: cleaning
@@ -186,7 +203,11 @@ struct GitCheckout {
             if path.hasSuffix("/") && !flags.directories { continue }
             if checkout.isSpared(path) { continue }
             if path == ".git" || path.hasPrefix(".git/") { continue }
-            if flags.excluded.contains(where: { fnmatch($0, path, 0) == 0 || fnmatch($0, String(path.dropLast()), 0) == 0 || path.hasPrefix($0 + "/") }) { continue }
+            if flags.excluded.contains(where: {
+                fnmatch($0, path, 0) == 0 || fnmatch($0, String(path.dropLast()), 0) == 0 || path.hasPrefix($0 + "/")
+            }) {
+                continue
+            }
             try FileManager.default.removeItem(atPath: (request.target as NSString).appendingPathComponent(path))
             removed += 1
         }
@@ -203,7 +224,9 @@ struct GitCheckout {
             let path = prefix + submodule.path
             let (child, progress) = try withRetries("submodule \(path)") {
                 try log.section("git_submodule", title: "Submodule \(path)", collapsed: true) {
-                    try repository.updateSubmodule(submodule.name, credentials: request.credentials, progress: checkout.progressReporter("submodule \(path)"))
+                    try repository.updateSubmodule(
+                        submodule.name, credentials: request.credentials,
+                        progress: checkout.progressReporter("submodule \(path)"))
                 }
             }
             received.receivedBytes += progress.receivedBytes

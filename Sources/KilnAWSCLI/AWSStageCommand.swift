@@ -7,8 +7,10 @@ import KilnHTTP
 
 /// The option of the stages that talk to AWS.
 public struct AWSOptions: ParsableArguments {
-    @Flag(name: .customLong("check-aws"), help: ArgumentHelp(
-        "Resolve AWS credentials and region, call STS GetCallerIdentity, print who Kiln acts as, and exit."))
+    @Flag(
+        name: .customLong("check-aws"),
+        help: ArgumentHelp(
+            "Resolve AWS credentials and region, call STS GetCallerIdentity, print who Kiln acts as, and exit."))
     public var checkAWS = false
 
     public init() {}
@@ -40,7 +42,8 @@ enum CheckAWS {
     static func report(_ aws: AWSEnvironment) throws {
         let resolved = try aws.credentials.resolved()
         let identity = try aws.client().getCallerIdentity()
-        print("""
+        print(
+            """
             account: \(identity.account)
             arn: \(identity.arn)
             credentials: \(resolved.source)

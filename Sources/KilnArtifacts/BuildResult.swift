@@ -73,7 +73,9 @@ public struct BuildResult: ArtifactPayload, Equatable {
         public var status: String
         public var succeeded: Bool
 
-        public init(name: String, command: String, phase: Phase, durationSeconds: Double, status: String, succeeded: Bool) {
+        public init(
+            name: String, command: String, phase: Phase, durationSeconds: Double, status: String, succeeded: Bool
+        ) {
             self.name = name
             self.command = command
             self.phase = phase

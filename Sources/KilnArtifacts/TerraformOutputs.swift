@@ -63,7 +63,8 @@ public struct TerraformOutputs: Sendable {
         var outputs: [String: Output] = [:]
         for (name, entry) in object {
             guard let entry = entry as? [String: Any], entry.keys.contains("value") else {
-                throw KilnError.badConfiguration("\(path): output '\(name)' has no value (is this 'terraform output -json'?)")
+                throw KilnError.badConfiguration(
+                    "\(path): output '\(name)' has no value (is this 'terraform output -json'?)")
             }
             let sensitive = entry["sensitive"] as? Bool ?? false
             let type = entry["type"].map { "\($0)" } ?? "unknown"
@@ -81,10 +82,12 @@ public struct TerraformOutputs: Sendable {
             return .number(number.stringValue)
         case let list as [Any]:
             let items = list.map(convert)
-            guard items.allSatisfy({ item in
-                if case .list? = item { return false }
-                return item != nil
-            }) else { return nil }
+            guard
+                items.allSatisfy({ item in
+                    if case .list? = item { return false }
+                    return item != nil
+                })
+            else { return nil }
             return .list(items.compactMap { $0 })
         default: return nil
         }

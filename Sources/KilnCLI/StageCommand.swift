@@ -5,14 +5,18 @@ import KilnHTTP
 
 /// The options every stage takes.
 public struct CommonOptions: ParsableArguments {
-    @Option(name: .customLong("artifacts-dir"), help: ArgumentHelp(
-        "Folder for the stages' JSON artifacts (default: $KILN_ARTIFACTS_DIR, else kiln/ in $CI_PROJECT_DIR).",
-        valueName: "dir"))
+    @Option(
+        name: .customLong("artifacts-dir"),
+        help: ArgumentHelp(
+            "Folder for the stages' JSON artifacts (default: $KILN_ARTIFACTS_DIR, else kiln/ in $CI_PROJECT_DIR).",
+            valueName: "dir"))
     public var artifactsDirectory: String?
 
-    @Option(name: .customLong("config"), help: ArgumentHelp(
-        "Kiln's settings file (default: $KILN_CONFIG, else kiln.yml in the project folder).",
-        valueName: "file"))
+    @Option(
+        name: .customLong("config"),
+        help: ArgumentHelp(
+            "Kiln's settings file (default: $KILN_CONFIG, else kiln.yml in the project folder).",
+            valueName: "file"))
     public var configFile: String?
 
     public init() {}
@@ -58,7 +62,8 @@ public enum StageMain {
         Cancellation.process.installSignalHandlers()
         do {
             let context = try StageContext.make(
-                stage: stage, job: job, log: log, artifactsDirectory: options.artifactsDirectory, configFile: options.configFile)
+                stage: stage, job: job, log: log, artifactsDirectory: options.artifactsDirectory,
+                configFile: options.configFile)
             try body(context)
         } catch {
             let code = KilnExit.for(error)

@@ -12,7 +12,9 @@ public struct GitError: ExitStatusProviding, CustomStringConvertible, Sendable {
     public var credentialsRefused = false
 
     public var isNetwork: Bool {
-        if [GIT_ERROR_NET, GIT_ERROR_HTTP, GIT_ERROR_SSL, GIT_ERROR_SSH].map({ Int32($0.rawValue) }).contains(errorClass) {
+        if [GIT_ERROR_NET, GIT_ERROR_HTTP, GIT_ERROR_SSL, GIT_ERROR_SSH].map({ Int32($0.rawValue) }).contains(
+            errorClass)
+        {
             return true
         }
         // libgit2 1.5 reports a refused or failed connection as an OS error.

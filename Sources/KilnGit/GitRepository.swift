@@ -47,17 +47,21 @@ public final class GitRepository {
     public static func create(at gitDirectory: String, workdir: String? = nil) throws -> GitRepository {
         LibGit2.initialise()
         var options = git_repository_init_options()
-        try GitError.check(git_repository_init_options_init(&options, UInt32(GIT_REPOSITORY_INIT_OPTIONS_VERSION)), "prepare to create a repository")
+        try GitError.check(
+            git_repository_init_options_init(&options, UInt32(GIT_REPOSITORY_INIT_OPTIONS_VERSION)),
+            "prepare to create a repository")
         options.flags = GIT_REPOSITORY_INIT_MKPATH.rawValue
         if workdir == nil {
             // `path` is the work tree; the repository goes in its .git.
             var repository: OpaquePointer?
-            try GitError.check(git_repository_init_ext(&repository, gitDirectory, &options), "create a repository in \(gitDirectory)")
+            try GitError.check(
+                git_repository_init_ext(&repository, gitDirectory, &options), "create a repository in \(gitDirectory)")
             return GitRepository(repository!)
         }
         options.flags |= GIT_REPOSITORY_INIT_NO_DOTGIT_DIR.rawValue | GIT_REPOSITORY_INIT_BARE.rawValue
         var repository: OpaquePointer?
-        try GitError.check(git_repository_init_ext(&repository, gitDirectory, &options), "create a repository in \(gitDirectory)")
+        try GitError.check(
+            git_repository_init_ext(&repository, gitDirectory, &options), "create a repository in \(gitDirectory)")
         let created = GitRepository(repository!)
         try created.attachWorkdir(workdir!)
         return created
@@ -190,7 +194,8 @@ public final class GitRepository {
         try GitError.check(git_commit_lookup(&commit, pointer, &oid), "look up commit \(sha)")
         defer { git_commit_free(commit) }
         let summary = git_commit_summary(commit).map { String(cString: $0) } ?? ""
-        return CommitInfo(sha: sha, time: Date(timeIntervalSince1970: TimeInterval(git_commit_time(commit))), subject: summary)
+        return CommitInfo(
+            sha: sha, time: Date(timeIntervalSince1970: TimeInterval(git_commit_time(commit))), subject: summary)
     }
 
     /// `git checkout -f --detach <sha>`: the work tree and index match the
@@ -201,7 +206,8 @@ public final class GitRepository {
         try GitError.check(git_object_lookup(&commit, pointer, &oid, GIT_OBJECT_COMMIT), "look up commit \(sha)")
         defer { git_object_free(commit) }
         var options = git_checkout_options()
-        try GitError.check(git_checkout_options_init(&options, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "prepare a checkout")
+        try GitError.check(
+            git_checkout_options_init(&options, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "prepare a checkout")
         options.checkout_strategy = GIT_CHECKOUT_FORCE.rawValue
         try GitError.check(git_checkout_tree(pointer, commit, &options), "check out \(sha)")
         try GitError.check(git_repository_set_head_detached(pointer, &oid), "detach HEAD at \(sha)")

@@ -62,8 +62,10 @@ final class TransferCallbacks {
         callbacks.payload = Unmanaged.passUnretained(self).toOpaque()
         callbacks.credentials = { out, url, _, allowed, payload in
             let this = Unmanaged<TransferCallbacks>.fromOpaque(payload!).takeUnretainedValue()
-            guard let credentials = this.credentials, let url, this.credentials?.applies(to: String(cString: url)) == true,
-                  allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT.rawValue != 0 else {
+            guard let credentials = this.credentials, let url,
+                this.credentials?.applies(to: String(cString: url)) == true,
+                allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT.rawValue != 0
+            else {
                 return GIT_PASSTHROUGH.rawValue  // nothing to offer: libgit2 reports the 401
             }
             // libgit2 asks again after a refusal; asking twice means the token is wrong.

@@ -19,9 +19,12 @@ extension GitRepository {
         for index in 0..<git_status_list_entrycount(list) {
             guard let entry = git_status_byindex(list, index) else { continue }
             let status = entry.pointee.status.rawValue
-            let wanted = status & GIT_STATUS_WT_NEW.rawValue != 0
+            let wanted =
+                status & GIT_STATUS_WT_NEW.rawValue != 0
                 || (includeIgnored && status & GIT_STATUS_IGNORED.rawValue != 0)
-            guard wanted, let delta = entry.pointee.index_to_workdir, let path = delta.pointee.new_file.path else { continue }
+            guard wanted, let delta = entry.pointee.index_to_workdir, let path = delta.pointee.new_file.path else {
+                continue
+            }
             paths.append((String(cString: path), status & GIT_STATUS_IGNORED.rawValue != 0))
         }
         return paths
@@ -33,11 +36,13 @@ extension GitRepository {
     public func submodules() throws -> [(name: String, path: String, url: String, commit: String?)] {
         final class Collected { var names: [String] = [] }
         let collected = Collected()
-        let result = git_submodule_foreach(pointer, { _, name, payload in
-            let collected = Unmanaged<Collected>.fromOpaque(payload!).takeUnretainedValue()
-            if let name { collected.names.append(String(cString: name)) }
-            return 0
-        }, Unmanaged.passUnretained(collected).toOpaque())
+        let result = git_submodule_foreach(
+            pointer,
+            { _, name, payload in
+                let collected = Unmanaged<Collected>.fromOpaque(payload!).takeUnretainedValue()
+                if let name { collected.names.append(String(cString: name)) }
+                return 0
+            }, Unmanaged.passUnretained(collected).toOpaque())
         try GitError.check(result, "list submodules")
         return try collected.names.map { name in
             var submodule: OpaquePointer?
@@ -50,7 +55,8 @@ extension GitRepository {
             }
             return (
                 name, git_submodule_path(submodule).map { String(cString: $0) } ?? name,
-                git_submodule_url(submodule).map { String(cString: $0) } ?? "", commit)
+                git_submodule_url(submodule).map { String(cString: $0) } ?? "", commit
+            )
         }
     }
 
@@ -67,14 +73,18 @@ extension GitRepository {
         try GitError.check(git_submodule_init(submodule, 1), "initialise submodule \(name)")
         let callbacks = TransferCallbacks(credentials: credentials, progress: progress)
         var options = git_submodule_update_options()
-        try GitError.check(git_submodule_update_options_init(&options, UInt32(GIT_SUBMODULE_UPDATE_OPTIONS_VERSION)), "prepare a submodule update")
+        try GitError.check(
+            git_submodule_update_options_init(&options, UInt32(GIT_SUBMODULE_UPDATE_OPTIONS_VERSION)),
+            "prepare a submodule update")
         callbacks.install(into: &options.fetch_opts.callbacks)
         options.fetch_opts.proxy_opts.type = GIT_PROXY_AUTO
         options.checkout_opts.checkout_strategy = GIT_CHECKOUT_FORCE.rawValue
         options.allow_fetch = 1
         let result = withExtendedLifetime(callbacks) { git_submodule_update(submodule, 1, &options) }
         if result < 0 {
-            var error = GitError.last(result, "update submodule \(name) from \(git_submodule_url(submodule).map { String(cString: $0) } ?? "?")")
+            var error = GitError.last(
+                result,
+                "update submodule \(name) from \(git_submodule_url(submodule).map { String(cString: $0) } ?? "?")")
             error.credentialsRefused = callbacks.refused
             throw error
         }

@@ -189,7 +189,8 @@ private final class EasyHandle: @unchecked Sendable {
                 if !request.body.isEmpty || !["GET", "HEAD"].contains(request.method.uppercased()) {
                     CKiln_curl_setopt_off_t(raw, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count))
                     CKiln_curl_setopt_pointer(
-                        raw, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
+                        raw, CURLOPT_POSTFIELDS,
+                        UnsafeMutableRawPointer(mutating: body.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
                 }
                 let code = curl_easy_perform(raw)
                 // The buffer is ours only for this call.
@@ -216,7 +217,7 @@ private final class EasyHandle: @unchecked Sendable {
         case CURLE_COULDNT_CONNECT: osErrno == ECONNREFUSED ? .connectionRefused : .connectionFailed
         case CURLE_OPERATION_TIMEDOUT: .timedOut
         case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
-             CURLE_SSL_CACERT_BADFILE:
+            CURLE_SSL_CACERT_BADFILE:
             .tls
         case CURLE_GOT_NOTHING, CURLE_RECV_ERROR, CURLE_SEND_ERROR, CURLE_PARTIAL_FILE: .dropped
         default: .other

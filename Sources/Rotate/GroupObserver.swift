@@ -1,6 +1,6 @@
 import Foundation
-import KilnArtifacts
 import KilnAWS
+import KilnArtifacts
 import KilnCore
 import KilnHTTP
 
@@ -55,7 +55,8 @@ final class GroupObserver {
             return ObservedInstance(
                 id: member.id, lifecycleState: member.lifecycleState, healthStatus: member.healthStatus,
                 release: details?.tags[KilnTag.release] ?? "image:\(imageID)", imageID: imageID,
-                privateIP: details?.privateIPAddress, publicIP: details?.publicIPAddress, privateDNS: details?.privateDNSName,
+                privateIP: details?.privateIPAddress, publicIP: details?.publicIPAddress,
+                privateDNS: details?.privateDNSName,
                 targetHealth: health[member.id] ?? [:])
         }
         return (group, instances)
@@ -95,12 +96,16 @@ final class HealthGate {
             var record = records[instance.id] ?? Record(firstSeen: now)
             defer { records[instance.id] = record }
             if instance.lifecycleState.isTerminating || instance.healthStatus == .unhealthy {
-                return RotationFailure(instance: instance.id, check: "auto scaling", answer: "\(instance.lifecycleState), \(instance.healthStatus): the group is replacing it")
+                return RotationFailure(
+                    instance: instance.id, check: "auto scaling",
+                    answer: "\(instance.lifecycleState), \(instance.healthStatus): the group is replacing it")
             }
             if now.timeIntervalSince(record.firstSeen) < settings.grace { continue }
             if let problem = problem(instance) {
                 if record.passed {
-                    return RotationFailure(instance: instance.id, check: problem.check, answer: "turned unhealthy after passing: \(problem.answer)")
+                    return RotationFailure(
+                        instance: instance.id, check: problem.check,
+                        answer: "turned unhealthy after passing: \(problem.answer)")
                 }
                 record.passesInARow = 0
                 record.lastProblem = "\(problem.check): \(problem.answer)"
@@ -123,20 +128,25 @@ final class HealthGate {
         for arn in targetGroups {
             let state = instance.targetHealth[arn]
             if state != .healthy {
-                return ("target group \(arn.split(separator: "/").dropLast().last ?? Substring(arn))", state?.rawValue ?? "not registered")
+                return (
+                    "target group \(arn.split(separator: "/").dropLast().last ?? Substring(arn))",
+                    state?.rawValue ?? "not registered"
+                )
             }
         }
         guard let template = settings.url else { return nil }
         guard let ip = instance.privateIP else { return ("http", "no private address yet") }
         if template.contains("{public_ip}") && instance.publicIP == nil { return ("http", "no public address") }
         if template.contains("{private_dns}") && instance.privateDNS == nil { return ("http", "no private DNS name") }
-        let url = template
+        let url =
+            template
             .replacingOccurrences(of: "{private_ip}", with: ip)
             .replacingOccurrences(of: "{public_ip}", with: instance.publicIP ?? "")
             .replacingOccurrences(of: "{private_dns}", with: instance.privateDNS ?? "")
             .replacingOccurrences(of: "{instance_id}", with: instance.id)
         do {
-            let response = try http.send(HTTPRequest(url: url, connectTimeout: settings.probeTimeout, timeout: settings.probeTimeout))
+            let response = try http.send(
+                HTTPRequest(url: url, connectTimeout: settings.probeTimeout, timeout: settings.probeTimeout))
             guard (200..<300).contains(response.status) else { return ("http \(url)", "HTTP \(response.status)") }
             if let expected = settings.expectBody, !response.text.contains(expected) {
                 return ("http \(url)", "body lacks '\(expected)'")

@@ -78,14 +78,18 @@ public struct RotateConfiguration: Sendable, Equatable {
         "raise_max_size", "stale_after",
     ]
 
-    public static func load(_ file: ConfigFile, environment: String, terraform: [String: String]) throws -> RotateConfiguration {
+    public static func load(
+        _ file: ConfigFile, environment: String, terraform: [String: String]
+    ) throws -> RotateConfiguration {
         let keyPath = "environments.\(environment).rotate"
         guard let section = file.node(keyPath) else {
-            throw KilnError.badConfiguration("\(file.path ?? "kiln.yml"): no '\(keyPath)' section: name at least auto_scaling_group")
+            throw KilnError.badConfiguration(
+                "\(file.path ?? "kiln.yml"): no '\(keyPath)' section: name at least auto_scaling_group")
         }
         let fields = try file.mapping(section, keyPath, allowed: keys)
         guard let groupNode = fields["auto_scaling_group"] else {
-            throw file.fail(section, "\(keyPath).auto_scaling_group", "missing: the group's name, or {terraform: <output>}")
+            throw file.fail(
+                section, "\(keyPath).auto_scaling_group", "missing: the group's name, or {terraform: <output>}")
         }
         let group: String
         if case .scalar(let name, _) = groupNode {
@@ -94,44 +98,72 @@ public struct RotateConfiguration: Sendable, Equatable {
             let reference = try file.mapping(groupNode, "\(keyPath).auto_scaling_group", allowed: ["terraform"])
             let output = try file.scalar(reference["terraform"]!, "\(keyPath).auto_scaling_group.terraform")
             guard let value = terraform[output] else {
-                throw file.fail(groupNode, "\(keyPath).auto_scaling_group", "no Terraform output '\(output)' (give --terraform-outputs)")
+                throw file.fail(
+                    groupNode, "\(keyPath).auto_scaling_group",
+                    "no Terraform output '\(output)' (give --terraform-outputs)")
             }
             group = value
         }
         var configuration = RotateConfiguration(environment: environment, autoScalingGroup: group)
-        func seconds(_ key: String) throws -> TimeInterval? { try fields[key].map { try file.value($0, "\(keyPath).\(key)", as: Seconds.self).value } }
+        func seconds(_ key: String) throws -> TimeInterval? {
+            try fields[key].map { try file.value($0, "\(keyPath).\(key)", as: Seconds.self).value }
+        }
         if let node = fields["strategy"] { configuration.strategy = try file.value(node, "\(keyPath).strategy") }
         if let node = fields["batch"] { configuration.batch = try file.value(node, "\(keyPath).batch") }
-        if let node = fields["max_unavailable"] { configuration.maxUnavailable = try file.value(node, "\(keyPath).max_unavailable") }
+        if let node = fields["max_unavailable"] {
+            configuration.maxUnavailable = try file.value(node, "\(keyPath).max_unavailable")
+        }
         if let soak = try seconds("canary_soak") { configuration.canarySoak = soak }
         if let stale = try seconds("stale_after") { configuration.staleAfter = stale }
-        if let node = fields["raise_max_size"] { configuration.raiseMaxSize = try file.value(node, "\(keyPath).raise_max_size") }
+        if let node = fields["raise_max_size"] {
+            configuration.raiseMaxSize = try file.value(node, "\(keyPath).raise_max_size")
+        }
         if let node = fields["suspend"] {
-            configuration.suspend = try file.listOrOne(node, "\(keyPath).suspend").enumerated().map { try file.scalar($1, "\(keyPath).suspend[\($0)]") }
-            let allowed: Set<String> = ["AlarmNotification", "ScheduledActions", "AddToLoadBalancer", "InstanceRefresh"]
+            configuration.suspend = try file.listOrOne(node, "\(keyPath).suspend").enumerated().map {
+                try file.scalar($1, "\(keyPath).suspend[\($0)]")
+            }
+            let allowed: Set<String> = [
+                "AlarmNotification", "ScheduledActions", "AddToLoadBalancer", "InstanceRefresh",
+            ]
             for name in configuration.suspend where !allowed.contains(name) {
-                throw file.fail(node, "\(keyPath).suspend", "'\(name)' cannot be suspended for a rotation (allowed: \(allowed.sorted().joined(separator: ", ")); Launch, Terminate and HealthCheck are what it needs)")
+                throw file.fail(
+                    node, "\(keyPath).suspend",
+                    "'\(name)' cannot be suspended for a rotation (allowed: \(allowed.sorted().joined(separator: ", ")); Launch, Terminate and HealthCheck are what it needs)"
+                )
             }
         }
         if let node = fields["health"] {
             let healthPath = "\(keyPath).health"
-            let health = try file.mapping(node, healthPath, allowed: ["grace", "consecutive", "poll", "probe_interval", "timeout", "url", "expect_body", "probe_timeout"])
-            func healthSeconds(_ key: String) throws -> TimeInterval? { try health[key].map { try file.value($0, "\(healthPath).\(key)", as: Seconds.self).value } }
+            let health = try file.mapping(
+                node, healthPath,
+                allowed: [
+                    "grace", "consecutive", "poll", "probe_interval", "timeout", "url", "expect_body", "probe_timeout",
+                ])
+            func healthSeconds(_ key: String) throws -> TimeInterval? {
+                try health[key].map { try file.value($0, "\(healthPath).\(key)", as: Seconds.self).value }
+            }
             if let value = try healthSeconds("grace") { configuration.health.grace = value }
             if let value = try healthSeconds("poll") { configuration.health.poll = max(0.05, value) }
             if let value = try healthSeconds("probe_interval") { configuration.health.probeInterval = max(0.05, value) }
             if let value = try healthSeconds("timeout") { configuration.health.timeout = value }
             if let value = try healthSeconds("probe_timeout") { configuration.health.probeTimeout = value }
-            if let value = health["consecutive"] { configuration.health.consecutive = max(1, try file.value(value, "\(healthPath).consecutive")) }
+            if let value = health["consecutive"] {
+                configuration.health.consecutive = max(1, try file.value(value, "\(healthPath).consecutive"))
+            }
             if let value = health["url"] {
                 let url = try file.scalar(value, "\(healthPath).url")
                 let known = ["{private_ip}", "{public_ip}", "{private_dns}", "{instance_id}"]
                 var stripped = url
                 for placeholder in known { stripped = stripped.replacingOccurrences(of: placeholder, with: "") }
-                if stripped.contains("{") { throw file.fail(value, "\(healthPath).url", "only \(known.joined(separator: ", ")) may stand in braces") }
+                if stripped.contains("{") {
+                    throw file.fail(
+                        value, "\(healthPath).url", "only \(known.joined(separator: ", ")) may stand in braces")
+                }
                 configuration.health.url = url
             }
-            if let value = health["expect_body"] { configuration.health.expectBody = try file.scalar(value, "\(healthPath).expect_body") }
+            if let value = health["expect_body"] {
+                configuration.health.expectBody = try file.scalar(value, "\(healthPath).expect_body")
+            }
         }
         return configuration
     }

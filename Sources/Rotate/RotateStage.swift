@@ -1,6 +1,6 @@
 import Foundation
-import KilnArtifacts
 import KilnAWS
+import KilnArtifacts
 import KilnCore
 import KilnHTTP
 
@@ -60,12 +60,14 @@ public struct RotateStage {
 
     @discardableResult
     public func run(_ action: RotateAction) throws -> RotationResult? {
-        var configuration = try RotateConfiguration.load(context.settings.file, environment: environment, terraform: terraform.strings)
+        var configuration = try RotateConfiguration.load(
+            context.settings.file, environment: environment, terraform: terraform.strings)
         if let strategy = flags.strategy { configuration.strategy = strategy }
         if let batch = flags.batch { configuration.batch = batch }
         let client = aws.client()
         let rotation = Rotation(
-            client: client, http: aws.http, log: context.log, configuration: configuration, runID: runID, clock: context.clock)
+            client: client, http: aws.http, log: context.log, configuration: configuration, runID: runID,
+            clock: context.clock)
         let started = context.clock.now()
 
         if case .rollback = action {
@@ -77,15 +79,20 @@ public struct RotateStage {
         let image = try context.artifacts.read(ImageResult.self).payload
         let userDataFile = UserDataResult.fileName(environment: environment)
         let userData = try context.artifacts.read(UserDataResult.self, fileName: userDataFile).payload
-        let userDataPath = userData.path.hasPrefix("/") ? userData.path : (context.projectDirectory as NSString).appendingPathComponent(userData.path)
+        let userDataPath =
+            userData.path.hasPrefix("/")
+            ? userData.path : (context.projectDirectory as NSString).appendingPathComponent(userData.path)
         guard let bytes = FileManager.default.contents(atPath: userDataPath) else {
             throw KilnError.badArtifact("\(userDataPath): the rendered user data that \(userDataFile) names is missing")
         }
         guard SHA256Digest.hex(of: bytes) == userData.sha256 else {
-            throw KilnError.badArtifact("\(userDataPath): its SHA-256 is not the one \(userDataFile) records (changed since kiln-userdata?)")
+            throw KilnError.badArtifact(
+                "\(userDataPath): its SHA-256 is not the one \(userDataFile) records (changed since kiln-userdata?)")
         }
         guard userData.amiID == image.amiID else {
-            throw KilnError.badArtifact("\(userDataFile) was rendered for \(userData.amiID), image.json names \(image.amiID): run kiln-userdata again")
+            throw KilnError.badArtifact(
+                "\(userDataFile) was rendered for \(userData.amiID), image.json names \(image.amiID): run kiln-userdata again"
+            )
         }
         let release = ReleaseSpecification(
             application: image.application, version: image.applicationVersion, amiID: image.amiID,
@@ -101,7 +108,11 @@ public struct RotateStage {
             var report: RotationReport
             var thrown: (any Error)?
             do {
-                report = try context.log.section("kiln_rotate", title: "Rotating \(configuration.autoScalingGroup) (\(environment)) onto \(image.application) \(image.applicationVersion)") {
+                report = try context.log.section(
+                    "kiln_rotate",
+                    title:
+                        "Rotating \(configuration.autoScalingGroup) (\(environment)) onto \(image.application) \(image.applicationVersion)"
+                ) {
                     try rotation.deploy(release, rollbackOnFailure: flags.rollbackOnFailure)
                 }
             } catch let rolledBack as RolledBack {
@@ -112,14 +123,19 @@ public struct RotateStage {
                 environment: environment, autoScalingGroup: configuration.autoScalingGroup, release: release.digest,
                 application: image.application, applicationVersion: image.applicationVersion, amiID: image.amiID,
                 strategy: configuration.strategy, outcome: report.outcome, fromVersion: report.fromVersion,
-                toVersion: report.toVersion, batches: report.batches, launched: report.launched, terminated: report.terminated,
-                lowestHealthy: report.lowestHealthy == .max ? nil : report.lowestHealthy, largestGroup: report.largestGroup,
-                failure: report.failure?.description, durationSeconds: (context.clock.since(started) * 10).rounded() / 10,
+                toVersion: report.toVersion, batches: report.batches, launched: report.launched,
+                terminated: report.terminated,
+                lowestHealthy: report.lowestHealthy == .max ? nil : report.lowestHealthy,
+                largestGroup: report.largestGroup,
+                failure: report.failure?.description,
+                durationSeconds: (context.clock.since(started) * 10).rounded() / 10,
                 calls: client.calls.snapshot)
             try context.artifacts.write(result, fileName: RotationResult.fileName(environment: environment))
             var dotenv = Dotenv()
             dotenv.set("KILN_RELEASE", release.digest)
-            dotenv.set("KILN_LAUNCH_TEMPLATE_VERSION", "\(report.outcome == .rolledBack ? report.fromVersion : report.toVersion)")
+            dotenv.set(
+                "KILN_LAUNCH_TEMPLATE_VERSION",
+                "\(report.outcome == .rolledBack ? report.fromVersion : report.toVersion)")
             try context.artifacts.writeDotenv(dotenv, fileName: "rotation-\(environment).env")
             if let thrown { throw thrown }
             return result

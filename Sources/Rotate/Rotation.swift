@@ -1,6 +1,6 @@
 import Foundation
-import KilnArtifacts
 import KilnAWS
+import KilnArtifacts
 import KilnCore
 import KilnHTTP
 
@@ -134,7 +134,8 @@ public struct Rotation: Sendable {
         if journal == nil {
             let currentVersion = try numericVersion(template)
             if instances.allSatisfy({ $0.release == release.digest }), !instances.isEmpty,
-               try versionRelease(template.id, currentVersion) == release.digest {
+                try versionRelease(template.id, currentVersion) == release.digest
+            {
                 log.line("rotate: every instance of \(group) already runs release \(release.digest): nothing to do")
                 return RotationReport(outcome: .nothingToDo, fromVersion: currentVersion, toVersion: currentVersion)
             }
@@ -154,13 +155,20 @@ public struct Rotation: Sendable {
 
         if journal.phase.isRollback {
             // A killed run was rolling back: finish that first.
-            let failure = RotationFailure(instance: nil, check: "earlier run", answer: "was rolling back when it stopped")
-            throw RolledBack(failure: failure, report: try rollBack(&journal, report: &report, because: .failed(failure), observer: observer))
+            let failure = RotationFailure(
+                instance: nil, check: "earlier run", answer: "was rolling back when it stopped")
+            throw RolledBack(
+                failure: failure,
+                report: try rollBack(&journal, report: &report, because: .failed(failure), observer: observer))
         }
         do {
-            try client.updateAutoScalingGroup(group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.toVersion)"))
-            log.line("rotate: \(group) now launches version \(journal.toVersion) (release \(release.digest), \(release.application) \(release.version), \(release.amiID))")
-            try converge(to: release.digest, journal: &journal, report: &report, observer: observer, direction: .forward)
+            try client.updateAutoScalingGroup(
+                group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.toVersion)"))
+            log.line(
+                "rotate: \(group) now launches version \(journal.toVersion) (release \(release.digest), \(release.application) \(release.version), \(release.amiID))"
+            )
+            try converge(
+                to: release.digest, journal: &journal, report: &report, observer: observer, direction: .forward)
         } catch let failure as RotationFailure {
             report.failure = failure
             log.error("rotate: \(failure)")
@@ -169,7 +177,9 @@ public struct Rotation: Sendable {
                 try? journal.save(client, group: group)
                 throw LeftInPlace(failure: failure, group: group)
             }
-            throw RolledBack(failure: failure, report: try rollBack(&journal, report: &report, because: .failed(failure), observer: observer))
+            throw RolledBack(
+                failure: failure,
+                report: try rollBack(&journal, report: &report, because: .failed(failure), observer: observer))
         }
         try finish(journal)
         log.line("rotate: \(group) runs release \(release.digest) on every instance")
@@ -182,7 +192,8 @@ public struct Rotation: Sendable {
         let observer = GroupObserver(client: client, group: group)
         let (state, _) = try observer.poll()
         if var journal = try claim(RotationJournal(tags: state.tags), release: nil, state: state) {
-            var report = RotationReport(outcome: .rolledBack, fromVersion: journal.fromVersion, toVersion: journal.toVersion)
+            var report = RotationReport(
+                outcome: .rolledBack, fromVersion: journal.fromVersion, toVersion: journal.toVersion)
             return try rollBack(&journal, report: &report, because: .byHand, observer: observer)
         }
         let versions = (state.tags[KilnTag.lastRotation] ?? "").split(separator: ">").compactMap { Int($0) }
@@ -191,9 +202,11 @@ public struct Rotation: Sendable {
         }
         let template = try launchTemplate(of: state)
         var journal = RotationJournal(
-            run: runID, release: try versionRelease(template.id, versions[1]), fromVersion: versions[0], toVersion: versions[1],
+            run: runID, release: try versionRelease(template.id, versions[1]), fromVersion: versions[0],
+            toVersion: versions[1],
             minSize: state.minSize, maxSize: state.maxSize, desiredCapacity: state.desiredCapacity,
-            suspendedByKiln: ["AZRebalance"].filter { !state.suspendedProcesses.contains($0) }, phase: .rollingBack(nil),
+            suspendedByKiln: ["AZRebalance"].filter { !state.suspendedProcesses.contains($0) },
+            phase: .rollingBack(nil),
             heartbeat: now())
         try journal.save(client, group: group)
         if !journal.suspendedByKiln.isEmpty { try client.suspendProcesses(group, journal.suspendedByKiln) }
@@ -204,7 +217,10 @@ public struct Rotation: Sendable {
     /// Puts the group back on the launch template version it started from
     /// and converges on that release; returns the report (the caller throws
     /// `RolledBack` when the cause was a failure).
-    private func rollBack(_ journal: inout RotationJournal, report: inout RotationReport, because cause: RollbackCause, observer: GroupObserver) throws -> RotationReport {
+    private func rollBack(
+        _ journal: inout RotationJournal, report: inout RotationReport, because cause: RollbackCause,
+        observer: GroupObserver
+    ) throws -> RotationReport {
         report.failure = cause.failure
         report.outcome = .rolledBack
         journal.phase = .rollingBack(nil)
@@ -213,12 +229,16 @@ public struct Rotation: Sendable {
         let template = try launchTemplate(of: state)
         let oldRelease = try versionRelease(template.id, journal.fromVersion)
         log.line("rotate: rolling \(group) back to version \(journal.fromVersion) (release \(oldRelease))")
-        try client.updateAutoScalingGroup(group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.fromVersion)"))
+        try client.updateAutoScalingGroup(
+            group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.fromVersion)"))
         do {
             try converge(to: oldRelease, journal: &journal, report: &report, observer: observer, direction: .back)
         } catch let rollbackFailure as RotationFailure {
             let after = cause.failure.map { " after \($0)" } ?? ""
-            throw KilnError(.serviceUnavailable, "rollback of \(group) failed too (\(rollbackFailure))\(after); the journal is kept: fix the old release's health and run kiln-rotate rollback again")
+            throw KilnError(
+                .serviceUnavailable,
+                "rollback of \(group) failed too (\(rollbackFailure))\(after); the journal is kept: fix the old release's health and run kiln-rotate rollback again"
+            )
         }
         try finish(journal, lastRotation: false)
         log.line("rotate: \(group) is back on version \(journal.fromVersion): the environment is as it was")
@@ -233,7 +253,8 @@ public struct Rotation: Sendable {
     /// holds at each poll, so a re-run continues where a killed one stopped
     /// and never raises the desired capacity twice.
     private func converge(
-        to release: String, journal: inout RotationJournal, report: inout RotationReport, observer: GroupObserver, direction: Direction
+        to release: String, journal: inout RotationJournal, report: inout RotationReport, observer: GroupObserver,
+        direction: Direction
     ) throws {
         let gate = HealthGate(settings: configuration.health, targetGroups: [], http: http)
         var desired = journal.desiredCapacity
@@ -255,7 +276,8 @@ public struct Rotation: Sendable {
             default: return configuration.batch.instances(of: max(1, journal.desiredCapacity))
             }
         }()
-        let plannedBatches = configuration.strategy == .canary && totalOld > 1
+        let plannedBatches =
+            configuration.strategy == .canary && totalOld > 1
             ? 1 + Int((Double(totalOld - 1) / Double(batchSize)).rounded(.up))
             : max(1, Int((Double(totalOld) / Double(batchSize)).rounded(.up)))
 
@@ -276,7 +298,9 @@ public struct Rotation: Sendable {
             if let set = lastSetDesired, state.desiredCapacity != set {
                 let change = state.desiredCapacity - set
                 desired = max(0, desired + change)
-                log.warning("rotate: \(group)'s desired capacity was changed to \(state.desiredCapacity) by someone else; the rotation now ends at \(desired)")
+                log.warning(
+                    "rotate: \(group)'s desired capacity was changed to \(state.desiredCapacity) by someone else; the rotation now ends at \(desired)"
+                )
                 journal.desiredCapacity = desired
                 try journal.save(client, group: group)
                 lastSetDesired = state.desiredCapacity
@@ -284,16 +308,25 @@ public struct Rotation: Sendable {
             if let failure = judge(gate, targetGroups: state.targetGroupARNs, new) { throw failure }
             for instance in new where !seenNew.contains(instance.id) {
                 seenNew.insert(instance.id)
-                report.launched.append(ReplacedInstance(instance: instance.id, firstSeenSeconds: now().timeIntervalSince(started), healthySeconds: nil))
+                report.launched.append(
+                    ReplacedInstance(
+                        instance: instance.id, firstSeenSeconds: now().timeIntervalSince(started), healthySeconds: nil))
             }
-            for index in report.launched.indices where report.launched[index].healthySeconds == nil && gate.passed(report.launched[index].instance) {
+            for index in report.launched.indices
+            where report.launched[index].healthySeconds == nil && gate.passed(report.launched[index].instance) {
                 report.launched[index].healthySeconds = now().timeIntervalSince(started)
             }
             // More launches than the batches need: the group is churning replacements.
             if seenNew.count > desired + batchSize + configuration.batch.instances(of: max(1, desired)) {
-                throw RotationFailure(instance: nil, check: "replacements", answer: "\(seenNew.count) instances of the release launched where \(desired) are needed: new instances keep being replaced")
+                throw RotationFailure(
+                    instance: nil, check: "replacements",
+                    answer:
+                        "\(seenNew.count) instances of the release launched where \(desired) are needed: new instances keep being replaced"
+                )
             }
-            let healthy = old.filter { $0.inService && $0.healthStatus == .healthy }.count + new.filter { gate.passed($0.id) }.count
+            let healthy =
+                old.filter { $0.inService && $0.healthStatus == .healthy }.count
+                + new.filter { gate.passed($0.id) }.count
             report.lowestHealthy = min(report.lowestHealthy, healthy)
             report.largestGroup = max(report.largestGroup, live.count)
 
@@ -301,7 +334,11 @@ public struct Rotation: Sendable {
             if !pending.isEmpty {
                 if now().timeIntervalSince(batchStarted) > configuration.health.timeout {
                     let instance = pending[0]
-                    throw RotationFailure(instance: instance.id, check: "health gate", answer: "not healthy after \(LogWriter.formatDuration(configuration.health.timeout)): \(gate.lastProblem(instance.id) ?? "no answer yet")")
+                    throw RotationFailure(
+                        instance: instance.id, check: "health gate",
+                        answer:
+                            "not healthy after \(LogWriter.formatDuration(configuration.health.timeout)): \(gate.lastProblem(instance.id) ?? "no answer yet")"
+                    )
                 }
                 try probeUntilNextPoll(gate, targetGroups: state.targetGroupARNs, new)
                 continue
@@ -320,7 +357,9 @@ public struct Rotation: Sendable {
                 old.removeFirst(retiring.count)
                 if configuration.strategy == .canary && !firstBatchDone && configuration.canarySoak > 0 {
                     soakUntil = now().addingTimeInterval(configuration.canarySoak)
-                    log.line("rotate: canary \(new.first?.id ?? "") is healthy; soaking for \(LogWriter.formatDuration(configuration.canarySoak))")
+                    log.line(
+                        "rotate: canary \(new.first?.id ?? "") is healthy; soaking for \(LogWriter.formatDuration(configuration.canarySoak))"
+                    )
                 }
                 firstBatchDone = true
                 // What is left is known without another poll: the next batch
@@ -342,7 +381,11 @@ public struct Rotation: Sendable {
             let target = new.count + old.count + surge
             if target > state.maxSize {
                 guard configuration.raiseMaxSize else {
-                    throw RotationFailure(instance: nil, check: "capacity", answer: "the surge needs \(target) instances but max size is \(state.maxSize) and raise_max_size is false")
+                    throw RotationFailure(
+                        instance: nil, check: "capacity",
+                        answer:
+                            "the surge needs \(target) instances but max size is \(state.maxSize) and raise_max_size is false"
+                    )
                 }
                 try client.updateAutoScalingGroup(group, maxSize: target)
             }
@@ -355,7 +398,9 @@ public struct Rotation: Sendable {
             lastSetDesired = target
             batchStarted = now()
             report.batches = batchIndex
-            log.line("rotate: \(direction.label): batch \(min(batchIndex, plannedBatches)) of \(plannedBatches): launching \(surge) (desired \(target)), \(old.count) old left")
+            log.line(
+                "rotate: \(direction.label): batch \(min(batchIndex, plannedBatches)) of \(plannedBatches): launching \(surge) (desired \(target)), \(old.count) old left"
+            )
             sleep(configuration.health.poll)
         }
     }
@@ -381,9 +426,12 @@ public struct Rotation: Sendable {
     /// poll said of Auto Scaling and the target groups. The next poll comes
     /// at once when they have all passed, so a batch waits for its boot,
     /// not for the poll interval.
-    private func probeUntilNextPoll(_ gate: HealthGate, targetGroups: [String], _ instances: [ObservedInstance]) throws {
+    private func probeUntilNextPoll(_ gate: HealthGate, targetGroups: [String], _ instances: [ObservedInstance]) throws
+    {
         let nextPoll = now().addingTimeInterval(configuration.health.poll)
-        let interval = configuration.health.url == nil ? configuration.health.poll : min(configuration.health.probeInterval, configuration.health.poll)
+        let interval =
+            configuration.health.url == nil
+            ? configuration.health.poll : min(configuration.health.probeInterval, configuration.health.poll)
         while true {
             let left = nextPoll.timeIntervalSince(now())
             if left <= 0 { return }
@@ -394,7 +442,8 @@ public struct Rotation: Sendable {
         }
     }
 
-    private func judge(_ gate: HealthGate, targetGroups: [String], _ instances: [ObservedInstance]) -> RotationFailure? {
+    private func judge(_ gate: HealthGate, targetGroups: [String], _ instances: [ObservedInstance]) -> RotationFailure?
+    {
         gate.targetGroups = targetGroups
         return gate.judge(instances, now: now())
     }
@@ -404,29 +453,40 @@ public struct Rotation: Sendable {
     /// Sizes and suspended processes back as they were, the journal gone,
     /// and the rotation recorded for `kiln-rotate rollback`.
     private func finish(_ journal: RotationJournal, lastRotation: Bool = true) throws {
-        try client.updateAutoScalingGroup(group, minSize: journal.minSize, maxSize: journal.maxSize, desiredCapacity: journal.desiredCapacity)
+        try client.updateAutoScalingGroup(
+            group, minSize: journal.minSize, maxSize: journal.maxSize, desiredCapacity: journal.desiredCapacity)
         if !journal.suspendedByKiln.isEmpty { try client.resumeProcesses(group, journal.suspendedByKiln) }
         if lastRotation {
-            try client.createOrUpdateTags(autoScalingGroup: group, tags: [
-                KilnTag.lastRotation: "\(journal.fromVersion)>\(journal.toVersion)", KilnTag.release: journal.release,
-            ], propagateAtLaunch: false)
+            try client.createOrUpdateTags(
+                autoScalingGroup: group,
+                tags: [
+                    KilnTag.lastRotation: "\(journal.fromVersion)>\(journal.toVersion)",
+                    KilnTag.release: journal.release,
+                ], propagateAtLaunch: false)
         }
         try RotationJournal.clear(client, group: group)
     }
 
     /// Takes the journal a group holds: ours to continue (the same pipeline,
     /// or a stale heartbeat), or another live run's (refused, exit 75).
-    private func claim(_ journal: RotationJournal?, release: ReleaseSpecification?, state: AutoScalingGroup) throws -> RotationJournal? {
+    private func claim(
+        _ journal: RotationJournal?, release: ReleaseSpecification?, state: AutoScalingGroup
+    ) throws -> RotationJournal? {
         guard var journal else { return nil }
         let age = now().timeIntervalSince(journal.heartbeat)
         let samePipeline = journal.run.split(separator: "/").first == runID.split(separator: "/").first
         if !samePipeline && age < configuration.staleAfter {
-            throw KilnError(.temporaryFailure, "\(group): rotation \(journal.run) (release \(journal.release), \(journal.phase)) is under way, its heartbeat \(Int(age))s old; retry when it has finished")
+            throw KilnError(
+                .temporaryFailure,
+                "\(group): rotation \(journal.run) (release \(journal.release), \(journal.phase)) is under way, its heartbeat \(Int(age))s old; retry when it has finished"
+            )
         }
         if let release, journal.release != release.digest && !journal.phase.isRollback {
             // A dead run of another release: keep its original sizes and
             // suspended processes, roll our release from its starting version.
-            log.warning("rotate: taking over the journal of \(journal.run) (release \(journal.release), \(journal.phase), heartbeat \(Int(age))s old) for release \(release.digest)")
+            log.warning(
+                "rotate: taking over the journal of \(journal.run) (release \(journal.release), \(journal.phase), heartbeat \(Int(age))s old) for release \(release.digest)"
+            )
             let template = try launchTemplate(of: state)
             journal.toVersion = try createVersion(template: template.id, from: journal.fromVersion, release: release)
             journal.release = release.digest
@@ -447,15 +507,19 @@ public struct Rotation: Sendable {
         tags[KilnTag.legacyApplication] = nil
         tags[KilnTag.version] = release.version
         let created = try client.createLaunchTemplateVersion(
-            .id(template), sourceVersion: "\(version)", imageID: release.amiID, userData: release.userData, instanceTags: tags,
+            .id(template), sourceVersion: "\(version)", imageID: release.amiID, userData: release.userData,
+            instanceTags: tags,
             versionDescription: "kiln \(release.application) \(release.version) (\(release.digest))")
-        log.line("rotate: launch template \(template) version \(created.versionNumber): \(release.amiID), user data \(release.userDataSHA256.prefix(12))")
+        log.line(
+            "rotate: launch template \(template) version \(created.versionNumber): \(release.amiID), user data \(release.userDataSHA256.prefix(12))"
+        )
         return created.versionNumber
     }
 
     /// The release a launch template version launches: its instances' `kiln:release` tag, else its AMI.
     func versionRelease(_ template: String, _ version: Int) throws -> String {
-        guard let found = try client.describeLaunchTemplateVersions(.id(template), versions: ["\(version)"]).first else {
+        guard let found = try client.describeLaunchTemplateVersions(.id(template), versions: ["\(version)"]).first
+        else {
             throw KilnError.badConfiguration("launch template \(template) has no version \(version)")
         }
         return found.instanceTags[KilnTag.release] ?? "image:\(found.imageID ?? "unknown")"
@@ -463,7 +527,8 @@ public struct Rotation: Sendable {
 
     func launchTemplate(of state: AutoScalingGroup) throws -> (id: String, version: String) {
         guard let template = state.launchTemplate, let id = template.id ?? template.name.map({ $0 }) else {
-            throw KilnError.badConfiguration("\(group) has no launch template (launch configurations cannot be rolled by Kiln)")
+            throw KilnError.badConfiguration(
+                "\(group) has no launch template (launch configurations cannot be rolled by Kiln)")
         }
         if template.id == nil, let name = template.name {
             guard let found = try client.describeLaunchTemplates(names: [name]).first else {
@@ -476,7 +541,8 @@ public struct Rotation: Sendable {
 
     func numericVersion(_ template: (id: String, version: String)) throws -> Int {
         guard let version = Int(template.version) else {
-            throw KilnError.badConfiguration("""
+            throw KilnError.badConfiguration(
+                """
                 \(group) uses launch template \(template.id) at '\(template.version)', which cannot be rolled back: \
                 point it at a version number (in Terraform: version = aws_launch_template.x.latest_version)
                 """)

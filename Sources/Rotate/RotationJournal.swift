@@ -1,6 +1,6 @@
 import Foundation
-import KilnArtifacts
 import KilnAWS
+import KilnArtifacts
 import KilnCore
 
 /// Where a rotation stands, as its journal records it. In the group's tag
@@ -44,10 +44,12 @@ public enum RotationPhase: Sendable, Equatable, CustomStringConvertible {
     /// (the run then converges from what the group holds).
     public init(tag: String?) {
         let words = (tag ?? "").split(separator: " ", maxSplits: 1)
-        let batch: Batch? = words.count == 2 ? {
-            let numbers = words[1].split(separator: "/").compactMap { Int($0) }
-            return numbers.count == 2 ? Batch(number: numbers[0], of: numbers[1]) : nil
-        }() : nil
+        let batch: Batch? =
+            words.count == 2
+            ? {
+                let numbers = words[1].split(separator: "/").compactMap { Int($0) }
+                return numbers.count == 2 ? Batch(number: numbers[0], of: numbers[1]) : nil
+            }() : nil
         switch words.first {
         case "rolling": self = .rolling(batch)
         case "rollback": self = .rollingBack(batch)
@@ -93,9 +95,11 @@ public struct RotationJournal: Sendable, Equatable {
     /// The journal in a group's tags, if one is there.
     init?(tags: [String: String]) {
         guard let run = tags[Self.prefix + "run"], let release = tags[Self.prefix + "release"],
-              let versions = tags[Self.prefix + "versions"]?.split(separator: ">").compactMap({ Int($0) }), versions.count == 2,
-              let sizes = tags[Self.prefix + "sizes"]?.split(separator: "/").compactMap({ Int($0) }), sizes.count == 3,
-              let heartbeat = tags[Self.prefix + "heartbeat"].flatMap({ ISO8601DateFormatter().date(from: $0) }) else { return nil }
+            let versions = tags[Self.prefix + "versions"]?.split(separator: ">").compactMap({ Int($0) }),
+            versions.count == 2,
+            let sizes = tags[Self.prefix + "sizes"]?.split(separator: "/").compactMap({ Int($0) }), sizes.count == 3,
+            let heartbeat = tags[Self.prefix + "heartbeat"].flatMap({ ISO8601DateFormatter().date(from: $0) })
+        else { return nil }
         self.run = run
         self.release = release
         fromVersion = versions[0]
@@ -108,7 +112,10 @@ public struct RotationJournal: Sendable, Equatable {
         self.heartbeat = heartbeat
     }
 
-    init(run: String, release: String, fromVersion: Int, toVersion: Int, minSize: Int, maxSize: Int, desiredCapacity: Int, suspendedByKiln: [String], phase: RotationPhase, heartbeat: Date) {
+    init(
+        run: String, release: String, fromVersion: Int, toVersion: Int, minSize: Int, maxSize: Int,
+        desiredCapacity: Int, suspendedByKiln: [String], phase: RotationPhase, heartbeat: Date
+    ) {
         self.run = run
         self.release = release
         self.fromVersion = fromVersion

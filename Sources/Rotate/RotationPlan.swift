@@ -1,6 +1,6 @@
 import Foundation
-import KilnArtifacts
 import KilnAWS
+import KilnArtifacts
 import KilnCore
 
 /// What a rotation will do, worked out before it changes anything: the
@@ -21,11 +21,15 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
     public var expectedCalls: [String: Int]
     public var problems: [String]
 
-    static func make(configuration: RotateConfiguration, state: AutoScalingGroup, instances: [ObservedInstance], release: String) -> RotationPlan {
+    static func make(
+        configuration: RotateConfiguration, state: AutoScalingGroup, instances: [ObservedInstance], release: String
+    ) -> RotationPlan {
         let live = instances.filter { !$0.lifecycleState.isTerminating }
         let old = live.filter { $0.release != release }.count
         let new = live.count - old
-        let batchSize = configuration.strategy == .blueGreen ? max(1, old) : configuration.batch.instances(of: max(1, state.desiredCapacity))
+        let batchSize =
+            configuration.strategy == .blueGreen
+            ? max(1, old) : configuration.batch.instances(of: max(1, state.desiredCapacity))
         var batches: [Int] = []
         var remaining = old
         if configuration.strategy == .canary && remaining > 0 {
@@ -40,12 +44,21 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
         let largest = state.desiredCapacity + (batches.max() ?? 0)
         var checks = ["Auto Scaling InService and Healthy"]
         if !state.targetGroupARNs.isEmpty { checks.append("healthy in \(state.targetGroupARNs.count) target group(s)") }
-        if let url = configuration.health.url { checks.append("HTTP \(url) answers 2xx\(configuration.health.expectBody.map { " holding '\($0)'" } ?? "")") }
-        let cadence = configuration.health.url == nil
+        if let url = configuration.health.url {
+            checks.append("HTTP \(url) answers 2xx\(configuration.health.expectBody.map { " holding '\($0)'" } ?? "")")
+        }
+        let cadence =
+            configuration.health.url == nil
             ? "polls every \(LogWriter.formatDuration(configuration.health.poll))"
             : "AWS polled every \(LogWriter.formatDuration(configuration.health.poll)), the HTTP probe every \(LogWriter.formatDuration(min(configuration.health.probeInterval, configuration.health.poll)))"
-        checks.append("\(configuration.health.consecutive) passing checks in a row (\(cadence)), after a grace of \(LogWriter.formatDuration(configuration.health.grace)); \(LogWriter.formatDuration(configuration.health.timeout)) per batch")
-        let pollsPerBatch = max(1, Int((Double(configuration.health.consecutive) + configuration.health.grace / configuration.health.poll).rounded(.up)) + 1)
+        checks.append(
+            "\(configuration.health.consecutive) passing checks in a row (\(cadence)), after a grace of \(LogWriter.formatDuration(configuration.health.grace)); \(LogWriter.formatDuration(configuration.health.timeout)) per batch"
+        )
+        let pollsPerBatch = max(
+            1,
+            Int(
+                (Double(configuration.health.consecutive) + configuration.health.grace / configuration.health.poll)
+                    .rounded(.up)) + 1)
         let polls = pollsPerBatch * max(1, batches.count)
         var calls: [String: Int] = [
             "ec2:CreateLaunchTemplateVersion": 1,
@@ -62,14 +75,20 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
             calls["autoscaling:SuspendProcesses"] = 1
             calls["autoscaling:ResumeProcesses"] = 1
         }
-        if !state.targetGroupARNs.isEmpty { calls["elasticloadbalancing:DescribeTargetHealth"] = (polls + 1) * state.targetGroupARNs.count }
+        if !state.targetGroupARNs.isEmpty {
+            calls["elasticloadbalancing:DescribeTargetHealth"] = (polls + 1) * state.targetGroupARNs.count
+        }
 
         var problems: [String] = []
         if live.isEmpty || state.desiredCapacity == 0 {
-            problems.append("\(state.name) has no instances: there is nothing to roll (scale it up, or let Terraform create the release)")
+            problems.append(
+                "\(state.name) has no instances: there is nothing to roll (scale it up, or let Terraform create the release)"
+            )
         }
         if largest > state.maxSize && !configuration.raiseMaxSize {
-            problems.append("the surge needs \(largest) instances but \(state.name)'s max size is \(state.maxSize) and raise_max_size is false")
+            problems.append(
+                "the surge needs \(largest) instances but \(state.name)'s max size is \(state.maxSize) and raise_max_size is false"
+            )
         }
         if configuration.maxUnavailable >= max(1, state.desiredCapacity) {
             problems.append("max_unavailable \(configuration.maxUnavailable) would let every instance go")
@@ -88,16 +107,24 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        var lines = ["plan for \(group): \(strategy.rawValue), \(old) instance(s) to replace, \(new) already on the release"]
+        var lines = [
+            "plan for \(group): \(strategy.rawValue), \(old) instance(s) to replace, \(new) already on the release"
+        ]
         lines.append("  sizes now: min \(minSize), max \(maxSize), desired \(desired)")
         var step = 0
         for (index, size) in batches.enumerated() {
             step += 1
-            lines.append("  batch \(index + 1) of \(batches.count): launch \(size) (group \(desired + size)), wait for the gate, terminate \(size) old (group \(desired))")
+            lines.append(
+                "  batch \(index + 1) of \(batches.count): launch \(size) (group \(desired + size)), wait for the gate, terminate \(size) old (group \(desired))"
+            )
         }
-        lines.append("  largest group: \(largestGroup)\(largestGroup > maxSize ? " (max size raised from \(maxSize) for the run, then restored)" : "")")
+        lines.append(
+            "  largest group: \(largestGroup)\(largestGroup > maxSize ? " (max size raised from \(maxSize) for the run, then restored)" : "")"
+        )
         lines.append("  checks: " + checks.joined(separator: "; "))
-        lines.append("  AWS calls expected: " + expectedCalls.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        lines.append(
+            "  AWS calls expected: "
+                + expectedCalls.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         if !problems.isEmpty { lines.append("  refused: " + problems.joined(separator: "; ")) }
         return lines.joined(separator: "\n")
     }

@@ -55,15 +55,23 @@ struct ShellEscaper: ContextEscaper {
                 case "$" where index + 1 < characters.count && characters[index + 1] == "'":
                     state = .ansiQuote
                     index += 1
-                case "#" where previous.isWhitespace || previous == ";" || previous == "(" || previous == "|" || previous == "&" || previous == "\n":
+                case "#"
+                where previous.isWhitespace || previous == ";" || previous == "(" || previous == "|" || previous == "&"
+                    || previous == "\n":
                     state = .comment
-                case "<" where index + 1 < characters.count && characters[index + 1] == "<" && (index + 2 >= characters.count || characters[index + 2] != "<"):
+                case "<"
+                where index + 1 < characters.count && characters[index + 1] == "<"
+                    && (index + 2 >= characters.count || characters[index + 2] != "<"):
                     index += 2
                     var stripTabs = false
                     if index < characters.count && characters[index] == "-" { stripTabs = true; index += 1 }
-                    while index < characters.count && (characters[index] == " " || characters[index] == "\t") { index += 1 }
+                    while index < characters.count && (characters[index] == " " || characters[index] == "\t") {
+                        index += 1
+                    }
                     var word = ""
-                    while index < characters.count && !characters[index].isWhitespace && !";|&<>()".contains(characters[index]) {
+                    while index < characters.count && !characters[index].isWhitespace
+                        && !";|&<>()".contains(characters[index])
+                    {
                         word.append(characters[index])
                         index += 1
                     }
@@ -90,7 +98,9 @@ struct ShellEscaper: ContextEscaper {
                 }
             case .substitutionInDoubleQuotes(let depth):
                 if character == "(" { state = .substitutionInDoubleQuotes(depth: depth + 1) }
-                if character == ")" { state = depth == 1 ? .doubleQuote : .substitutionInDoubleQuotes(depth: depth - 1) }
+                if character == ")" {
+                    state = depth == 1 ? .doubleQuote : .substitutionInDoubleQuotes(depth: depth - 1)
+                }
             case .backtickInDoubleQuotes:
                 if character == "`" { state = .doubleQuote }
             case .comment:
@@ -120,7 +130,9 @@ struct ShellEscaper: ContextEscaper {
             KilnError.badConfiguration("\(source):\(line): {{ \(name) }} \(why)")
         }
         if hereDocument != nil {
-            throw refuse("stands in a here-document, where no escaping is safe for every value; assign it to a variable before the here-document and use that")
+            throw refuse(
+                "stands in a here-document, where no escaping is safe for every value; assign it to a variable before the here-document and use that"
+            )
         }
         if escaped { throw refuse("follows a backslash") }
         if case .list = value, state != .normal {
@@ -144,7 +156,9 @@ struct ShellEscaper: ContextEscaper {
         case .ansiQuote:
             throw refuse("stands inside $'...', where escapes are interpreted; use '...' or a bare word")
         case .substitutionInDoubleQuotes, .backtickInDoubleQuotes:
-            throw refuse("stands inside a command substitution within double quotes; use it as a bare word there, or in a variable")
+            throw refuse(
+                "stands inside a command substitution within double quotes; use it as a bare word there, or in a variable"
+            )
         }
     }
 

@@ -55,28 +55,47 @@ public struct UserDataConfiguration: Sendable {
         let keyPath = "environments.\(environment)"
         guard let section = file.node(keyPath) else {
             let known: [String]
-            if case .mapping(let entries, _)? = file.node("environments") { known = entries.map(\.key) } else { known = [] }
-            throw KilnError.badConfiguration("\(file.path ?? "kiln.yml"): no '\(keyPath)' section (environments: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
+            if case .mapping(let entries, _)? = file.node("environments") {
+                known = entries.map(\.key)
+            } else {
+                known = []
+            }
+            throw KilnError.badConfiguration(
+                "\(file.path ?? "kiln.yml"): no '\(keyPath)' section (environments: \(known.isEmpty ? "none" : known.joined(separator: ", ")))"
+            )
         }
         guard case .mapping(let entries, _) = section else { throw file.fail(section, keyPath, "expected a mapping") }
         guard let userData = entries.first(where: { $0.key == "userdata" })?.value else {
-            throw file.fail(section, "\(keyPath).userdata", "missing: name the template (userdata.template) or parts (userdata.parts)")
+            throw file.fail(
+                section, "\(keyPath).userdata",
+                "missing: name the template (userdata.template) or parts (userdata.parts)")
         }
-        let fields = try file.mapping(userData, "\(keyPath).userdata", allowed: ["template", "parts", "format", "gzip"])
-        let format = try fields["format"].map { try file.value($0, "\(keyPath).userdata.format", as: UserDataFormat.self) }
+        let fields = try file.mapping(
+            userData, "\(keyPath).userdata", allowed: ["template", "parts", "format", "gzip"])
+        let format = try fields["format"].map {
+            try file.value($0, "\(keyPath).userdata.format", as: UserDataFormat.self)
+        }
         var parts: [Part] = []
         switch (fields["template"], fields["parts"]) {
         case (let template?, nil):
-            parts = [Part(template: try file.scalar(template, "\(keyPath).userdata.template"), format: format == .multipart ? nil : format)]
+            parts = [
+                Part(
+                    template: try file.scalar(template, "\(keyPath).userdata.template"),
+                    format: format == .multipart ? nil : format)
+            ]
         case (nil, let list?):
             parts = try file.list(list, "\(keyPath).userdata.parts").enumerated().map { index, item in
                 let partPath = "\(keyPath).userdata.parts[\(index)]"
                 if case .scalar(let template, _) = item { return Part(template: template, format: nil) }
                 let partFields = try file.mapping(item, partPath, allowed: ["template", "format"])
-                guard let template = partFields["template"] else { throw file.fail(item, partPath, "a part needs 'template'") }
+                guard let template = partFields["template"] else {
+                    throw file.fail(item, partPath, "a part needs 'template'")
+                }
                 return Part(
                     template: try file.scalar(template, "\(partPath).template"),
-                    format: try partFields["format"].map { try file.value($0, "\(partPath).format", as: UserDataFormat.self) })
+                    format: try partFields["format"].map {
+                        try file.value($0, "\(partPath).format", as: UserDataFormat.self)
+                    })
             }
             guard !parts.isEmpty else { throw file.fail(list, "\(keyPath).userdata.parts", "is empty") }
         default:
@@ -84,18 +103,24 @@ public struct UserDataConfiguration: Sendable {
         }
         var variables: [DeclaredVariable] = []
         if let node = entries.first(where: { $0.key == "variables" })?.value {
-            guard case .mapping(let declared, _) = node else { throw file.fail(node, "\(keyPath).variables", "expected a mapping") }
+            guard case .mapping(let declared, _) = node else {
+                throw file.fail(node, "\(keyPath).variables", "expected a mapping")
+            }
             for (name, value) in declared {
                 let variablePath = "\(keyPath).variables.\(name)"
                 guard Template.isName(name), !name.hasPrefix("kiln."), !name.hasPrefix("tf.") else {
-                    throw file.fail(value, variablePath, "not a usable variable name (letters, digits, '_'; kiln.* and tf.* are taken)")
+                    throw file.fail(
+                        value, variablePath,
+                        "not a usable variable name (letters, digits, '_'; kiln.* and tf.* are taken)")
                 }
                 if case .scalar(let literal, _) = value {
-                    variables.append(.init(name: name, source: .literal, literal: literal, location: file.location(value)))
+                    variables.append(
+                        .init(name: name, source: .literal, literal: literal, location: file.location(value)))
                     continue
                 }
                 let spec = try file.mapping(value, variablePath, allowed: ["value", "env", "terraform", "secret"])
-                let secret = try spec["secret"].map { try file.value($0, "\(variablePath).secret", as: Bool.self) } ?? false
+                let secret =
+                    try spec["secret"].map { try file.value($0, "\(variablePath).secret", as: Bool.self) } ?? false
                 let source: VariableSource
                 var literal: String?
                 if secret {
@@ -114,6 +139,7 @@ public struct UserDataConfiguration: Sendable {
             }
         }
         let gzip = try fields["gzip"].map { try file.value($0, "\(keyPath).userdata.gzip", as: Bool.self) } ?? false
-        return UserDataConfiguration(environment: environment, format: format, parts: parts, gzip: gzip, variables: variables)
+        return UserDataConfiguration(
+            environment: environment, format: format, parts: parts, gzip: gzip, variables: variables)
     }
 }

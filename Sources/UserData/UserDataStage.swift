@@ -35,22 +35,31 @@ public struct UserDataStage {
     public func run() throws -> UserDataResult {
         let image = try context.artifacts.read(ImageResult.self).payload
         let configuration = try UserDataConfiguration.load(context.settings.file, environment: environment)
-        let values = Values(configuration: configuration, image: image, terraform: terraform, context: context, environment: environment)
+        let values = Values(
+            configuration: configuration, image: image, terraform: terraform, context: context, environment: environment
+        )
 
         var used: [String: String] = [:]
         var rendered: [(name: String, format: UserDataFormat, text: String)] = []
         for part in configuration.parts {
-            let path = part.template.hasPrefix("/") ? part.template : (projectDirectory as NSString).appendingPathComponent(part.template)
-            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-                throw KilnError.badConfiguration("\(part.template): template not found (from environments.\(environment).userdata)")
+            let path =
+                part.template.hasPrefix("/")
+                ? part.template : (projectDirectory as NSString).appendingPathComponent(part.template)
+            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
+            else {
+                throw KilnError.badConfiguration(
+                    "\(part.template): template not found (from environments.\(environment).userdata)")
             }
             guard let format = part.format ?? UserDataFormat.detect(text), format != .multipart else {
-                throw KilnError.badConfiguration("\(part.template):1: cannot tell the format: start a script with '#!' or a cloud-config with '#cloud-config', or set format")
+                throw KilnError.badConfiguration(
+                    "\(part.template):1: cannot tell the format: start a script with '#!' or a cloud-config with '#cloud-config', or set format"
+                )
             }
             let template = try Template(parsing: text, source: part.template)
             var resolved: [String: TemplateValue] = [:]
             for name in template.variableNames {
-                let (value, source) = try values.resolve(name, template: part.template, line: Self.line(of: name, in: template))
+                let (value, source) = try values.resolve(
+                    name, template: part.template, line: Self.line(of: name, in: template))
                 resolved[name] = value
                 used[name] = source
             }
@@ -74,17 +83,20 @@ public struct UserDataStage {
         var bytes = Array((multipart ? Self.mime(rendered) : rendered[0].text).utf8)
         if configuration.gzip { bytes = try gzip(bytes) }
         guard bytes.count <= Self.maximumBytes else {
-            throw KilnError.badConfiguration("""
+            throw KilnError.badConfiguration(
+                """
                 the user data for \(environment) is \(bytes.count) bytes, over EC2's limit of \(Self.maximumBytes)\
                 \(configuration.gzip ? "" : " (set userdata.gzip: true to compress it; cloud-init unpacks it)")
                 """)
         }
         let format = multipart ? UserDataFormat.multipart : rendered[0].format
-        let fileName = "userdata-\(environment).\(format == .shell ? "sh" : format == .cloudConfig ? "yaml" : "mime")\(configuration.gzip ? ".gz" : "")"
+        let fileName =
+            "userdata-\(environment).\(format == .shell ? "sh" : format == .cloudConfig ? "yaml" : "mime")\(configuration.gzip ? ".gz" : "")"
         let target = context.artifacts.path(fileName)
         try AtomicFile.write(Data(bytes), to: target)
         let sha256 = SHA256Digest.hex(of: bytes)
-        let relative = target.hasPrefix(projectDirectory + "/") ? String(target.dropFirst(projectDirectory.count + 1)) : target
+        let relative =
+            target.hasPrefix(projectDirectory + "/") ? String(target.dropFirst(projectDirectory.count + 1)) : target
         let result = UserDataResult(
             environment: environment, format: format, gzip: configuration.gzip, path: relative, size: bytes.count,
             sha256: sha256, templates: configuration.parts.map(\.template),
@@ -93,7 +105,8 @@ public struct UserDataStage {
         var dotenv = Dotenv()
         dotenv.set("KILN_USERDATA_SHA256", sha256)
         try context.artifacts.writeDotenv(dotenv, fileName: "userdata-\(environment).env")
-        context.log.line("userdata: \(environment): \(format.rawValue), \(bytes.count) bytes, sha256 \(sha256) -> \(relative)")
+        context.log.line(
+            "userdata: \(environment): \(format.rawValue), \(bytes.count) bytes, sha256 \(sha256) -> \(relative)")
         return result
     }
 
@@ -107,10 +120,13 @@ public struct UserDataStage {
     private func checkShell(_ script: String, template: String) throws {
         let firstLine = script.prefix { $0 != "\n" }
         let shell = firstLine.contains("bash") ? "bash" : "sh"
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-userdata-\(UUID().uuidString).sh").path
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "kiln-userdata-\(UUID().uuidString).sh"
+        ).path
         try AtomicFile.write(Data(script.utf8), to: file)
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let result = try context.runner.run(Command(shell, ["-n", file], environment: ["PATH": "/usr/bin:/bin"]), output: .capture)
+        let result = try context.runner.run(
+            Command(shell, ["-n", file], environment: ["PATH": "/usr/bin:/bin"]), output: .capture)
         guard result.termination.succeeded else {
             let message = result.tail.replacingOccurrences(of: file, with: template)
             throw KilnError.badConfiguration("\(template): the rendered script is not valid \(shell): \(message)")
@@ -118,24 +134,28 @@ public struct UserDataStage {
     }
 
     private func gzip(_ bytes: [UInt8]) throws -> [UInt8] {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-userdata-\(UUID().uuidString)").path
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-userdata-\(UUID().uuidString)")
+            .path
         try AtomicFile.write(Data(bytes), to: file)
         defer { try? FileManager.default.removeItem(atPath: file) }
         // -n: no name or time in the header, so the same input gives the same bytes.
-        let result = try context.runner.check(Command("gzip", ["-n", "-9", "-c", file]), what: "gzip", failure: .internalError, output: .capture)
+        let result = try context.runner.check(
+            Command("gzip", ["-n", "-9", "-c", file]), what: "gzip", failure: .internalError, output: .capture)
         return Array(result.standardOutput)
     }
 
     /// cloud-init's MIME multipart (one part per template), with a boundary
     /// derived from the content so that the same parts give the same bytes.
     static func mime(_ parts: [(name: String, format: UserDataFormat, text: String)]) -> String {
-        let digest = SHA256Digest.hex(of: Array(parts.map { $0.name + "\u{0}" + $0.text }.joined(separator: "\u{1}").utf8))
+        let digest = SHA256Digest.hex(
+            of: Array(parts.map { $0.name + "\u{0}" + $0.text }.joined(separator: "\u{1}").utf8))
         let boundary = "===============kiln-\(digest.prefix(24))=="
         var out = "Content-Type: multipart/mixed; boundary=\"\(boundary)\"\nMIME-Version: 1.0\n\n"
         for part in parts {
             let type = part.format == .shell ? "text/x-shellscript" : "text/cloud-config"
             let encoding = part.text.unicodeScalars.allSatisfy(\.isASCII) ? "7bit" : "8bit"
-            out += "--\(boundary)\nContent-Type: \(type); charset=\"utf-8\"\nMIME-Version: 1.0\nContent-Transfer-Encoding: \(encoding)\nContent-Disposition: attachment; filename=\"\(part.name)\"\n\n"
+            out +=
+                "--\(boundary)\nContent-Type: \(type); charset=\"utf-8\"\nMIME-Version: 1.0\nContent-Transfer-Encoding: \(encoding)\nContent-Disposition: attachment; filename=\"\(part.name)\"\n\n"
             out += part.text.hasSuffix("\n") ? part.text : part.text + "\n"
         }
         return out + "--\(boundary)--\n"
@@ -162,7 +182,8 @@ struct Values {
     func resolve(_ name: String, template: String, line: Int) throws -> (TemplateValue, String) {
         let at = "\(template):\(line)"
         func refuseSecret(_ what: String) -> KilnError {
-            KilnError.badConfiguration("""
+            KilnError.badConfiguration(
+                """
                 \(at): {{ \(name) }} \(what): user data is readable by anyone who may describe the instance \
                 (ec2:DescribeInstanceAttribute) and from the instance metadata. Store it in SSM Parameter Store \
                 (SecureString) or Secrets Manager, and read it at boot, e.g. \
@@ -171,14 +192,22 @@ struct Values {
                 """)
         }
         func checked(_ value: TemplateValue, _ source: String) throws -> (TemplateValue, String) {
-            if context.log.secrets.contains(secretIn: value.text) { throw refuseSecret("holds a masked secret of this job") }
+            if context.log.secrets.contains(secretIn: value.text) {
+                throw refuseSecret("holds a masked secret of this job")
+            }
             return (value, source)
         }
         if let value = kiln[name] { return try checked(.string(value), VariableSource.kiln.description) }
-        if name.hasPrefix("tf.") { return try terraformValue(String(name.dropFirst(3)), at: at, name: name, refuse: refuseSecret, checked: checked) }
+        if name.hasPrefix("tf.") {
+            return try terraformValue(
+                String(name.dropFirst(3)), at: at, name: name, refuse: refuseSecret, checked: checked)
+        }
         guard let declared = configuration.variables.first(where: { $0.name == name }) else {
-            let known = (kiln.keys.sorted() + configuration.variables.map(\.name).sorted() + terraform.outputs.keys.sorted().map { "tf.\($0)" })
-            throw KilnError.badConfiguration("\(at): unknown variable '\(name)' (known: \(known.joined(separator: ", ")))")
+            let known =
+                (kiln.keys.sorted() + configuration.variables.map(\.name).sorted()
+                    + terraform.outputs.keys.sorted().map { "tf.\($0)" })
+            throw KilnError.badConfiguration(
+                "\(at): unknown variable '\(name)' (known: \(known.joined(separator: ", ")))")
         }
         switch declared.source {
         case .secret:
@@ -186,9 +215,12 @@ struct Values {
         case .literal:
             return try checked(.string(declared.literal ?? ""), VariableSource.literal.description)
         case .environment(let variable):
-            if JobContext.secretVariableNames.contains(variable) { throw refuseSecret("comes from \(variable), a secret") }
+            if JobContext.secretVariableNames.contains(variable) {
+                throw refuseSecret("comes from \(variable), a secret")
+            }
             guard let value = context.job[variable] else {
-                throw KilnError.badConfiguration("\(at): {{ \(name) }} comes from \(variable), which is not set (\(declared.location))")
+                throw KilnError.badConfiguration(
+                    "\(at): {{ \(name) }} comes from \(variable), which is not set (\(declared.location))")
             }
             return try checked(.string(value), declared.source.description)
         case .terraform(let output):
@@ -203,11 +235,15 @@ struct Values {
         checked: (TemplateValue, String) throws -> (TemplateValue, String)
     ) throws -> (TemplateValue, String) {
         guard let found = terraform.outputs[output] else {
-            throw KilnError.badConfiguration("\(at): {{ \(name) }}: no Terraform output '\(output)'\(terraform.path.map { " in \($0)" } ?? " (give --terraform-outputs)")")
+            throw KilnError.badConfiguration(
+                "\(at): {{ \(name) }}: no Terraform output '\(output)'\(terraform.path.map { " in \($0)" } ?? " (give --terraform-outputs)")"
+            )
         }
         if found.sensitive { throw refuse("is the sensitive Terraform output '\(output)'") }
         guard let value = found.value else {
-            throw KilnError.badConfiguration("\(at): {{ \(name) }}: Terraform output '\(output)' is of type \(found.typeDescription), which cannot be rendered (only strings, numbers, booleans and lists of them)")
+            throw KilnError.badConfiguration(
+                "\(at): {{ \(name) }}: Terraform output '\(output)' is of type \(found.typeDescription), which cannot be rendered (only strings, numbers, booleans and lists of them)"
+            )
         }
         return try checked(TemplateValue(value), VariableSource.terraform(output).description)
     }
@@ -228,15 +264,19 @@ enum CloudConfigCheck {
             throw KilnError.badConfiguration("the rendered cloud-config is not valid: \(error.message)")
         }
         guard let root, case .mapping(let entries, _) = root else { return }
-        let lists: Set<String> = ["runcmd", "bootcmd", "packages", "write_files", "users", "groups", "ssh_authorized_keys", "mounts"]
+        let lists: Set<String> = [
+            "runcmd", "bootcmd", "packages", "write_files", "users", "groups", "ssh_authorized_keys", "mounts",
+        ]
         for (key, value) in entries where lists.contains(key) {
             guard case .sequence(let items, _) = value else {
-                throw KilnError.badConfiguration("\(template):\(value.line): \(key) must be a list, found \(value.kind)")
+                throw KilnError.badConfiguration(
+                    "\(template):\(value.line): \(key) must be a list, found \(value.kind)")
             }
             if key == "write_files" {
                 for item in items {
                     guard case .mapping = item, item["path"] != nil else {
-                        throw KilnError.badConfiguration("\(template):\(item.line): each write_files entry needs a path")
+                        throw KilnError.badConfiguration(
+                            "\(template):\(item.line): each write_files entry needs a path")
                     }
                 }
             }

@@ -44,20 +44,25 @@ struct YAMLEscaper: ContextEscaper {
         if let comment = content.range(of: " #") { content = String(content[..<comment.lowerBound]) }
         content = content.trimmingCharacters(in: .whitespaces)
         guard let last = content.split(separator: " ").last,
-              let first = last.first, first == "|" || first == ">",
-              last.dropFirst().allSatisfy({ "+-123456789".contains($0) }) else { return nil }
+            let first = last.first, first == "|" || first == ">",
+            last.dropFirst().allSatisfy({ "+-123456789".contains($0) })
+        else { return nil }
         return line.prefix { $0 == " " }.count
     }
 
     mutating func didRender() { line.append("X") }
 
-    func escape(_ value: TemplateValue, name: String, line number: Int, source: String, following: String) throws -> String {
+    func escape(
+        _ value: TemplateValue, name: String, line number: Int, source: String, following: String
+    ) throws -> String {
         func refuse(_ why: String) -> KilnError {
             KilnError.badConfiguration("\(source):\(number): {{ \(name) }} \(why)")
         }
         let indent = line.prefix { $0 == " " }.count
         if let parent = blockParentIndent, indent > parent || line.trimmingCharacters(in: .whitespaces).isEmpty {
-            throw refuse("stands in a block scalar (| or >), where YAML escaping cannot keep it data; make it a whole value (content: {{ \(name) }}) or use a shell part")
+            throw refuse(
+                "stands in a block scalar (| or >), where YAML escaping cannot keep it data; make it a whole value (content: {{ \(name) }}) or use a shell part"
+            )
         }
         let prefix = line
         if Self.insideQuotes(prefix) {
@@ -71,10 +76,16 @@ struct YAMLEscaper: ContextEscaper {
         let afterKey = before.hasSuffix(":") && prefix.hasSuffix(" ")
         let afterDash = (before == "-" || before.hasSuffix(" -")) && prefix.hasSuffix(" ")
         guard flow || afterKey || afterDash else {
-            throw refuse("must be a whole value: after 'key: ', after '- ', or an item of a flow list, with nothing else around it")
+            throw refuse(
+                "must be a whole value: after 'key: ', after '- ', or an item of a flow list, with nothing else around it"
+            )
         }
         let after = following.drop { $0 == " " }
-        guard after.isEmpty || after.hasPrefix("#") && following.hasPrefix(" ") || (flow || Self.openFlow(prefix)) && (after.hasPrefix(",") || after.hasPrefix("]") || after.hasPrefix("}")) else {
+        guard
+            after.isEmpty || after.hasPrefix("#") && following.hasPrefix(" ")
+                || (flow || Self.openFlow(prefix))
+                    && (after.hasPrefix(",") || after.hasPrefix("]") || after.hasPrefix("}"))
+        else {
             throw refuse("must be a whole value, but '\(following.prefix(20))' follows it on the line")
         }
         return Self.scalar(value)
@@ -124,8 +135,12 @@ struct YAMLEscaper: ContextEscaper {
             case "\u{2028}": out += "\\L"
             case "\u{2029}": out += "\\P"
             default:
-                if scalar.value < 0x20 || scalar.value == 0x7F || (0x80..<0xA0).contains(scalar.value) || scalar.value == 0xFEFF {
-                    out += scalar.value <= 0xFF ? "\\x" + String(format: "%02X", scalar.value) : "\\u" + String(format: "%04X", scalar.value)
+                if scalar.value < 0x20 || scalar.value == 0x7F || (0x80..<0xA0).contains(scalar.value)
+                    || scalar.value == 0xFEFF
+                {
+                    out +=
+                        scalar.value <= 0xFF
+                        ? "\\x" + String(format: "%02X", scalar.value) : "\\u" + String(format: "%04X", scalar.value)
                 } else {
                     out.unicodeScalars.append(scalar)
                 }

@@ -4,7 +4,7 @@ import KilnAWS
 import KilnCore
 import KilnHTTP
 
-/// `kiln-aws-bench`: runs scripts/bench/aws's fixed sequence of AWS calls with
+/// `kiln-aws-bench`: runs scripts/bench/aws.py's fixed sequence of AWS calls with
 /// Kiln's client in one process and prints each call's duration as JSON.
 /// A benchmark helper, not a stage: it only ever talks to the endpoint given
 /// (the driver gives moto on loopback).
@@ -12,7 +12,7 @@ import KilnHTTP
 struct AWSBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kiln-aws-bench",
-        abstract: "Time a fixed sequence of AWS calls made with Kiln's client (for scripts/bench/aws).",
+        abstract: "Time a fixed sequence of AWS calls made with Kiln's client (for scripts/bench/aws.py).",
         discussion: """
             Operations, cycled in the order given by --ops: \(Operation.allCases.map(\.rawValue).joined(separator: ", ")).
             The world file is `scripts/standin world`'s output (terraform output -json): the AMI,
@@ -35,17 +35,22 @@ struct AWSBench: ParsableCommand {
     @Option(help: ArgumentHelp("Comma-separated operations, in cycle order.", valueName: "list"))
     var ops = Operation.allCases.map(\.rawValue).joined(separator: ",")
 
-    @Option(help: ArgumentHelp("`scripts/standin world` output (needed unless only sts.GetCallerIdentity runs).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "`scripts/standin world` output (needed unless only sts.GetCallerIdentity runs).", valueName: "file"))
     var world: String?
 
-    @Option(help: ArgumentHelp("Names this run's SSM parameters and tag values apart from other tools'.", valueName: "name"))
+    @Option(
+        help: ArgumentHelp("Names this run's SSM parameters and tag values apart from other tools'.", valueName: "name")
+    )
     var label = "kiln"
 
     mutating func run() throws {
         let mainStarted = monotonicNanoseconds()
         let sequence = try ops.split(separator: ",").map { name -> Operation in
             guard let op = Operation(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
-                throw ValidationError("unknown operation '\(name)'; known: \(Operation.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw ValidationError(
+                    "unknown operation '\(name)'; known: \(Operation.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             return op
         }
@@ -111,19 +116,23 @@ struct AWSBench: ParsableCommand {
             parameters.addKeyValues("Tag", [(key: "kiln:bench", value: "\(label)-\(index)")])
             _ = try client.query(.ec2, "CreateTags", parameters, mutation: .idempotent)
         case .putParameter:
-            _ = try client.json(.ssm, target: "AmazonSSM.PutParameter", [
-                "Name": Operation.parameterName(label: label, cycle: cycle),
-                "Value": "\(label)-\(index)", "Type": "String", "Overwrite": true,
-            ], mutation: .idempotent)
+            _ = try client.json(
+                .ssm, target: "AmazonSSM.PutParameter",
+                [
+                    "Name": Operation.parameterName(label: label, cycle: cycle),
+                    "Value": "\(label)-\(index)", "Type": "String", "Overwrite": true,
+                ], mutation: .idempotent)
         case .getParameter:
-            _ = try client.json(.ssm, target: "AmazonSSM.GetParameter", [
-                "Name": Operation.parameterName(label: label, cycle: cycle),
-            ])
+            _ = try client.json(
+                .ssm, target: "AmazonSSM.GetParameter",
+                [
+                    "Name": Operation.parameterName(label: label, cycle: cycle)
+                ])
         }
     }
 }
 
-/// The calls the benchmark makes; the driver (scripts/bench/aws) uses the
+/// The calls the benchmark makes; the driver (scripts/bench/aws.py) uses the
 /// same names for boto3 and the AWS CLI.
 enum Operation: String, CaseIterable {
     case getCallerIdentity = "sts.GetCallerIdentity"
@@ -152,7 +161,8 @@ struct World {
     static func load(_ path: String?) throws -> World {
         guard let path else { throw ValidationError("--world is needed for calls other than sts.GetCallerIdentity") }
         guard let data = FileManager.default.contents(atPath: path),
-              let outputs = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            let outputs = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else {
             throw ValidationError("\(path): not a JSON object")
         }
         func value(_ key: String) throws -> Any {
@@ -162,13 +172,15 @@ struct World {
             return value
         }
         guard let ami = try value("app_ami_id") as? String,
-              let environments = try value("environments") as? [String], !environments.isEmpty else {
+            let environments = try value("environments") as? [String], !environments.isEmpty
+        else {
             throw ValidationError("\(path): app_ami_id or environments is not what standin world writes")
         }
         var world = World(amiID: ami)
         for environment in environments {
             guard let group = try value("\(environment)_asg_name") as? String,
-                  let targetGroup = try value("\(environment)_target_group_arn") as? String else {
+                let targetGroup = try value("\(environment)_target_group_arn") as? String
+            else {
                 throw ValidationError("\(path): outputs for environment '\(environment)' are not strings")
             }
             world.autoScalingGroups.append(group)

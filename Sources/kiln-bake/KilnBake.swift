@@ -1,8 +1,8 @@
 import ArgumentParser
 import Bake
-import KilnArtifacts
 import KilnAWS
 import KilnAWSCLI
+import KilnArtifacts
 import KilnCLI
 import KilnCore
 
@@ -30,19 +30,33 @@ struct KilnBake: AWSStageCommand {
 }
 
 struct BakeOptions: ParsableArguments {
-    @Option(help: "app (default: the application on the newest base image) or base (Ubuntu brought up to date); $KILN_BAKE_ROLE.")
+    @Option(
+        help:
+            "app (default: the application on the newest base image) or base (Ubuntu brought up to date); $KILN_BAKE_ROLE."
+    )
     var role: BakeRole?
 
-    @Option(help: ArgumentHelp("The Packer template (default: bake.template, $KILN_PACKER_TEMPLATE, packer/kiln.pkr.hcl, Kiln's own).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "The Packer template (default: bake.template, $KILN_PACKER_TEMPLATE, packer/kiln.pkr.hcl, Kiln's own).",
+            valueName: "file"))
     var template: String?
 
-    @Option(help: ArgumentHelp("The packer executable (default: $KILN_PACKER, else packer on PATH).", valueName: "path"))
+    @Option(
+        help: ArgumentHelp("The packer executable (default: $KILN_PACKER, else packer on PATH).", valueName: "path"))
     var packer: String?
 
-    @Option(name: .customLong("source-ami"), help: "Bake from this AMI (default: bake.source_ami, $KILN_SOURCE_AMI, else the newest base image or Ubuntu LTS).")
+    @Option(
+        name: .customLong("source-ami"),
+        help:
+            "Bake from this AMI (default: bake.source_ami, $KILN_SOURCE_AMI, else the newest base image or Ubuntu LTS)."
+    )
     var sourceAMI: String?
 
-    @Option(help: "Publish the AMI id to the SSM parameter /kiln/<app>/<role>/<channel> (default: bake.channel, $KILN_BAKE_CHANNEL).")
+    @Option(
+        help:
+            "Publish the AMI id to the SSM parameter /kiln/<app>/<role>/<channel> (default: bake.channel, $KILN_BAKE_CHANNEL)."
+    )
     var channel: String?
 
     var flags: BakeFlags {
@@ -55,7 +69,9 @@ extension KilnBake {
         static let stage = "kiln-bake"
         static let configuration = CommandConfiguration(
             commandName: "prune",
-            abstract: "Keep the newest images per application and role; deregister the rest (and their snapshots) unless still used.")
+            abstract:
+                "Keep the newest images per application and role; deregister the rest (and their snapshots) unless still used."
+        )
 
         @OptionGroup var common: CommonOptions
         @OptionGroup var aws: AWSOptions
@@ -68,7 +84,10 @@ extension KilnBake {
         var dryRun = false
 
         func run(in context: StageContext, aws: AWSEnvironment) throws {
-            _ = try ImagePrune(context: context, aws: aws, flags: options.flags, keep: keep, dryRun: dryRun, executablePath: "/proc/self/exe").run()
+            _ = try ImagePrune(
+                context: context, aws: aws, flags: options.flags, keep: keep, dryRun: dryRun,
+                executablePath: "/proc/self/exe"
+            ).run()
         }
     }
 }

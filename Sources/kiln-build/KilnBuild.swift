@@ -18,7 +18,9 @@ struct KilnBuild: OfflineStageCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(name: .customLong("release-version"), help: "The application's version (default: $CI_COMMIT_TAG on a tag, else the checkout's version).")
+    @Option(
+        name: .customLong("release-version"),
+        help: "The application's version (default: $CI_COMMIT_TAG on a tag, else the checkout's version).")
     var releaseVersion: String?
 
     func run(in context: StageContext) throws {

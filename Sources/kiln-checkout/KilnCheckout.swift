@@ -28,19 +28,26 @@ struct KilnCheckout: StageCommand {
     var ref: String?
     @Option(help: "Tag the pipeline is for (default: $CI_COMMIT_TAG).")
     var tag: String?
-    @Option(name: .customLong("pipeline-id"), help: "Pipeline whose refs/pipelines/<id> to fetch (default: $CI_PIPELINE_ID).")
+    @Option(
+        name: .customLong("pipeline-id"),
+        help: "Pipeline whose refs/pipelines/<id> to fetch (default: $CI_PIPELINE_ID).")
     var pipelineID: String?
     @Option(help: "Folder to check out into (default: $CI_PROJECT_DIR).")
     var target: String?
-    @Option(help: "clone, fetch or archive (default: $KILN_GIT_STRATEGY, else clone/fetch from $GIT_STRATEGY, else fetch).")
+    @Option(
+        help: "clone, fetch or archive (default: $KILN_GIT_STRATEGY, else clone/fetch from $GIT_STRATEGY, else fetch).")
     var strategy: CheckoutStrategy?
     @Option(help: "none, normal or recursive (default: $GIT_SUBMODULE_STRATEGY, else none).")
     var submodules: SubmoduleStrategy?
-    @Option(name: .customLong("clean-flags"), help: "git clean flags after checkout (default: $GIT_CLEAN_FLAGS, else -ffdx; none to keep all).")
+    @Option(
+        name: .customLong("clean-flags"),
+        help: "git clean flags after checkout (default: $GIT_CLEAN_FLAGS, else -ffdx; none to keep all).")
     var cleanFlags: CleanFlags?
     @Option(help: "Requested history depth ($GIT_DEPTH); libgit2 1.5 cannot honour it and says so.")
     var depth: Int?
-    @Option(name: .customLong("cache-dir"), help: "Keep the repository here between jobs (a GitLab cache: path) for the fetch strategy.")
+    @Option(
+        name: .customLong("cache-dir"),
+        help: "Keep the repository here between jobs (a GitLab cache: path) for the fetch strategy.")
     var cacheDirectory: String?
 
     func run(in context: StageContext, http: HTTPClient) throws {

@@ -1,7 +1,7 @@
 import ArgumentParser
-import KilnArtifacts
 import KilnAWS
 import KilnAWSCLI
+import KilnArtifacts
 import KilnCLI
 import KilnCore
 import Rotate
@@ -14,7 +14,9 @@ struct RotateOptions: ParsableArguments {
     @Option(help: "The environment whose group to roll (default: $CI_ENVIRONMENT_NAME).")
     var environment: String?
 
-    @Option(name: .customLong("terraform-outputs"), help: "The JSON of 'terraform output -json' (default: $KILN_TERRAFORM_OUTPUTS).")
+    @Option(
+        name: .customLong("terraform-outputs"),
+        help: "The JSON of 'terraform output -json' (default: $KILN_TERRAFORM_OUTPUTS).")
     var terraformOutputs: String?
 
     @Option(help: "rolling, canary or blue-green (default: kiln.yml, else rolling).")
@@ -44,7 +46,8 @@ extension RotateSubcommand {
     var rollbackOnFailure: Bool { true }
 
     func run(in context: StageContext, aws: AWSEnvironment) throws {
-        try RotateStage(context: context, aws: aws, flags: options.flags(rollbackOnFailure: rollbackOnFailure)).run(action)
+        try RotateStage(context: context, aws: aws, flags: options.flags(rollbackOnFailure: rollbackOnFailure)).run(
+            action)
     }
 }
 
@@ -65,7 +68,8 @@ struct KilnRotate: ParsableCommand {
     struct Deploy: RotateSubcommand {
         static let configuration = CommandConfiguration(abstract: "Roll the group onto the release (the default).")
         @OptionGroup var options: RotateOptions
-        @Flag(name: .customLong("no-rollback"), help: "On failure, leave the group as it stands for a person to look at.")
+        @Flag(
+            name: .customLong("no-rollback"), help: "On failure, leave the group as it stands for a person to look at.")
         var noRollback = false
         @Flag(name: .customLong("dry-run"), help: "Print the plan and change nothing.")
         var dryRun = false
@@ -75,13 +79,15 @@ struct KilnRotate: ParsableCommand {
     }
 
     struct Resume: RotateSubcommand {
-        static let configuration = CommandConfiguration(abstract: "Finish the rotation a killed run left (what a re-run of the job does too).")
+        static let configuration = CommandConfiguration(
+            abstract: "Finish the rotation a killed run left (what a re-run of the job does too).")
         @OptionGroup var options: RotateOptions
         var action: RotateAction { .deploy(dryRun: false) }
     }
 
     struct Plan: RotateSubcommand {
-        static let configuration = CommandConfiguration(abstract: "Print the batches, sizes, checks and AWS calls; refuse an impossible plan (exit 78).")
+        static let configuration = CommandConfiguration(
+            abstract: "Print the batches, sizes, checks and AWS calls; refuse an impossible plan (exit 78).")
         @OptionGroup var options: RotateOptions
         var action: RotateAction { .plan }
     }

@@ -20,7 +20,9 @@ struct KilnUserData: OfflineStageCommand {
     @Option(help: "The environment to render for (default: $CI_ENVIRONMENT_NAME).")
     var environment: String?
 
-    @Option(name: .customLong("terraform-outputs"), help: "The JSON of 'terraform output -json' (default: $KILN_TERRAFORM_OUTPUTS).")
+    @Option(
+        name: .customLong("terraform-outputs"),
+        help: "The JSON of 'terraform output -json' (default: $KILN_TERRAFORM_OUTPUTS).")
     var terraformOutputs: String?
 
     func run(in context: StageContext) throws {

@@ -11,7 +11,9 @@ import Testing
 /// `KILN_APPLICATION` set, prune filtered images under another name than
 /// the build and the bake used.
 @Suite struct ApplicationNameTests {
-    func settings(_ environment: [String: String], kilnYML: String, in folder: TemporaryDirectory) throws -> (Settings, String) {
+    func settings(
+        _ environment: [String: String], kilnYML: String, in folder: TemporaryDirectory
+    ) throws -> (Settings, String) {
         try FileManager.default.createDirectory(atPath: folder.file("packer"), withIntermediateDirectories: true)
         try "# template\n".write(toFile: folder.file("packer/kiln.pkr.hcl"), atomically: true, encoding: .utf8)
         try kilnYML.write(toFile: folder.file("kiln.yml"), atomically: true, encoding: .utf8)
@@ -24,12 +26,16 @@ import Testing
         let (settings, folder) = try settings(
             environment, kilnYML: kilnYML + "build:\n  test: 'true'\n  package: {paths: [app]}\n", in: project)
         let build = try BuildConfiguration.load(settings).application
-        let bake = try BakeConfiguration.load(settings, flags: BakeFlags(), projectDirectory: folder, executablePath: nil).application
+        let bake = try BakeConfiguration.load(
+            settings, flags: BakeFlags(), projectDirectory: folder, executablePath: nil
+        ).application
         return (build, bake)
     }
 
     @Test func theVariableBeatsKilnYMLWhichBeatsTheProjectName() throws {
-        let all = try names(["KILN_APPLICATION": "from-variable", "CI_PROJECT_NAME": "from-project"], kilnYML: "application: from-file\n")
+        let all = try names(
+            ["KILN_APPLICATION": "from-variable", "CI_PROJECT_NAME": "from-project"],
+            kilnYML: "application: from-file\n")
         #expect(all.build == "from-variable" && all.bake == "from-variable")
         let file = try names(["CI_PROJECT_NAME": "from-project"], kilnYML: "application: from-file\n")
         #expect(file.build == "from-file" && file.bake == "from-file")

@@ -1,7 +1,7 @@
 import Bake
-import KilnArtifacts
 import Foundation
 import KilnAWS
+import KilnArtifacts
 import KilnCore
 import KilnHTTP
 import KilnTestSupport
@@ -25,13 +25,18 @@ final class BakeProject: @unchecked Sendable {
     init(moto: StandIn, kilnYML: String, template: String? = nil) throws {
         self.moto = moto
         client = Self.client(moto, region: "us-east-1")
-        let stock = try client.describeImages(owners: ["099720109477"], filters: [("root-device-type", ["ebs"]), ("state", ["available"])])
-        guard let first = stock.map(\.id).sorted().first else { throw KilnError.internalError("moto has no stock EBS image") }
+        let stock = try client.describeImages(
+            owners: ["099720109477"], filters: [("root-device-type", ["ebs"]), ("state", ["available"])])
+        guard let first = stock.map(\.id).sorted().first else {
+            throw KilnError.internalError("moto has no stock EBS image")
+        }
         stockSource = first
         let manager = FileManager.default
         try manager.createDirectory(atPath: folder.file("packer"), withIntermediateDirectories: true)
-        try manager.copyItem(atPath: "\(TestPaths.repositoryRoot)/packer/ansible", toPath: folder.file("packer/ansible"))
-        try (template ?? Self.templateWithoutProvisioners()).write(toFile: folder.file("packer/kiln.pkr.hcl"), atomically: true, encoding: .utf8)
+        try manager.copyItem(
+            atPath: "\(TestPaths.repositoryRoot)/packer/ansible", toPath: folder.file("packer/ansible"))
+        try (template ?? Self.templateWithoutProvisioners()).write(
+            toFile: folder.file("packer/kiln.pkr.hcl"), atomically: true, encoding: .utf8)
         try kilnYML.write(toFile: folder.file("kiln.yml"), atomically: true, encoding: .utf8)
         try writeBuild(content: "demo 1.0\n", version: "v1.0.0")
     }
@@ -48,7 +53,9 @@ final class BakeProject: @unchecked Sendable {
     /// connect to the builder (moto's made-up address), so Ansible cannot run.
     static func templateWithoutProvisioners() throws -> String {
         let text = try String(contentsOfFile: "\(TestPaths.repositoryRoot)/packer/kiln.pkr.hcl", encoding: .utf8)
-        guard let begin = text.range(of: "# kiln:provisioners-begin"), let end = text.range(of: "# kiln:provisioners-end") else {
+        guard let begin = text.range(of: "# kiln:provisioners-begin"),
+            let end = text.range(of: "# kiln:provisioners-end")
+        else {
             throw KilnError.internalError("packer/kiln.pkr.hcl lacks the provisioner markers")
         }
         return text.replacingCharacters(in: begin.lowerBound..<end.upperBound, with: "")
@@ -85,7 +92,9 @@ final class BakeProject: @unchecked Sendable {
         ].merging(pinSource ? ["KILN_SOURCE_AMI": stockSource] : [:]) { $1 }
     }
 
-    func bake(_ arguments: [String] = [], environment extra: [String: String] = [:]) throws -> (code: Int32?, output: String) {
+    func bake(
+        _ arguments: [String] = [], environment extra: [String: String] = [:]
+    ) throws -> (code: Int32?, output: String) {
         let run = try runProduct("kiln-bake", arguments, environment: environment.merging(extra) { $1 })
         return (run.code, run.output)
     }
@@ -100,9 +109,11 @@ final class BakeProject: @unchecked Sendable {
     /// Registers an image of this account, tagged (moto: a `standard` root device).
     @discardableResult
     func registerImage(name: String, tags: [String: String] = [:]) throws -> String {
-        let root = try client.query(.ec2, "RegisterImage", [
-            "Name": name, "Architecture": "x86_64", "RootDeviceName": "/dev/sda1", "VirtualizationType": "hvm",
-        ], mutation: .once)
+        let root = try client.query(
+            .ec2, "RegisterImage",
+            [
+                "Name": name, "Architecture": "x86_64", "RootDeviceName": "/dev/sda1", "VirtualizationType": "hvm",
+            ], mutation: .once)
         guard let id = root["imageId"]?.text else { throw KilnError.internalError("RegisterImage: no imageId") }
         if !tags.isEmpty { try client.createTags(resources: [id], tags: tags) }
         return id

@@ -9,7 +9,10 @@ import Testing
 /// `communicator = "none"`: Packer launches, stops, snapshots and cleans up
 /// in moto, and never connects to the address moto made up.
 @Suite(.serialized) struct BakeTests {
-    static let kilnTags = ["kiln:app", "kiln:role", "kiln:version", "kiln:commit", "kiln:pipeline", "kiln:bake-key", "kiln:source-ami", "kiln:built-at"]
+    static let kilnTags = [
+        "kiln:app", "kiln:role", "kiln:version", "kiln:commit", "kiln:pipeline", "kiln:bake-key", "kiln:source-ami",
+        "kiln:built-at",
+    ]
 
     @Test func appBakeTagsTheImageThenReusesItThenBakesAChangedArtifact() throws {
         try withStandIn("moto") { moto in
@@ -76,8 +79,11 @@ import Testing
             // (serial 20170721): the newer release wins over the newer serial.
             let project = try BakeProject(moto: moto, kilnYML: kilnYML())
             project.pinSource = false
-            let xenial = try #require(try project.client.describeImages(
-                owners: ["099720109477"], filters: [("name", ["ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-*"])]).first?.id)
+            let xenial = try #require(
+                try project.client.describeImages(
+                    owners: ["099720109477"],
+                    filters: [("name", ["ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-*"])]
+                ).first?.id)
 
             let result = try project.bake(["--role", "base"])
             #expect(result.code == 0, "\(result.output)")
@@ -106,14 +112,20 @@ import Testing
             // one: that is the "Packer fails before an image exists" case too.
             let project = try BakeProject(moto: moto, kilnYML: kilnYML())
             project.pinSource = false
-            try project.registerImage(name: "demo-base-20260101-20260101T000000Z", tags: ["kiln:role": "base", "kiln:built-at": "2026-01-01T00:00:00Z"])
-            let newest = try project.registerImage(name: "demo-base-20260201-20260201T000000Z", tags: ["kiln:role": "base", "kiln:built-at": "2026-02-01T00:00:00Z"])
+            try project.registerImage(
+                name: "demo-base-20260101-20260101T000000Z",
+                tags: ["kiln:role": "base", "kiln:built-at": "2026-01-01T00:00:00Z"])
+            let newest = try project.registerImage(
+                name: "demo-base-20260201-20260201T000000Z",
+                tags: ["kiln:role": "base", "kiln:built-at": "2026-02-01T00:00:00Z"])
             try project.registerImage(name: "unrelated", tags: ["kiln:built-at": "2026-03-01T00:00:00Z"])
 
             let result = try project.bake()
             #expect(result.code == 69, "\(result.output)")
             #expect(result.output.contains("from \(newest) (newest Kiln base image: demo-base-20260201"))
-            #expect(result.output.contains("The provided source AMI has an invalid root device type.\nExpected 'ebs', got 'standard'."))
+            #expect(
+                result.output.contains(
+                    "The provided source AMI has an invalid root device type.\nExpected 'ebs', got 'standard'."))
             #expect(try project.kilnImages().isEmpty)
             #expect(try project.allInstances().allSatisfy { $0.state == "terminated" })
             #expect(project.read("kiln/image.json") == nil)
@@ -163,7 +175,9 @@ import Testing
             #expect(result.output.contains("shell-local"))
             #expect(result.output.contains("Post-processor failed: Script exited with non-zero exit status: 3"))
             #expect(try project.kilnImages().isEmpty)
-            #expect(try project.client.describeSnapshots(owners: ["self"], filters: [("tag-key", ["kiln:bake-key"])]).isEmpty)
+            #expect(
+                try project.client.describeSnapshots(owners: ["self"], filters: [("tag-key", ["kiln:bake-key"])])
+                    .isEmpty)
             let names = try project.client.describeImages(owners: ["self"]).compactMap(\.name)
             #expect(!names.contains { $0.hasPrefix("demo-app-") }, "\(names)")
             #expect(project.read("kiln/image.json") == nil)
@@ -172,11 +186,14 @@ import Testing
 
     @Test func copiesToASecondRegionWithTagsSharesAndPublishesTheChannel() throws {
         try withStandIn("moto") { moto in
-            let project = try BakeProject(moto: moto, kilnYML: kilnYML("""
-                  regions: [us-east-1, us-west-2]
-                  share_with: ["111122223333"]
-                  channel: stable
-                """))
+            let project = try BakeProject(
+                moto: moto,
+                kilnYML: kilnYML(
+                    """
+                      regions: [us-east-1, us-west-2]
+                      share_with: ["111122223333"]
+                      channel: stable
+                    """))
             let result = try project.bake()
             #expect(result.code == 0, "\(result.output)")
             let image = try project.image()
@@ -190,8 +207,11 @@ import Testing
             for tag in Self.kilnTags { #expect(copied.tags[tag] == original.tags[tag], "\(tag)") }
             #expect(try project.client.getParameter("/kiln/demo/app/stable").value == home)
             #expect(try west.getParameter("/kiln/demo/app/stable").value == copy)
-            let permissions = try project.client.query(.ec2, "DescribeImageAttribute", ["ImageId": home, "Attribute": "launchPermission"])
-            #expect(permissions.path("launchPermission")?.all("item").compactMap { $0.string("userId") } == ["111122223333"])
+            let permissions = try project.client.query(
+                .ec2, "DescribeImageAttribute", ["ImageId": home, "Attribute": "launchPermission"])
+            #expect(
+                permissions.path("launchPermission")?.all("item").compactMap { $0.string("userId") } == ["111122223333"]
+            )
 
             // A re-run reuses both, copying nothing again.
             let again = try project.bake()
@@ -214,10 +234,12 @@ import Testing
             }
             let (oldest, middle, newest) = (amis[0], amis[1], amis[2])
             // The oldest is still in a launch template.
-            _ = try project.client.query(.ec2, "CreateLaunchTemplate", [
-                "LaunchTemplateName": "demo-live", "LaunchTemplateData.ImageId": oldest,
-                "LaunchTemplateData.InstanceType": "t3.micro",
-            ], mutation: .once)
+            _ = try project.client.query(
+                .ec2, "CreateLaunchTemplate",
+                [
+                    "LaunchTemplateName": "demo-live", "LaunchTemplateData.ImageId": oldest,
+                    "LaunchTemplateData.InstanceType": "t3.micro",
+                ], mutation: .once)
             let middleSnapshots = try #require(try project.client.describeImages(imageIDs: [middle]).first).snapshotIDs
             #expect(!middleSnapshots.isEmpty)
 
@@ -252,11 +274,15 @@ import Testing
             var environment = project.environment
             environment["KILN_TEST_LOG"] = logFile
             let child = try ChildProcess.spawn(
-                Command("/bin/sh", ["-c", "exec \"$0\" 2>\"$KILN_TEST_LOG\"", TestPaths.product("kiln-bake")], environment: environment),
+                Command(
+                    "/bin/sh", ["-c", "exec \"$0\" 2>\"$KILN_TEST_LOG\"", TestPaths.product("kiln-bake")],
+                    environment: environment),
                 stdin: .null, stdout: .null, stderr: .null)
             // Wait until the builder instance runs and the provisioner has started.
             while !(project.read("bake.log") ?? "").contains("kiln-test-provisioning") {
-                if let ended = child.poll() { Issue.record("kiln-bake ended early: \(ended)\n\(project.read("bake.log") ?? "")"); return }
+                if let ended = child.poll() {
+                    Issue.record("kiln-bake ended early: \(ended)\n\(project.read("bake.log") ?? "")"); return
+                }
                 Thread.sleep(forTimeInterval: 0.2)
             }
             #expect(try project.allInstances().contains { $0.state == "running" })

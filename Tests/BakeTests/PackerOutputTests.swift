@@ -44,7 +44,10 @@ import Testing
         let output = PackerOutput(text: text)
         #expect(output.artifacts.count == 2)
         #expect(output.amazonArtifact?.index == 1)
-        #expect(output.amazonArtifact?.amisByRegion == ["eu-west-1": "ami-0aaa", "us-east-1": "ami-0bbb", "us-west-2": "ami-0ccc"])
+        #expect(
+            output.amazonArtifact?.amisByRegion == [
+                "eu-west-1": "ami-0aaa", "us-east-1": "ami-0bbb", "us-west-2": "ami-0ccc",
+            ])
     }
 
     @Test func errorLinesGivePackersOwnMessage() throws {
@@ -58,7 +61,11 @@ import Testing
     }
 
     @Test func capacityAndThrottlingAreTemporary() {
-        #expect(PackerFailureKind.exitStatus(for: "Error launching source instance: InsufficientInstanceCapacity: We currently do not have sufficient t3.micro capacity") == .temporaryFailure)
+        #expect(
+            PackerFailureKind.exitStatus(
+                for:
+                    "Error launching source instance: InsufficientInstanceCapacity: We currently do not have sufficient t3.micro capacity"
+            ) == .temporaryFailure)
         #expect(PackerFailureKind.exitStatus(for: "RequestLimitExceeded: Request limit exceeded.") == .temporaryFailure)
         #expect(PackerFailureKind.exitStatus(for: "UnauthorizedOperation: You are not authorized") == .permissionDenied)
     }

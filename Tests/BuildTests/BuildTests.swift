@@ -1,5 +1,5 @@
-import KilnArtifacts
 import Foundation
+import KilnArtifacts
 import KilnCore
 import KilnTestSupport
 import Testing
@@ -13,14 +13,18 @@ struct SampleProject {
         try kilnYML.write(toFile: folder.file("kiln.yml"), atomically: true, encoding: .utf8)
         for (name, content) in files {
             let full = folder.file(name)
-            try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try content.write(toFile: full, atomically: true, encoding: .utf8)
         }
         if writeCheckout {
             let checkout = CheckoutResult(
-                repository: "http://127.0.0.1:1/group/demo.git", commit: String(repeating: "c", count: 40), shortCommit: "cccccccc",
-                ref: "main", tag: nil, pipelineID: "9", versionString: "v1.4.0-2-gccccccc", commitTime: Date(timeIntervalSince1970: 1_780_000_000),
-                subject: "Sample", strategy: .clone, submodules: [], bytesReceived: 1, objectsReceived: 1, phases: [:], discardedCache: nil)
+                repository: "http://127.0.0.1:1/group/demo.git", commit: String(repeating: "c", count: 40),
+                shortCommit: "cccccccc",
+                ref: "main", tag: nil, pipelineID: "9", versionString: "v1.4.0-2-gccccccc",
+                commitTime: Date(timeIntervalSince1970: 1_780_000_000),
+                subject: "Sample", strategy: .clone, submodules: [], bytesReceived: 1, objectsReceived: 1, phases: [:],
+                discardedCache: nil)
             try ArtifactStore(directory: folder.file("kiln"), producer: Producer(name: "kiln-checkout")).write(checkout)
         }
     }
@@ -33,8 +37,13 @@ struct SampleProject {
     }
 }
 
-func runBuild(_ project: SampleProject, _ arguments: [String] = [], environment extra: [String: String] = [:]) throws -> (code: Int32?, output: String) {
-    var environment = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory(), "CI_PROJECT_DIR": project.path, "CI_PROJECT_NAME": "demo"]
+func runBuild(
+    _ project: SampleProject, _ arguments: [String] = [], environment extra: [String: String] = [:]
+) throws -> (code: Int32?, output: String) {
+    var environment = [
+        "PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory(), "CI_PROJECT_DIR": project.path,
+        "CI_PROJECT_NAME": "demo",
+    ]
     environment.merge(extra) { $1 }
     let run = try runProduct("kiln-build", arguments, environment: environment)
     return (run.code, run.output)
@@ -44,9 +53,15 @@ func runBuild(_ project: SampleProject, _ arguments: [String] = [], environment 
 func junit(suite: String, passed: Int, failed: Int = 0, skipped: Int = 0) -> String {
     var cases = ""
     for index in 0..<passed { cases += "<testcase classname=\"\(suite)\" name=\"ok_\(index)\" time=\"0.01\"/>" }
-    for index in 0..<failed { cases += "<testcase classname=\"\(suite)\" name=\"bad_\(index)\"><failure message=\"expected 1 &lt; 2\">trace &amp; more</failure></testcase>" }
-    for index in 0..<skipped { cases += "<testcase classname=\"\(suite)\" name=\"skip_\(index)\"><skipped/></testcase>" }
-    return "<?xml version=\"1.0\"?><testsuite name=\"\(suite)\" tests=\"\(passed + failed + skipped)\">\(cases)</testsuite>"
+    for index in 0..<failed {
+        cases +=
+            "<testcase classname=\"\(suite)\" name=\"bad_\(index)\"><failure message=\"expected 1 &lt; 2\">trace &amp; more</failure></testcase>"
+    }
+    for index in 0..<skipped {
+        cases += "<testcase classname=\"\(suite)\" name=\"skip_\(index)\"><skipped/></testcase>"
+    }
+    return
+        "<?xml version=\"1.0\"?><testsuite name=\"\(suite)\" tests=\"\(passed + failed + skipped)\">\(cases)</testsuite>"
 }
 
 let passingYML = """
@@ -68,11 +83,13 @@ let passingYML = """
 
 @Suite struct BuildStageTests {
     func passingProject() throws -> SampleProject {
-        try SampleProject(kilnYML: passingYML, files: [
-            "app.sh": "#!/bin/sh\necho demo\n",
-            "fixtures/unit.xml": junit(suite: "unit", passed: 3, skipped: 1),
-            "fixtures/api.xml": junit(suite: "api", passed: 2),
-        ])
+        try SampleProject(
+            kilnYML: passingYML,
+            files: [
+                "app.sh": "#!/bin/sh\necho demo\n",
+                "fixtures/unit.xml": junit(suite: "unit", passed: 3, skipped: 1),
+                "fixtures/api.xml": junit(suite: "api", passed: 2),
+            ])
     }
 
     @Test func passingProjectGivesArtifactReportAndCounts() throws {
@@ -86,12 +103,18 @@ let passingYML = """
         #expect(json["outcome"] as? String == "passed")
         let counts = (json["tests"] as? [String: Any])?["counts"] as? [String: Int]
         #expect(counts == ["tests": 6, "failures": 0, "errors": 0, "skipped": 1])
-        #expect((json["tests"] as? [String: Any])?["reports"] as? [String] == ["reports/api/api.xml", "reports/unit/unit.xml"])
+        #expect(
+            (json["tests"] as? [String: Any])?["reports"] as? [String] == [
+                "reports/api/api.xml", "reports/unit/unit.xml",
+            ])
         let artifact = try #require(json["artifact"] as? [String: Any])
         #expect(artifact["path"] as? String == "kiln/demo-v1.4.0-2-gccccccc.tar.gz")
         let sha = try SHA256Digest.hex(ofFileAt: project.folder.file("kiln/demo-v1.4.0-2-gccccccc.tar.gz"))
         #expect(artifact["sha256"] as? String == sha)
-        #expect(project.read("kiln/build.env") == "KILN_VERSION=v1.4.0-2-gccccccc\nKILN_ARTIFACT=kiln/demo-v1.4.0-2-gccccccc.tar.gz\nKILN_ARTIFACT_SHA256=\(sha)\n")
+        #expect(
+            project.read("kiln/build.env")
+                == "KILN_VERSION=v1.4.0-2-gccccccc\nKILN_ARTIFACT=kiln/demo-v1.4.0-2-gccccccc.tar.gz\nKILN_ARTIFACT_SHA256=\(sha)\n"
+        )
         #expect(output.contains("6 tests: 5 passed, 0 failed, 0 errors, 1 skipped"))
         #expect(GitLabDotenv.violations(project.read("kiln/build.env") ?? "x") == [])
         let commands = json["commands"] as? [[String: Any]] ?? []
@@ -111,14 +134,15 @@ let passingYML = """
     }
 
     @Test func failingTestIsExit2AndTheReportIsStillWritten() throws {
-        let project = try SampleProject(kilnYML: """
-            build:
-              test:
-                - run: mkdir -p out && cp fixtures/unit.xml out/ && exit 1
-              junit: out/*.xml
-              package:
-                paths: [app.sh]
-            """, files: ["app.sh": "x\n", "fixtures/unit.xml": junit(suite: "unit", passed: 4, failed: 2)])
+        let project = try SampleProject(
+            kilnYML: """
+                build:
+                  test:
+                    - run: mkdir -p out && cp fixtures/unit.xml out/ && exit 1
+                  junit: out/*.xml
+                  package:
+                    paths: [app.sh]
+                """, files: ["app.sh": "x\n", "fixtures/unit.xml": junit(suite: "unit", passed: 4, failed: 2)])
         let (code, output) = try runBuild(project)
         #expect(code == 2, "\(output)")
         #expect(output.contains("test command 'test 1'"))
@@ -133,37 +157,41 @@ let passingYML = """
     }
 
     @Test func failingBuildCommandNamesItAndStops() throws {
-        let project = try SampleProject(kilnYML: """
-            build:
-              commands:
-                - name: compile
-                  run: "echo 'cc: error: missing.c' >&2; exit 3"
-                - touch should-not-run
-              package:
-                paths: [x]
-            """)
+        let project = try SampleProject(
+            kilnYML: """
+                build:
+                  commands:
+                    - name: compile
+                      run: "echo 'cc: error: missing.c' >&2; exit 3"
+                    - touch should-not-run
+                  package:
+                    paths: [x]
+                """)
         let (code, output) = try runBuild(project)
         #expect(code == 2)
-        #expect(output.contains("build command 'compile' (\(project.folder.file("kiln.yml")):3) failed with exit code 3"))
+        #expect(
+            output.contains("build command 'compile' (\(project.folder.file("kiln.yml")):3) failed with exit code 3"))
         #expect(output.contains("cc: error: missing.c"))
         #expect(!FileManager.default.fileExists(atPath: project.folder.file("should-not-run")))
     }
 
     @Test func hangingCommandIsStoppedWithItsWholeGroup() throws {
-        let project = try SampleProject(kilnYML: """
-            build:
-              commands:
-                - run: sleep 300 & echo $! > grandchild.pid; wait
-                  timeout: 1s
-              package:
-                paths: [x]
-            """)
+        let project = try SampleProject(
+            kilnYML: """
+                build:
+                  commands:
+                    - run: sleep 300 & echo $! > grandchild.pid; wait
+                      timeout: 1s
+                  package:
+                    paths: [x]
+                """)
         let started = Date()
         let (code, output) = try runBuild(project)
         #expect(code == 2, "\(output)")
         #expect(output.contains("timed out after 1.0s"))
         #expect(Date().timeIntervalSince(started) < 60)
-        let pid = try #require(pid_t(project.read("grandchild.pid")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""))
+        let pid = try #require(
+            pid_t(project.read("grandchild.pid")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""))
         var alive = true
         for _ in 0..<100 where alive {
             let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
@@ -174,15 +202,21 @@ let passingYML = """
     }
 
     @Test func sigtermStopsTheCommandsGroupAndExitsPromptly() throws {
-        let project = try SampleProject(kilnYML: """
-            build:
-              commands:
-                - run: trap 'echo stopped > got-term; exit 1' TERM; touch running; while true; do sleep 0.1; done
-              package:
-                paths: [x]
-            """)
-        let environment = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory(), "CI_PROJECT_DIR": project.path, "CI_PROJECT_NAME": "demo"]
-        let child = try ChildProcess.spawn(Command(TestPaths.product("kiln-build"), [], environment: environment), stdin: .null, stdout: .null, stderr: .null)
+        let project = try SampleProject(
+            kilnYML: """
+                build:
+                  commands:
+                    - run: trap 'echo stopped > got-term; exit 1' TERM; touch running; while true; do sleep 0.1; done
+                  package:
+                    paths: [x]
+                """)
+        let environment = [
+            "PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory(), "CI_PROJECT_DIR": project.path,
+            "CI_PROJECT_NAME": "demo",
+        ]
+        let child = try ChildProcess.spawn(
+            Command(TestPaths.product("kiln-build"), [], environment: environment), stdin: .null, stdout: .null,
+            stderr: .null)
         var waited = 0
         while !FileManager.default.fileExists(atPath: project.folder.file("running")) && waited < 600 {
             usleep(50_000)
@@ -197,33 +231,41 @@ let passingYML = """
     }
 
     @Test func globMatchingNothingIsAClearError() throws {
-        let project = try SampleProject(kilnYML: """
-            build:
-              test: "true"
-              junit: [build/test-results/*.xml]
-              package: {paths: [kiln.yml]}
-            """)
+        let project = try SampleProject(
+            kilnYML: """
+                build:
+                  test: "true"
+                  junit: [build/test-results/*.xml]
+                  package: {paths: [kiln.yml]}
+                """)
         let (code, output) = try runBuild(project)
         #expect(code == 2)
         #expect(output.contains("'build/test-results/*.xml' matches no file"))
     }
 
     @Test func brokenJUnitIsAClearError() throws {
-        let project = try SampleProject(kilnYML: """
-            build:
-              test: "true"
-              junit: [r/*.xml]
-              package: {paths: [kiln.yml]}
-            """, files: ["r/good.xml": junit(suite: "s", passed: 1), "r/broken.xml": "<testsuite><testcase name=\"x\"></testsuite>", "r/other.xml": "<coverage/>"])
+        let project = try SampleProject(
+            kilnYML: """
+                build:
+                  test: "true"
+                  junit: [r/*.xml]
+                  package: {paths: [kiln.yml]}
+                """,
+            files: [
+                "r/good.xml": junit(suite: "s", passed: 1),
+                "r/broken.xml": "<testsuite><testcase name=\"x\"></testsuite>", "r/other.xml": "<coverage/>",
+            ])
         let (code, output) = try runBuild(project)
         #expect(code == 2)
         #expect(output.contains("r/broken.xml: not a JUnit report"))
-        let (_, second) = try runBuild(try SampleProject(kilnYML: """
-            build:
-              test: "true"
-              junit: [r/other.xml]
-              package: {paths: [kiln.yml]}
-            """, files: ["r/other.xml": "<coverage/>"]))
+        let (_, second) = try runBuild(
+            try SampleProject(
+                kilnYML: """
+                    build:
+                      test: "true"
+                      junit: [r/other.xml]
+                      package: {paths: [kiln.yml]}
+                    """, files: ["r/other.xml": "<coverage/>"]))
         #expect(second.contains("the root element is <coverage>"))
     }
 
@@ -248,29 +290,36 @@ let passingYML = """
         #expect(one == two)
         try "changed\n".write(toFile: second.folder.file("src/deep/b.txt"), atomically: true, encoding: .utf8)
         #expect(try runBuild(second).code == 0)
-        #expect((second.buildJSON["artifact"] as? [String: Any])?["sha256"] as? String != (first.buildJSON["artifact"] as? [String: Any])?["sha256"] as? String)
+        #expect(
+            (second.buildJSON["artifact"] as? [String: Any])?["sha256"] as? String
+                != (first.buildJSON["artifact"] as? [String: Any])?["sha256"] as? String)
     }
 
     @Test func prebuiltDebIsTakenAsIs() throws {
-        let project = try SampleProject(kilnYML: """
-            build:
-              commands: ["mkdir -p out && printf '!<arch>\\\\ndebian-binary' > out/demo_1.4.0_amd64.deb"]
-              package:
-                file: out/demo_1.4.0_amd64.deb
-            """)
+        let project = try SampleProject(
+            kilnYML: """
+                build:
+                  commands: ["mkdir -p out && printf '!<arch>\\\\ndebian-binary' > out/demo_1.4.0_amd64.deb"]
+                  package:
+                    file: out/demo_1.4.0_amd64.deb
+                """)
         let (code, output) = try runBuild(project)
         #expect(code == 0, "\(output)")
         let artifact = try #require(project.buildJSON["artifact"] as? [String: Any])
         #expect(artifact["path"] as? String == "out/demo_1.4.0_amd64.deb")
         #expect(artifact["kind"] as? String == "file")
-        #expect(artifact["sha256"] as? String == (try SHA256Digest.hex(ofFileAt: project.folder.file("out/demo_1.4.0_amd64.deb"))))
+        #expect(
+            artifact["sha256"] as? String
+                == (try SHA256Digest.hex(ofFileAt: project.folder.file("out/demo_1.4.0_amd64.deb"))))
     }
 
     @Test func tagAndFlagSetTheVersion() throws {
         let project = try passingProject()
         #expect(try runBuild(project, environment: ["CI_COMMIT_TAG": "v2.0.0"]).code == 0)
         #expect(project.buildJSON["applicationVersion"] as? String == "v2.0.0")
-        #expect(try runBuild(project, ["--release-version", "2.0.0-rc.1"], environment: ["CI_COMMIT_TAG": "v2.0.0"]).code == 0)
+        #expect(
+            try runBuild(project, ["--release-version", "2.0.0-rc.1"], environment: ["CI_COMMIT_TAG": "v2.0.0"]).code
+                == 0)
         #expect(project.buildJSON["applicationVersion"] as? String == "2.0.0-rc.1")
     }
 
@@ -298,11 +347,19 @@ let passingYML = """
 }
 
 func listTar(_ path: String) throws -> String {
-    let runner = ProcessRunner(log: LogWriter(sink: MemorySink(), style: .plain, secrets: SecretMask()), cancellation: Cancellation())
-    return String(decoding: try runner.check(Command("tar", ["-tzvf", path]), what: "tar", failure: .internalError, output: .capture).standardOutput, as: UTF8.self)
+    let runner = ProcessRunner(
+        log: LogWriter(sink: MemorySink(), style: .plain, secrets: SecretMask()), cancellation: Cancellation())
+    return String(
+        decoding: try runner.check(
+            Command("tar", ["-tzvf", path]), what: "tar", failure: .internalError, output: .capture
+        ).standardOutput, as: UTF8.self)
 }
 
 func extractFile(_ archive: String, _ member: String) throws -> String {
-    let runner = ProcessRunner(log: LogWriter(sink: MemorySink(), style: .plain, secrets: SecretMask()), cancellation: Cancellation())
-    return String(decoding: try runner.check(Command("tar", ["-xzOf", archive, member]), what: "tar", failure: .internalError, output: .capture).standardOutput, as: UTF8.self)
+    let runner = ProcessRunner(
+        log: LogWriter(sink: MemorySink(), style: .plain, secrets: SecretMask()), cancellation: Cancellation())
+    return String(
+        decoding: try runner.check(
+            Command("tar", ["-xzOf", archive, member]), what: "tar", failure: .internalError, output: .capture
+        ).standardOutput, as: UTF8.self)
 }

@@ -8,7 +8,8 @@ import Testing
     /// incremental fetch differ clearly in bytes received.
     func largeProject(_ fixture: GitFixture) throws -> (work: String, first: String) {
         let work = try fixture.makeProject("group/app")
-        let first = try fixture.commit(work, ["big.txt": randomText(bytes: 400_000, seed: 1), "a.txt": "1\n"], message: "Big")
+        let first = try fixture.commit(
+            work, ["big.txt": randomText(bytes: 400_000, seed: 1), "a.txt": "1\n"], message: "Big")
         try fixture.push(work)
         return (work, first)
     }
@@ -61,14 +62,18 @@ import Testing
         try withGitServer(fixture) { server in
             #expect(try runCheckout(server: server, project: project.path, commit: first).exitCode == 0)
             // Damage every pack the fetch stored, in the middle where the objects are.
-            let packs = try FileManager.default.contentsOfDirectory(atPath: project.file(".git/objects/pack")).filter { $0.hasSuffix(".pack") }
+            let packs = try FileManager.default.contentsOfDirectory(atPath: project.file(".git/objects/pack")).filter {
+                $0.hasSuffix(".pack")
+            }
             #expect(!packs.isEmpty)
             for pack in packs {
                 let path = project.file(".git/objects/pack/\(pack)")
                 try? FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
                 var data = try Data(contentsOf: URL(fileURLWithPath: path))
                 let middle = data.count / 2
-                data.replaceSubrange(middle..<min(data.count - 20, middle + 4096), with: Data(repeating: 0x55, count: min(4096, data.count - 20 - middle)))
+                data.replaceSubrange(
+                    middle..<min(data.count - 20, middle + 4096),
+                    with: Data(repeating: 0x55, count: min(4096, data.count - 20 - middle)))
                 try data.write(to: URL(fileURLWithPath: path))
             }
             try FileManager.default.removeItem(atPath: project.file("big.txt"))
@@ -91,7 +96,8 @@ import Testing
         let project = TemporaryDirectory("kiln-project")
         try withGitServer(fixture) { server in
             #expect(try runCheckout(server: server, project: project.path, commit: first).exitCode == 0)
-            let switched = try runCheckout(server: server, repository: "group/other", project: project.path, commit: otherCommit)
+            let switched = try runCheckout(
+                server: server, repository: "group/other", project: project.path, commit: otherCommit)
             #expect(switched.exitCode == 0, "\(switched.output)")
             #expect((switched.json["discardedCache"] as? String ?? "").contains("another remote"))
             #expect(read(project.file("o.txt")) == "other\n")
@@ -106,12 +112,16 @@ import Testing
         let (work, first) = try largeProject(fixture)
         let project = TemporaryDirectory("kiln-project")
         try withGitServer(fixture) { server in
-            let cold = try runCheckout(server: server, project: project.path, commit: first, arguments: ["--cache-dir", project.file(".kiln-git")])
+            let cold = try runCheckout(
+                server: server, project: project.path, commit: first,
+                arguments: ["--cache-dir", project.file(".kiln-git")])
             #expect(cold.exitCode == 0, "\(cold.output)")
             let coldBytes = cold.json["bytesReceived"] as? Int ?? 0  // read now: the next run rewrites the file
             let second = try fixture.commit(work, ["a.txt": "2\n"], message: "Next")
             try fixture.push(work)
-            let warm = try runCheckout(server: server, project: project.path, commit: second, arguments: ["--cache-dir", project.file(".kiln-git")])
+            let warm = try runCheckout(
+                server: server, project: project.path, commit: second,
+                arguments: ["--cache-dir", project.file(".kiln-git")])
             #expect(warm.exitCode == 0, "\(warm.output)")
             #expect(warm.output.contains("reusing the repository"))
             #expect(FileManager.default.fileExists(atPath: project.file(".kiln-git/HEAD")))
@@ -126,14 +136,16 @@ import Testing
         let cache = TemporaryDirectory("kiln-cache")
         try withGitServer(fixture) { server in
             let firstJob = TemporaryDirectory("kiln-project")
-            let cold = try runCheckout(server: server, project: firstJob.path, commit: first, arguments: ["--cache-dir", cache.file("repo")])
+            let cold = try runCheckout(
+                server: server, project: firstJob.path, commit: first, arguments: ["--cache-dir", cache.file("repo")])
             #expect(cold.exitCode == 0, "\(cold.output)")
             #expect(read(firstJob.file("big.txt")) != nil)
             let second = try fixture.commit(work, ["a.txt": "2\n"], message: "Next")
             try fixture.push(work)
             // A new job folder (another runner's build dir), the same cache.
             let secondJob = TemporaryDirectory("kiln-project")
-            let warm = try runCheckout(server: server, project: secondJob.path, commit: second, arguments: ["--cache-dir", cache.file("repo")])
+            let warm = try runCheckout(
+                server: server, project: secondJob.path, commit: second, arguments: ["--cache-dir", cache.file("repo")])
             #expect(warm.exitCode == 0, "\(warm.output)")
             #expect((warm.json["bytesReceived"] as? Int ?? .max) < (cold.json["bytesReceived"] as? Int ?? 0) / 20)
             #expect(read(secondJob.file("a.txt")) == "2\n")
@@ -157,7 +169,9 @@ import Testing
         try "keep\n".write(toFile: project.file("kiln/build.json"), atomically: true, encoding: .utf8)
         try "stale\n".write(toFile: project.file("stale.txt"), atomically: true, encoding: .utf8)
         try withGitServer(fixture) { server in
-            let run = try runCheckout(server: server, project: project.path, commit: latest, extra: ["KILN_GIT_STRATEGY": "archive", "CI_SERVER_URL": server.url])
+            let run = try runCheckout(
+                server: server, project: project.path, commit: latest,
+                extra: ["KILN_GIT_STRATEGY": "archive", "CI_SERVER_URL": server.url])
             #expect(run.exitCode == 0, "\(run.output)")
             #expect(read(project.file("a.txt")) == "new\n")
             #expect(read(project.file("dir/b.txt")) == "b\n")
@@ -170,9 +184,13 @@ import Testing
             #expect((run.json["bytesReceived"] as? Int ?? 0) > 0)
             #expect(!run.output.contains(token))
 
-            let wrong = try runCheckout(server: server, project: project.path, commit: latest, extra: ["KILN_GIT_STRATEGY": "archive", "CI_SERVER_URL": server.url], jobToken: "glcbt-not-it")
+            let wrong = try runCheckout(
+                server: server, project: project.path, commit: latest,
+                extra: ["KILN_GIT_STRATEGY": "archive", "CI_SERVER_URL": server.url], jobToken: "glcbt-not-it")
             #expect(wrong.exitCode == 77, "\(wrong.output)")
-            let unknown = try runCheckout(server: server, project: project.path, commit: String(repeating: "cd", count: 20), extra: ["KILN_GIT_STRATEGY": "archive", "CI_SERVER_URL": server.url])
+            let unknown = try runCheckout(
+                server: server, project: project.path, commit: String(repeating: "cd", count: 20),
+                extra: ["KILN_GIT_STRATEGY": "archive", "CI_SERVER_URL": server.url])
             #expect(unknown.exitCode == 69, "\(unknown.output)")
             _ = (older, head)
         }
@@ -210,7 +228,8 @@ import Testing
         let (app, lib, deep) = try nested(fixture)
         try withGitServer(fixture) { server in
             let normal = TemporaryDirectory("kiln-project")
-            let run = try runCheckout(server: server, project: normal.path, commit: app, extra: ["GIT_SUBMODULE_STRATEGY": "normal"])
+            let run = try runCheckout(
+                server: server, project: normal.path, commit: app, extra: ["GIT_SUBMODULE_STRATEGY": "normal"])
             #expect(run.exitCode == 0, "\(run.output)")
             #expect(read(normal.file("lib/lib.txt")) == "lib\n")
             #expect(read(normal.file("lib/deep/deep.txt")) == nil, "normal does not recurse")
@@ -220,7 +239,8 @@ import Testing
             #expect(!run.output.contains(token))
 
             let recursive = TemporaryDirectory("kiln-project")
-            let deepRun = try runCheckout(server: server, project: recursive.path, commit: app, extra: ["GIT_SUBMODULE_STRATEGY": "recursive"])
+            let deepRun = try runCheckout(
+                server: server, project: recursive.path, commit: app, extra: ["GIT_SUBMODULE_STRATEGY": "recursive"])
             #expect(deepRun.exitCode == 0, "\(deepRun.output)")
             #expect(read(recursive.file("lib/deep/deep.txt")) == "deep\n")
             let all = deepRun.json["submodules"] as? [[String: Any]] ?? []

@@ -14,7 +14,8 @@ struct CheckoutRun {
     /// checkout.json as it is now (a later run in the same folder rewrites it).
     var json: [String: Any] {
         guard let data = FileManager.default.contents(atPath: "\(project)/kiln/checkout.json"),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return [:] }
         return object
     }
     var exitCode: Int32? { if case .exited(let code) = result.termination { return code } else { return nil } }
@@ -48,7 +49,8 @@ func read(_ path: String) -> String? { try? String(contentsOfFile: path, encodin
         let work = try fixture.makeProject("group/app")
         let first = try fixture.commit(work, ["README.md": "v1\n"], message: "First")
         try fixture.git(["tag", "v1.0.0"], in: work)
-        let head = try fixture.commit(work, ["README.md": "v2\n", "src/main.c": "int main(void) { return 0; }\n"], message: "Second: add main")
+        let head = try fixture.commit(
+            work, ["README.md": "v2\n", "src/main.c": "int main(void) { return 0; }\n"], message: "Second: add main")
         try fixture.push(work, ["--all"])
         try fixture.push(work, ["--tags"])
         let project = TemporaryDirectory("kiln-project")
@@ -57,7 +59,8 @@ func read(_ path: String) -> String? { try? String(contentsOfFile: path, encodin
         try "{\"from\": \"build\"}\n".write(toFile: project.file("kiln/build.json"), atomically: true, encoding: .utf8)
 
         try withGitServer(fixture) { server in
-            let run = try runCheckout(server: server, project: project.path, commit: head, extra: ["KILN_GIT_STRATEGY": "clone"])
+            let run = try runCheckout(
+                server: server, project: project.path, commit: head, extra: ["KILN_GIT_STRATEGY": "clone"])
             #expect(run.exitCode == 0, "\(run.output)")
             #expect(read(project.file("README.md")) == "v2\n")
             #expect(read(project.file("src/main.c")) != nil)
@@ -71,7 +74,9 @@ func read(_ path: String) -> String? { try? String(contentsOfFile: path, encodin
             #expect(json["strategy"] as? String == "clone")
             #expect((json["bytesReceived"] as? Int ?? 0) > 0)
             #expect(json["repository"] as? String == "\(server.url)/group/app.git")
-            #expect(read(project.file("kiln/checkout.env")) == "KILN_COMMIT=\(head)\nKILN_VERSION=v1.0.0-1-g\(head.prefix(7))\n")
+            #expect(
+                read(project.file("kiln/checkout.env"))
+                    == "KILN_COMMIT=\(head)\nKILN_VERSION=v1.0.0-1-g\(head.prefix(7))\n")
             #expect(GitLabDotenv.violations(read(project.file("kiln/checkout.env")) ?? "x") == [])
             #expect(run.output.contains("section_start:"), "GitLab sections in a job")
 
@@ -95,8 +100,9 @@ func read(_ path: String) -> String? { try? String(contentsOfFile: path, encodin
         let project = TemporaryDirectory("kiln-project")
         try withGitServer(fixture) { server in
             let withToken = server.url.replacingOccurrences(of: "http://", with: "http://gitlab-ci-token:\(token)@")
-            let run = try runCheckout(server: server, project: project.path, commit: head,
-                                      extra: ["CI_REPOSITORY_URL": "\(withToken)/group/app.git"], jobToken: nil)
+            let run = try runCheckout(
+                server: server, project: project.path, commit: head,
+                extra: ["CI_REPOSITORY_URL": "\(withToken)/group/app.git"], jobToken: nil)
             #expect(run.exitCode == 0, "\(run.output)")
             #expect(!run.output.contains(token))
             #expect(!(read(project.file(".git/config")) ?? "").contains(token))
@@ -123,17 +129,20 @@ func read(_ path: String) -> String? { try? String(contentsOfFile: path, encodin
             let run = try runCheckout(server: server, project: atOlder.path, commit: older)
             #expect(run.exitCode == 0, "\(run.output)")
             #expect(read(atOlder.file("f.txt")) == "1\n")
-            #expect(run.json["versionString"] as? String == String(older.prefix(8)), "no tag reaches it: the short commit")
+            #expect(
+                run.json["versionString"] as? String == String(older.prefix(8)), "no tag reaches it: the short commit")
 
             let atTag = TemporaryDirectory("kiln-project")
-            let tagRun = try runCheckout(server: server, project: atTag.path, commit: tagged, ref: "v2.0.0", extra: ["CI_COMMIT_TAG": "v2.0.0"])
+            let tagRun = try runCheckout(
+                server: server, project: atTag.path, commit: tagged, ref: "v2.0.0", extra: ["CI_COMMIT_TAG": "v2.0.0"])
             #expect(tagRun.exitCode == 0, "\(tagRun.output)")
             #expect(read(atTag.file("f.txt")) == "2\n")
             #expect(tagRun.json["versionString"] as? String == "v2.0.0")
             #expect(tagRun.json["tag"] as? String == "v2.0.0")
 
             let atPipeline = TemporaryDirectory("kiln-project")
-            let pipelineRun = try runCheckout(server: server, project: atPipeline.path, commit: pipelineOnly, ref: "feature")
+            let pipelineRun = try runCheckout(
+                server: server, project: atPipeline.path, commit: pipelineOnly, ref: "feature")
             #expect(pipelineRun.exitCode == 0, "\(pipelineRun.output)")
             #expect(read(atPipeline.file("f.txt")) == "pipeline\n")
         }
@@ -146,7 +155,8 @@ func read(_ path: String) -> String? { try? String(contentsOfFile: path, encodin
         try fixture.push(work)
         let project = TemporaryDirectory("kiln-project")
         try withGitServer(fixture) { server in
-            let run = try runCheckout(server: server, project: project.path, commit: head, jobToken: "glcbt-wrong-token-value")
+            let run = try runCheckout(
+                server: server, project: project.path, commit: head, jobToken: "glcbt-wrong-token-value")
             #expect(run.exitCode == 77, "\(run.output)")
             #expect(!run.output.contains("glcbt-wrong-token-value"))
             #expect(!FileManager.default.fileExists(atPath: project.file("kiln/checkout.json")))
@@ -172,7 +182,8 @@ func read(_ path: String) -> String? { try? String(contentsOfFile: path, encodin
     @Test func unreachableServerIsExit69() throws {
         let project = TemporaryDirectory("kiln-project")
         var environment = [
-            "PATH": "/usr/bin:/bin", "CI_PROJECT_DIR": project.path, "CI_REPOSITORY_URL": "http://127.0.0.1:9/group/app.git",
+            "PATH": "/usr/bin:/bin", "CI_PROJECT_DIR": project.path,
+            "CI_REPOSITORY_URL": "http://127.0.0.1:9/group/app.git",
             "CI_COMMIT_SHA": String(repeating: "a", count: 40), "CI_COMMIT_REF_NAME": "main",
         ]
         environment["HOME"] = NSTemporaryDirectory()
@@ -188,7 +199,8 @@ func read(_ path: String) -> String? { try? String(contentsOfFile: path, encodin
         let project = TemporaryDirectory("kiln-project")
         try "mine\n".write(toFile: project.file("notes.txt"), atomically: true, encoding: .utf8)
         try withGitServer(fixture) { server in
-            let run = try runCheckout(server: server, project: project.path, commit: head, extra: ["KILN_GIT_STRATEGY": "clone"])
+            let run = try runCheckout(
+                server: server, project: project.path, commit: head, extra: ["KILN_GIT_STRATEGY": "clone"])
             #expect(run.exitCode == 78, "\(run.output)")
             #expect(run.output.contains("notes.txt"))
             #expect(read(project.file("notes.txt")) == "mine\n", "nothing removed")

@@ -8,7 +8,8 @@ import KilnTestSupport
 final class GitFixture: @unchecked Sendable {
     let folder = TemporaryDirectory("kiln-git")
     var served: String { folder.file("served") }
-    let runner = ProcessRunner(log: LogWriter(sink: MemorySink(), style: .plain, secrets: SecretMask()), cancellation: Cancellation())
+    let runner = ProcessRunner(
+        log: LogWriter(sink: MemorySink(), style: .plain, secrets: SecretMask()), cancellation: Cancellation())
 
     init() throws {
         try FileManager.default.createDirectory(atPath: served, withIntermediateDirectories: true)
@@ -25,7 +26,9 @@ final class GitFixture: @unchecked Sendable {
         environment["GIT_CONFIG_NOSYSTEM"] = "1"
         environment["HOME"] = folder.path
         let result = try runner.check(
-            Command("git", ["-c", "init.defaultBranch=main", "-c", "protocol.file.allow=always"] + arguments, environment: environment, workingDirectory: directory),
+            Command(
+                "git", ["-c", "init.defaultBranch=main", "-c", "protocol.file.allow=always"] + arguments,
+                environment: environment, workingDirectory: directory),
             what: "git \(arguments.first ?? "")", failure: .internalError, output: .capture)
         return String(decoding: result.standardOutput, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -50,7 +53,8 @@ final class GitFixture: @unchecked Sendable {
     func commit(_ work: String, _ files: [String: String], message: String) throws -> String {
         for (path, content) in files {
             let full = (work as NSString).appendingPathComponent(path)
-            try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try content.write(toFile: full, atomically: true, encoding: .utf8)
         }
         try git(["add", "-A"], in: work)

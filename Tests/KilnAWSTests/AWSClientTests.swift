@@ -20,7 +20,10 @@ import Testing
             #expect(groups.first(named: "AutoScalingGroups") != nil)
             let targetGroups = try client.query(.elasticloadbalancing, "DescribeTargetGroups")
             #expect(targetGroups.first(named: "TargetGroups") != nil)
-            _ = try client.json(.ssm, target: "AmazonSSM.PutParameter", ["Name": "/kiln/demo/base/stable", "Value": "ami-123", "Type": "String", "Overwrite": true], mutation: .idempotent)
+            _ = try client.json(
+                .ssm, target: "AmazonSSM.PutParameter",
+                ["Name": "/kiln/demo/base/stable", "Value": "ami-123", "Type": "String", "Overwrite": true],
+                mutation: .idempotent)
             let parameter = try client.json(.ssm, target: "AmazonSSM.GetParameter", ["Name": "/kiln/demo/base/stable"])
             #expect((parameter["Parameter"] as? [String: Any])?["Value"] as? String == "ami-123")
             #expect(client.calls.snapshot["sts:GetCallerIdentity"] == 1)
@@ -31,13 +34,18 @@ import Testing
         try withStandIn("moto", ["--signed-user", "kiln"]) { moto in
             var wrong = signedUserCredentials(moto)
             wrong.secretAccessKey = String(wrong.secretAccessKey.reversed())
-            for (service, action) in [(AWSService.sts, "GetCallerIdentity"), (.autoscaling, "DescribeAutoScalingGroups"), (.ec2, "DescribeRegions")] {
+            for (service, action) in [
+                (AWSService.sts, "GetCallerIdentity"), (.autoscaling, "DescribeAutoScalingGroups"),
+                (.ec2, "DescribeRegions"),
+            ] {
                 let client = makeClient(endpoint: moto.url, credentials: wrong)
                 do {
                     _ = try client.query(service, action)
                     Issue.record("\(service) accepted a wrong secret")
                 } catch let error as AWSError {
-                    #expect(["SignatureDoesNotMatch", "AuthFailure", "InvalidClientTokenId"].contains(error.code), "\(error)")
+                    #expect(
+                        ["SignatureDoesNotMatch", "AuthFailure", "InvalidClientTokenId"].contains(error.code),
+                        "\(error)")
                     #expect(error.exitStatus == .permissionDenied)
                     #expect(KilnExit.for(error) == 77)
                     #expect(!error.description.contains(wrong.secretAccessKey))
@@ -50,7 +58,9 @@ import Testing
     @Test func sessionTokensAreCarried() throws {
         try withStandIn("moto", ["--signed-user", "kiln"]) { moto in
             let client = makeClient(endpoint: moto.url, credentials: signedUserCredentials(moto))
-            let temporary = try client.assumeRole(roleARN: "arn:aws:iam::\(moto["account_id"] as? String ?? ""):role/kiln-deploy", sessionName: "kiln-test")
+            let temporary = try client.assumeRole(
+                roleARN: "arn:aws:iam::\(moto["account_id"] as? String ?? ""):role/kiln-deploy",
+                sessionName: "kiln-test")
             #expect(temporary.sessionToken?.isEmpty == false)
             #expect(temporary.expiration != nil)
             let asRole = makeClient(endpoint: moto.url, credentials: temporary)
@@ -59,7 +69,10 @@ import Testing
             // Without its session token the temporary key is refused.
             var stripped = temporary
             stripped.sessionToken = nil
-            #expect(expectExit(.permissionDenied) { _ = try makeClient(endpoint: moto.url, credentials: stripped).getCallerIdentity() } == nil)
+            #expect(
+                expectExit(.permissionDenied) {
+                    _ = try makeClient(endpoint: moto.url, credentials: stripped).getCallerIdentity()
+                } == nil)
         }
     }
 
@@ -71,8 +84,12 @@ import Testing
             let world = try StandIn.runOnce("world", ["--endpoint", moto.url, "--environments", "test"])
             let ami = try #require((world["app_ami_id"] as? [String: Any])?["value"] as? String)
             let asg = try #require((world["test_asg_name"] as? [String: Any])?["value"] as? String)
-            try withStandIn("faults", ["--upstream", moto.url, "--throttle", "0.3", "--error5xx", "0.05", "--drop", "0.02", "--seed", "7"]) { proxy in
-                let client = makeClient(endpoint: proxy.url, retry: RetryPolicy(maxAttempts: 12, baseDelay: 0.002, maxDelay: 0.02))
+            try withStandIn(
+                "faults",
+                ["--upstream", moto.url, "--throttle", "0.3", "--error5xx", "0.05", "--drop", "0.02", "--seed", "7"]
+            ) { proxy in
+                let client = makeClient(
+                    endpoint: proxy.url, retry: RetryPolicy(maxAttempts: 12, baseDelay: 0.002, maxDelay: 0.02))
                 var mutations: [String: Int] = [:]
                 for index in 0..<100 {
                     switch index % 5 {
@@ -92,7 +109,10 @@ import Testing
                         parameters.addList("AutoScalingGroupNames.member", [asg])
                         _ = try client.query(.autoscaling, "DescribeAutoScalingGroups", parameters)
                     case 3:
-                        _ = try client.json(.ssm, target: "AmazonSSM.PutParameter", ["Name": "/kiln/round", "Value": String(index), "Type": "String", "Overwrite": true], mutation: .idempotent)
+                        _ = try client.json(
+                            .ssm, target: "AmazonSSM.PutParameter",
+                            ["Name": "/kiln/round", "Value": String(index), "Type": "String", "Overwrite": true],
+                            mutation: .idempotent)
                         mutations["ssm:PutParameter", default: 0] += 1
                     default:
                         _ = try client.getCallerIdentity()
@@ -118,7 +138,9 @@ import Testing
             try withStandIn("faults", ["--upstream", moto.url, "--drop", "1.0"]) { proxy in
                 let client = makeClient(endpoint: proxy.url)
                 do {
-                    _ = try client.json(.ssm, target: "AmazonSSM.PutParameter", ["Name": "/kiln/once", "Value": "v", "Type": "String"], mutation: .once)
+                    _ = try client.json(
+                        .ssm, target: "AmazonSSM.PutParameter", ["Name": "/kiln/once", "Value": "v", "Type": "String"],
+                        mutation: .once)
                     Issue.record("expected an unknown outcome")
                 } catch let error as AWSUnknownOutcome {
                     #expect(KilnExit.for(error) == 75)
@@ -134,7 +156,8 @@ import Testing
     @Test func throttlingPastTheLimitIsATemporaryFailure() throws {
         try withStandIn("moto") { moto in
             try withStandIn("faults", ["--upstream", moto.url, "--throttle", "1.0"]) { proxy in
-                let client = makeClient(endpoint: proxy.url, retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.001, maxDelay: 0.001))
+                let client = makeClient(
+                    endpoint: proxy.url, retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.001, maxDelay: 0.001))
                 do {
                     _ = try client.query(.ec2, "DescribeRegions")
                     Issue.record("expected throttling")
@@ -207,20 +230,25 @@ import Testing
     }
 
     @Test func unreachableEndpointIsServiceUnavailableAfterRetries() throws {
-        let client = makeClient(endpoint: "http://127.0.0.1:9", retry: RetryPolicy(maxAttempts: 2, baseDelay: 0.001, maxDelay: 0.001))
+        let client = makeClient(
+            endpoint: "http://127.0.0.1:9", retry: RetryPolicy(maxAttempts: 2, baseDelay: 0.001, maxDelay: 0.001))
         #expect(expectExit(.serviceUnavailable) { _ = try client.query(.ec2, "DescribeRegions") } == nil)
         #expect(client.calls.total == 2)
     }
 
     @Test func endpointsFollowTheEnvironment() {
-        let job = JobContext(environment: ["AWS_ENDPOINT_URL": "http://127.0.0.1:5000/", "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:6000"])
+        let job = JobContext(environment: [
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:5000/", "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:6000",
+        ])
         let endpoints = AWSEndpoints(region: "eu-west-1", job: job)
         #expect(endpoints.url(for: .ec2) == "http://127.0.0.1:5000")
         #expect(endpoints.url(for: .sts) == "http://127.0.0.1:6000")
         let standard = AWSEndpoints(region: "eu-west-1", job: JobContext(environment: [:]))
         #expect(standard.url(for: .autoscaling) == "https://autoscaling.eu-west-1.amazonaws.com")
         #expect(standard.url(for: .elasticloadbalancing) == "https://elasticloadbalancing.eu-west-1.amazonaws.com")
-        let perService = AWSEndpoints(region: "us-east-1", job: JobContext(environment: ["AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2": "http://127.0.0.1:7000"]))
+        let perService = AWSEndpoints(
+            region: "us-east-1",
+            job: JobContext(environment: ["AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2": "http://127.0.0.1:7000"]))
         #expect(perService.url(for: .elasticloadbalancing) == "http://127.0.0.1:7000")
         #expect(perService.url(for: .ec2) == "https://ec2.us-east-1.amazonaws.com")
     }

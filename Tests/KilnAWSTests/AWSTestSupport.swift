@@ -16,11 +16,14 @@ func makeClient(
 
 /// The key the moto stand-in made with `--signed-user` (signatures are checked).
 func signedUserCredentials(_ moto: StandIn) -> AWSCredentials {
-    AWSCredentials(accessKeyID: moto["access_key_id"] as? String ?? "", secretAccessKey: moto["secret_access_key"] as? String ?? "")
+    AWSCredentials(
+        accessKeyID: moto["access_key_id"] as? String ?? "", secretAccessKey: moto["secret_access_key"] as? String ?? ""
+    )
 }
 
 func fetchJSON(_ url: String, method: String = "GET", body: String = "") throws -> [String: Any] {
-    let response = try HTTPClient(settings: HTTPSettings()).send(HTTPRequest(method: method, url: url, body: Data(body.utf8)))
+    let response = try HTTPClient(settings: HTTPSettings()).send(
+        HTTPRequest(method: method, url: url, body: Data(body.utf8)))
     return try JSONSerialization.jsonObject(with: response.body) as? [String: Any] ?? [:]
 }
 
@@ -30,4 +33,3 @@ func proxyCount(_ stats: [String: Any], _ path: String...) -> Int {
     for key in path { node = (node as? [String: Any])?[key] }
     return node as? Int ?? 0
 }
-

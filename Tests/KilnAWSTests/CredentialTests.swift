@@ -16,26 +16,39 @@ import Testing
         return JobContext(environment: values)
     }
 
-    func chain(_ job: JobContext, secrets: SecretMask? = nil, now: @escaping @Sendable () -> Date = { Date() }) throws -> CredentialChain {
+    func chain(
+        _ job: JobContext, secrets: SecretMask? = nil, now: @escaping @Sendable () -> Date = { Date() }
+    ) throws -> CredentialChain {
         try AWSEnvironment(job: job, http: http, secrets: secrets, clock: Clock(now: now, sleep: { _ in })).credentials
     }
 
     @Test func environmentComesFirst() throws {
         let home = TemporaryDirectory()
-        try "[default]\naws_access_key_id = FROMFILE\naws_secret_access_key = file-secret\n".write(toFile: home.file("credentials"), atomically: true, encoding: .utf8)
+        try "[default]\naws_access_key_id = FROMFILE\naws_secret_access_key = file-secret\n".write(
+            toFile: home.file("credentials"), atomically: true, encoding: .utf8)
         let secrets = SecretMask()
-        let resolved = try chain(environment(home, [
-            "AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "env-secret", "AWS_SESSION_TOKEN": "env-token",
-            "AWS_SHARED_CREDENTIALS_FILE": home.file("credentials"),
-        ]), secrets: secrets).resolved()
-        #expect(resolved.credentials == AWSCredentials(accessKeyID: "AKIAENV", secretAccessKey: "env-secret", sessionToken: "env-token"))
+        let resolved = try chain(
+            environment(
+                home,
+                [
+                    "AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "env-secret",
+                    "AWS_SESSION_TOKEN": "env-token",
+                    "AWS_SHARED_CREDENTIALS_FILE": home.file("credentials"),
+                ]), secrets: secrets
+        ).resolved()
+        #expect(
+            resolved.credentials
+                == AWSCredentials(accessKeyID: "AKIAENV", secretAccessKey: "env-secret", sessionToken: "env-token"))
         #expect(resolved.source.hasPrefix("environment"))
         #expect(secrets.mask("env-secret env-token") == "[MASKED] [MASKED]")
     }
 
     @Test func halfSetEnvironmentIsPermissionDenied() throws {
         let home = TemporaryDirectory()
-        #expect(expectExit(.permissionDenied) { _ = try chain(environment(home, ["AWS_ACCESS_KEY_ID": "AKIAENV"])).credentials() } == nil)
+        #expect(
+            expectExit(.permissionDenied) {
+                _ = try chain(environment(home, ["AWS_ACCESS_KEY_ID": "AKIAENV"])).credentials()
+            } == nil)
     }
 
     @Test func nothingAnywhereIsPermissionDeniedSayingWhereItLooked() throws {
@@ -53,15 +66,16 @@ import Testing
         let home = TemporaryDirectory()
         try FileManager.default.createDirectory(atPath: home.file(".aws"), withIntermediateDirectories: true)
         try """
-            [default]
-            aws_access_key_id = AKIADEFAULT
-            aws_secret_access_key = default-secret
-            [ci]
-            aws_access_key_id = AKIACI
-            aws_secret_access_key = ci-secret
-            aws_session_token = ci-token
-            """.write(toFile: home.file(".aws/credentials"), atomically: true, encoding: .utf8)
-        try "[profile ci]\nregion = eu-central-1\n".write(toFile: home.file(".aws/config"), atomically: true, encoding: .utf8)
+        [default]
+        aws_access_key_id = AKIADEFAULT
+        aws_secret_access_key = default-secret
+        [ci]
+        aws_access_key_id = AKIACI
+        aws_secret_access_key = ci-secret
+        aws_session_token = ci-token
+        """.write(toFile: home.file(".aws/credentials"), atomically: true, encoding: .utf8)
+        try "[profile ci]\nregion = eu-central-1\n".write(
+            toFile: home.file(".aws/config"), atomically: true, encoding: .utf8)
         let fromDefault = try chain(environment(home, [:])).resolved()
         #expect(fromDefault.credentials.accessKeyID == "AKIADEFAULT")
         // AWS_PROFILE picks the profile, and its region applies when AWS_REGION is unset.
@@ -69,7 +83,9 @@ import Testing
         let aws = try AWSEnvironment(job: job, http: http)
         #expect(aws.region == "eu-central-1")
         let fromCI = try aws.credentials.resolved()
-        #expect(fromCI.credentials == AWSCredentials(accessKeyID: "AKIACI", secretAccessKey: "ci-secret", sessionToken: "ci-token"))
+        #expect(
+            fromCI.credentials
+                == AWSCredentials(accessKeyID: "AKIACI", secretAccessKey: "ci-secret", sessionToken: "ci-token"))
         #expect(fromCI.source.contains("profile ci"))
         // A named profile that does not exist is an error, not a fall-through.
         let missing = environment(home, ["AWS_PROFILE": "nope"])
@@ -81,20 +97,22 @@ import Testing
             let home = TemporaryDirectory()
             let account = moto["account_id"] as? String ?? ""
             try """
-                [base]
-                aws_access_key_id = \(moto["access_key_id"] as? String ?? "")
-                aws_secret_access_key = \(moto["secret_access_key"] as? String ?? "")
-                """.write(toFile: home.file("credentials"), atomically: true, encoding: .utf8)
+            [base]
+            aws_access_key_id = \(moto["access_key_id"] as? String ?? "")
+            aws_secret_access_key = \(moto["secret_access_key"] as? String ?? "")
+            """.write(toFile: home.file("credentials"), atomically: true, encoding: .utf8)
             try """
-                [profile deploy]
-                role_arn = arn:aws:iam::\(account):role/kiln-deploy
-                source_profile = base
-                role_session_name = kiln-by-profile
-                """.write(toFile: home.file("config"), atomically: true, encoding: .utf8)
-            let job = environment(home, [
-                "AWS_PROFILE": "deploy", "AWS_SHARED_CREDENTIALS_FILE": home.file("credentials"),
-                "AWS_CONFIG_FILE": home.file("config"), "AWS_ENDPOINT_URL": moto.url,
-            ])
+            [profile deploy]
+            role_arn = arn:aws:iam::\(account):role/kiln-deploy
+            source_profile = base
+            role_session_name = kiln-by-profile
+            """.write(toFile: home.file("config"), atomically: true, encoding: .utf8)
+            let job = environment(
+                home,
+                [
+                    "AWS_PROFILE": "deploy", "AWS_SHARED_CREDENTIALS_FILE": home.file("credentials"),
+                    "AWS_CONFIG_FILE": home.file("config"), "AWS_ENDPOINT_URL": moto.url,
+                ])
             let aws = try AWSEnvironment(job: job, http: http)
             let chain = aws.credentials
             let resolved = try chain.resolved()
@@ -108,7 +126,8 @@ import Testing
     @Test func webIdentityFromATokenFileAndFromAGitLabIDToken() throws {
         try withStandIn("moto") { moto in
             let home = TemporaryDirectory()
-            try "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwcm9qZWN0X3BhdGg6ZyJ9.c2ln\n".write(toFile: home.file("token"), atomically: true, encoding: .utf8)
+            try "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwcm9qZWN0X3BhdGg6ZyJ9.c2ln\n".write(
+                toFile: home.file("token"), atomically: true, encoding: .utf8)
             let base = [
                 "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/gitlab-deployer", "AWS_ENDPOINT_URL": moto.url,
                 "CI_PROJECT_PATH": "group/app", "CI_PIPELINE_ID": "4242", "CI_JOB_ID": "99",
@@ -122,7 +141,8 @@ import Testing
             let resolved = try webIdentity.resolved()
             #expect(resolved.source.contains("web identity"))
             #expect(resolved.source.contains("session kiln-group.app-p4242-j99"))
-            let identity = try AWSClient(endpoints: aws.endpoints, credentials: webIdentity, http: http).getCallerIdentity()
+            let identity = try AWSClient(endpoints: aws.endpoints, credentials: webIdentity, http: http)
+                .getCallerIdentity()
             #expect(identity.arn.contains("assumed-role/gitlab-deployer/kiln-group.app-p4242-j99"))
             #expect(secrets.mask(resolved.credentials.secretAccessKey) == "[MASKED]")
 
@@ -144,7 +164,8 @@ import Testing
     @Test func instanceMetadataV2ThroughALoopbackFakeThatDemandsTheToken() throws {
         try withStandIn("imds") { imds in
             let home = TemporaryDirectory()
-            let job = environment(home, ["AWS_EC2_METADATA_DISABLED": "false", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url])
+            let job = environment(
+                home, ["AWS_EC2_METADATA_DISABLED": "false", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url])
             let resolved = try chain(job).resolved()
             #expect(resolved.credentials.accessKeyID == "ASIAKILNFAKE0001")
             #expect(resolved.credentials.sessionToken == "fake-session-1")
@@ -159,7 +180,8 @@ import Testing
     @Test func instanceMetadataDisabledIsNeverAsked() throws {
         try withStandIn("imds") { imds in
             let home = TemporaryDirectory()
-            let job = environment(home, ["AWS_EC2_METADATA_DISABLED": "true", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url])
+            let job = environment(
+                home, ["AWS_EC2_METADATA_DISABLED": "true", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url])
             #expect(expectExit(.permissionDenied) { _ = try chain(job).credentials() } == nil)
             let stats = try fetchJSON(imds.url + "/__kiln_imds/stats")
             #expect(stats["tokens"] as? Int == 0)
@@ -169,17 +191,21 @@ import Testing
     @Test func containerCredentialsWithAnAuthorizationToken() throws {
         try withStandIn("imds", ["--auth-token", "container-auth"]) { fake in
             let home = TemporaryDirectory()
-            let job = environment(home, [
-                "AWS_CONTAINER_CREDENTIALS_FULL_URI": fake.url + "/ecs/credentials",
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN": "container-auth",
-            ])
+            let job = environment(
+                home,
+                [
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI": fake.url + "/ecs/credentials",
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN": "container-auth",
+                ])
             let resolved = try chain(job).resolved()
             #expect(resolved.credentials.accessKeyID == "ASIAKILNFAKE0001")
             #expect(resolved.source.hasPrefix("container"))
-            let wrong = environment(home, [
-                "AWS_CONTAINER_CREDENTIALS_FULL_URI": fake.url + "/ecs/credentials",
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN": "wrong",
-            ])
+            let wrong = environment(
+                home,
+                [
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI": fake.url + "/ecs/credentials",
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN": "wrong",
+                ])
             #expect(expectExit(.permissionDenied) { _ = try chain(wrong).credentials() } == nil)
         }
     }
@@ -190,7 +216,8 @@ import Testing
     @Test func refreshBeforeExpiryOneAtATime() throws {
         try withStandIn("imds", ["--expires-in", "600"]) { imds in
             let home = TemporaryDirectory()
-            let job = environment(home, ["AWS_EC2_METADATA_DISABLED": "false", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url])
+            let job = environment(
+                home, ["AWS_EC2_METADATA_DISABLED": "false", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url])
             let clock = ShiftedClock()
             let metadata = try chain(job, now: { clock.now })
             #expect(try metadata.credentials().accessKeyID == "ASIAKILNFAKE0001")
@@ -215,7 +242,8 @@ import Testing
     @Test func aSlowRefreshDoesNotHoldUpOtherCallers() throws {
         try withStandIn("imds", ["--expires-in", "600", "--refresh-delay", "1.0"]) { imds in
             let home = TemporaryDirectory()
-            let job = environment(home, ["AWS_EC2_METADATA_DISABLED": "false", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url])
+            let job = environment(
+                home, ["AWS_EC2_METADATA_DISABLED": "false", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url])
             let clock = ShiftedClock()
             let metadata = try chain(job, now: { clock.now })
             #expect(try metadata.credentials().accessKeyID == "ASIAKILNFAKE0001")
@@ -252,7 +280,8 @@ final class ConcurrentResults: @unchecked Sendable {
 @Suite struct RetrySettingTests {
     @Test func maxAttemptsComesFromTheSDKsVariable() throws {
         let http = HTTPClient(settings: HTTPSettings())
-        let set = try AWSEnvironment(job: JobContext(environment: ["AWS_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "3"]), http: http)
+        let set = try AWSEnvironment(
+            job: JobContext(environment: ["AWS_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "3"]), http: http)
         #expect(set.retry.maxAttempts == 3)
         let unset = try AWSEnvironment(job: JobContext(environment: ["AWS_REGION": "us-east-1"]), http: http)
         #expect(unset.retry.maxAttempts == 8)

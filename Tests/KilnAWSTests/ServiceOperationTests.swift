@@ -1,9 +1,10 @@
 import Foundation
-@testable import KilnAWS
 import KilnCore
 import KilnHTTP
 import KilnTestSupport
 import Testing
+
+@testable import KilnAWS
 
 // The typed EC2 / Auto Scaling / ELBv2 / SSM operations against the moto
 // stand-in on loopback, each test in its own moto with its own world (VPC,
@@ -36,7 +37,9 @@ private struct MotoWorld {
     }
 }
 
-private func operationsClient(_ url: String, retry: RetryPolicy = RetryPolicy(baseDelay: 0.01, maxDelay: 0.1)) -> AWSClient {
+private func operationsClient(
+    _ url: String, retry: RetryPolicy = RetryPolicy(baseDelay: 0.01, maxDelay: 0.1)
+) -> AWSClient {
     AWSClient(
         endpoints: AWSEndpoints(region: "us-east-1", general: url),
         credentials: .fixed(AWSCredentials(accessKeyID: "testing", secretAccessKey: "testing")),
@@ -89,7 +92,8 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
 
             // Launch permission for another account, read back with DescribeImageAttribute.
             try client.addLaunchPermission(imageID: copyID, accountIDs: ["111122223333"])
-            let attribute = try client.query(.ec2, "DescribeImageAttribute", ["ImageId": copyID, "Attribute": "launchPermission"])
+            let attribute = try client.query(
+                .ec2, "DescribeImageAttribute", ["ImageId": copyID, "Attribute": "launchPermission"])
             let userIDs = attribute.first(named: "launchPermission")?.all("item").compactMap { $0.string("userId") }
             #expect(userIDs == ["111122223333"])
 
@@ -100,7 +104,8 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
             #expect(snapshot.id == snapshotID)
             #expect(snapshot.state == "completed")
             #expect(snapshot.tags == ["kiln:release": "r42"])
-            let byTag = try client.describeSnapshots(owners: ["self"], filters: [(name: "tag:kiln:release", values: ["r42"])])
+            let byTag = try client.describeSnapshots(
+                owners: ["self"], filters: [(name: "tag:kiln:release", values: ["r42"])])
             #expect(byTag.map(\.id) == [snapshotID])
 
             try client.deregisterImage(copyID)
@@ -116,12 +121,14 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
             let appAMI = try world.string("app_ami_id")
             var copies: Set<String> = []
             for index in 1...12 {
-                copies.insert(try client.copyImage(sourceImageID: appAMI, sourceRegion: "us-east-1", name: "batch-\(index)"))
+                copies.insert(
+                    try client.copyImage(sourceImageID: appAMI, sourceRegion: "us-east-1", name: "batch-\(index)"))
             }
             // MaxResults=5: every page is followed. (moto 5.2.5 does not page
             // DescribeImages, so here it answers all at once; the paging
             // itself is proven on DescribeInstances and DescribeAutoScalingGroups.)
-            let images = try client.describeImages(owners: ["self"], filters: [(name: "name", values: ["batch-*"])], pageSize: 5)
+            let images = try client.describeImages(
+                owners: ["self"], filters: [(name: "name", values: ["batch-*"])], pageSize: 5)
             #expect(Set(images.map(\.id)) == copies)
             #expect(images.count == 12)
         }
@@ -139,7 +146,10 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
             for _ in 1...12 {
                 let answer = try client.query(
                     .ec2, "RunInstances",
-                    ["ImageId": appAMI, "MinCount": "1", "MaxCount": "1", "InstanceType": "t3.micro", "SubnetId": subnet],
+                    [
+                        "ImageId": appAMI, "MinCount": "1", "MaxCount": "1", "InstanceType": "t3.micro",
+                        "SubnetId": subnet,
+                    ],
                     mutation: .once)
                 launched.append(try #require(answer.first(named: "instanceId")?.text))
             }
@@ -154,7 +164,9 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
 
             // Filters: the test ASG's instances, running, on 127.0.1.x, from the app AMI.
             let asgName = try world.string("test_asg_name")
-            let members = try client.describeInstances(filters: [(name: "tag:aws:autoscaling:groupName", values: [asgName])])
+            let members = try client.describeInstances(filters: [
+                (name: "tag:aws:autoscaling:groupName", values: [asgName])
+            ])
             #expect(members.count == 2)
             for instance in members {
                 #expect(instance.state == "running")
@@ -188,7 +200,8 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
             #expect(template.defaultVersion == 1 && template.latestVersion == 1)
             #expect(try client.describeLaunchTemplates(names: [templateName]).map(\.id) == [templateID])
 
-            let first = try #require(client.describeLaunchTemplateVersions(.name(templateName), versions: ["$Default"]).first)
+            let first = try #require(
+                client.describeLaunchTemplateVersions(.name(templateName), versions: ["$Default"]).first)
             #expect(first.versionNumber == 1 && first.isDefault)
             #expect(first.imageID == appAMI)
             #expect(first.instanceTags["kiln:environment"] == "test")
@@ -204,7 +217,8 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
             #expect(created.imageID == newAMI)
 
             // Described back, as $Latest, by id.
-            let latest = try #require(client.describeLaunchTemplateVersions(.id(templateID), versions: ["$Latest"]).first)
+            let latest = try #require(
+                client.describeLaunchTemplateVersions(.id(templateID), versions: ["$Latest"]).first)
             #expect(latest.versionNumber == 2 && !latest.isDefault)
             #expect(latest.imageID == newAMI)
             #expect(latest.userDataBytes == userData)
@@ -214,7 +228,8 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
             // ModifyLaunchTemplate: version 2 becomes the default.
             let modified = try client.setDefaultLaunchTemplateVersion(.id(templateID), defaultVersion: "2")
             #expect(modified.defaultVersion == 2)
-            let byDefault = try #require(client.describeLaunchTemplateVersions(.id(templateID), versions: ["$Default"]).first)
+            let byDefault = try #require(
+                client.describeLaunchTemplateVersions(.id(templateID), versions: ["$Default"]).first)
             #expect(byDefault.versionNumber == 2 && byDefault.isDefault)
             #expect(try client.describeLaunchTemplates(ids: [templateID]).first?.defaultVersion == 2)
         }
@@ -231,7 +246,10 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
 
             var group = try #require(client.describeAutoScalingGroups(names: [asgName]).first)
             #expect(group.minSize == 2 && group.maxSize == 4 && group.desiredCapacity == 2)
-            #expect(group.launchTemplate == LaunchTemplateSpecification(id: templateID, name: try world.string("test_launch_template_name"), version: "1"))
+            #expect(
+                group.launchTemplate
+                    == LaunchTemplateSpecification(
+                        id: templateID, name: try world.string("test_launch_template_name"), version: "1"))
             #expect(group.targetGroupARNs == [try world.string("test_target_group_arn")])
             #expect(group.tags["kiln:environment"] == "test")
             #expect(group.instances.count == 2)
@@ -292,7 +310,9 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
         try withWorld { world in
             let client = world.client
             let asgName = try world.string("live_asg_name")
-            func group() throws -> AutoScalingGroup { try #require(client.describeAutoScalingGroups(names: [asgName]).first) }
+            func group() throws -> AutoScalingGroup {
+                try #require(client.describeAutoScalingGroups(names: [asgName]).first)
+            }
 
             #expect(try group().suspendedProcesses.isEmpty)
             try client.suspendProcesses(asgName, ["Launch", "Terminate", "ReplaceUnhealthy"])
@@ -302,11 +322,14 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
             try client.resumeProcesses(asgName)
             #expect(try group().suspendedProcesses.isEmpty)
 
-            try client.createOrUpdateTags(autoScalingGroup: asgName, tags: ["kiln:release": "r7", "kiln:rotation": "running"], propagateAtLaunch: false)
+            try client.createOrUpdateTags(
+                autoScalingGroup: asgName, tags: ["kiln:release": "r7", "kiln:rotation": "running"],
+                propagateAtLaunch: false)
             var tags = try group().tags
             #expect(tags["kiln:release"] == "r7" && tags["kiln:rotation"] == "running")
             #expect(tags["kiln:environment"] == "live")
-            try client.createOrUpdateTags(autoScalingGroup: asgName, tags: ["kiln:release": "r8"], propagateAtLaunch: true)
+            try client.createOrUpdateTags(
+                autoScalingGroup: asgName, tags: ["kiln:release": "r8"], propagateAtLaunch: true)
             #expect(try group().tags["kiln:release"] == "r8")
             try client.deleteTags(autoScalingGroup: asgName, keys: ["kiln:rotation"])
             tags = try group().tags
@@ -320,14 +343,20 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
             let asgName = try world.string("test_asg_name")
             _ = try world.client.query(
                 .autoscaling, "PutLifecycleHook",
-                ["AutoScalingGroupName": asgName, "LifecycleHookName": "kiln-drain",
-                 "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING", "HeartbeatTimeout": "120",
-                 "DefaultResult": "CONTINUE"],
+                [
+                    "AutoScalingGroupName": asgName, "LifecycleHookName": "kiln-drain",
+                    "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING", "HeartbeatTimeout": "120",
+                    "DefaultResult": "CONTINUE",
+                ],
                 mutation: .idempotent)
             let hooks = try world.client.describeLifecycleHooks(asgName)
-            #expect(hooks == [LifecycleHook(
-                name: "kiln-drain", autoScalingGroupName: asgName, transition: "autoscaling:EC2_INSTANCE_TERMINATING",
-                heartbeatTimeout: 120, globalTimeout: hooks.first?.globalTimeout, defaultResult: "CONTINUE")])
+            #expect(
+                hooks == [
+                    LifecycleHook(
+                        name: "kiln-drain", autoScalingGroupName: asgName,
+                        transition: "autoscaling:EC2_INSTANCE_TERMINATING",
+                        heartbeatTimeout: 120, globalTimeout: hooks.first?.globalTimeout, defaultResult: "CONTINUE")
+                ])
             #expect(try world.client.describeLifecycleHooks(asgName, names: ["other"]).isEmpty)
 
             // moto 5.2.5 does not implement CompleteLifecycleAction: it answers
@@ -336,7 +365,8 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
             let client = world.client(retry: RetryPolicy(maxAttempts: 2, baseDelay: 0.001, maxDelay: 0.001))
             let instance = try #require(client.describeAutoScalingGroups(names: [asgName]).first?.instances.first?.id)
             let error = thrownError {
-                try client.completeLifecycleAction(asgName, hookName: "kiln-drain", instanceID: instance, result: .proceed)
+                try client.completeLifecycleAction(
+                    asgName, hookName: "kiln-drain", instanceID: instance, result: .proceed)
             }
             let awsError = try #require(error as? AWSError)
             #expect(awsError.action == "CompleteLifecycleAction")
@@ -385,7 +415,8 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
             #expect(try client.putParameter(name, value: "r1", overwrite: false) == 1)
 
             // Without Overwrite an existing parameter is refused (and the call is sent once).
-            let refused = try #require(thrownError { try client.putParameter(name, value: "r2", overwrite: false) } as? AWSError)
+            let refused = try #require(
+                thrownError { try client.putParameter(name, value: "r2", overwrite: false) } as? AWSError)
             #expect(refused.code == "ParameterAlreadyExists")
 
             #expect(try client.putParameter(name, value: "r2", overwrite: true, description: "current release") == 2)
@@ -407,10 +438,12 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
         #expect(error.description.contains("imageState"))
 
         let groups = AnswerDecoder(.autoscaling, "DescribeAutoScalingGroups")
-        let noSize = try XMLReader.parse("<member><AutoScalingGroupName>g</AutoScalingGroupName><MinSize>1</MinSize></member>")
+        let noSize = try XMLReader.parse(
+            "<member><AutoScalingGroupName>g</AutoScalingGroupName><MinSize>1</MinSize></member>")
         #expect(thrownError { _ = try groups.autoScalingGroup(noSize) } is AWSMalformedResponse)
         let badNumber = try XMLReader.parse(
-            "<member><AutoScalingGroupName>g</AutoScalingGroupName><MinSize>one</MinSize><MaxSize>1</MaxSize><DesiredCapacity>1</DesiredCapacity></member>")
+            "<member><AutoScalingGroupName>g</AutoScalingGroupName><MinSize>one</MinSize><MaxSize>1</MaxSize><DesiredCapacity>1</DesiredCapacity></member>"
+        )
         #expect(thrownError { _ = try groups.autoScalingGroup(badNumber) } is AWSMalformedResponse)
     }
 }

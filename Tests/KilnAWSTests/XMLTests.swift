@@ -4,7 +4,8 @@ import Testing
 
 @Suite struct XMLTests {
     @Test func readsAnEC2Answer() throws {
-        let root = try XMLReader.parse("""
+        let root = try XMLReader.parse(
+            """
             <?xml version="1.0" encoding="UTF-8"?>
             <DescribeImagesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
                 <requestId>59dbff89-35bd-4eac-99ed-be587EXAMPLE</requestId>

@@ -40,7 +40,8 @@ private func expectBadArtifact(_ body: () throws -> Void, mentions fragments: [S
 
 @Suite struct ArtifactStoreTests {
     let payload = SamplePayload(
-        application: "demo", artifact: .init(path: "dist/demo-1.0.tar.gz", sha256: "ab12"), commands: ["make", "make test"])
+        application: "demo", artifact: .init(path: "dist/demo-1.0.tar.gz", sha256: "ab12"),
+        commands: ["make", "make test"])
 
     @Test func roundTripKeepsPayloadAndEnvelope() throws {
         let folder = TemporaryDirectory()
@@ -90,12 +91,14 @@ private func expectBadArtifact(_ body: () throws -> Void, mentions fragments: [S
         let folder = TemporaryDirectory()
         try FileManager.default.createDirectory(atPath: folder.file("kiln"), withIntermediateDirectories: true)
         try "{ not json".write(toFile: folder.file("kiln/sample.json"), atomically: true, encoding: .utf8)
-        expectBadArtifact({ _ = try store(folder).read(SamplePayload.self) }, mentions: ["sample.json", "not valid JSON"])
+        expectBadArtifact(
+            { _ = try store(folder).read(SamplePayload.self) }, mentions: ["sample.json", "not valid JSON"])
     }
 
     private func rewrite(_ folder: TemporaryDirectory, _ change: (inout [String: Any]) -> Void) throws {
         let path = try store(folder).write(payload)
-        var object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        var object = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
         change(&object)
         try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: path))
     }
@@ -103,13 +106,15 @@ private func expectBadArtifact(_ body: () throws -> Void, mentions fragments: [S
     @Test func unknownSchemaIsExit65() throws {
         let folder = TemporaryDirectory()
         try rewrite(folder) { $0["schema"] = "kiln.other" }
-        expectBadArtifact({ _ = try store(folder).read(SamplePayload.self) }, mentions: ["sample.json", "'schema'", "kiln.other"])
+        expectBadArtifact(
+            { _ = try store(folder).read(SamplePayload.self) }, mentions: ["sample.json", "'schema'", "kiln.other"])
     }
 
     @Test func unknownVersionIsExit65() throws {
         let folder = TemporaryDirectory()
         try rewrite(folder) { $0["version"] = 2 }
-        expectBadArtifact({ _ = try store(folder).read(SamplePayload.self) }, mentions: ["sample.json", "'version'", "2"])
+        expectBadArtifact(
+            { _ = try store(folder).read(SamplePayload.self) }, mentions: ["sample.json", "'version'", "2"])
     }
 
     @Test func missingEnvelopeFieldIsExit65() throws {
@@ -123,7 +128,9 @@ private func expectBadArtifact(_ body: () throws -> Void, mentions fragments: [S
         try rewrite(folder) { object in
             object["artifact"] = ["path": "x"]
         }
-        expectBadArtifact({ _ = try store(folder).read(SamplePayload.self) }, mentions: ["sample.json", "missing field 'artifact.sha256'"])
+        expectBadArtifact(
+            { _ = try store(folder).read(SamplePayload.self) },
+            mentions: ["sample.json", "missing field 'artifact.sha256'"])
     }
 
     @Test func wrongTypeIsExit65WithItsPath() throws {
@@ -136,7 +143,9 @@ private func expectBadArtifact(_ body: () throws -> Void, mentions fragments: [S
         let job = JobContext(environment: ["KILN_ARTIFACTS_DIR": "/env/dir", "CI_PROJECT_DIR": "/builds/p"])
         #expect(ArtifactStore.directory(flag: "/flag/dir", job: job) == "/flag/dir")
         #expect(ArtifactStore.directory(flag: nil, job: job) == "/env/dir")
-        #expect(ArtifactStore.directory(flag: nil, job: JobContext(environment: ["CI_PROJECT_DIR": "/builds/p"])) == "/builds/p/kiln")
+        #expect(
+            ArtifactStore.directory(flag: nil, job: JobContext(environment: ["CI_PROJECT_DIR": "/builds/p"]))
+                == "/builds/p/kiln")
     }
 }
 
@@ -148,7 +157,9 @@ private func expectBadArtifact(_ body: () throws -> Void, mentions fragments: [S
         let folder = TemporaryDirectory()
         let store = ArtifactStore(directory: folder.path, producer: Producer(name: "t"))
         try store.writeDotenv(dotenv, fileName: "image.env")
-        #expect(try String(contentsOfFile: folder.file("image.env"), encoding: .utf8) == "KILN_AMI_ID=ami-456\nKILN_VERSION=1.2.0-3-gabc\n")
+        #expect(
+            try String(contentsOfFile: folder.file("image.env"), encoding: .utf8)
+                == "KILN_AMI_ID=ami-456\nKILN_VERSION=1.2.0-3-gabc\n")
     }
 
     @Test(arguments: [
@@ -197,6 +208,9 @@ struct ClashingPayload: ArtifactPayload {
         #expect(GitLabDotenv.violations("# c\nA=1\n").contains("line 1: a comment"))
         #expect(GitLabDotenv.violations("A-B=1\n").contains("line 1: key 'A-B'"))
         #expect(GitLabDotenv.violations("A=\"q\"\n").contains("line 1: quotes in the value"))
-        #expect(GitLabDotenv.violations((0...20).map { "K\($0)=v" }.joined(separator: "\n") + "\n").contains { $0.contains("at most 20") })
+        #expect(
+            GitLabDotenv.violations((0...20).map { "K\($0)=v" }.joined(separator: "\n") + "\n").contains {
+                $0.contains("at most 20")
+            })
     }
 }

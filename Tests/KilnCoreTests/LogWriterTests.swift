@@ -11,12 +11,13 @@ private let fixedDate = Date(timeIntervalSince1970: 1_790_000_000)
         log.section("packer build", title: "Packer build", collapsed: true) {
             log.line("inside")
         }
-        #expect(sink.text == """
-            \u{1B}[0Ksection_start:1790000000:packer_build[collapsed=true]\r\u{1B}[0KPacker build
-            inside
-            \u{1B}[0Ksection_end:1790000000:packer_build\r\u{1B}[0K
+        #expect(
+            sink.text == """
+                \u{1B}[0Ksection_start:1790000000:packer_build[collapsed=true]\r\u{1B}[0KPacker build
+                inside
+                \u{1B}[0Ksection_end:1790000000:packer_build\r\u{1B}[0K
 
-            """)
+                """)
     }
 
     @Test func sectionClosesWhenBodyThrows() {
@@ -117,7 +118,10 @@ private let fixedDate = Date(timeIntervalSince1970: 1_790_000_000)
             "CI_REPOSITORY_URL": "https://gitlab-ci-token:url-token@gitlab.example/g/p.git",
             "GITLAB_CI": "true",
         ])
-        #expect(Set(job.secretValues) == ["job-token-1", "aws-secret", "aws-session", "eyJ-oidc", "eyJ-web-identity", "url-token"])
+        #expect(
+            Set(job.secretValues) == [
+                "job-token-1", "aws-secret", "aws-session", "eyJ-oidc", "eyJ-web-identity", "url-token",
+            ])
         let sink = MemorySink()
         let log = job.makeLog(sink: sink)
         #expect(log.style == .gitlab)
@@ -133,11 +137,14 @@ private let fixedDate = Date(timeIntervalSince1970: 1_790_000_000)
 
 @Suite struct DigestTests {
     @Test func sha256KnownAnswers() throws {
-        #expect(SHA256Digest.hex(of: Data("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            SHA256Digest.hex(of: Data("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        )
         #expect(SHA256Digest.hex(of: Data()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         let path = NSTemporaryDirectory() + "kiln-digest-\(UUID().uuidString)"
         try Data(repeating: UInt8(ascii: "a"), count: 1_000_000).write(to: URL(fileURLWithPath: path))
         defer { try? FileManager.default.removeItem(atPath: path) }
-        #expect(try SHA256Digest.hex(ofFileAt: path) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        #expect(
+            try SHA256Digest.hex(ofFileAt: path) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 }

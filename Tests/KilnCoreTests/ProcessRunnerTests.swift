@@ -3,8 +3,11 @@ import KilnCore
 import KilnTestSupport
 import Testing
 
-private func makeRunner(_ sink: MemorySink, secrets: [String] = [], cancellation: Cancellation = Cancellation()) -> ProcessRunner {
-    var runner = ProcessRunner(log: LogWriter(sink: sink, style: .plain, secrets: SecretMask(secrets)), cancellation: cancellation)
+private func makeRunner(
+    _ sink: MemorySink, secrets: [String] = [], cancellation: Cancellation = Cancellation()
+) -> ProcessRunner {
+    var runner = ProcessRunner(
+        log: LogWriter(sink: sink, style: .plain, secrets: SecretMask(secrets)), cancellation: cancellation)
     runner.killGrace = 2
     return runner
 }
@@ -54,7 +57,9 @@ private func waitFor(_ path: String, seconds: Double = 10) -> String? {
 
     @Test func checkThrowsAFailureWithCommandAndTail() {
         do {
-            try makeRunner(MemorySink()).check(.shell("echo compiling; echo 'undefined symbol' >&2; exit 2"), what: "build command", failure: .projectFailed)
+            try makeRunner(MemorySink()).check(
+                .shell("echo compiling; echo 'undefined symbol' >&2; exit 2"), what: "build command",
+                failure: .projectFailed)
             Issue.record("expected a failure")
         } catch let failure as ProcessFailure {
             #expect(failure.exitStatus == .projectFailed)
@@ -78,7 +83,8 @@ private func waitFor(_ path: String, seconds: Double = 10) -> String? {
     @Test func masksSecretsInChildOutputAndTail() throws {
         let sink = MemorySink()
         // The secret is printed in two pieces by two writes of the child.
-        let result = try makeRunner(sink, secrets: ["tok-123456"]).run(.shell("printf 'using tok-12'; sleep 0.2; printf '3456 now\\n'; exit 1"))
+        let result = try makeRunner(sink, secrets: ["tok-123456"]).run(
+            .shell("printf 'using tok-12'; sleep 0.2; printf '3456 now\\n'; exit 1"))
         #expect(!sink.text.contains("tok-123456"))
         #expect(sink.text.contains("using [MASKED] now"))
         #expect(result.tail.contains("[MASKED]"))
@@ -88,7 +94,9 @@ private func waitFor(_ path: String, seconds: Double = 10) -> String? {
     @Test func environmentAndFolderAreTheChilds() throws {
         let folder = TemporaryDirectory()
         let result = try makeRunner(MemorySink()).run(
-            Command("/bin/sh", ["-c", "echo \"$ONLY_VAR:$(pwd)\""], environment: ["ONLY_VAR": "v", "PATH": "/usr/bin:/bin"], workingDirectory: folder.path),
+            Command(
+                "/bin/sh", ["-c", "echo \"$ONLY_VAR:$(pwd)\""],
+                environment: ["ONLY_VAR": "v", "PATH": "/usr/bin:/bin"], workingDirectory: folder.path),
             output: .capture)
         let resolved = URL(fileURLWithPath: folder.path).resolvingSymlinksInPath().path
         #expect(String(decoding: result.standardOutput, as: UTF8.self) == "v:\(resolved)\n")
@@ -96,7 +104,8 @@ private func waitFor(_ path: String, seconds: Double = 10) -> String? {
 
     @Test func missingProgramIsAConfigurationError() {
         #expect(throws: KilnError.self) {
-            _ = try makeRunner(MemorySink()).run(Command("kiln-no-such-program", environment: ["PATH": "/usr/bin:/bin"]))
+            _ = try makeRunner(MemorySink()).run(
+                Command("kiln-no-such-program", environment: ["PATH": "/usr/bin:/bin"]))
         }
     }
 
@@ -108,14 +117,17 @@ private func waitFor(_ path: String, seconds: Double = 10) -> String? {
         let result = try makeRunner(MemorySink()).run(.shell("sleep 300 & echo $! > '\(pidFile)'; wait"), timeout: 1)
         #expect(result.timedOut)
         #expect(Date().timeIntervalSince(started) < 60)
-        let grandchild = try #require(pid_t((try String(contentsOfFile: pidFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
+        let grandchild = try #require(
+            pid_t(
+                (try String(contentsOfFile: pidFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
         let deadline = Date().addingTimeInterval(5)
         while isAlive(grandchild) && Date() < deadline { usleep(20_000) }
         #expect(!isAlive(grandchild), "grandchild \(grandchild) still running")
     }
 
     @Test func aChildIgnoringSIGTERMIsKilledAfterTheGrace() throws {
-        let result = try makeRunner(MemorySink()).run(.shell("trap '' TERM; while true; do sleep 0.1; done"), timeout: 0.5)
+        let result = try makeRunner(MemorySink()).run(
+            .shell("trap '' TERM; while true; do sleep 0.1; done"), timeout: 0.5)
         #expect(result.timedOut)
         #expect(result.termination == .signalled(SIGKILL))
     }
@@ -126,7 +138,8 @@ private func waitFor(_ path: String, seconds: Double = 10) -> String? {
         let ready = folder.file("ready")
         let cancellation = Cancellation()
         let runner = makeRunner(MemorySink(), cancellation: cancellation)
-        let script = "trap 'echo term > \"\(marker)\"; exit 7' TERM; echo up > '\(ready)'; while true; do sleep 0.1; done"
+        let script =
+            "trap 'echo term > \"\(marker)\"; exit 7' TERM; echo up > '\(ready)'; while true; do sleep 0.1; done"
         DispatchQueue.global().async {
             _ = waitFor(ready)
             cancellation.cancel(signal: SIGTERM)
@@ -148,7 +161,8 @@ private func waitFor(_ path: String, seconds: Double = 10) -> String? {
         let ready = folder.file("ready")
         let cancellation = Cancellation()
         let runner = makeRunner(MemorySink(), cancellation: cancellation)
-        let script = "trap 'echo int > \"\(marker)\"; exit 0' INT; trap 'echo term > \"\(marker)\"; exit 0' TERM; echo up > '\(ready)'; while true; do sleep 0.1; done"
+        let script =
+            "trap 'echo int > \"\(marker)\"; exit 0' INT; trap 'echo term > \"\(marker)\"; exit 0' TERM; echo up > '\(ready)'; while true; do sleep 0.1; done"
         DispatchQueue.global().async {
             _ = waitFor(ready)
             cancellation.cancel(signal: SIGTERM)

@@ -4,7 +4,9 @@ import KilnTestSupport
 import Testing
 
 /// Runs a built stage binary the way a job would, and keeps what it printed.
-func runBinary(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (ProcessResult, String) {
+func runBinary(
+    _ name: String, _ arguments: [String], environment: [String: String] = [:]
+) throws -> (ProcessResult, String) {
     var env = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory()]
     env.merge(environment) { $1 }
     let run = try runProduct(name, arguments, environment: env)
@@ -42,7 +44,9 @@ let stages = ["kiln-checkout", "kiln-build", "kiln-bake", "kiln-userdata", "kiln
 
     @Test func checkoutWithoutARepositoryIsABadConfiguration() throws {
         let folder = TemporaryDirectory()
-        let (result, output) = try runBinary("kiln-checkout", [], environment: ["CI_PROJECT_DIR": folder.path, "CI_COMMIT_SHA": String(repeating: "a", count: 40)])
+        let (result, output) = try runBinary(
+            "kiln-checkout", [],
+            environment: ["CI_PROJECT_DIR": folder.path, "CI_COMMIT_SHA": String(repeating: "a", count: 40)])
         #expect(result.termination == .exited(78))
         #expect(output.contains("CI_REPOSITORY_URL"))
     }
@@ -57,9 +61,11 @@ let stages = ["kiln-checkout", "kiln-build", "kiln-bake", "kiln-userdata", "kiln
 
     @Test func gitLabJobGetsSectionsAndMaskedErrors() throws {
         let folder = TemporaryDirectory()
-        let (result, output) = try runBinary("kiln-build", ["--config", folder.file("missing-glcbt-secret.yml")], environment: [
-            "GITLAB_CI": "true", "CI_JOB_TOKEN": "glcbt-secret", "CI_PROJECT_DIR": folder.path,
-        ])
+        let (result, output) = try runBinary(
+            "kiln-build", ["--config", folder.file("missing-glcbt-secret.yml")],
+            environment: [
+                "GITLAB_CI": "true", "CI_JOB_TOKEN": "glcbt-secret", "CI_PROJECT_DIR": folder.path,
+            ])
         #expect(result.termination == .exited(78))
         #expect(!output.contains("glcbt-secret"))
         #expect(output.contains("missing-[MASKED].yml"))
@@ -71,10 +77,12 @@ let stages = ["kiln-checkout", "kiln-build", "kiln-bake", "kiln-userdata", "kiln
     @Test func printsAccountARNAndSourceThenExitsZero() throws {
         try withStandIn("moto", ["--signed-user", "kiln"]) { moto in
             let secret = moto["secret_access_key"] as? String ?? ""
-            let (result, output) = try runBinary("kiln-bake", ["--check-aws"], environment: [
-                "AWS_ACCESS_KEY_ID": moto["access_key_id"] as? String ?? "", "AWS_SECRET_ACCESS_KEY": secret,
-                "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto.url, "AWS_EC2_METADATA_DISABLED": "true",
-            ])
+            let (result, output) = try runBinary(
+                "kiln-bake", ["--check-aws"],
+                environment: [
+                    "AWS_ACCESS_KEY_ID": moto["access_key_id"] as? String ?? "", "AWS_SECRET_ACCESS_KEY": secret,
+                    "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto.url, "AWS_EC2_METADATA_DISABLED": "true",
+                ])
             #expect(result.termination == .exited(0), "\(output)")
             #expect(output.contains("account: \(moto["account_id"] as? String ?? "?")"))
             #expect(output.contains("arn: \(moto["user_arn"] as? String ?? "?")"))
@@ -85,10 +93,13 @@ let stages = ["kiln-checkout", "kiln-build", "kiln-bake", "kiln-userdata", "kiln
 
     @Test func wrongSecretIsExit77WithTheReason() throws {
         try withStandIn("moto", ["--signed-user", "kiln"]) { moto in
-            let (result, output) = try runBinary("kiln-rotate", ["--check-aws"], environment: [
-                "AWS_ACCESS_KEY_ID": moto["access_key_id"] as? String ?? "", "AWS_SECRET_ACCESS_KEY": "not-the-secret-at-all",
-                "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto.url, "AWS_EC2_METADATA_DISABLED": "true",
-            ])
+            let (result, output) = try runBinary(
+                "kiln-rotate", ["--check-aws"],
+                environment: [
+                    "AWS_ACCESS_KEY_ID": moto["access_key_id"] as? String ?? "",
+                    "AWS_SECRET_ACCESS_KEY": "not-the-secret-at-all",
+                    "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto.url, "AWS_EC2_METADATA_DISABLED": "true",
+                ])
             #expect(result.termination == .exited(77), "\(output)")
             #expect(output.contains("GetCallerIdentity"))
             #expect(output.contains("SignatureDoesNotMatch") || output.contains("InvalidClientTokenId"))
@@ -97,7 +108,9 @@ let stages = ["kiln-checkout", "kiln-build", "kiln-bake", "kiln-userdata", "kiln
     }
 
     @Test func noRegionIsABadConfiguration() throws {
-        let (result, output) = try runBinary("kiln-bake", ["--check-aws"], environment: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_EC2_METADATA_DISABLED": "true"])
+        let (result, output) = try runBinary(
+            "kiln-bake", ["--check-aws"],
+            environment: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_EC2_METADATA_DISABLED": "true"])
         #expect(result.termination == .exited(78))
         #expect(output.contains("AWS_REGION"))
     }

@@ -12,7 +12,8 @@ import Testing
         try withStandIn("http-fixture") { server in
             let notFound = try client.send(HTTPRequest(url: "\(server.url)/status/404"))
             #expect(notFound.status == 404)
-            let withHeaders = try client.send(HTTPRequest(url: "\(server.url)/headers?X-Kiln-Test=yes&Content-Type=text/plain"))
+            let withHeaders = try client.send(
+                HTTPRequest(url: "\(server.url)/headers?X-Kiln-Test=yes&Content-Type=text/plain"))
             #expect(withHeaders.status == 200)
             #expect(withHeaders.header("x-kiln-test") == "yes")
             let bytes = try client.send(HTTPRequest(url: "\(server.url)/bytes/100000"))
@@ -23,10 +24,13 @@ import Testing
     @Test func sendsMethodHeadersAndBody() throws {
         try withStandIn("http-fixture") { server in
             let body = Data("Action=DescribeImages&Version=2016-11-15".utf8)
-            let response = try client.send(HTTPRequest(
-                method: "POST", url: "\(server.url)/echo?q=1",
-                headers: [("Content-Type", "application/x-www-form-urlencoded"), ("X-Amz-Date", "20261130T000000Z")],
-                body: body))
+            let response = try client.send(
+                HTTPRequest(
+                    method: "POST", url: "\(server.url)/echo?q=1",
+                    headers: [
+                        ("Content-Type", "application/x-www-form-urlencoded"), ("X-Amz-Date", "20261130T000000Z"),
+                    ],
+                    body: body))
             #expect(response.status == 200)
             let echo = try #require(try JSONSerialization.jsonObject(with: response.body) as? [String: Any])
             #expect(echo["method"] as? String == "POST")
@@ -82,15 +86,18 @@ import Testing
 
             // NO_PROXY: straight to the fixture, past a proxy that is not there.
             let port = try closedLoopbackPort()
-            let bypass = HTTPClient(settings: HTTPSettings(job: JobContext(environment: [
-                "http_proxy": "http://127.0.0.1:\(port)", "NO_PROXY": "127.0.0.1,localhost",
-            ])))
+            let bypass = HTTPClient(
+                settings: HTTPSettings(
+                    job: JobContext(environment: [
+                        "http_proxy": "http://127.0.0.1:\(port)", "NO_PROXY": "127.0.0.1,localhost",
+                    ])))
             #expect(try bypass.send(HTTPRequest(url: "\(proxy.url)/status/204")).status == 204)
         }
     }
 
     @Test func caBundleFromSSLCertFile() {
-        let settings = HTTPSettings(job: JobContext(environment: ["SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"]))
+        let settings = HTTPSettings(
+            job: JobContext(environment: ["SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"]))
         #expect(settings.caBundle == "/etc/ssl/certs/ca-certificates.crt")
     }
 }

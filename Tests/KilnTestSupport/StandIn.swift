@@ -19,12 +19,15 @@ public final class StandIn: @unchecked Sendable {
     public subscript(key: String) -> (any Sendable)? { info[key] }
 
     /// Starts a stand-in and waits (up to `readyTimeout`) for its ready line.
-    public init(_ name: String, _ arguments: [String] = [], environment: [String: String] = [:], readyTimeout: TimeInterval = 60) throws {
+    public init(
+        _ name: String, _ arguments: [String] = [], environment: [String: String] = [:], readyTimeout: TimeInterval = 60
+    ) throws {
         self.name = name
         var env = ProcessInfo.processInfo.environment
         env["AWS_EC2_METADATA_DISABLED"] = "true"
         env.merge(environment) { $1 }
-        let command = Command(TestPaths.python, ["\(TestPaths.repositoryRoot)/scripts/standin", name] + arguments, environment: env)
+        let command = Command(
+            TestPaths.python, ["\(TestPaths.repositoryRoot)/scripts/standin", name] + arguments, environment: env)
         child = try ChildProcess.spawn(command, stdin: .pipe, stdout: .pipe, stderr: .inherit)
         do {
             let line = try Self.readLine(child.standardOutput!, timeout: readyTimeout, what: name)
@@ -39,12 +42,17 @@ public final class StandIn: @unchecked Sendable {
     }
 
     /// Runs a one-shot stand-in (such as `world`) and returns its JSON output.
-    public static func runOnce(_ name: String, _ arguments: [String] = [], timeout: TimeInterval = 120) throws -> [String: Any] {
+    public static func runOnce(
+        _ name: String, _ arguments: [String] = [], timeout: TimeInterval = 120
+    ) throws -> [String: Any] {
         var env = ProcessInfo.processInfo.environment
         env["AWS_EC2_METADATA_DISABLED"] = "true"
-        let runner = ProcessRunner(log: LogWriter(sink: FileDescriptorSink.standardError, style: .plain, secrets: SecretMask()), cancellation: Cancellation())
+        let runner = ProcessRunner(
+            log: LogWriter(sink: FileDescriptorSink.standardError, style: .plain, secrets: SecretMask()),
+            cancellation: Cancellation())
         let result = try runner.check(
-            Command(TestPaths.python, ["\(TestPaths.repositoryRoot)/scripts/standin", name] + arguments, environment: env),
+            Command(
+                TestPaths.python, ["\(TestPaths.repositoryRoot)/scripts/standin", name] + arguments, environment: env),
             what: "stand-in \(name)", failure: .internalError, output: .capture, timeout: timeout)
         guard let object = try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any] else {
             throw KilnError.internalError("stand-in \(name): output is not a JSON object")
@@ -69,7 +77,9 @@ public final class StandIn: @unchecked Sendable {
     private static func sendable(_ value: Any) -> any Sendable {
         switch value {
         case let string as String: return string
-        case let number as NSNumber: return Double(number.intValue) == number.doubleValue ? number.intValue as any Sendable : number.doubleValue as any Sendable
+        case let number as NSNumber:
+            return Double(number.intValue) == number.doubleValue
+                ? number.intValue as any Sendable : number.doubleValue as any Sendable
         case let array as [Any]: return array.map { sendable($0) }
         case let dictionary as [String: Any]: return dictionary.mapValues { sendable($0) }
         default: return String(describing: value)
@@ -83,7 +93,9 @@ public final class StandIn: @unchecked Sendable {
         while true {
             var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let remaining = Int32(max(0, deadline.timeIntervalSinceNow) * 1000)
-            guard remaining > 0 else { throw KilnError.internalError("stand-in \(what): not ready after \(Int(timeout))s") }
+            guard remaining > 0 else {
+                throw KilnError.internalError("stand-in \(what): not ready after \(Int(timeout))s")
+            }
             let ready = poll(&entry, 1, remaining)
             if ready < 0 && errno == EINTR { continue }
             guard ready > 0 else { continue }
@@ -107,7 +119,9 @@ public func withStandIn<T>(_ name: String, _ arguments: [String] = [], _ body: (
     return try body(standIn)
 }
 
-public func withStandIn<T>(_ name: String, _ arguments: [String] = [], _ body: (StandIn) async throws -> T) async throws -> T {
+public func withStandIn<T>(
+    _ name: String, _ arguments: [String] = [], _ body: (StandIn) async throws -> T
+) async throws -> T {
     let standIn = try StandIn(name, arguments)
     defer { standIn.stop() }
     return try await body(standIn)

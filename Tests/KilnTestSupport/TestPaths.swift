@@ -19,7 +19,8 @@ public enum TestPaths {
 
     /// The folder holding the built executables: the test bundle sits beside them.
     public static let productsDirectory: String = {
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+        let executable =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             ?? CommandLine.arguments[0]
         var url = URL(fileURLWithPath: executable).deletingLastPathComponent()
         // Bundles on some platforms nest the binary (X.xctest/Contents/MacOS/X).

@@ -54,7 +54,9 @@ extension RotateWorld {
     func startRotate(_ arguments: [String] = [], environment extra: [String: String] = [:]) throws -> ChildProcess {
         var environment = self.environment
         environment.merge(extra) { $1 }
-        return try ChildProcess.spawn(Command(TestPaths.product("kiln-rotate"), arguments + ["--environment", "test"], environment: environment), stdin: .null, stdout: .null, stderr: .null)
+        return try ChildProcess.spawn(
+            Command(TestPaths.product("kiln-rotate"), arguments + ["--environment", "test"], environment: environment),
+            stdin: .null, stdout: .null, stderr: .null)
     }
 
     func launchTemplateVersions() throws -> [Int] {
@@ -62,12 +64,20 @@ extension RotateWorld {
     }
 
     /// Every invariant a finished or rolled-back rotation must leave.
-    func expectSettled(desired: Int, ami: String, version: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectSettled(
+        desired: Int, ami: String, version: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let state = try groupState()
         #expect(state.desiredCapacity == desired, sourceLocation: sourceLocation)
-        #expect(state.minSize == desired && state.maxSize == desired * 2, "sizes \(state.minSize)/\(state.maxSize)", sourceLocation: sourceLocation)
-        #expect(state.suspendedProcesses.isEmpty, "left suspended: \(state.suspendedProcesses)", sourceLocation: sourceLocation)
-        #expect(!state.tags.keys.contains { $0.hasPrefix("kiln:rotation:") }, "journal left: \(state.tags)", sourceLocation: sourceLocation)
+        #expect(
+            state.minSize == desired && state.maxSize == desired * 2, "sizes \(state.minSize)/\(state.maxSize)",
+            sourceLocation: sourceLocation)
+        #expect(
+            state.suspendedProcesses.isEmpty, "left suspended: \(state.suspendedProcesses)",
+            sourceLocation: sourceLocation)
+        #expect(
+            !state.tags.keys.contains { $0.hasPrefix("kiln:rotation:") }, "journal left: \(state.tags)",
+            sourceLocation: sourceLocation)
         #expect(state.launchTemplate?.version == version, sourceLocation: sourceLocation)
         #expect(try imagesOfGroup() == Array(repeating: ami, count: desired), sourceLocation: sourceLocation)
     }
@@ -117,7 +127,8 @@ extension RotateWorld {
         let world = try RotateWorld(desired: 2)
         let ami = try world.makeAMI(health: "never")
         try world.prepare(ami: ami, rotate: "")
-        try "environments:\n  test:\n    rotate:\n      auto_scaling_group: \(world.group)\n      batch: 1\n      health:\n        url: http://{private_ip}:\(world.healthPort)/health\n        poll: 0.2s\n        consecutive: 2\n        timeout: 3s\n"
+        try
+            "environments:\n  test:\n    rotate:\n      auto_scaling_group: \(world.group)\n      batch: 1\n      health:\n        url: http://{private_ip}:\(world.healthPort)/health\n        poll: 0.2s\n        consecutive: 2\n        timeout: 3s\n"
             .write(toFile: world.project.file("kiln.yml"), atomically: true, encoding: .utf8)
         let sampler = HealthSampler(world: world)
         let (code, output) = try world.rotate()
@@ -138,7 +149,8 @@ extension RotateWorld {
         let world = try RotateWorld(desired: 2)
         let ami = try world.makeAMI(health: "flap", bootDelay: 0, flapPeriod: 0.5)
         try world.prepare(ami: ami)
-        try "environments:\n  test:\n    rotate:\n      auto_scaling_group: \(world.group)\n      batch: 1\n      health:\n        url: http://{private_ip}:\(world.healthPort)/health\n        poll: 0.2s\n        consecutive: 4\n        timeout: 4s\n"
+        try
+            "environments:\n  test:\n    rotate:\n      auto_scaling_group: \(world.group)\n      batch: 1\n      health:\n        url: http://{private_ip}:\(world.healthPort)/health\n        poll: 0.2s\n        consecutive: 4\n        timeout: 4s\n"
             .write(toFile: world.project.file("kiln.yml"), atomically: true, encoding: .utf8)
         let (code, output) = try world.rotate()
         #expect(code == 3, "\(output)")
@@ -149,7 +161,8 @@ extension RotateWorld {
         let world = try RotateWorld(desired: 2)
         let ami = try world.makeAMI(health: "never")
         try world.prepare(ami: ami)
-        try "environments:\n  test:\n    rotate:\n      auto_scaling_group: \(world.group)\n      health:\n        url: http://{private_ip}:\(world.healthPort)/health\n        poll: 0.2s\n        timeout: 2s\n"
+        try
+            "environments:\n  test:\n    rotate:\n      auto_scaling_group: \(world.group)\n      health:\n        url: http://{private_ip}:\(world.healthPort)/health\n        poll: 0.2s\n        timeout: 2s\n"
             .write(toFile: world.project.file("kiln.yml"), atomically: true, encoding: .utf8)
         let (code, output) = try world.rotate(["--no-rollback"])
         #expect(code == 69, "\(output)")
@@ -178,12 +191,15 @@ extension RotateWorld {
 @Suite struct RotateResumeTests {
     /// Killed (SIGKILL) at a given point, then run again: it finishes, and
     /// nothing is left suspended, oversized or journalled.
-    func killAndResume(when point: @escaping (RotateWorld) throws -> Bool, health: String = "healthy", expectCode: Int32 = 0) throws {
+    func killAndResume(
+        when point: @escaping (RotateWorld) throws -> Bool, health: String = "healthy", expectCode: Int32 = 0
+    ) throws {
         let world = try RotateWorld(desired: 4)
         let ami = try world.makeAMI(health: health, bootDelay: 1.5)
         try world.prepare(ami: ami)
         if health == "never" {
-            try "environments:\n  test:\n    rotate:\n      auto_scaling_group: \(world.group)\n      batch: 2\n      health:\n        url: http://{private_ip}:\(world.healthPort)/health\n        poll: 0.2s\n        timeout: 3s\n"
+            try
+                "environments:\n  test:\n    rotate:\n      auto_scaling_group: \(world.group)\n      batch: 2\n      health:\n        url: http://{private_ip}:\(world.healthPort)/health\n        poll: 0.2s\n        timeout: 3s\n"
                 .write(toFile: world.project.file("kiln.yml"), atomically: true, encoding: .utf8)
         }
         let child = try world.startRotate()
@@ -211,11 +227,14 @@ extension RotateWorld {
     }
 
     @Test func killedDuringTheSecondBatch() throws {
-        try killAndResume { world in (try world.groupState().tags["kiln:rotation:phase"] ?? "").hasPrefix("rolling 2/") }
+        try killAndResume { world in (try world.groupState().tags["kiln:rotation:phase"] ?? "").hasPrefix("rolling 2/")
+        }
     }
 
     @Test func killedWhileRollingBack() throws {
-        try killAndResume(when: { world in try world.groupState().tags["kiln:rotation:phase"] == "rollback" }, health: "never", expectCode: 3)
+        try killAndResume(
+            when: { world in try world.groupState().tags["kiln:rotation:phase"] == "rollback" }, health: "never",
+            expectCode: 3)
     }
 
     @Test func aSecondRunWhileOneIsLiveIsRefused() throws {
@@ -238,12 +257,17 @@ extension RotateWorld {
         let ami = try world.makeAMI(health: "healthy")
         try world.prepare(ami: ami)
         try withStandIn("faults", ["--upstream", world.moto.url, "--throttle", "0.3", "--seed", "11"]) { proxy in
-            let (code, output) = try world.rotate([], environment: ["AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "12"])
+            let (code, output) = try world.rotate(
+                [], environment: ["AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "12"])
             #expect(code == 0, "\(output)")
             #expect(output.contains("throttled"))
             let calls = world.rotation["calls"] as? [String: Int] ?? [:]
             #expect((calls["autoscaling:DescribeAutoScalingGroups"] ?? 0) > 0)
-            let stats = try JSONSerialization.jsonObject(with: HTTPClient(settings: HTTPSettings()).send(HTTPRequest(url: proxy.url + "/__kiln_faults/stats")).body) as? [String: Any]
+            let stats =
+                try JSONSerialization.jsonObject(
+                    with: HTTPClient(settings: HTTPSettings()).send(
+                        HTTPRequest(url: proxy.url + "/__kiln_faults/stats")
+                    ).body) as? [String: Any]
             #expect(((stats?["faults"] as? [String: Any])?["throttle"] as? [String: Any])?.isEmpty == false)
         }
         try world.expectSettled(desired: 4, ami: ami, version: "2")
@@ -276,7 +300,10 @@ extension RotateWorld {
         #expect(run == 78)
         #expect(try world.launchTemplateVersions() == [1], "no version created")
         // $Latest cannot be rolled back: refused too.
-        try world.client.updateAutoScalingGroup(world.group, maxSize: 4, launchTemplate: LaunchTemplateSpecification(id: world.output("test_launch_template_id"), version: "$Latest"))
+        try world.client.updateAutoScalingGroup(
+            world.group, maxSize: 4,
+            launchTemplate: LaunchTemplateSpecification(id: world.output("test_launch_template_id"), version: "$Latest")
+        )
         let (latest, latestOutput) = try world.rotate(["plan"])
         #expect(latest == 78)
         #expect(latestOutput.contains("'$Latest'"))
@@ -308,7 +335,8 @@ extension RotateWorld {
         var legacy = source.instanceTags
         legacy["kiln:application"] = "demo"
         _ = try world.client.createLaunchTemplateVersion(.id(template), sourceVersion: "1", instanceTags: legacy)
-        try world.client.updateAutoScalingGroup(world.group, launchTemplate: LaunchTemplateSpecification(id: template, version: "2"))
+        try world.client.updateAutoScalingGroup(
+            world.group, launchTemplate: LaunchTemplateSpecification(id: template, version: "2"))
         let ami = try world.makeAMI(health: "healthy")
         try world.prepare(ami: ami)
         let (code, output) = try world.rotate()

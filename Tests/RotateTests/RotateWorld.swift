@@ -1,6 +1,6 @@
 import Foundation
-import KilnArtifacts
 import KilnAWS
+import KilnArtifacts
 import KilnCore
 import KilnHTTP
 import KilnTestSupport
@@ -19,14 +19,17 @@ final class RotateWorld: @unchecked Sendable {
     init(desired: Int = 2, environments: String = "test") throws {
         moto = try StandIn("moto")
         fleet = try StandIn("fleet", ["--endpoint", moto.url, "--poll", "0.1"])
-        outputs = try StandIn.runOnce("world", [
-            "--endpoint", moto.url, "--desired", String(desired), "--environments", environments,
-            "--health-port", String(fleet["health_port"] as? Int ?? 0), "--boot-delay", "0",
-        ])
+        outputs = try StandIn.runOnce(
+            "world",
+            [
+                "--endpoint", moto.url, "--desired", String(desired), "--environments", environments,
+                "--health-port", String(fleet["health_port"] as? Int ?? 0), "--boot-delay", "0",
+            ])
         client = AWSClient(
             endpoints: AWSEndpoints(region: "us-east-1", general: moto.url),
             credentials: .fixed(AWSCredentials(accessKeyID: "testing", secretAccessKey: "testing")),
-            http: HTTPClient(settings: HTTPSettings()), retry: RetryPolicy(maxAttempts: 5, baseDelay: 0.01, maxDelay: 0.05))
+            http: HTTPClient(settings: HTTPSettings()),
+            retry: RetryPolicy(maxAttempts: 5, baseDelay: 0.01, maxDelay: 0.05))
     }
 
     deinit {
@@ -41,38 +44,49 @@ final class RotateWorld: @unchecked Sendable {
     /// A new AMI whose instances answer health as `health` says
     /// (`healthy`, `never`, `flap`), after `bootDelay` seconds.
     func makeAMI(health: String, bootDelay: Double = 0.5, flapPeriod: Double = 1) throws -> String {
-        let copy = try client.copyImage(sourceImageID: appAMI, sourceRegion: "us-east-1", name: "demo-\(health)-\(UUID().uuidString.prefix(8))")
-        try client.createTags(resources: [copy], tags: [
-            "kiln:fleet-health": health, "kiln:fleet-boot-delay": String(bootDelay), "kiln:fleet-flap-period": String(flapPeriod),
-            "kiln:app": "demo", "kiln:role": "app",
-        ])
+        let copy = try client.copyImage(
+            sourceImageID: appAMI, sourceRegion: "us-east-1", name: "demo-\(health)-\(UUID().uuidString.prefix(8))")
+        try client.createTags(
+            resources: [copy],
+            tags: [
+                "kiln:fleet-health": health, "kiln:fleet-boot-delay": String(bootDelay),
+                "kiln:fleet-flap-period": String(flapPeriod),
+                "kiln:app": "demo", "kiln:role": "app",
+            ])
         return copy
     }
 
     /// kiln.yml, image.json and userdata-test.json for a release of `ami`.
-    func prepare(ami: String, rotate: String = "", userData: String = "#!/bin/sh\necho hello\n", version: String = "v2.0.0") throws {
+    func prepare(
+        ami: String, rotate: String = "", userData: String = "#!/bin/sh\necho hello\n", version: String = "v2.0.0"
+    ) throws {
         try """
-            environments:
-              test:
-                rotate:
-                  auto_scaling_group: \(group)
-                  batch: 2
-                  health:
-                    url: http://{private_ip}:\(healthPort)/health
-                    poll: 0.2s
-                    consecutive: 2
-                    timeout: 20s
-            \(rotate)
-            """.write(toFile: project.file("kiln.yml"), atomically: true, encoding: .utf8)
+        environments:
+          test:
+            rotate:
+              auto_scaling_group: \(group)
+              batch: 2
+              health:
+                url: http://{private_ip}:\(healthPort)/health
+                poll: 0.2s
+                consecutive: 2
+                timeout: 20s
+        \(rotate)
+        """.write(toFile: project.file("kiln.yml"), atomically: true, encoding: .utf8)
         let store = ArtifactStore(directory: project.file("kiln"), producer: Producer(name: "test"))
-        try store.write(ImageResult(
-            application: "demo", applicationVersion: version, commit: String(repeating: "a", count: 40), role: .app,
-            name: "demo-app-\(version)", region: "us-east-1", amiID: ami, amis: ["us-east-1": ami], sourceAMI: appAMI,
-            bakeKey: "k", outcome: .baked, packerSeconds: 1, pipelineID: "7"))
+        try store.write(
+            ImageResult(
+                application: "demo", applicationVersion: version, commit: String(repeating: "a", count: 40), role: .app,
+                name: "demo-app-\(version)", region: "us-east-1", amiID: ami, amis: ["us-east-1": ami],
+                sourceAMI: appAMI,
+                bakeKey: "k", outcome: .baked, packerSeconds: 1, pipelineID: "7"))
         try AtomicFile.write(Data(userData.utf8), to: project.file("kiln/userdata-test.sh"))
-        try store.write(UserDataResult(
-            environment: "test", format: .shell, gzip: false, path: "kiln/userdata-test.sh", size: userData.utf8.count,
-            sha256: SHA256Digest.hex(of: Data(userData.utf8)), templates: ["t"], variables: [], amiID: ami), fileName: "userdata-test.json")
+        try store.write(
+            UserDataResult(
+                environment: "test", format: .shell, gzip: false, path: "kiln/userdata-test.sh",
+                size: userData.utf8.count,
+                sha256: SHA256Digest.hex(of: Data(userData.utf8)), templates: ["t"], variables: [], amiID: ami),
+            fileName: "userdata-test.json")
     }
 
     var environment: [String: String] {
@@ -84,7 +98,9 @@ final class RotateWorld: @unchecked Sendable {
         ]
     }
 
-    func rotate(_ arguments: [String] = [], environment extra: [String: String] = [:]) throws -> (code: Int32?, output: String) {
+    func rotate(
+        _ arguments: [String] = [], environment extra: [String: String] = [:]
+    ) throws -> (code: Int32?, output: String) {
         var environment = self.environment
         environment.merge(extra) { $1 }
         let run = try runProduct("kiln-rotate", arguments + ["--environment", "test"], environment: environment)
@@ -103,7 +119,9 @@ final class RotateWorld: @unchecked Sendable {
     func read(_ name: String) -> String? { try? String(contentsOfFile: project.file(name), encoding: .utf8) }
 
     var rotation: [String: Any] {
-        guard let data = FileManager.default.contents(atPath: project.file("kiln/rotation-test.json")) else { return [:] }
+        guard let data = FileManager.default.contents(atPath: project.file("kiln/rotation-test.json")) else {
+            return [:]
+        }
         return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
     }
 }
@@ -128,7 +146,10 @@ final class HealthSampler: @unchecked Sendable {
                     let instances = (try? client.describeInstances(instanceIDs: ids)) ?? []
                     let healthy = instances.filter { instance in
                         guard let ip = instance.privateIPAddress, instance.state == "running" else { return false }
-                        return (try? http.send(HTTPRequest(url: "http://\(ip):\(port)/health", connectTimeout: 1, timeout: 1)).status) == 200
+                        return
+                            (try? http.send(
+                                HTTPRequest(url: "http://\(ip):\(port)/health", connectTimeout: 1, timeout: 1)
+                            ).status) == 200
                     }.count
                     lock.withLock { samples.append(healthy) }
                 }

@@ -18,9 +18,12 @@ import Testing
         try withStandIn("moto") { moto in
             try withStandIn("fleet", ["--endpoint", moto.url, "--poll", "0.2"]) { fleet in
                 let healthPort = try #require(fleet["health_port"] as? Int)
-                let world = try StandIn.runOnce("world", [
-                    "--endpoint", moto.url, "--desired", "2", "--boot-delay", "5", "--health-port", String(healthPort),
-                ])
+                let world = try StandIn.runOnce(
+                    "world",
+                    [
+                        "--endpoint", moto.url, "--desired", "2", "--boot-delay", "5", "--health-port",
+                        String(healthPort),
+                    ])
                 let asg = try #require((world["test_asg_name"] as? [String: Any])?["value"] as? String)
                 #expect(!asg.isEmpty)
                 #expect((world["live_asg_name"] as? [String: Any])?["value"] is String)
@@ -29,7 +32,8 @@ import Testing
                 var instances: [[String: Any]] = []
                 let deadline = Date().addingTimeInterval(30)
                 while instances.count < 4 && Date() < deadline {
-                    instances = try json(client.send(HTTPRequest(url: "\(fleet.url)/instances"))) as? [[String: Any]] ?? []
+                    instances =
+                        try json(client.send(HTTPRequest(url: "\(fleet.url)/instances"))) as? [[String: Any]] ?? []
                     if instances.count < 4 { usleep(100_000) }
                 }
                 #expect(instances.count == 4)
@@ -59,15 +63,20 @@ import Testing
                     method: "POST", url: proxy.url + "/",
                     headers: [
                         ("Content-Type", "application/x-www-form-urlencoded"),
-                        ("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261130/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=00"),
+                        (
+                            "Authorization",
+                            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261130/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=00"
+                        ),
                     ],
-                    body: Data("Action=CreateTags&Version=2016-11-15&ResourceId.1=ami-1&Tag.1.Key=k&Tag.1.Value=v".utf8))
+                    body: Data("Action=CreateTags&Version=2016-11-15&ResourceId.1=ami-1&Tag.1.Key=k&Tag.1.Value=v".utf8)
+                )
                 let response = try client.send(request)
                 #expect(response.status == 503)
                 #expect(response.text.contains("<Code>RequestLimitExceeded</Code>"))
                 #expect(response.text.hasPrefix("<?xml"))
 
-                let stats = try #require(try json(client.send(HTTPRequest(url: proxy.url + "/__kiln_faults/stats"))) as? [String: Any])
+                let stats = try #require(
+                    try json(client.send(HTTPRequest(url: proxy.url + "/__kiln_faults/stats"))) as? [String: Any])
                 let throttled = (stats["faults"] as? [String: Any])?["throttle"] as? [String: Any]
                 #expect((throttled?["ec2"] as? [String: Any])?["CreateTags"] as? Int == 1)
                 let forwarded = stats["forwarded"] as? [String: Any] ?? [:]

@@ -23,7 +23,8 @@ import UserData
         let sink = MemorySink()
         let when = Date(timeIntervalSince1970: 1_800_000_000)
         let job = JobContext(environment: [
-            "PATH": "/usr/bin:/bin", "CI_PROJECT_DIR": project.path, "CI_ENVIRONMENT_NAME": "test", "CI_PIPELINE_ID": "42",
+            "PATH": "/usr/bin:/bin", "CI_PROJECT_DIR": project.path, "CI_ENVIRONMENT_NAME": "test",
+            "CI_PIPELINE_ID": "42",
         ])
         let context = try StageContext.make(stage: "kiln-userdata", job: job, sink: sink, clock: .fixed(when))
         #expect(context.projectDirectory == project.path)
@@ -33,7 +34,8 @@ import UserData
         #expect(result.environment == "test", "the environment came from CI_ENVIRONMENT_NAME, resolved by the stage")
         #expect(result.format == .shell)
         #expect(project.read("kiln/userdata-test.sh") == "#!/bin/sh\necho 'plain words' 'v1.4.0'\n")
-        let written = try context.artifacts.read(UserDataResult.self, fileName: UserDataResult.fileName(environment: "test"))
+        let written = try context.artifacts.read(
+            UserDataResult.self, fileName: UserDataResult.fileName(environment: "test"))
         #expect(written.createdAt == when)
         #expect(written.producer.name == "kiln-userdata")
         #expect(sink.text.contains("userdata: test: shell"))
@@ -43,7 +45,8 @@ import UserData
         let project = try UserDataProject(kilnYML: "environments: {}\n", templates: [:])
         let job = JobContext(environment: ["CI_PROJECT_DIR": project.path])
         let context = try StageContext.make(stage: "kiln-userdata", job: job, sink: MemorySink())
-        #expect(expectExit(.badConfiguration) { _ = try UserDataStage(context: context, flags: UserDataFlags()) } == nil)
+        #expect(
+            expectExit(.badConfiguration) { _ = try UserDataStage(context: context, flags: UserDataFlags()) } == nil)
         #expect(try UserDataStage(context: context, flags: UserDataFlags(environment: "live")).environment == "live")
     }
 }

@@ -1,5 +1,5 @@
-import KilnArtifacts
 import Foundation
+import KilnArtifacts
 import KilnCore
 import KilnTestSupport
 import Testing
@@ -13,7 +13,8 @@ struct UserDataProject {
         try kilnYML.write(toFile: folder.file("kiln.yml"), atomically: true, encoding: .utf8)
         for (name, text) in templates {
             let full = folder.file(name)
-            try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try text.write(toFile: full, atomically: true, encoding: .utf8)
         }
         if let terraform { try terraform.write(toFile: folder.file("outputs.json"), atomically: true, encoding: .utf8) }
@@ -33,20 +34,28 @@ struct UserDataProject {
     }
 }
 
-func runUserData(_ project: UserDataProject, _ arguments: [String] = ["--environment", "test"], environment extra: [String: String] = [:]) throws -> (code: Int32?, output: String) {
-    var environment = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory(), "CI_PROJECT_DIR": project.path, "CI_PIPELINE_ID": "42"]
+func runUserData(
+    _ project: UserDataProject, _ arguments: [String] = ["--environment", "test"],
+    environment extra: [String: String] = [:]
+) throws -> (code: Int32?, output: String) {
+    var environment = [
+        "PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory(), "CI_PROJECT_DIR": project.path, "CI_PIPELINE_ID": "42",
+    ]
     environment.merge(extra) { $1 }
     let run = try runProduct("kiln-userdata", arguments, environment: environment)
     return (run.code, run.output)
 }
 
-func run(_ executable: String, _ arguments: [String], environment: [String: String] = ["PATH": "/usr/bin:/bin"]) throws -> (ProcessResult, String) {
+func run(
+    _ executable: String, _ arguments: [String], environment: [String: String] = ["PATH": "/usr/bin:/bin"]
+) throws -> (ProcessResult, String) {
     let run = try runCommand(Command(executable, arguments, environment: environment), captureStandardOutput: true)
     return (run.result, run.output)
 }
 
 /// Values that would run commands or break the file if pasted in as text.
-let hostile = "x'; touch MARKER; echo '$(touch MARKER)`touch MARKER`\"; touch MARKER; \"\n$(touch MARKER)\\; touch MARKER #"
+let hostile =
+    "x'; touch MARKER; echo '$(touch MARKER)`touch MARKER`\"; touch MARKER; \"\n$(touch MARKER)\\; touch MARKER #"
 
 @Suite struct ShellUserDataTests {
     let yml = """
@@ -62,19 +71,23 @@ let hostile = "x'; touch MARKER; echo '$(touch MARKER)`touch MARKER`\"; touch MA
     @Test func hostileValuesExecuteNothingAndArriveIntact() throws {
         // The same hostile value as a bare word, in single quotes, in double
         // quotes and in a comment; the script writes what it received.
-        let project = try UserDataProject(kilnYML: yml, templates: ["deploy/user_init.sh": """
-            #!/bin/bash
-            set -eu
-            # release {{ kiln.version }} says {{ GREETING }}
-            bare={{ GREETING }}
-            single='{{ GREETING }}'
-            double="{{ GREETING }}"
-            printf '%s' "$bare" > out-bare
-            printf '%s' "$single" > out-single
-            printf '%s' "$double" > out-double
-            printf '%s' {{ kiln.ami_id }} > out-ami
-            echo {{ PLAIN }} > out-plain
-            """])
+        let project = try UserDataProject(
+            kilnYML: yml,
+            templates: [
+                "deploy/user_init.sh": """
+                #!/bin/bash
+                set -eu
+                # release {{ kiln.version }} says {{ GREETING }}
+                bare={{ GREETING }}
+                single='{{ GREETING }}'
+                double="{{ GREETING }}"
+                printf '%s' "$bare" > out-bare
+                printf '%s' "$single" > out-single
+                printf '%s' "$double" > out-double
+                printf '%s' {{ kiln.ami_id }} > out-ami
+                echo {{ PLAIN }} > out-plain
+                """
+            ])
         let (code, output) = try runUserData(project, environment: ["GREETING": hostile])
         #expect(code == 0, "\(output)")
         let script = try #require(project.read("kiln/userdata-test.sh"))
@@ -100,7 +113,8 @@ let hostile = "x'; touch MARKER; echo '$(touch MARKER)`touch MARKER`\"; touch MA
     }
 
     @Test func sameInputsGiveTheSameBytes() throws {
-        let project = try UserDataProject(kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/sh\necho {{ PLAIN }} {{ kiln.commit }}\n"])
+        let project = try UserDataProject(
+            kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/sh\necho {{ PLAIN }} {{ kiln.commit }}\n"])
         #expect(try runUserData(project, environment: ["GREETING": "g"]).code == 0)
         let first = try #require(project.data("kiln/userdata-test.sh"))
         #expect(try runUserData(project, environment: ["GREETING": "g"]).code == 0)
@@ -121,18 +135,21 @@ let hostile = "x'; touch MARKER; echo '$(touch MARKER)`touch MARKER`\"; touch MA
     }
 
     @Test func unknownVariableAndUnclosedTagNameTheirLine() throws {
-        let unknown = try UserDataProject(kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/sh\necho ok\necho {{ NOPE }}\n"])
+        let unknown = try UserDataProject(
+            kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/sh\necho ok\necho {{ NOPE }}\n"])
         let (code, output) = try runUserData(unknown, environment: ["GREETING": "g"])
         #expect(code == 78)
         #expect(output.contains("deploy/user_init.sh:3: unknown variable 'NOPE'"))
-        let unclosed = try UserDataProject(kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/sh\n\n\necho {{ PLAIN\n"])
+        let unclosed = try UserDataProject(
+            kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/sh\n\n\necho {{ PLAIN\n"])
         let (unclosedCode, unclosedOutput) = try runUserData(unclosed, environment: ["GREETING": "g"])
         #expect(unclosedCode == 78)
         #expect(unclosedOutput.contains("deploy/user_init.sh:4: unclosed tag"))
     }
 
     @Test func aScriptThatIsNotShellIsCaughtBeforeBoot() throws {
-        let project = try UserDataProject(kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/sh\nif true; then\necho {{ PLAIN }}\n"])
+        let project = try UserDataProject(
+            kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/sh\nif true; then\necho {{ PLAIN }}\n"])
         let (code, output) = try runUserData(project, environment: ["GREETING": "g"])
         #expect(code == 78)
         #expect(output.contains("not valid sh"))
@@ -152,10 +169,15 @@ let hostile = "x'; touch MARKER; echo '$(touch MARKER)`touch MARKER`\"; touch MA
                   LEAKED: {env: SOME_VALUE}
             """
         let outputs = #"{"db_password": {"sensitive": true, "type": "string", "value": "hunter2"}}"#
-        for (template, what) in [("API_KEY", "marked secret"), ("TOKEN", "CI_JOB_TOKEN"), ("PASSWORD", "sensitive Terraform output"), ("LEAKED", "masked secret")] {
-            let project = try UserDataProject(kilnYML: yml, templates: ["init.sh": "#!/bin/sh\necho {{ \(template) }}\n"], terraform: outputs)
-            let (code, output) = try runUserData(project, ["--environment", "test", "--terraform-outputs", project.folder.file("outputs.json")],
-                                                  environment: ["CI_JOB_TOKEN": "glcbt-job-token-1234", "SOME_VALUE": "glcbt-job-token-1234"])
+        for (template, what) in [
+            ("API_KEY", "marked secret"), ("TOKEN", "CI_JOB_TOKEN"), ("PASSWORD", "sensitive Terraform output"),
+            ("LEAKED", "masked secret"),
+        ] {
+            let project = try UserDataProject(
+                kilnYML: yml, templates: ["init.sh": "#!/bin/sh\necho {{ \(template) }}\n"], terraform: outputs)
+            let (code, output) = try runUserData(
+                project, ["--environment", "test", "--terraform-outputs", project.folder.file("outputs.json")],
+                environment: ["CI_JOB_TOKEN": "glcbt-job-token-1234", "SOME_VALUE": "glcbt-job-token-1234"])
             #expect(code == 78, "\(template): \(output)")
             #expect(output.contains(what), "\(template): \(output)")
             #expect(output.contains("aws ssm get-parameter --with-decryption --name /demo/test/\(template)"))
@@ -187,11 +209,14 @@ let hostile = "x'; touch MARKER; echo '$(touch MARKER)`touch MARKER`\"; touch MA
     }
 
     func render(_ project: UserDataProject, greeting: String = "hello") throws -> (code: Int32?, output: String) {
-        try runUserData(project, ["--environment", "test", "--terraform-outputs", project.folder.file("outputs.json")], environment: ["GREETING": greeting])
+        try runUserData(
+            project, ["--environment", "test", "--terraform-outputs", project.folder.file("outputs.json")],
+            environment: ["GREETING": greeting])
     }
 
     @Test func cloudInitAcceptsTheRenderingAndValuesStayData() throws {
-        let project = try project("""
+        let project = try project(
+            """
             #cloud-config
             write_files:
               - path: /etc/demo/env
@@ -205,14 +230,17 @@ let hostile = "x'; touch MARKER; echo '$(touch MARKER)`touch MARKER`\"; touch MA
               filename: /swap.img
               size: {{ tf.replicas }}
             """)
-        let (code, output) = try render(project, greeting: hostile + "\n- injected: true\nruncmd: [[touch, /tmp/pwned]]")
+        let (code, output) = try render(
+            project, greeting: hostile + "\n- injected: true\nruncmd: [[touch, /tmp/pwned]]")
         #expect(code == 0, "\(output)")
         let file = project.folder.file("kiln/userdata-test.yaml")
         let (schema, schemaOutput) = try run("/usr/bin/cloud-init", ["schema", "--config-file", file])
         #expect(schema.termination.succeeded, "\(schemaOutput)")
         // Parsed back, each value is exactly what was given: nothing was added.
         let parsed = try ConfigFile.parse(try #require(project.read("kiln/userdata-test.yaml")), path: "rendered")
-        #expect(parsed.node("runcmd").map { if case .sequence(let items, _) = $0 { return items.count } else { return -1 } } == 1)
+        #expect(
+            parsed.node("runcmd").map { if case .sequence(let items, _) = $0 { return items.count } else { return -1 } }
+                == 1)
         #expect(parsed.node("swap.size") == .scalar("3", line: 12), "a number stays a number")
         let written = parsed.node("write_files")
         if case .sequence(let items, _)? = written, case .scalar(let content, _)? = items.first?["content"] {
@@ -220,7 +248,10 @@ let hostile = "x'; touch MARKER; echo '$(touch MARKER)`touch MARKER`\"; touch MA
         } else {
             Issue.record("write_files not as expected")
         }
-        #expect(parsed.node("bootcmd").map { if case .sequence(let items, _) = $0 { return items.count } else { return -1 } } == 2)
+        #expect(
+            parsed.node("bootcmd").map {
+                if case .sequence(let items, _) = $0 { return items.count } else { return -1 }
+            } == 2)
     }
 
     @Test func brokenTemplateIsCaughtByKilnFirst() throws {
@@ -267,10 +298,12 @@ let hostile = "x'; touch MARKER; echo '$(touch MARKER)`touch MARKER`\"; touch MA
         """
 
     func project(gzip: Bool, padding: Int = 0) throws -> UserDataProject {
-        try UserDataProject(kilnYML: yml.replacingOccurrences(of: "GZIP", with: gzip ? "true" : "false"), templates: [
-            "deploy/cloud-config.yml": "#cloud-config\npackages: [nginx]\n",
-            "deploy/user_init.sh": "#!/bin/sh\necho {{ kiln.version }} {{ PAD }}\n",
-        ])
+        try UserDataProject(
+            kilnYML: yml.replacingOccurrences(of: "GZIP", with: gzip ? "true" : "false"),
+            templates: [
+                "deploy/cloud-config.yml": "#cloud-config\npackages: [nginx]\n",
+                "deploy/user_init.sh": "#!/bin/sh\necho {{ kiln.version }} {{ PAD }}\n",
+            ])
     }
 
     @Test func cloudInitSplitsThePartsBack() throws {
@@ -320,7 +353,8 @@ let hostile = "x'; touch MARKER; echo '$(touch MARKER)`touch MARKER`\"; touch MA
 
 @Suite struct UserDataInputTests {
     @Test func missingImageOrEnvironmentHaveTheirExitCodes() throws {
-        let project = try UserDataProject(kilnYML: "environments:\n  test:\n    userdata: {template: i.sh}\n", templates: ["i.sh": "#!/bin/sh\n"])
+        let project = try UserDataProject(
+            kilnYML: "environments:\n  test:\n    userdata: {template: i.sh}\n", templates: ["i.sh": "#!/bin/sh\n"])
         let (noEnvironment, noEnvironmentOutput) = try runUserData(project, [])
         #expect(noEnvironment == 78)
         #expect(noEnvironmentOutput.contains("CI_ENVIRONMENT_NAME"))

@@ -18,7 +18,9 @@ public struct AWSEnvironment: Sendable {
     private let job: JobContext
 
     /// Throws exit 78 for a missing region or a bad `AWS_MAX_ATTEMPTS`.
-    public init(job: JobContext, http: HTTPClient, secrets: SecretMask? = nil, log: LogWriter? = nil, clock: Clock = .system) throws {
+    public init(
+        job: JobContext, http: HTTPClient, secrets: SecretMask? = nil, log: LogWriter? = nil, clock: Clock = .system
+    ) throws {
         self.job = job
         self.http = http
         self.log = log
@@ -28,7 +30,8 @@ public struct AWSEnvironment: Sendable {
         let files = SharedConfigFiles(
             credentialsPath: job["AWS_SHARED_CREDENTIALS_FILE"] ?? "\(home)/.aws/credentials",
             configPath: job["AWS_CONFIG_FILE"] ?? "\(home)/.aws/config")
-        guard let region = job["AWS_REGION"] ?? job["AWS_DEFAULT_REGION"] ?? files.profile(profileName)?["region"] else {
+        guard let region = job["AWS_REGION"] ?? job["AWS_DEFAULT_REGION"] ?? files.profile(profileName)?["region"]
+        else {
             throw KilnError.badConfiguration(
                 "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or region in the profile '\(profileName)')")
         }
@@ -37,12 +40,14 @@ public struct AWSEnvironment: Sendable {
         retry = try Self.retryPolicy(job: job, clock: clock)
         // STS for the credential providers: its own few attempts, no log
         // (a credential failure is reported once, by the chain's caller).
-        let sts = AWSTransport(endpoints: endpoints, http: http, retry: RetryPolicy(maxAttempts: 4, sleep: clock.sleep), clock: clock)
+        let sts = AWSTransport(
+            endpoints: endpoints, http: http, retry: RetryPolicy(maxAttempts: 4, sleep: clock.sleep), clock: clock)
         credentials = CredentialChain(
             providers: [
                 EnvironmentCredentialProvider(job: job),
                 WebIdentityCredentialProvider(job: job, sts: sts),
-                ProfileCredentialProvider(files: files, profile: profileName, explicit: job["AWS_PROFILE"] != nil, sts: sts, job: job),
+                ProfileCredentialProvider(
+                    files: files, profile: profileName, explicit: job["AWS_PROFILE"] != nil, sts: sts, job: job),
                 ContainerCredentialProvider(job: job, http: http),
                 InstanceMetadataCredentialProvider(job: job, http: http),
             ],

@@ -75,7 +75,9 @@ public final class CredentialChain: Sendable {
 
     /// Fixed credentials (tests, and the source profile of an assumed role).
     public static func fixed(_ credentials: AWSCredentials, source: String = "given") -> CredentialChain {
-        CredentialChain(providers: [StaticCredentialProvider(resolved: ResolvedCredentials(credentials: credentials, source: source))])
+        CredentialChain(providers: [
+            StaticCredentialProvider(resolved: ResolvedCredentials(credentials: credentials, source: source))
+        ])
     }
 
     /// How many times temporary credentials were fetched again.
@@ -123,7 +125,9 @@ public final class CredentialChain: Sendable {
                 return fresh.resolved
             case .failure(let error):
                 guard let valid else { throw error }
-                log?.warning("aws: could not refresh credentials from \(valid.source) (\(error)); the current ones are still valid")
+                log?.warning(
+                    "aws: could not refresh credentials from \(valid.source) (\(error)); the current ones are still valid"
+                )
                 return valid
             }
         }
@@ -143,7 +147,9 @@ public final class CredentialChain: Sendable {
                 return (resolved, index)
             }
         }
-        throw KilnError(.permissionDenied, """
+        throw KilnError(
+            .permissionDenied,
+            """
             no AWS credentials: none in the environment (AWS_ACCESS_KEY_ID), no web identity (AWS_ROLE_ARN with \
             AWS_WEB_IDENTITY_TOKEN_FILE or KILN_OIDC_TOKEN_VARIABLE), no profile in the shared files, no ECS \
             container credentials, and no instance metadata

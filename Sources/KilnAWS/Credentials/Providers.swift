@@ -14,7 +14,9 @@ struct EnvironmentCredentialProvider: CredentialProvider {
             throw KilnError(.permissionDenied, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together")
         }
         return ResolvedCredentials(
-            credentials: AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: job["AWS_SESSION_TOKEN"] ?? job["AWS_SECURITY_TOKEN"]),
+            credentials: AWSCredentials(
+                accessKeyID: id, secretAccessKey: secret,
+                sessionToken: job["AWS_SESSION_TOKEN"] ?? job["AWS_SECURITY_TOKEN"]),
             source: "environment (AWS_ACCESS_KEY_ID)")
     }
 }
@@ -58,7 +60,9 @@ struct WebIdentityCredentialProvider: CredentialProvider {
         let tokenSource: String
         if let variable = job["KILN_OIDC_TOKEN_VARIABLE"] {
             guard let value = job[variable] else {
-                throw KilnError(.permissionDenied, "KILN_OIDC_TOKEN_VARIABLE names \(variable), which is not set (is it under id_tokens: in the job?)")
+                throw KilnError(
+                    .permissionDenied,
+                    "KILN_OIDC_TOKEN_VARIABLE names \(variable), which is not set (is it under id_tokens: in the job?)")
             }
             token = value
             tokenSource = "$\(variable)"
@@ -93,7 +97,9 @@ struct ProfileCredentialProvider: CredentialProvider {
     func resolve() throws -> ResolvedCredentials? {
         guard files.profile(profile) != nil else {
             if explicit {
-                throw KilnError(.permissionDenied, "AWS_PROFILE \(profile): no such profile in \(files.credentialsPath) or \(files.configPath)")
+                throw KilnError(
+                    .permissionDenied,
+                    "AWS_PROFILE \(profile): no such profile in \(files.credentialsPath) or \(files.configPath)")
             }
             return nil
         }
@@ -101,13 +107,19 @@ struct ProfileCredentialProvider: CredentialProvider {
     }
 
     private func resolve(_ name: String, depth: Int) throws -> ResolvedCredentials {
-        guard depth < 5 else { throw KilnError(.badConfiguration, "profile \(name): source_profile chain is longer than 5") }
+        guard depth < 5 else {
+            throw KilnError(.badConfiguration, "profile \(name): source_profile chain is longer than 5")
+        }
         guard let settings = files.profile(name) else {
-            throw KilnError(.badConfiguration, "profile \(name) (a source_profile) is in neither \(files.credentialsPath) nor \(files.configPath)")
+            throw KilnError(
+                .badConfiguration,
+                "profile \(name) (a source_profile) is in neither \(files.credentialsPath) nor \(files.configPath)")
         }
         if let roleARN = settings["role_arn"] {
             guard let source = settings["source_profile"] else {
-                throw KilnError(.badConfiguration, "profile \(name): role_arn needs source_profile (credential_source is not supported)")
+                throw KilnError(
+                    .badConfiguration,
+                    "profile \(name): role_arn needs source_profile (credential_source is not supported)")
             }
             let base = try source == name ? ownKeys(name, settings) : resolve(source, depth: depth + 1)
             let credentials = try sts.assumeRole(
@@ -126,7 +138,8 @@ struct ProfileCredentialProvider: CredentialProvider {
             throw KilnError(.permissionDenied, "profile \(name): no aws_access_key_id and aws_secret_access_key")
         }
         return ResolvedCredentials(
-            credentials: AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: settings["aws_session_token"]),
+            credentials: AWSCredentials(
+                accessKeyID: id, secretAccessKey: secret, sessionToken: settings["aws_session_token"]),
             source: "profile \(name) (\(files.credentialsPath))")
     }
 }
@@ -134,7 +147,8 @@ struct ProfileCredentialProvider: CredentialProvider {
 /// The JSON both the ECS agent and instance metadata answer with.
 func metadataCredentials(_ body: Data, source: String) throws -> AWSCredentials {
     guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
-          let id = object["AccessKeyId"] as? String, let secret = object["SecretAccessKey"] as? String else {
+        let id = object["AccessKeyId"] as? String, let secret = object["SecretAccessKey"] as? String
+    else {
         throw KilnError(.permissionDenied, "\(source): the answer holds no AccessKeyId and SecretAccessKey")
     }
     return AWSCredentials(
@@ -163,14 +177,18 @@ struct ContainerCredentialProvider: CredentialProvider {
         if let token = job["AWS_CONTAINER_AUTHORIZATION_TOKEN"] {
             headers.append(("Authorization", token))
         } else if let file = job["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"],
-                  let token = try? String(contentsOfFile: file, encoding: .utf8) {
+            let token = try? String(contentsOfFile: file, encoding: .utf8)
+        {
             headers.append(("Authorization", token.trimmingCharacters(in: .whitespacesAndNewlines)))
         }
         let response = try http.send(HTTPRequest(url: url, headers: headers, connectTimeout: 2, timeout: 5))
         guard response.status == 200 else {
-            throw KilnError(.permissionDenied, "container credentials: HTTP \(response.status) from \(HTTPError.redacted(url))")
+            throw KilnError(
+                .permissionDenied, "container credentials: HTTP \(response.status) from \(HTTPError.redacted(url))")
         }
-        return ResolvedCredentials(credentials: try metadataCredentials(response.body, source: "container credentials"), source: "container (\(HTTPError.redacted(url)))")
+        return ResolvedCredentials(
+            credentials: try metadataCredentials(response.body, source: "container credentials"),
+            source: "container (\(HTTPError.redacted(url)))")
     }
 }
 
@@ -188,23 +206,34 @@ struct InstanceMetadataCredentialProvider: CredentialProvider {
         if endpoint.hasSuffix("/") { endpoint.removeLast() }
         let tokenResponse: HTTPResponse
         do {
-            tokenResponse = try http.send(HTTPRequest(
-                method: "PUT", url: "\(endpoint)/latest/api/token",
-                headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")], connectTimeout: 1, timeout: 2))
+            tokenResponse = try http.send(
+                HTTPRequest(
+                    method: "PUT", url: "\(endpoint)/latest/api/token",
+                    headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")], connectTimeout: 1, timeout: 2))
         } catch is HTTPError {
             return nil  // not on EC2: the chain has nothing more to offer
         }
         guard tokenResponse.status == 200 else { return nil }
         let token = tokenResponse.text
         let headers = [(name: "X-aws-ec2-metadata-token", value: token)]
-        let roles = try http.send(HTTPRequest(url: "\(endpoint)/latest/meta-data/iam/security-credentials/", headers: headers, connectTimeout: 1, timeout: 2))
-        guard roles.status == 200, let role = roles.text.split(whereSeparator: \.isNewline).first.map(String.init) else {
-            throw KilnError(.permissionDenied, "instance metadata: this instance has no IAM role (HTTP \(roles.status))")
+        let roles = try http.send(
+            HTTPRequest(
+                url: "\(endpoint)/latest/meta-data/iam/security-credentials/", headers: headers, connectTimeout: 1,
+                timeout: 2))
+        guard roles.status == 200, let role = roles.text.split(whereSeparator: \.isNewline).first.map(String.init)
+        else {
+            throw KilnError(
+                .permissionDenied, "instance metadata: this instance has no IAM role (HTTP \(roles.status))")
         }
-        let answer = try http.send(HTTPRequest(url: "\(endpoint)/latest/meta-data/iam/security-credentials/\(role)", headers: headers, connectTimeout: 1, timeout: 2))
+        let answer = try http.send(
+            HTTPRequest(
+                url: "\(endpoint)/latest/meta-data/iam/security-credentials/\(role)", headers: headers,
+                connectTimeout: 1, timeout: 2))
         guard answer.status == 200 else {
             throw KilnError(.permissionDenied, "instance metadata: HTTP \(answer.status) for role \(role)")
         }
-        return ResolvedCredentials(credentials: try metadataCredentials(answer.body, source: "instance metadata"), source: "instance metadata (role \(role))")
+        return ResolvedCredentials(
+            credentials: try metadataCredentials(answer.body, source: "instance metadata"),
+            source: "instance metadata (role \(role))")
     }
 }

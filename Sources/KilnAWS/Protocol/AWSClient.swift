@@ -50,9 +50,11 @@ public final class AWSClient: Sendable {
             let page = try query(service, action, parameters)
             all += try items(page)
             guard let token = answerTokens.lazy.compactMap({ page.first(named: $0)?.text }).first,
-                  !token.isEmpty else { break }
+                !token.isEmpty
+            else { break }
             guard seen.insert(token).inserted else {
-                throw AWSMalformedResponse(service: service.rawValue, action: action, problem: "\(requestToken) repeats")
+                throw AWSMalformedResponse(
+                    service: service.rawValue, action: action, problem: "\(requestToken) repeats")
             }
             parameters[requestToken] = token
         }

@@ -41,7 +41,10 @@ public struct AWSTransport: Sendable {
     public let calls = CallCounter()
     let keys = SigningKeyCache()
 
-    public init(endpoints: AWSEndpoints, http: HTTPClient, retry: RetryPolicy = RetryPolicy(), log: LogWriter? = nil, clock: Clock = .system) {
+    public init(
+        endpoints: AWSEndpoints, http: HTTPClient, retry: RetryPolicy = RetryPolicy(), log: LogWriter? = nil,
+        clock: Clock = .system
+    ) {
         self.endpoints = endpoints
         self.http = http
         self.retry = retry
@@ -119,8 +122,11 @@ public struct AWSTransport: Sendable {
                 let error = Self.parseError(response, service: service, action: action)
                 let proven = error.isThrottling  // throttled: AWS did nothing
                 guard error.isThrottling || error.isServerError, attempt < retry.maxAttempts,
-                      proven || mutation != .once else { throw error }
-                retryReason = error.isThrottling ? "throttled (\(error.code))" : "server error \(error.httpStatus) (\(error.code))"
+                    proven || mutation != .once
+                else { throw error }
+                retryReason =
+                    error.isThrottling
+                    ? "throttled (\(error.code))" : "server error \(error.httpStatus) (\(error.code))"
             } catch let error as HTTPError {
                 // Refused or unresolvable: the request never left. Anything
                 // later (dropped, timed out) may have reached AWS.
@@ -130,13 +136,16 @@ public struct AWSTransport: Sendable {
                     throw AWSUnknownOutcome(service: service.rawValue, action: action, underlying: error.detail)
                 }
                 guard attempt < retry.maxAttempts else {
-                    throw KilnError(error.failure == .timedOut ? .temporaryFailure : .serviceUnavailable,
-                                    "\(service.rawValue) \(action): \(error) (after \(attempt) attempts)")
+                    throw KilnError(
+                        error.failure == .timedOut ? .temporaryFailure : .serviceUnavailable,
+                        "\(service.rawValue) \(action): \(error) (after \(attempt) attempts)")
                 }
                 retryReason = "no answer (\(error.detail))"
             }
             let wait = retry.delay(after: attempt)
-            log?.line("\(service.rawValue) \(action): \(retryReason); attempt \(attempt + 1) of \(retry.maxAttempts) in \(String(format: "%.2f", wait))s")
+            log?.line(
+                "\(service.rawValue) \(action): \(retryReason); attempt \(attempt + 1) of \(retry.maxAttempts) in \(String(format: "%.2f", wait))s"
+            )
             retry.sleep(wait)
         }
     }
@@ -153,7 +162,8 @@ public struct AWSTransport: Sendable {
                 requestID: root.string("RequestID") ?? root.string("RequestId") ?? headerID)
         }
         if let object = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any],
-           let type = object["__type"] as? String {
+            let type = object["__type"] as? String
+        {
             return AWSError(
                 service: service.rawValue, action: action,
                 code: String(type.split(separator: "#").last ?? Substring(type)),

@@ -1,4 +1,5 @@
 import KilnCore
+
 // Decoding of Query answers, shared by every service's file.
 
 /// Reads one action's answer; a missing required field is an
@@ -27,7 +28,8 @@ struct AnswerDecoder {
     func requiredInt(_ element: XMLElement, _ name: String) throws -> Int {
         let text = try required(element, name)
         guard let value = Int(text) else {
-            throw AWSMalformedResponse(service: service.rawValue, action: action, problem: "\(name) is not a number: \(text)")
+            throw AWSMalformedResponse(
+                service: service.rawValue, action: action, problem: "\(name) is not a number: \(text)")
         }
         return value
     }

@@ -48,7 +48,10 @@ public struct QueryParameters: Sendable, Equatable, ExpressibleByDictionaryLiter
     }
 
     /// Key/value structures under a list prefix: `Tag.N.Key`, `Tag.N.Value`.
-    public mutating func addKeyValues(_ prefix: String, _ entries: [(key: String, value: String)], keyName: String = "Key", valueName: String = "Value") {
+    public mutating func addKeyValues(
+        _ prefix: String, _ entries: [(key: String, value: String)], keyName: String = "Key",
+        valueName: String = "Value"
+    ) {
         for (index, entry) in entries.enumerated() {
             pairs.append(("\(prefix).\(index + 1).\(keyName)", entry.key))
             pairs.append(("\(prefix).\(index + 1).\(valueName)", entry.value))

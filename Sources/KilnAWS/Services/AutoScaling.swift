@@ -165,7 +165,9 @@ extension AWSClient {
     }
 
     /// CreateOrUpdateTags on one group.
-    public func createOrUpdateTags(autoScalingGroup groupName: String, tags: [String: String], propagateAtLaunch: Bool) throws {
+    public func createOrUpdateTags(
+        autoScalingGroup groupName: String, tags: [String: String], propagateAtLaunch: Bool
+    ) throws {
         var parameters = QueryParameters()
         for (index, tag) in tags.sorted(by: { $0.key < $1.key }).enumerated() {
             let prefix = "Tags.member.\(index + 1)"
@@ -226,7 +228,8 @@ extension AWSClient {
 extension AnswerDecoder {
     /// A launch template specification element (`LaunchTemplateId`, `LaunchTemplateName`, `Version`).
     func launchTemplateSpecification(_ element: XMLElement?) -> LaunchTemplateSpecification? {
-        guard let element, element.string("LaunchTemplateId") != nil || element.string("LaunchTemplateName") != nil else {
+        guard let element, element.string("LaunchTemplateId") != nil || element.string("LaunchTemplateName") != nil
+        else {
             return nil
         }
         return LaunchTemplateSpecification(
@@ -239,17 +242,21 @@ extension AnswerDecoder {
         for tag in children(group, "Tags", member: "member") {
             if let key = tag.string("Key") { tags[key] = tag.string("Value") ?? "" }
         }
-        let launchTemplate = launchTemplateSpecification(group["LaunchTemplate"])
-            ?? launchTemplateSpecification(group.path("MixedInstancesPolicy", "LaunchTemplate", "LaunchTemplateSpecification"))
+        let launchTemplate =
+            launchTemplateSpecification(group["LaunchTemplate"])
+            ?? launchTemplateSpecification(
+                group.path("MixedInstancesPolicy", "LaunchTemplate", "LaunchTemplateSpecification"))
         return AutoScalingGroup(
             name: try required(group, "AutoScalingGroupName"), arn: group.string("AutoScalingGroupARN"),
             minSize: try requiredInt(group, "MinSize"), maxSize: try requiredInt(group, "MaxSize"),
             desiredCapacity: try requiredInt(group, "DesiredCapacity"), launchTemplate: launchTemplate,
             instances: try children(group, "Instances", member: "member").map { instance in
                 AutoScalingInstance(
-                    id: try required(instance, "InstanceId"), lifecycleState: LifecycleState(rawValue: try required(instance, "LifecycleState")),
+                    id: try required(instance, "InstanceId"),
+                    lifecycleState: LifecycleState(rawValue: try required(instance, "LifecycleState")),
                     healthStatus: HealthStatus(rawValue: try required(instance, "HealthStatus")),
-                    availabilityZone: instance.string("AvailabilityZone"), instanceType: instance.string("InstanceType"),
+                    availabilityZone: instance.string("AvailabilityZone"),
+                    instanceType: instance.string("InstanceType"),
                     launchTemplate: launchTemplateSpecification(instance["LaunchTemplate"]),
                     protectedFromScaleIn: bool(instance, "ProtectedFromScaleIn"))
             },

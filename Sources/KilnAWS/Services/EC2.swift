@@ -191,7 +191,8 @@ extension AWSClient {
             try answer.items(page, "snapshotSet").map { item in
                 EBSSnapshot(
                     id: try answer.required(item, "snapshotId"), volumeID: item.string("volumeId"),
-                    state: SnapshotState(rawValue: try answer.required(item, "status")), startTime: item.string("startTime"),
+                    state: SnapshotState(rawValue: try answer.required(item, "status")),
+                    startTime: item.string("startTime"),
                     description: item.string("description"), ownerID: item.string("ownerId"),
                     tags: answer.ec2Tags(item))
             }
@@ -304,7 +305,9 @@ extension AWSClient {
     }
 
     /// ModifyLaunchTemplate: makes `defaultVersion` the template's default.
-    public func setDefaultLaunchTemplateVersion(_ template: LaunchTemplateReference, defaultVersion: String) throws -> LaunchTemplate {
+    public func setDefaultLaunchTemplateVersion(
+        _ template: LaunchTemplateReference, defaultVersion: String
+    ) throws -> LaunchTemplate {
         var parameters = QueryParameters()
         template.add(to: &parameters)
         parameters.add("SetDefaultVersion", defaultVersion)
@@ -329,7 +332,8 @@ extension AnswerDecoder {
 
     func image(_ item: XMLElement) throws -> MachineImage {
         MachineImage(
-            id: try required(item, "imageId"), name: item.string("name"), state: ImageState(rawValue: try required(item, "imageState")),
+            id: try required(item, "imageId"), name: item.string("name"),
+            state: ImageState(rawValue: try required(item, "imageState")),
             creationDate: item.string("creationDate"), ownerID: item.string("imageOwnerId"), tags: ec2Tags(item),
             blockDeviceMappings: children(item, "blockDeviceMapping", member: "item").map {
                 ImageBlockDevice(

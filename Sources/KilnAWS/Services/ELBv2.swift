@@ -47,7 +47,8 @@ extension AWSClient {
         ) { page in
             try answer.items(page, "TargetGroups", member: "member").map { group in
                 TargetGroup(
-                    arn: try answer.required(group, "TargetGroupArn"), name: try answer.required(group, "TargetGroupName"),
+                    arn: try answer.required(group, "TargetGroupArn"),
+                    name: try answer.required(group, "TargetGroupName"),
                     port: answer.optionalInt(group, "Port"), protocol: group.string("Protocol"),
                     vpcID: group.string("VpcId"), targetType: group.string("TargetType"),
                     healthCheckPath: group.string("HealthCheckPath"), healthCheckPort: group.string("HealthCheckPort"),
@@ -68,7 +69,8 @@ extension AWSClient {
             guard let health = description["TargetHealth"] else { throw answer.missing("TargetHealth") }
             return TargetHealth(
                 targetID: try answer.required(target, "Id"), port: answer.optionalInt(target, "Port"),
-                state: TargetHealthState(rawValue: try answer.required(health, "State")), reason: health.string("Reason"),
+                state: TargetHealthState(rawValue: try answer.required(health, "State")),
+                reason: health.string("Reason"),
                 description: health.string("Description"))
         }
     }

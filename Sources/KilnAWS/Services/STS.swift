@@ -12,7 +12,8 @@ extension AWSClient {
     public func getCallerIdentity() throws -> CallerIdentity {
         let answer = try query(.sts, "GetCallerIdentity")
         guard let result = answer.first(named: "GetCallerIdentityResult"),
-              let account = result.string("Account"), let arn = result.string("Arn") else {
+            let account = result.string("Account"), let arn = result.string("Arn")
+        else {
             throw AWSMalformedResponse(service: "sts", action: "GetCallerIdentity", problem: "no Account and Arn")
         }
         return CallerIdentity(account: account, arn: arn, userID: result.string("UserId") ?? "")
@@ -58,7 +59,8 @@ extension AWSTransport {
     /// The `Credentials` element of AssumeRole and AssumeRoleWithWebIdentity.
     static func temporaryCredentials(in answer: XMLElement, action: String) throws -> AWSCredentials {
         guard let element = answer.first(named: "Credentials"),
-              let id = element.string("AccessKeyId"), let secret = element.string("SecretAccessKey") else {
+            let id = element.string("AccessKeyId"), let secret = element.string("SecretAccessKey")
+        else {
             throw AWSMalformedResponse(service: "sts", action: action, problem: "no Credentials in the answer")
         }
         return AWSCredentials(

@@ -75,7 +75,9 @@ public struct LifecycleState: AWSState {
     public static let standby: LifecycleState = "Standby"
 
     /// On its way out of the group, or gone.
-    public var isTerminating: Bool { [.terminating, .terminatingWait, .terminatingProceed, .terminated].contains(self) }
+    public var isTerminating: Bool {
+        [.terminating, .terminatingWait, .terminatingProceed, .terminated].contains(self)
+    }
     /// Held by a lifecycle hook.
     public var isWaitingOnHook: Bool { self == .pendingWait || self == .terminatingWait }
 }

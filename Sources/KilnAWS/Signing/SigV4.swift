@@ -1,6 +1,6 @@
 import Foundation
-import Synchronization
 import KilnCore
+import Synchronization
 
 /// AWS credentials. `description` never shows the secret or the session token.
 public struct AWSCredentials: Sendable, Equatable, CustomStringConvertible {
@@ -56,7 +56,9 @@ public struct SigV4Signer: Sendable {
 
     /// The headers to add to the request: `X-Amz-Date`, `Authorization`,
     /// and `X-Amz-Security-Token` (and `X-Amz-Content-SHA256`) where needed.
-    public func sign(_ request: SignableRequest, credentials: AWSCredentials, date: Date) -> [(name: String, value: String)] {
+    public func sign(
+        _ request: SignableRequest, credentials: AWSCredentials, date: Date
+    ) -> [(name: String, value: String)] {
         let amzDate = Self.amzDate(date)
         let day = String(amzDate.prefix(8))
         let payloadHash = SHA256Digest.hex(of: request.body)
@@ -99,9 +101,11 @@ public struct SigV4Signer: Sendable {
         let signature = hex(hmacSHA256(key: key, data: Array(stringToSign.utf8)))
 
         // Step 5: the Authorization header.
-        added.append((
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), SignedHeaders=\(signedHeaders), Signature=\(signature)"))
+        added.append(
+            (
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), SignedHeaders=\(signedHeaders), Signature=\(signature)"
+            ))
         return added
     }
 
@@ -137,7 +141,8 @@ public struct SigV4Signer: Sendable {
             let value = pieces.count > 1 ? (String(pieces[1]).removingPercentEncoding ?? String(pieces[1])) : ""
             return (uriEncode(name), uriEncode(value))
         }
-        return pairs.sorted { $0.0 == $1.0 ? $0.1 < $1.1 : $0.0 < $1.0 }.map { "\($0.0)=\($0.1)" }.joined(separator: "&")
+        return pairs.sorted { $0.0 == $1.0 ? $0.1 < $1.1 : $0.0 < $1.0 }.map { "\($0.0)=\($0.1)" }.joined(
+            separator: "&")
     }
 
     /// RFC 3986 encoding: everything but unreserved characters, hex upper case.
@@ -146,7 +151,8 @@ public struct SigV4Signer: Sendable {
         for byte in value.utf8 {
             switch byte {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."),
+                UInt8(ascii: "~"):
                 out.unicodeScalars.append(Unicode.Scalar(byte))
             default:
                 out += String(format: "%%%02X", byte)

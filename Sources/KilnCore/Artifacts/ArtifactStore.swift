@@ -79,7 +79,9 @@ public struct ArtifactStore: Sendable {
         guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else { return }
         let clashing = Set(object.keys).intersection(["schema", "version", "producer", "createdAt"])
         guard clashing.isEmpty else {
-            throw KilnError.internalError("kiln.\(P.schemaName): payload field \(clashing.sorted().joined(separator: ", ")) is reserved for the envelope")
+            throw KilnError.internalError(
+                "kiln.\(P.schemaName): payload field \(clashing.sorted().joined(separator: ", ")) is reserved for the envelope"
+            )
         }
     }
 
@@ -90,7 +92,8 @@ public struct ArtifactStore: Sendable {
         let file = path(name)
         guard let data = FileManager.default.contents(atPath: file) else {
             throw KilnError.badArtifact(
-                "\(file): missing; it is written by an earlier stage (did that job run, and does this job take its artifacts?)")
+                "\(file): missing; it is written by an earlier stage (did that job run, and does this job take its artifacts?)"
+            )
         }
         let header: Header
         do {
@@ -104,7 +107,8 @@ public struct ArtifactStore: Sendable {
         }
         guard header.version == P.schemaVersion else {
             throw KilnError.badArtifact(
-                "\(file): field 'version' is \(header.version), this Kiln reads version \(P.schemaVersion) of kiln.\(P.schemaName)")
+                "\(file): field 'version' is \(header.version), this Kiln reads version \(P.schemaVersion) of kiln.\(P.schemaName)"
+            )
         }
         do {
             let envelope = try Self.decoder.decode(Envelope<P>.self, from: data)

@@ -89,7 +89,8 @@ public struct ConfigFile: Sendable, Equatable {
         guard let node else { return ConfigFile(path: path, root: nil) }
         let root = try convert(node, path: path, keyPath: "")
         guard case .mapping = root else {
-            throw KilnError.badConfiguration("\(path):\(root.line): the top level must be a mapping of settings, found \(root.kind)")
+            throw KilnError.badConfiguration(
+                "\(path):\(root.line): the top level must be a mapping of settings, found \(root.kind)")
         }
         return ConfigFile(path: path, root: root)
     }
@@ -121,7 +122,9 @@ public struct ConfigFile: Sendable, Equatable {
             var entries: [(key: String, value: ConfigNode)] = []
             for (key, value) in mapping {
                 guard case .scalar(let scalar) = key else {
-                    throw KilnError.badConfiguration("\(path):\(key.mark?.line ?? line): \(keyPath.isEmpty ? "top level" : keyPath): a key must be a plain string")
+                    throw KilnError.badConfiguration(
+                        "\(path):\(key.mark?.line ?? line): \(keyPath.isEmpty ? "top level" : keyPath): a key must be a plain string"
+                    )
                 }
                 let child = keyPath.isEmpty ? scalar.string : "\(keyPath).\(scalar.string)"
                 if entries.contains(where: { $0.key == scalar.string }) {
@@ -138,7 +141,7 @@ public struct ConfigFile: Sendable, Equatable {
     private static func describe(_ error: YamlError) -> String {
         switch error {
         case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
-             .composer(_, let problem, let mark, _):
+            .composer(_, let problem, let mark, _):
             return "\(mark.line): YAML syntax: \(problem) (column \(mark.column))"
         case .duplicatedKeysInMapping(let duplicates, let context):
             return "\(context.mark.line): \(duplicates.joined(separator: ", ")): given twice"
@@ -156,18 +159,26 @@ extension ConfigFile {
     }
 
     public func scalar(_ node: ConfigNode, _ keyPath: String) throws -> String {
-        guard case .scalar(let text, _) = node else { throw fail(node, keyPath, "expected a string, found \(node.kind)") }
+        guard case .scalar(let text, _) = node else {
+            throw fail(node, keyPath, "expected a string, found \(node.kind)")
+        }
         return text
     }
 
-    public func value<Value: SettingValue>(_ node: ConfigNode, _ keyPath: String, as _: Value.Type = Value.self) throws -> Value {
+    public func value<Value: SettingValue>(
+        _ node: ConfigNode, _ keyPath: String, as _: Value.Type = Value.self
+    ) throws -> Value {
         let text = try scalar(node, keyPath)
-        guard let value = Value(settingText: text) else { throw fail(node, keyPath, "expected \(Value.expected), got '\(text)'") }
+        guard let value = Value(settingText: text) else {
+            throw fail(node, keyPath, "expected \(Value.expected), got '\(text)'")
+        }
         return value
     }
 
     public func list(_ node: ConfigNode, _ keyPath: String) throws -> [ConfigNode] {
-        guard case .sequence(let items, _) = node else { throw fail(node, keyPath, "expected a list, found \(node.kind)") }
+        guard case .sequence(let items, _) = node else {
+            throw fail(node, keyPath, "expected a list, found \(node.kind)")
+        }
         return items
     }
 
@@ -180,11 +191,15 @@ extension ConfigFile {
     /// A mapping's entries, refusing keys not in `allowed` (a typo is an
     /// error, not a setting silently ignored).
     public func mapping(_ node: ConfigNode, _ keyPath: String, allowed: Set<String>) throws -> [String: ConfigNode] {
-        guard case .mapping(let entries, _) = node else { throw fail(node, keyPath, "expected a mapping, found \(node.kind)") }
+        guard case .mapping(let entries, _) = node else {
+            throw fail(node, keyPath, "expected a mapping, found \(node.kind)")
+        }
         var result: [String: ConfigNode] = [:]
         for (key, value) in entries {
             guard allowed.contains(key) else {
-                throw fail(value, keyPath.isEmpty ? key : "\(keyPath).\(key)", "unknown key; expected one of \(allowed.sorted().joined(separator: ", "))")
+                throw fail(
+                    value, keyPath.isEmpty ? key : "\(keyPath).\(key)",
+                    "unknown key; expected one of \(allowed.sorted().joined(separator: ", "))")
             }
             result[key] = value
         }
@@ -193,7 +208,9 @@ extension ConfigFile {
 
     /// A mapping of strings to strings (`env:`).
     public func stringMap(_ node: ConfigNode, _ keyPath: String) throws -> [String: String] {
-        guard case .mapping(let entries, _) = node else { throw fail(node, keyPath, "expected a mapping, found \(node.kind)") }
+        guard case .mapping(let entries, _) = node else {
+            throw fail(node, keyPath, "expected a mapping, found \(node.kind)")
+        }
         var result: [String: String] = [:]
         for (key, value) in entries { result[key] = try scalar(value, "\(keyPath).\(key)") }
         return result

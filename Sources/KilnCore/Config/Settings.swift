@@ -140,10 +140,12 @@ public struct Settings: Sendable {
         }
         if let node = file.node(key) {
             guard case .scalar(let text, let line) = node else {
-                throw KilnError.badConfiguration("\(file.location(node)): \(key): expected \(Value.expected), found \(node.kind)")
+                throw KilnError.badConfiguration(
+                    "\(file.location(node)): \(key): expected \(Value.expected), found \(node.kind)")
             }
             guard let value = Value(settingText: text) else {
-                throw KilnError.badConfiguration("\(file.location(node)): \(key): expected \(Value.expected), got '\(text)'")
+                throw KilnError.badConfiguration(
+                    "\(file.location(node)): \(key): expected \(Value.expected), got '\(text)'")
             }
             return Resolved(value: value, source: .file(path: file.path ?? "kiln.yml", line: line))
         }
@@ -170,7 +172,9 @@ public struct Settings: Sendable {
         environment variable: String? = nil,
         default defaultValue: Value? = nil
     ) throws -> Resolved<Value> {
-        if let resolved: Resolved<Value> = try resolve(key, parsedFlag: flag, environment: variable, default: defaultValue) {
+        if let resolved: Resolved<Value> = try resolve(
+            key, parsedFlag: flag, environment: variable, default: defaultValue)
+        {
             return resolved
         }
         throw notSet(key, flag: flag?.name, environment: variable)
@@ -188,7 +192,8 @@ public struct Settings: Sendable {
     /// job's `environment: name` (`CI_ENVIRONMENT_NAME`).
     public func environmentName(flag: String?) throws -> String {
         guard let name = flag ?? job.environmentName else {
-            throw KilnError.badConfiguration("no environment: give --environment, or run in a job with environment: name (CI_ENVIRONMENT_NAME)")
+            throw KilnError.badConfiguration(
+                "no environment: give --environment, or run in a job with environment: name (CI_ENVIRONMENT_NAME)")
         }
         return name
     }

@@ -61,7 +61,8 @@ public struct JobContext: Sendable, Equatable {
             values.append(token)
         }
         if let file = self["AWS_WEB_IDENTITY_TOKEN_FILE"],
-           let token = try? String(contentsOfFile: file, encoding: .utf8) {
+            let token = try? String(contentsOfFile: file, encoding: .utf8)
+        {
             values.append(token.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         // A job token embedded in the repository URL (https://gitlab-ci-token:TOKEN@host/...).

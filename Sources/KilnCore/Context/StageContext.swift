@@ -45,7 +45,8 @@ public struct StageContext: Sendable {
     ) throws -> StageContext {
         let log = job.makeLog(sink: sink, clock: clock)
         return try make(
-            stage: stage, job: job, log: log, artifactsDirectory: artifactsDirectory, configFile: configFile, clock: clock,
+            stage: stage, job: job, log: log, artifactsDirectory: artifactsDirectory, configFile: configFile,
+            clock: clock,
             cancellation: cancellation)
     }
 

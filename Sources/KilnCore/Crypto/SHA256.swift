@@ -70,7 +70,9 @@ public func hmacSHA256(key: [UInt8], data: [UInt8]) -> [UInt8] {
     var length: UInt32 = 0
     _ = key.withUnsafeBufferPointer { keyBuffer in
         data.withUnsafeBufferPointer { dataBuffer in
-            HMAC(EVP_sha256(), keyBuffer.baseAddress, Int32(keyBuffer.count), dataBuffer.baseAddress, dataBuffer.count, &output, &length)
+            HMAC(
+                EVP_sha256(), keyBuffer.baseAddress, Int32(keyBuffer.count), dataBuffer.baseAddress, dataBuffer.count,
+                &output, &length)
         }
     }
     return Array(output[0..<Int(length)])

@@ -33,7 +33,7 @@ public struct SystemCallError: ExitStatusProviding, CustomStringConvertible, Sen
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif

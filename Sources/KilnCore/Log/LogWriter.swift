@@ -101,7 +101,8 @@ public final class LogWriter: Sendable {
         case .gitlab:
             let unix = Int(clock.now().timeIntervalSince1970)
             let options = collapsed ? "[collapsed=true]" : ""
-            sink.write(Array(secrets.mask("\u{1B}[0Ksection_start:\(unix):\(name)\(options)\r\u{1B}[0K\(title)\n").utf8))
+            sink.write(
+                Array(secrets.mask("\u{1B}[0Ksection_start:\(unix):\(name)\(options)\r\u{1B}[0K\(title)\n").utf8))
         case .plain:
             line("==> " + title)
         }

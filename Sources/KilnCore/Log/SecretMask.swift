@@ -37,9 +37,10 @@ public final class SecretMask: Sendable {
     public func contains(secretIn value: String) -> Bool {
         let bytes = Array(value.utf8)
         return snapshot.contains { secret in
-            secret.count <= bytes.count && (0...(bytes.count - secret.count)).contains { start in
-                bytes[start..<(start + secret.count)].elementsEqual(secret)
-            }
+            secret.count <= bytes.count
+                && (0...(bytes.count - secret.count)).contains { start in
+                    bytes[start..<(start + secret.count)].elementsEqual(secret)
+                }
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What a finished child left behind.
@@ -25,7 +26,8 @@ public struct ProcessFailure: ExitStatusProviding, CustomStringConvertible, Send
     public let what: String
 
     public var description: String {
-        let ending = result.timedOut
+        let ending =
+            result.timedOut
             ? "timed out after \(LogWriter.formatDuration(result.duration)) and was stopped (its whole process group)"
             : "failed with \(result.termination)"
         var text = "\(what) \(ending): \(result.command.displayLine)"
@@ -109,7 +111,9 @@ public struct ProcessRunner: Sendable {
                 wait = 100
             }
             let ready = Glibc.poll(&fds, nfds_t(fds.count), wait)
-            if ready < 0 && errno != EINTR { throw SystemCallError("poll the output of \(command.executable)", errno: errno) }
+            if ready < 0 && errno != EINTR {
+                throw SystemCallError("poll the output of \(command.executable)", errno: errno)
+            }
             for entry in fds where entry.revents != 0 {
                 let count = buffer.withUnsafeMutableBytes { Foundation.read(entry.fd, $0.baseAddress, $0.count) }
                 if count > 0 {
@@ -138,7 +142,9 @@ public struct ProcessRunner: Sendable {
             if let drainUntil, now >= drainUntil { break }
             if termination == nil, let deadline, !timedOut, now >= deadline {
                 timedOut = true
-                log.line("\(command.executable): past its time limit of \(LogWriter.formatDuration(timeout ?? 0)); stopping its process group")
+                log.line(
+                    "\(command.executable): past its time limit of \(LogWriter.formatDuration(timeout ?? 0)); stopping its process group"
+                )
                 child.signalGroup(SIGTERM)
                 killAt = now.addingTimeInterval(killGrace)
             }

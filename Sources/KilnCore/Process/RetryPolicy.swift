@@ -48,7 +48,8 @@ extension RetryPolicy {
             } catch {
                 guard attempt < maxAttempts, let reason = retryable(error) else { throw error }
                 let wait = delay(after: attempt)
-                log?.line("\(what): \(reason); attempt \(attempt + 1) of \(maxAttempts) in \(String(format: "%.1f", wait))s")
+                log?.line(
+                    "\(what): \(reason); attempt \(attempt + 1) of \(maxAttempts) in \(String(format: "%.1f", wait))s")
                 sleep(wait)
             }
         }

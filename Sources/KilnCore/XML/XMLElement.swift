@@ -1,5 +1,3 @@
-
-
 /// An element of an AWS XML answer. AWS's Query APIs answer with plain XML:
 /// elements and text, a namespace on the root, entities, nothing more. This
 /// small reader (shared by the AWS client and the JUnit reports) keeps Kiln free of libxml2 at run time and is strict: a
@@ -85,7 +83,15 @@ private struct Reader {
     mutating func skipMisc() {
         while true {
             skipSpace()
-            if starts("<?") { skip(past: "?>") } else if starts("<!--") { skip(past: "-->") } else if starts("<!DOCTYPE") { skip(past: ">") } else { return }
+            if starts("<?") {
+                skip(past: "?>")
+            } else if starts("<!--") {
+                skip(past: "-->")
+            } else if starts("<!DOCTYPE") {
+                skip(past: ">")
+            } else {
+                return
+            }
         }
     }
 
@@ -113,7 +119,9 @@ private struct Reader {
         let start = index
         while index < bytes.count {
             let byte = bytes[index]
-            if [0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: ">"), UInt8(ascii: "/"), UInt8(ascii: "=")].contains(byte) { break }
+            if [0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: ">"), UInt8(ascii: "/"), UInt8(ascii: "=")].contains(byte) {
+                break
+            }
             index += 1
         }
         guard index > start else { throw fail("expected a name") }
@@ -128,7 +136,9 @@ private struct Reader {
             skipSpace()
             guard index < bytes.count else { throw fail("unclosed start tag <\(elementName)>") }
             if bytes[index] == UInt8(ascii: "/") {
-                guard index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: ">") else { throw fail("expected '/>'") }
+                guard index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: ">") else {
+                    throw fail("expected '/>'")
+                }
                 index += 2
                 return XMLElement(name: elementName, attributes: attributes, children: [], text: "")
             }
@@ -138,7 +148,9 @@ private struct Reader {
             }
             let attribute = try name()
             skipSpace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "=") else { throw fail("expected '=' after \(attribute)") }
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "=") else {
+                throw fail("expected '=' after \(attribute)")
+            }
             index += 1
             skipSpace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") || bytes[index] == UInt8(ascii: "'") else {
@@ -199,7 +211,8 @@ private struct Reader {
                 position = next
                 continue
             }
-            guard let semicolon = slice[position...].firstIndex(of: UInt8(ascii: ";")), semicolon - position <= 10 else {
+            guard let semicolon = slice[position...].firstIndex(of: UInt8(ascii: ";")), semicolon - position <= 10
+            else {
                 throw XMLParseError(offset: position, problem: "unterminated entity")
             }
             let entity = String(decoding: slice[(position + 1)..<semicolon], as: UTF8.self)
@@ -211,7 +224,13 @@ private struct Reader {
             case "apos": out += "'"
             default:
                 let scalar: UInt32?
-                if entity.hasPrefix("#x") { scalar = UInt32(entity.dropFirst(2), radix: 16) } else if entity.hasPrefix("#") { scalar = UInt32(entity.dropFirst()) } else { scalar = nil }
+                if entity.hasPrefix("#x") {
+                    scalar = UInt32(entity.dropFirst(2), radix: 16)
+                } else if entity.hasPrefix("#") {
+                    scalar = UInt32(entity.dropFirst())
+                } else {
+                    scalar = nil
+                }
                 guard let scalar, let character = Unicode.Scalar(scalar) else {
                     throw XMLParseError(offset: position, problem: "unknown entity &\(entity);")
                 }
@@ -237,9 +256,13 @@ extension XMLElement {
     /// element always gives the same bytes), text escaped, two-space indents.
     public func serialized(indent: Int = 0) -> String {
         let pad = String(repeating: "  ", count: indent)
-        let attributeText = attributes.keys.sorted().map { " \($0)=\"\(Self.escape(attributes[$0]!, attribute: true))\"" }.joined()
+        let attributeText = attributes.keys.sorted().map {
+            " \($0)=\"\(Self.escape(attributes[$0]!, attribute: true))\""
+        }.joined()
         if children.isEmpty && text.isEmpty { return "\(pad)<\(name)\(attributeText)/>\n" }
-        if children.isEmpty { return "\(pad)<\(name)\(attributeText)>\(Self.escape(text, attribute: false))</\(name)>\n" }
+        if children.isEmpty {
+            return "\(pad)<\(name)\(attributeText)>\(Self.escape(text, attribute: false))</\(name)>\n"
+        }
         var out = "\(pad)<\(name)\(attributeText)>\n"
         if !text.isEmpty { out += "\(pad)  \(Self.escape(text, attribute: false))\n" }
         for child in children { out += child.serialized(indent: indent + 1) }
