@@ -61,7 +61,9 @@ let package = Package(
             .executableTarget(name: "kiln-build", dependencies: ["KilnCLI", "Build", "KilnCore", argumentParser]),
             .executableTarget(
                 name: "kiln-bake",
-                dependencies: ["KilnAWSCLI", "KilnCLI", "Bake", "KilnArtifacts", "KilnAWS", "KilnCore", argumentParser]),
+                dependencies: [
+                    "KilnAWSCLI", "KilnCLI", "Bake", "KilnArtifacts", "KilnAWS", "KilnCore", argumentParser,
+                ]),
             .executableTarget(
                 name: "kiln-userdata", dependencies: ["KilnCLI", "UserData", "KilnCore", argumentParser]),
             .executableTarget(

@@ -88,7 +88,10 @@ public struct BakeConfiguration: Sendable {
             template = found
         } else {
             throw KilnError.badConfiguration(
-                "no Packer template: none at packer/kiln.pkr.hcl in the project and Kiln's own was not found; set bake.template in kiln.yml or --template"
+                """
+                no Packer template: none at packer/kiln.pkr.hcl in the project and Kiln's own was not found; \
+                set bake.template in kiln.yml or --template
+                """
             )
         }
         let playbooks =
@@ -113,7 +116,10 @@ public struct BakeConfiguration: Sendable {
         for (index, account) in accounts.enumerated() where !(account.count == 12 && account.allSatisfy(\.isNumber)) {
             let node = file.node("bake.share_with").map { file.listOrOne($0, "") }?[index]
             throw KilnError.badConfiguration(
-                "\(node.map(file.location) ?? "kiln.yml"): bake.share_with[\(index)]: expected a 12-digit AWS account id, got '\(account)'"
+                """
+                \(node.map(file.location) ?? "kiln.yml"): bake.share_with[\(index)]: \
+                expected a 12-digit AWS account id, got '\(account)'
+                """
             )
         }
         let variables = try file.node("bake.variables").map { try file.stringMap($0, "bake.variables") } ?? [:]

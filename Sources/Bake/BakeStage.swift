@@ -41,7 +41,10 @@ public struct BakeStage {
 
         let source = try SourceImage.resolve(configuration, images: images)
         log.line(
-            "bake: \(inputs.application) \(configuration.role.rawValue) \(inputs.version) from \(source.id) (\(source.reason))"
+            """
+            bake: \(inputs.application) \(configuration.role.rawValue) \
+            \(inputs.version) from \(source.id) (\(source.reason))
+            """
         )
         let key = try BakeKey(
             role: configuration.role, application: inputs.application, sourceAMI: source.id,
@@ -54,7 +57,10 @@ public struct BakeStage {
         var result: ImageResult
         if let existing = try images.newest(withBakeKey: key.value) {
             log.line(
-                "reused: \(existing.id) (\(existing.name ?? "no name")) already has bake key \(key.value); nothing is launched"
+                """
+                reused: \(existing.id) (\(existing.name ?? "no name")) already has bake key \(key.value); \
+                nothing is launched
+                """
             )
             result = ImageResult(
                 application: inputs.application, applicationVersion: existing.tags[KilnTag.version] ?? inputs.version,
@@ -105,7 +111,10 @@ public struct BakeStage {
             let build = try context.artifacts.read(BuildResult.self).payload
             guard build.outcome == .passed, let artifact = build.artifact else {
                 throw KilnError.badArtifact(
-                    "\(file): the build's outcome is '\(build.outcome.rawValue)' and it has no artifact; there is nothing to bake"
+                    """
+                    \(file): the build's outcome is '\(build.outcome.rawValue)' and it has no artifact; \
+                    there is nothing to bake
+                    """
                 )
             }
             let path =
@@ -113,13 +122,19 @@ public struct BakeStage {
                 ? artifact.path : (projectDirectory as NSString).appendingPathComponent(artifact.path)
             guard FileManager.default.fileExists(atPath: path) else {
                 throw KilnError.badArtifact(
-                    "\(file): artifact.path '\(artifact.path)' does not exist (looked at \(path)); was it passed on as a job artifact?"
+                    """
+                    \(file): artifact.path '\(artifact.path)' does not exist (looked at \(path)); \
+                    was it passed on as a job artifact?
+                    """
                 )
             }
             let digest = try SHA256Digest.hex(ofFileAt: path)
             guard digest == artifact.sha256.lowercased() else {
                 throw KilnError.badArtifact(
-                    "\(file): artifact.sha256 is \(artifact.sha256) but \(artifact.path) has SHA-256 \(digest); the artifact changed after the build"
+                    """
+                    \(file): artifact.sha256 is \(artifact.sha256) but \(artifact.path) has SHA-256 \(digest); \
+                    the artifact changed after the build
+                    """
                 )
             }
             return Inputs(
@@ -213,7 +228,10 @@ public struct BakeStage {
                     : "no error line; last output:\n\(outcome.result.tail.suffix(2000))")
             throw KilnError(
                 PackerFailureKind.exitStatus(for: message),
-                "packer build failed (\(outcome.result.termination)) after \(LogWriter.formatDuration(seconds)); no image was kept:\n\(message)"
+                """
+                packer build failed (\(outcome.result.termination)) after \(LogWriter.formatDuration(seconds)); \
+                no image was kept:\n\(message)
+                """
             )
         }
         log.line("packer: \(amiID) in \(client.region) after \(LogWriter.formatDuration(seconds))")

@@ -100,7 +100,10 @@ public struct SourceImage: Sendable, Equatable {
             guard let newest = newestRelease(candidates.filter { isLTS($0.name ?? "") }).first else {
                 throw KilnError(
                     .serviceUnavailable,
-                    "no available Ubuntu LTS image of owner \(configuration.baseOwner) named \(configuration.baseNamePattern) in \(client.region) (bake.base.owner, bake.base.name)"
+                    """
+                    no available Ubuntu LTS image of owner \(configuration.baseOwner) \
+                    named \(configuration.baseNamePattern) in \(client.region) (bake.base.owner, bake.base.name)
+                    """
                 )
             }
             return SourceImage(
@@ -111,7 +114,10 @@ public struct SourceImage: Sendable, Equatable {
                 owners: ["self"], filters: [("tag:\(KilnTag.role)", ["base"]), ("state", ["available"])])
             guard let newest = ImageCatalog.newestFirst(bases).first else {
                 throw KilnError.badConfiguration(
-                    "no base image in \(client.region): bake one with 'kiln-bake --role base' (the scheduled pipeline), or pin bake.source_ami in kiln.yml"
+                    """
+                    no base image in \(client.region): \
+                    bake one with 'kiln-bake --role base' (the scheduled pipeline), or pin bake.source_ami in kiln.yml
+                    """
                 )
             }
             return SourceImage(id: newest.id, reason: "newest Kiln base image: \(newest.name ?? "")")
@@ -225,7 +231,10 @@ public struct ImageDistribution: Sendable {
             guard clock.now() < deadline else {
                 throw KilnError(
                     .temporaryFailure,
-                    "copy of \(imageID) to \(region) (\(copied)) still \(state) after \(LogWriter.formatDuration(copyTimeout)); re-run the job to go on"
+                    """
+                    copy of \(imageID) to \(region) (\(copied)) still \(state) \
+                    after \(LogWriter.formatDuration(copyTimeout)); re-run the job to go on
+                    """
                 )
             }
             clock.sleep(copyPoll)

@@ -53,7 +53,10 @@ public struct ImagePrune {
         }
         for decision in decisions {
             log.line(
-                "\(dryRun && decision.deregister ? "would deregister" : decision.action): \(decision.imageID) \(decision.name) (\(decision.region))"
+                """
+                \(dryRun && decision.deregister ? "would deregister" : decision.action): \
+                \(decision.imageID) \(decision.name) (\(decision.region))
+                """
             )
         }
         return decisions

@@ -35,7 +35,10 @@ public struct BuildConfiguration: Sendable, Equatable {
         let file = settings.file
         guard let section = file.node("build") else {
             throw KilnError.badConfiguration(
-                "\(file.path ?? "kiln.yml"): no 'build' section: kiln-build needs build.commands or build.test, and build.package"
+                """
+                \(file.path ?? "kiln.yml"): no 'build' section: \
+                kiln-build needs build.commands or build.test, and build.package
+                """
             )
         }
         let entries = try file.mapping(section, "build", allowed: keys)
@@ -90,7 +93,10 @@ public struct BuildConfiguration: Sendable, Equatable {
         }
         guard let application = try settings.application() else {
             throw KilnError.badConfiguration(
-                "application is not set; give it as KILN_APPLICATION, or 'application' in kiln.yml (in a job, CI_PROJECT_NAME names it)"
+                """
+                application is not set; give it as KILN_APPLICATION, \
+                or 'application' in kiln.yml (in a job, CI_PROJECT_NAME names it)
+                """
             )
         }
         return BuildConfiguration(

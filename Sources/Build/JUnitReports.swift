@@ -46,7 +46,9 @@ public enum JUnitReports {
             default:
                 throw JUnitError(
                     message:
-                        "\(file): not a JUnit report: the root element is <\(root.name)>, not <testsuites> or <testsuite>"
+                        """
+                        \(file): not a JUnit report: the root element is <\(root.name)>, not <testsuites> or <testsuite>
+                        """
                 )
             }
             for suite in found {

@@ -22,7 +22,10 @@ struct ArchiveCheckout {
         var clock = PhaseClock()
         if request.submodules != .none {
             checkout.log.warning(
-                "GitLab's archives hold no submodules: GIT_SUBMODULE_STRATEGY=\(request.submodules.rawValue) is not applied under the archive strategy"
+                """
+                GitLab's archives hold no submodules: \
+                GIT_SUBMODULE_STRATEGY=\(request.submodules.rawValue) is not applied under the archive strategy
+                """
             )
         }
         let temporary = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -52,7 +55,10 @@ struct ArchiveCheckout {
                 case 404:
                     throw KilnError(
                         .serviceUnavailable,
-                        "no archive of commit \(request.commit) in project \(request.project) (HTTP 404 from \(request.serverURL))"
+                        """
+                        no archive of commit \(request.commit) \
+                        in project \(request.project) (HTTP 404 from \(request.serverURL))
+                        """
                     )
                 default:
                     throw KilnError(

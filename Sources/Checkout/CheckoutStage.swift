@@ -119,7 +119,11 @@ struct CheckoutRun {
             state.lastReport = now
             let elapsed = max(0.001, now.timeIntervalSince(state.started))
             log.line(
-                "\(what): \(progress.receivedObjects)/\(progress.totalObjects) objects, \(Self.mebibytes(progress.receivedBytes)), \(Self.mebibytes(Int(Double(progress.receivedBytes) / elapsed)))/s"
+                """
+                \(what): \(progress.receivedObjects)/\(progress.totalObjects) objects, \
+                \(Self.mebibytes(progress.receivedBytes)), \
+                \(Self.mebibytes(Int(Double(progress.receivedBytes) / elapsed)))/s
+                """
             )
         }
     }

@@ -72,7 +72,8 @@ struct GitCheckout {
         if request.strategy == .clone && !foreign.isEmpty && !hasRepository {
             throw KilnError.badConfiguration(
                 """
-                \(request.target) holds \(foreign.prefix(5).joined(separator: ", "))\(foreign.count > 5 ? ", ..." : "") and is not a \
+                \(request.target) holds \(foreign.prefix(5).joined(separator: ", "))\
+                \(foreign.count > 5 ? ", ..." : "") and is not a \
                 repository: the clone strategy needs an empty folder (or one holding only the artifacts folder)
                 """)
         }
@@ -140,7 +141,10 @@ struct GitCheckout {
                         refspecs: refspecs, credentials: request.credentials,
                         progress: checkout.progressReporter("fetch"))
                     log.line(
-                        "fetch: \(progress.receivedObjects) objects, \(CheckoutRun.mebibytes(progress.receivedBytes)) received"
+                        """
+                        fetch: \(progress.receivedObjects) objects, \
+                        \(CheckoutRun.mebibytes(progress.receivedBytes)) received
+                        """
                     )
                     return progress
                 }
@@ -150,7 +154,10 @@ struct GitCheckout {
             // Not reachable from those refs (or there were none): ask for the
             // commit itself, which servers that allow reachable SHA-1s in wants answer.
             log.line(
-                "fetch: \(request.commit) is not on \(refspecs.isEmpty ? "any ref given" : refspecs.joined(separator: " ")); asking for it by id"
+                """
+                fetch: \(request.commit) is not on \
+                \(refspecs.isEmpty ? "any ref given" : refspecs.joined(separator: " ")); asking for it by id
+                """
             )
             if let direct = try? repository.fetch(
                 refspecs: [request.commit], credentials: request.credentials, tags: .none)

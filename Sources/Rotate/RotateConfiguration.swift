@@ -128,7 +128,10 @@ public struct RotateConfiguration: Sendable, Equatable {
             for name in configuration.suspend where !allowed.contains(name) {
                 throw file.fail(
                     node, "\(keyPath).suspend",
-                    "'\(name)' cannot be suspended for a rotation (allowed: \(allowed.sorted().joined(separator: ", ")); Launch, Terminate and HealthCheck are what it needs)"
+                    """
+                    '\(name)' cannot be suspended for a rotation (allowed: \
+                    \(allowed.sorted().joined(separator: ", ")); Launch, Terminate and HealthCheck are what it needs)
+                    """
                 )
             }
         }

@@ -91,7 +91,10 @@ public struct RotateStage {
         }
         guard userData.amiID == image.amiID else {
             throw KilnError.badArtifact(
-                "\(userDataFile) was rendered for \(userData.amiID), image.json names \(image.amiID): run kiln-userdata again"
+                """
+                \(userDataFile) was rendered for \(userData.amiID), \
+                image.json names \(image.amiID): run kiln-userdata again
+                """
             )
         }
         let release = ReleaseSpecification(
@@ -111,7 +114,10 @@ public struct RotateStage {
                 report = try context.log.section(
                     "kiln_rotate",
                     title:
-                        "Rotating \(configuration.autoScalingGroup) (\(environment)) onto \(image.application) \(image.applicationVersion)"
+                        """
+                        Rotating \(configuration.autoScalingGroup) (\(environment)) \
+                        onto \(image.application) \(image.applicationVersion)
+                        """
                 ) {
                     try rotation.deploy(release, rollbackOnFailure: flags.rollbackOnFailure)
                 }

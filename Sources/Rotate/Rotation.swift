@@ -43,7 +43,10 @@ public struct LeftInPlace: ExitStatusProviding, CustomStringConvertible, Sendabl
     public let group: String
     public var exitStatus: KilnExit { .serviceUnavailable }
     public var description: String {
-        "the new release failed (\(failure)); --no-rollback: \(group) is left as it stands, its journal kept, for a person to look at; 'kiln-rotate rollback' undoes it"
+        """
+        the new release failed (\(failure)); --no-rollback: \(group) is left as it stands, \
+        its journal kept, for a person to look at; 'kiln-rotate rollback' undoes it
+        """
     }
 }
 
@@ -165,7 +168,10 @@ public struct Rotation: Sendable {
             try client.updateAutoScalingGroup(
                 group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.toVersion)"))
             log.line(
-                "rotate: \(group) now launches version \(journal.toVersion) (release \(release.digest), \(release.application) \(release.version), \(release.amiID))"
+                """
+                rotate: \(group) now launches version \(journal.toVersion) (release \(release.digest), \
+                \(release.application) \(release.version), \(release.amiID))
+                """
             )
             try converge(
                 to: release.digest, journal: &journal, report: &report, observer: observer, direction: .forward)
@@ -237,7 +243,10 @@ public struct Rotation: Sendable {
             let after = cause.failure.map { " after \($0)" } ?? ""
             throw KilnError(
                 .serviceUnavailable,
-                "rollback of \(group) failed too (\(rollbackFailure))\(after); the journal is kept: fix the old release's health and run kiln-rotate rollback again"
+                """
+                rollback of \(group) failed too (\(rollbackFailure))\(after); \
+                the journal is kept: fix the old release's health and run kiln-rotate rollback again
+                """
             )
         }
         try finish(journal, lastRotation: false)
@@ -299,7 +308,10 @@ public struct Rotation: Sendable {
                 let change = state.desiredCapacity - set
                 desired = max(0, desired + change)
                 log.warning(
-                    "rotate: \(group)'s desired capacity was changed to \(state.desiredCapacity) by someone else; the rotation now ends at \(desired)"
+                    """
+                    rotate: \(group)'s desired capacity was changed to \(state.desiredCapacity) by someone else; \
+                    the rotation now ends at \(desired)
+                    """
                 )
                 journal.desiredCapacity = desired
                 try journal.save(client, group: group)
@@ -321,7 +333,10 @@ public struct Rotation: Sendable {
                 throw RotationFailure(
                     instance: nil, check: "replacements",
                     answer:
-                        "\(seenNew.count) instances of the release launched where \(desired) are needed: new instances keep being replaced"
+                        """
+                        \(seenNew.count) instances of the release launched where \(desired) are needed: \
+                        new instances keep being replaced
+                        """
                 )
             }
             let healthy =
@@ -337,7 +352,10 @@ public struct Rotation: Sendable {
                     throw RotationFailure(
                         instance: instance.id, check: "health gate",
                         answer:
-                            "not healthy after \(LogWriter.formatDuration(configuration.health.timeout)): \(gate.lastProblem(instance.id) ?? "no answer yet")"
+                            """
+                            not healthy after \(LogWriter.formatDuration(configuration.health.timeout)): \
+                            \(gate.lastProblem(instance.id) ?? "no answer yet")
+                            """
                     )
                 }
                 try probeUntilNextPoll(gate, targetGroups: state.targetGroupARNs, new)
@@ -358,7 +376,10 @@ public struct Rotation: Sendable {
                 if configuration.strategy == .canary && !firstBatchDone && configuration.canarySoak > 0 {
                     soakUntil = now().addingTimeInterval(configuration.canarySoak)
                     log.line(
-                        "rotate: canary \(new.first?.id ?? "") is healthy; soaking for \(LogWriter.formatDuration(configuration.canarySoak))"
+                        """
+                        rotate: canary \(new.first?.id ?? "") is healthy; \
+                        soaking for \(LogWriter.formatDuration(configuration.canarySoak))
+                        """
                     )
                 }
                 firstBatchDone = true
@@ -384,7 +405,10 @@ public struct Rotation: Sendable {
                     throw RotationFailure(
                         instance: nil, check: "capacity",
                         answer:
-                            "the surge needs \(target) instances but max size is \(state.maxSize) and raise_max_size is false"
+                            """
+                            the surge needs \(target) instances but max size is \(state.maxSize) \
+                            and raise_max_size is false
+                            """
                     )
                 }
                 try client.updateAutoScalingGroup(group, maxSize: target)
@@ -399,7 +423,10 @@ public struct Rotation: Sendable {
             batchStarted = now()
             report.batches = batchIndex
             log.line(
-                "rotate: \(direction.label): batch \(min(batchIndex, plannedBatches)) of \(plannedBatches): launching \(surge) (desired \(target)), \(old.count) old left"
+                """
+                rotate: \(direction.label): batch \(min(batchIndex, plannedBatches)) of \(plannedBatches): \
+                launching \(surge) (desired \(target)), \(old.count) old left
+                """
             )
             sleep(configuration.health.poll)
         }
@@ -478,14 +505,20 @@ public struct Rotation: Sendable {
         if !samePipeline && age < configuration.staleAfter {
             throw KilnError(
                 .temporaryFailure,
-                "\(group): rotation \(journal.run) (release \(journal.release), \(journal.phase)) is under way, its heartbeat \(Int(age))s old; retry when it has finished"
+                """
+                \(group): rotation \(journal.run) (release \(journal.release), \
+                \(journal.phase)) is under way, its heartbeat \(Int(age))s old; retry when it has finished
+                """
             )
         }
         if let release, journal.release != release.digest && !journal.phase.isRollback {
             // A dead run of another release: keep its original sizes and
             // suspended processes, roll our release from its starting version.
             log.warning(
-                "rotate: taking over the journal of \(journal.run) (release \(journal.release), \(journal.phase), heartbeat \(Int(age))s old) for release \(release.digest)"
+                """
+                rotate: taking over the journal of \(journal.run) (release \(journal.release), \
+                \(journal.phase), heartbeat \(Int(age))s old) for release \(release.digest)
+                """
             )
             let template = try launchTemplate(of: state)
             journal.toVersion = try createVersion(template: template.id, from: journal.fromVersion, release: release)
@@ -511,7 +544,10 @@ public struct Rotation: Sendable {
             instanceTags: tags,
             versionDescription: "kiln \(release.application) \(release.version) (\(release.digest))")
         log.line(
-            "rotate: launch template \(template) version \(created.versionNumber): \(release.amiID), user data \(release.userDataSHA256.prefix(12))"
+            """
+            rotate: launch template \(template) version \(created.versionNumber): \
+            \(release.amiID), user data \(release.userDataSHA256.prefix(12))
+            """
         )
         return created.versionNumber
     }

@@ -50,9 +50,16 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
         let cadence =
             configuration.health.url == nil
             ? "polls every \(LogWriter.formatDuration(configuration.health.poll))"
-            : "AWS polled every \(LogWriter.formatDuration(configuration.health.poll)), the HTTP probe every \(LogWriter.formatDuration(min(configuration.health.probeInterval, configuration.health.poll)))"
+            : """
+            AWS polled every \(LogWriter.formatDuration(configuration.health.poll)), the HTTP probe every \
+            \(LogWriter.formatDuration(min(configuration.health.probeInterval, configuration.health.poll)))
+            """
         checks.append(
-            "\(configuration.health.consecutive) passing checks in a row (\(cadence)), after a grace of \(LogWriter.formatDuration(configuration.health.grace)); \(LogWriter.formatDuration(configuration.health.timeout)) per batch"
+            """
+            \(configuration.health.consecutive) passing checks in a row (\(cadence)), \
+            after a grace of \(LogWriter.formatDuration(configuration.health.grace)); \
+            \(LogWriter.formatDuration(configuration.health.timeout)) per batch
+            """
         )
         let pollsPerBatch = max(
             1,
@@ -82,12 +89,18 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
         var problems: [String] = []
         if live.isEmpty || state.desiredCapacity == 0 {
             problems.append(
-                "\(state.name) has no instances: there is nothing to roll (scale it up, or let Terraform create the release)"
+                """
+                \(state.name) has no instances: there is nothing to roll (scale it up, \
+                or let Terraform create the release)
+                """
             )
         }
         if largest > state.maxSize && !configuration.raiseMaxSize {
             problems.append(
-                "the surge needs \(largest) instances but \(state.name)'s max size is \(state.maxSize) and raise_max_size is false"
+                """
+                the surge needs \(largest) instances but \(state.name)'s max size is \(state.maxSize) \
+                and raise_max_size is false
+                """
             )
         }
         if configuration.maxUnavailable >= max(1, state.desiredCapacity) {
@@ -115,11 +128,13 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
         for (index, size) in batches.enumerated() {
             step += 1
             lines.append(
-                "  batch \(index + 1) of \(batches.count): launch \(size) (group \(desired + size)), wait for the gate, terminate \(size) old (group \(desired))"
+                "  batch \(index + 1) of \(batches.count): launch \(size) (group \(desired + size)), "
+                    + "wait for the gate, terminate \(size) old (group \(desired))"
             )
         }
         lines.append(
-            "  largest group: \(largestGroup)\(largestGroup > maxSize ? " (max size raised from \(maxSize) for the run, then restored)" : "")"
+            "  largest group: \(largestGroup)"
+                + (largestGroup > maxSize ? " (max size raised from \(maxSize) for the run, then restored)" : "")
         )
         lines.append("  checks: " + checks.joined(separator: "; "))
         lines.append(

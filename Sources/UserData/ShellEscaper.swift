@@ -131,7 +131,10 @@ struct ShellEscaper: ContextEscaper {
         }
         if hereDocument != nil {
             throw refuse(
-                "stands in a here-document, where no escaping is safe for every value; assign it to a variable before the here-document and use that"
+                """
+                stands in a here-document, where no escaping is safe for every value; \
+                assign it to a variable before the here-document and use that
+                """
             )
         }
         if escaped { throw refuse("follows a backslash") }
@@ -157,7 +160,9 @@ struct ShellEscaper: ContextEscaper {
             throw refuse("stands inside $'...', where escapes are interpreted; use '...' or a bare word")
         case .substitutionInDoubleQuotes, .backtickInDoubleQuotes:
             throw refuse(
-                "stands inside a command substitution within double quotes; use it as a bare word there, or in a variable"
+                """
+                stands inside a command substitution within double quotes; use it as a bare word there, or in a variable
+                """
             )
         }
     }

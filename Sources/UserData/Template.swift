@@ -64,7 +64,10 @@ public struct Template: Sendable {
             let name = afterOpen[..<close.lowerBound].trimmingCharacters(in: .whitespaces)
             guard Self.isName(name) else {
                 throw KilnError.badConfiguration(
-                    "\(source):\(line): '{{\(afterOpen[..<close.lowerBound])}}' is not a variable name (letters, digits, '_' and '.')"
+                    """
+                    \(source):\(line): \
+                    '{{\(afterOpen[..<close.lowerBound])}}' is not a variable name (letters, digits, '_' and '.')
+                    """
                 )
             }
             pieces.append(.placeholder(name: name, line: line))

@@ -61,7 +61,10 @@ public struct UserDataConfiguration: Sendable {
                 known = []
             }
             throw KilnError.badConfiguration(
-                "\(file.path ?? "kiln.yml"): no '\(keyPath)' section (environments: \(known.isEmpty ? "none" : known.joined(separator: ", ")))"
+                """
+                \(file.path ?? "kiln.yml"): no '\(keyPath)' section (environments: \
+                \(known.isEmpty ? "none" : known.joined(separator: ", ")))
+                """
             )
         }
         guard case .mapping(let entries, _) = section else { throw file.fail(section, keyPath, "expected a mapping") }

@@ -52,7 +52,10 @@ public struct UserDataStage {
             }
             guard let format = part.format ?? UserDataFormat.detect(text), format != .multipart else {
                 throw KilnError.badConfiguration(
-                    "\(part.template):1: cannot tell the format: start a script with '#!' or a cloud-config with '#cloud-config', or set format"
+                    """
+                    \(part.template):1: cannot tell the format: \
+                    start a script with '#!' or a cloud-config with '#cloud-config', or set format
+                    """
                 )
             }
             let template = try Template(parsing: text, source: part.template)
@@ -91,7 +94,10 @@ public struct UserDataStage {
         }
         let format = multipart ? UserDataFormat.multipart : rendered[0].format
         let fileName =
-            "userdata-\(environment).\(format == .shell ? "sh" : format == .cloudConfig ? "yaml" : "mime")\(configuration.gzip ? ".gz" : "")"
+            """
+            userdata-\(environment).\(format == .shell ? "sh" : format == .cloudConfig ? "yaml" : "mime")\
+            \(configuration.gzip ? ".gz" : "")
+            """
         let target = context.artifacts.path(fileName)
         try AtomicFile.write(Data(bytes), to: target)
         let sha256 = SHA256Digest.hex(of: bytes)
@@ -155,7 +161,11 @@ public struct UserDataStage {
             let type = part.format == .shell ? "text/x-shellscript" : "text/cloud-config"
             let encoding = part.text.unicodeScalars.allSatisfy(\.isASCII) ? "7bit" : "8bit"
             out +=
-                "--\(boundary)\nContent-Type: \(type); charset=\"utf-8\"\nMIME-Version: 1.0\nContent-Transfer-Encoding: \(encoding)\nContent-Disposition: attachment; filename=\"\(part.name)\"\n\n"
+                """
+                --\(boundary)\nContent-Type: \(type); charset=\"utf-8\"\nMIME-Version: 1.0\n\
+                Content-Transfer-Encoding: \(encoding)\n\
+                Content-Disposition: attachment; filename=\"\(part.name)\"\n\n
+                """
             out += part.text.hasSuffix("\n") ? part.text : part.text + "\n"
         }
         return out + "--\(boundary)--\n"
@@ -236,13 +246,19 @@ struct Values {
     ) throws -> (TemplateValue, String) {
         guard let found = terraform.outputs[output] else {
             throw KilnError.badConfiguration(
-                "\(at): {{ \(name) }}: no Terraform output '\(output)'\(terraform.path.map { " in \($0)" } ?? " (give --terraform-outputs)")"
+                """
+                \(at): {{ \(name) }}: \
+                no Terraform output '\(output)'\(terraform.path.map { " in \($0)" } ?? " (give --terraform-outputs)")
+                """
             )
         }
         if found.sensitive { throw refuse("is the sensitive Terraform output '\(output)'") }
         guard let value = found.value else {
             throw KilnError.badConfiguration(
-                "\(at): {{ \(name) }}: Terraform output '\(output)' is of type \(found.typeDescription), which cannot be rendered (only strings, numbers, booleans and lists of them)"
+                """
+                \(at): {{ \(name) }}: Terraform output '\(output)' is of type \(found.typeDescription), \
+                which cannot be rendered (only strings, numbers, booleans and lists of them)
+                """
             )
         }
         return try checked(TemplateValue(value), VariableSource.terraform(output).description)

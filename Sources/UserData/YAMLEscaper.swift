@@ -61,7 +61,10 @@ struct YAMLEscaper: ContextEscaper {
         let indent = line.prefix { $0 == " " }.count
         if let parent = blockParentIndent, indent > parent || line.trimmingCharacters(in: .whitespaces).isEmpty {
             throw refuse(
-                "stands in a block scalar (| or >), where YAML escaping cannot keep it data; make it a whole value (content: {{ \(name) }}) or use a shell part"
+                """
+                stands in a block scalar (| or >), where YAML escaping cannot keep it data; \
+                make it a whole value (content: {{ \(name) }}) or use a shell part
+                """
             )
         }
         let prefix = line
@@ -77,7 +80,9 @@ struct YAMLEscaper: ContextEscaper {
         let afterDash = (before == "-" || before.hasSuffix(" -")) && prefix.hasSuffix(" ")
         guard flow || afterKey || afterDash else {
             throw refuse(
-                "must be a whole value: after 'key: ', after '- ', or an item of a flow list, with nothing else around it"
+                """
+                must be a whole value: after 'key: ', after '- ', or an item of a flow list, with nothing else around it
+                """
             )
         }
         let after = following.drop { $0 == " " }

@@ -14,7 +14,8 @@ struct AWSBench: ParsableCommand {
         commandName: "kiln-aws-bench",
         abstract: "Time a fixed sequence of AWS calls made with Kiln's client (for scripts/bench/aws.py).",
         discussion: """
-            Operations, cycled in the order given by --ops: \(Operation.allCases.map(\.rawValue).joined(separator: ", ")).
+            Operations, cycled in the order given by --ops: \
+            \(Operation.allCases.map(\.rawValue).joined(separator: ", ")).
             The world file is `scripts/standin world`'s output (terraform output -json): the AMI,
             the Auto Scaling groups and the target groups the calls describe.
             If KILN_BENCH_SPAWNED_NS holds CLOCK_MONOTONIC nanoseconds taken by the parent just

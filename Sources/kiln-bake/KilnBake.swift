@@ -32,7 +32,10 @@ struct KilnBake: AWSStageCommand {
 struct BakeOptions: ParsableArguments {
     @Option(
         help:
-            "app (default: the application on the newest base image) or base (Ubuntu brought up to date); $KILN_BAKE_ROLE."
+            """
+            app (default: the application on the newest base image) or base (Ubuntu brought up to date); \
+            $KILN_BAKE_ROLE.
+            """
     )
     var role: BakeRole?
 
@@ -55,7 +58,10 @@ struct BakeOptions: ParsableArguments {
 
     @Option(
         help:
-            "Publish the AMI id to the SSM parameter /kiln/<app>/<role>/<channel> (default: bake.channel, $KILN_BAKE_CHANNEL)."
+            """
+            Publish the AMI id to the SSM parameter /kiln/<app>/<role>/<channel> (default: \
+            bake.channel, $KILN_BAKE_CHANNEL).
+            """
     )
     var channel: String?
 
@@ -70,7 +76,10 @@ extension KilnBake {
         static let configuration = CommandConfiguration(
             commandName: "prune",
             abstract:
-                "Keep the newest images per application and role; deregister the rest (and their snapshots) unless still used."
+                """
+                Keep the newest images per application and role; \
+                deregister the rest (and their snapshots) unless still used.
+                """
         )
 
         @OptionGroup var common: CommonOptions

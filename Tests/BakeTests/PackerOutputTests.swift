@@ -19,9 +19,13 @@ import Testing
         """
 
     static let failure = """
-        1796085264,,ui,error,==> amazon-ebs.kiln: Error querying AMI: InvalidAMIID.NotFound: The image id '[ami-00000000deadbeef0]' does not exist\\n==> amazon-ebs.kiln: \tstatus code: 400%!(PACKER_COMMA) request id: request-id
+        1796085264,,ui,error,==> amazon-ebs.kiln: Error querying AMI: \
+        InvalidAMIID.NotFound: The image id '[ami-00000000deadbeef0]' does not exist\\n==> amazon-ebs.kiln: \
+        \tstatus code: 400%!(PACKER_COMMA) request id: request-id
         1796085264,,error-count,1
-        1796085264,amazon-ebs.kiln,error,Error querying AMI: InvalidAMIID.NotFound: The image id '[ami-00000000deadbeef0]' does not exist\\n\tstatus code: 400%!(PACKER_COMMA) request id: request-id
+        1796085264,amazon-ebs.kiln,error,Error querying AMI: \
+        InvalidAMIID.NotFound: The image id '[ami-00000000deadbeef0]' does not exist\\n\tstatus code: \
+        400%!(PACKER_COMMA) request id: request-id
         1796085264,,ui,say,\\n==> Builds finished but no artifacts were created.
         """
 
@@ -38,7 +42,8 @@ import Testing
             1,amazon-ebs.kiln,artifact,0,builder-id,packer.post-processor.manifest
             1,amazon-ebs.kiln,artifact,0,id,packer-manifest.json
             1,amazon-ebs.kiln,artifact,1,builder-id,mitchellh.amazonebs
-            1,amazon-ebs.kiln,artifact,1,id,eu-west-1:ami-0aaa%!(PACKER_COMMA)us-east-1:ami-0bbb%!(PACKER_COMMA)us-west-2:ami-0ccc
+            1,amazon-ebs.kiln,artifact,1,id,eu-west-1:ami-0aaa%!(PACKER_COMMA)\
+            us-east-1:ami-0bbb%!(PACKER_COMMA)us-west-2:ami-0ccc
             1,amazon-ebs.kiln,artifact,1,end
             """
         let output = PackerOutput(text: text)
@@ -64,7 +69,10 @@ import Testing
         #expect(
             PackerFailureKind.exitStatus(
                 for:
-                    "Error launching source instance: InsufficientInstanceCapacity: We currently do not have sufficient t3.micro capacity"
+                    """
+                    Error launching source instance: InsufficientInstanceCapacity: \
+                    We currently do not have sufficient t3.micro capacity
+                    """
             ) == .temporaryFailure)
         #expect(PackerFailureKind.exitStatus(for: "RequestLimitExceeded: Request limit exceeded.") == .temporaryFailure)
         #expect(PackerFailureKind.exitStatus(for: "UnauthorizedOperation: You are not authorized") == .permissionDenied)

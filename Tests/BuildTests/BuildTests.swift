@@ -55,13 +55,18 @@ func junit(suite: String, passed: Int, failed: Int = 0, skipped: Int = 0) -> Str
     for index in 0..<passed { cases += "<testcase classname=\"\(suite)\" name=\"ok_\(index)\" time=\"0.01\"/>" }
     for index in 0..<failed {
         cases +=
-            "<testcase classname=\"\(suite)\" name=\"bad_\(index)\"><failure message=\"expected 1 &lt; 2\">trace &amp; more</failure></testcase>"
+            """
+            <testcase classname=\"\(suite)\" name=\"bad_\(index)\"><failure message=\"expected 1 &lt; 2\">\
+            trace &amp; more</failure></testcase>
+            """
     }
     for index in 0..<skipped {
         cases += "<testcase classname=\"\(suite)\" name=\"skip_\(index)\"><skipped/></testcase>"
     }
     return
-        "<?xml version=\"1.0\"?><testsuite name=\"\(suite)\" tests=\"\(passed + failed + skipped)\">\(cases)</testsuite>"
+        """
+        <?xml version=\"1.0\"?><testsuite name=\"\(suite)\" tests=\"\(passed + failed + skipped)\">\(cases)</testsuite>
+        """
 }
 
 let passingYML = """
@@ -74,7 +79,8 @@ let passingYML = """
           env:
             GREETING: hello
       test:
-        - run: mkdir -p reports/unit reports/api && cp fixtures/unit.xml reports/unit/ && cp fixtures/api.xml reports/api/
+        - run: mkdir -p reports/unit reports/api && cp fixtures/unit.xml reports/unit/ && \
+    cp fixtures/api.xml reports/api/
       junit:
         - reports/**/*.xml
       package:
@@ -113,7 +119,11 @@ let passingYML = """
         #expect(artifact["sha256"] as? String == sha)
         #expect(
             project.read("kiln/build.env")
-                == "KILN_VERSION=v1.4.0-2-gccccccc\nKILN_ARTIFACT=kiln/demo-v1.4.0-2-gccccccc.tar.gz\nKILN_ARTIFACT_SHA256=\(sha)\n"
+                == """
+                KILN_VERSION=v1.4.0-2-gccccccc\n\
+                KILN_ARTIFACT=kiln/demo-v1.4.0-2-gccccccc.tar.gz\n\
+                KILN_ARTIFACT_SHA256=\(sha)\n
+                """
         )
         #expect(output.contains("6 tests: 5 passed, 0 failed, 0 errors, 1 skipped"))
         #expect(GitLabDotenv.violations(project.read("kiln/build.env") ?? "x") == [])

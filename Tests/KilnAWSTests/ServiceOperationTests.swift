@@ -442,7 +442,10 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
             "<member><AutoScalingGroupName>g</AutoScalingGroupName><MinSize>1</MinSize></member>")
         #expect(thrownError { _ = try groups.autoScalingGroup(noSize) } is AWSMalformedResponse)
         let badNumber = try XMLReader.parse(
-            "<member><AutoScalingGroupName>g</AutoScalingGroupName><MinSize>one</MinSize><MaxSize>1</MaxSize><DesiredCapacity>1</DesiredCapacity></member>"
+            """
+            <member><AutoScalingGroupName>g</AutoScalingGroupName><MinSize>one</MinSize>\
+            <MaxSize>1</MaxSize><DesiredCapacity>1</DesiredCapacity></member>
+            """
         )
         #expect(thrownError { _ = try groups.autoScalingGroup(badNumber) } is AWSMalformedResponse)
     }

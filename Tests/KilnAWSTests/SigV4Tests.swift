@@ -29,7 +29,11 @@ import Testing
         #expect(header("X-Amz-Date", in: signed) == "20150830T123600Z")
         #expect(
             header("Authorization", in: signed)
-                == "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+                == """
+                AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+                SignedHeaders=host;x-amz-date, \
+                Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31
+                """
         )
     }
 
@@ -37,7 +41,11 @@ import Testing
         let signed = authorization("GET", "https://example.amazonaws.com/?Param2=value2&Param1=value1")
         #expect(
             header("Authorization", in: signed)
-                == "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"
+                == """
+                AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+                SignedHeaders=host;x-amz-date, \
+                Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500
+                """
         )
     }
 
@@ -47,21 +55,34 @@ import Testing
             body: "Param1=value1")
         #expect(
             header("Authorization", in: signed)
-                == "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a"
+                == """
+                AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+                SignedHeaders=content-type;host;x-amz-date, \
+                Signature=ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a
+                """
         )
     }
 
     /// The session token is sent and signed (value cross-checked with botocore's signer).
     @Test func sessionTokenIsCarriedAndSigned() {
         let token =
-            "AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA=="
+            """
+            AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMi\
+            cRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampK\
+            sburEDy0KPkyQDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u\
+            0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA==
+            """
         var temporary = credentials
         temporary.sessionToken = token
         let signed = authorization("GET", "https://example.amazonaws.com/", credentials: temporary)
         #expect(header("X-Amz-Security-Token", in: signed) == token)
         #expect(
             header("Authorization", in: signed)
-                == "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date;x-amz-security-token, Signature=c8db8b9676d526f735dac5330f17623554c6cad1e2980d321903e9a3884c051b"
+                == """
+                AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+                SignedHeaders=host;x-amz-date;x-amz-security-token, \
+                Signature=c8db8b9676d526f735dac5330f17623554c6cad1e2980d321903e9a3884c051b
+                """
         )
     }
 
@@ -100,7 +121,11 @@ import Testing
         parameters.add("DryRun", false)
         #expect(
             parameters.formEncoded()
-                == "InstanceId.1=i-1&InstanceId.2=i-2&Filter.1.Name=tag%3Akiln%3Aapp&Filter.1.Value.1=demo&Filter.2.Name=state&Filter.2.Value.1=available&Filter.2.Value.2=pending&Tag.1.Key=kiln%3Aversion&Tag.1.Value=1.0%20beta&DryRun=false"
+                == """
+                InstanceId.1=i-1&InstanceId.2=i-2&Filter.1.Name=tag%3Akiln%3Aapp&\
+                Filter.1.Value.1=demo&Filter.2.Name=state&Filter.2.Value.1=available&\
+                Filter.2.Value.2=pending&Tag.1.Key=kiln%3Aversion&Tag.1.Value=1.0%20beta&DryRun=false
+                """
         )
     }
 }

@@ -162,7 +162,10 @@ private func waitFor(_ path: String, seconds: Double = 10) -> String? {
         let cancellation = Cancellation()
         let runner = makeRunner(MemorySink(), cancellation: cancellation)
         let script =
-            "trap 'echo int > \"\(marker)\"; exit 0' INT; trap 'echo term > \"\(marker)\"; exit 0' TERM; echo up > '\(ready)'; while true; do sleep 0.1; done"
+            """
+            trap 'echo int > \"\(marker)\"; exit 0' INT; \
+            trap 'echo term > \"\(marker)\"; exit 0' TERM; echo up > '\(ready)'; while true; do sleep 0.1; done
+            """
         DispatchQueue.global().async {
             _ = waitFor(ready)
             cancellation.cancel(signal: SIGTERM)

@@ -127,9 +127,20 @@ extension RotateWorld {
         let world = try RotateWorld(desired: 2)
         let ami = try world.makeAMI(health: "never")
         try world.prepare(ami: ami, rotate: "")
-        try
-            "environments:\n  test:\n    rotate:\n      auto_scaling_group: \(world.group)\n      batch: 1\n      health:\n        url: http://{private_ip}:\(world.healthPort)/health\n        poll: 0.2s\n        consecutive: 2\n        timeout: 3s\n"
-            .write(toFile: world.project.file("kiln.yml"), atomically: true, encoding: .utf8)
+        try """
+        environments:
+          test:
+            rotate:
+              auto_scaling_group: \(world.group)
+              batch: 1
+              health:
+                url: http://{private_ip}:\(world.healthPort)/health
+                poll: 0.2s
+                consecutive: 2
+                timeout: 3s
+
+        """
+        .write(toFile: world.project.file("kiln.yml"), atomically: true, encoding: .utf8)
         let sampler = HealthSampler(world: world)
         let (code, output) = try world.rotate()
         let samples = sampler.stop()
@@ -149,9 +160,20 @@ extension RotateWorld {
         let world = try RotateWorld(desired: 2)
         let ami = try world.makeAMI(health: "flap", bootDelay: 0, flapPeriod: 0.5)
         try world.prepare(ami: ami)
-        try
-            "environments:\n  test:\n    rotate:\n      auto_scaling_group: \(world.group)\n      batch: 1\n      health:\n        url: http://{private_ip}:\(world.healthPort)/health\n        poll: 0.2s\n        consecutive: 4\n        timeout: 4s\n"
-            .write(toFile: world.project.file("kiln.yml"), atomically: true, encoding: .utf8)
+        try """
+        environments:
+          test:
+            rotate:
+              auto_scaling_group: \(world.group)
+              batch: 1
+              health:
+                url: http://{private_ip}:\(world.healthPort)/health
+                poll: 0.2s
+                consecutive: 4
+                timeout: 4s
+
+        """
+        .write(toFile: world.project.file("kiln.yml"), atomically: true, encoding: .utf8)
         let (code, output) = try world.rotate()
         #expect(code == 3, "\(output)")
         try world.expectSettled(desired: 2, ami: world.appAMI, version: "1")
@@ -161,9 +183,18 @@ extension RotateWorld {
         let world = try RotateWorld(desired: 2)
         let ami = try world.makeAMI(health: "never")
         try world.prepare(ami: ami)
-        try
-            "environments:\n  test:\n    rotate:\n      auto_scaling_group: \(world.group)\n      health:\n        url: http://{private_ip}:\(world.healthPort)/health\n        poll: 0.2s\n        timeout: 2s\n"
-            .write(toFile: world.project.file("kiln.yml"), atomically: true, encoding: .utf8)
+        try """
+        environments:
+          test:
+            rotate:
+              auto_scaling_group: \(world.group)
+              health:
+                url: http://{private_ip}:\(world.healthPort)/health
+                poll: 0.2s
+                timeout: 2s
+
+        """
+        .write(toFile: world.project.file("kiln.yml"), atomically: true, encoding: .utf8)
         let (code, output) = try world.rotate(["--no-rollback"])
         #expect(code == 69, "\(output)")
         #expect(output.contains("--no-rollback"))
@@ -198,9 +229,19 @@ extension RotateWorld {
         let ami = try world.makeAMI(health: health, bootDelay: 1.5)
         try world.prepare(ami: ami)
         if health == "never" {
-            try
-                "environments:\n  test:\n    rotate:\n      auto_scaling_group: \(world.group)\n      batch: 2\n      health:\n        url: http://{private_ip}:\(world.healthPort)/health\n        poll: 0.2s\n        timeout: 3s\n"
-                .write(toFile: world.project.file("kiln.yml"), atomically: true, encoding: .utf8)
+            try """
+            environments:
+              test:
+                rotate:
+                  auto_scaling_group: \(world.group)
+                  batch: 2
+                  health:
+                    url: http://{private_ip}:\(world.healthPort)/health
+                    poll: 0.2s
+                    timeout: 3s
+
+            """
+            .write(toFile: world.project.file("kiln.yml"), atomically: true, encoding: .utf8)
         }
         let child = try world.startRotate()
         let reached = try eventually(60) { try point(world) }

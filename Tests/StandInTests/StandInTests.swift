@@ -65,7 +65,10 @@ import Testing
                         ("Content-Type", "application/x-www-form-urlencoded"),
                         (
                             "Authorization",
-                            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261130/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=00"
+                            """
+                            AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261130/us-east-1/ec2/aws4_request, \
+                            SignedHeaders=host, Signature=00
+                            """
                         ),
                     ],
                     body: Data("Action=CreateTags&Version=2016-11-15&ResourceId.1=ami-1&Tag.1.Key=k&Tag.1.Value=v".utf8)

@@ -126,7 +126,9 @@ public final class CredentialChain: Sendable {
             case .failure(let error):
                 guard let valid else { throw error }
                 log?.warning(
-                    "aws: could not refresh credentials from \(valid.source) (\(error)); the current ones are still valid"
+                    """
+                    aws: could not refresh credentials from \(valid.source) (\(error)); the current ones are still valid
+                    """
                 )
                 return valid
             }

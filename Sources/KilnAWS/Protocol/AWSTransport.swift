@@ -144,7 +144,10 @@ public struct AWSTransport: Sendable {
             }
             let wait = retry.delay(after: attempt)
             log?.line(
-                "\(service.rawValue) \(action): \(retryReason); attempt \(attempt + 1) of \(retry.maxAttempts) in \(String(format: "%.2f", wait))s"
+                """
+                \(service.rawValue) \(action): \(retryReason); \
+                attempt \(attempt + 1) of \(retry.maxAttempts) in \(String(format: "%.2f", wait))s
+                """
             )
             retry.sleep(wait)
         }

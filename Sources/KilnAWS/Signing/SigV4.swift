@@ -18,7 +18,10 @@ public struct AWSCredentials: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        "AWSCredentials(\(accessKeyID)\(sessionToken == nil ? "" : ", temporary")\(expiration.map { ", expires \($0)" } ?? ""))"
+        """
+        AWSCredentials(\(accessKeyID)\(sessionToken == nil ? "" : ", temporary")\
+        \(expiration.map { ", expires \($0)" } ?? ""))
+        """
     }
 }
 
@@ -104,7 +107,10 @@ public struct SigV4Signer: Sendable {
         added.append(
             (
                 "Authorization",
-                "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), SignedHeaders=\(signedHeaders), Signature=\(signature)"
+                """
+                AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), \
+                SignedHeaders=\(signedHeaders), Signature=\(signature)
+                """
             ))
         return added
     }

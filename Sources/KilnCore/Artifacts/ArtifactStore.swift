@@ -80,7 +80,10 @@ public struct ArtifactStore: Sendable {
         let clashing = Set(object.keys).intersection(["schema", "version", "producer", "createdAt"])
         guard clashing.isEmpty else {
             throw KilnError.internalError(
-                "kiln.\(P.schemaName): payload field \(clashing.sorted().joined(separator: ", ")) is reserved for the envelope"
+                """
+                kiln.\(P.schemaName): \
+                payload field \(clashing.sorted().joined(separator: ", ")) is reserved for the envelope
+                """
             )
         }
     }
@@ -92,7 +95,10 @@ public struct ArtifactStore: Sendable {
         let file = path(name)
         guard let data = FileManager.default.contents(atPath: file) else {
             throw KilnError.badArtifact(
-                "\(file): missing; it is written by an earlier stage (did that job run, and does this job take its artifacts?)"
+                """
+                \(file): missing; it is written by an earlier stage (did that job run, \
+                and does this job take its artifacts?)
+                """
             )
         }
         let header: Header
@@ -107,7 +113,10 @@ public struct ArtifactStore: Sendable {
         }
         guard header.version == P.schemaVersion else {
             throw KilnError.badArtifact(
-                "\(file): field 'version' is \(header.version), this Kiln reads version \(P.schemaVersion) of kiln.\(P.schemaName)"
+                """
+                \(file): field 'version' is \(header.version), \
+                this Kiln reads version \(P.schemaVersion) of kiln.\(P.schemaName)
+                """
             )
         }
         do {

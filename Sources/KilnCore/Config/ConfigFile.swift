@@ -123,7 +123,10 @@ public struct ConfigFile: Sendable, Equatable {
             for (key, value) in mapping {
                 guard case .scalar(let scalar) = key else {
                     throw KilnError.badConfiguration(
-                        "\(path):\(key.mark?.line ?? line): \(keyPath.isEmpty ? "top level" : keyPath): a key must be a plain string"
+                        """
+                        \(path):\(key.mark?.line ?? line): \
+                        \(keyPath.isEmpty ? "top level" : keyPath): a key must be a plain string
+                        """
                     )
                 }
                 let child = keyPath.isEmpty ? scalar.string : "\(keyPath).\(scalar.string)"

@@ -143,7 +143,10 @@ public struct ProcessRunner: Sendable {
             if termination == nil, let deadline, !timedOut, now >= deadline {
                 timedOut = true
                 log.line(
-                    "\(command.executable): past its time limit of \(LogWriter.formatDuration(timeout ?? 0)); stopping its process group"
+                    """
+                    \(command.executable): past its time limit of \(LogWriter.formatDuration(timeout ?? 0)); \
+                    stopping its process group
+                    """
                 )
                 child.signalGroup(SIGTERM)
                 killAt = now.addingTimeInterval(killGrace)

@@ -1,7 +1,8 @@
 /// An element of an AWS XML answer. AWS's Query APIs answer with plain XML:
 /// elements and text, a namespace on the root, entities, nothing more. This
-/// small reader (shared by the AWS client and the JUnit reports) keeps Kiln free of libxml2 at run time and is strict: a
-/// malformed answer is an error, never a crash or a half-read value.
+/// small reader (shared by the AWS client and the JUnit reports) keeps Kiln
+/// free of libxml2 at run time and is strict: a malformed answer is an error,
+/// never a crash or a half-read value.
 public struct XMLElement: Sendable, Equatable {
     public let name: String
     public let attributes: [String: String]
