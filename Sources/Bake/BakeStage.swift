@@ -117,16 +117,24 @@ public struct BakeStage {
                     """
                 )
             }
-            let path =
-                artifact.path.hasPrefix("/")
-                ? artifact.path : (projectDirectory as NSString).appendingPathComponent(artifact.path)
-            guard FileManager.default.fileExists(atPath: path) else {
+            // Inside the project or the artifacts folder, symbolic links
+            // followed: build.json must not name /etc/passwd for baking.
+            let path = try ContainedPath.resolve(
+                artifact.path, relativeTo: projectDirectory, within: [projectDirectory, context.artifacts.directory],
+                origin: .artifact(file: file, field: "artifact.path"))
+            switch InputFile.kind(of: path) {
+            case .none:
                 throw KilnError.badArtifact(
                     """
                     \(file): artifact.path '\(artifact.path)' does not exist (looked at \(path)); \
                     was it passed on as a job artifact?
                     """
                 )
+            case .some(let kind) where kind != "a file":
+                throw KilnError.badArtifact(
+                    "\(file): field 'artifact.path': \(path) is \(kind), not the file the build packed")
+            default:
+                break
             }
             let digest = try SHA256Digest.hex(ofFileAt: path)
             guard digest == artifact.sha256.lowercased() else {
@@ -197,15 +205,18 @@ public struct BakeStage {
         ]) { $1 }
 
         let credentials = try client.credentials.resolved().credentials
+        let scratch = try Self.makeScratchFolder(temporary: context.job["TMPDIR"] ?? NSTemporaryDirectory())
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        var environment = PackerRun.environment(
+            job: context.job.environmentForTools(masking: log.secrets), region: client.region,
+            accessKeyID: credentials.accessKeyID, secretAccessKey: credentials.secretAccessKey,
+            sessionToken: credentials.sessionToken)
+        // Packer talks to its plugins over Unix sockets in TMPDIR, whose
+        // paths may hold 107 bytes (unix(7)): a deep TMPDIR makes it crash.
+        environment["TMPDIR"] = scratch
         let plainRun = PackerRun(
             packer: configuration.packer, template: configuration.template, variables: variables,
-            environment: PackerRun.environment(
-                job: context.job.environment, region: client.region, accessKeyID: credentials.accessKeyID,
-                secretAccessKey: credentials.secretAccessKey, sessionToken: credentials.sessionToken),
-            workingDirectory: (configuration.template as NSString).deletingLastPathComponent)
-        let scratch = NSTemporaryDirectory() + "kiln-bake-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: scratch) }
+            environment: environment, workingDirectory: (configuration.template as NSString).deletingLastPathComponent)
         let run = try withPluginsIfSupported(plainRun, scratch: scratch)
 
         let outcome: PackerRun.Outcome
@@ -244,6 +255,18 @@ public struct BakeStage {
             pipelineID: context.job.pipelineID)
     }
 
+    /// A folder of this bake's own (the var file, Packer's TMPDIR), in the
+    /// job's TMPDIR when its path is short enough for Packer's sockets, else
+    /// in /tmp. Removed when the bake ends.
+    static func makeScratchFolder(temporary: String) throws -> String {
+        let base = temporary.utf8.count <= 48 ? temporary : "/tmp"
+        var template = Array(((base as NSString).appendingPathComponent("kiln-bake-XXXXXX")).utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw SystemCallError("create a scratch folder in \(base)", errno: errno)
+        }
+        return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// Packer 1.7+ wants the amazon plugin declared (and `packer init`):
     /// `plugins.pkr.hcl` beside the template is added, in a folder of its own
     /// with the template, only for such a Packer; 1.6.6 builds the file alone.
@@ -268,10 +291,9 @@ public struct BakeStage {
     }
 
     func write(_ result: ImageResult) throws {
-        try context.artifacts.write(result)
         var dotenv = Dotenv()
         dotenv.set("KILN_AMI_ID", result.amiID)
         dotenv.set("KILN_IMAGE_NAME", result.name)
-        try context.artifacts.writeDotenv(dotenv, fileName: "image.env")
+        try context.artifacts.write(result, dotenv: dotenv, dotenvFileName: "image.env")
     }
 }

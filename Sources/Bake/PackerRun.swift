@@ -49,7 +49,8 @@ public struct PackerRun: Sendable {
         self.workingDirectory = workingDirectory
     }
 
-    /// The environment Packer gets: the job's, with the credentials Kiln
+    /// The environment Packer gets: the job's without its secrets
+    /// (`JobContext.environmentForTools`), with the credentials Kiln
     /// resolved (Packer's SDK knows neither GitLab's id_tokens nor every
     /// profile form), the region, and HashiCorp's version check turned off.
     public static func environment(

@@ -28,6 +28,19 @@ public struct BuildStage {
         let configuration = try BuildConfiguration.load(context.settings)
         // A tag pipeline builds the tag's version; otherwise the checkout's.
         let version = flags.releaseVersion ?? context.job.commitTag ?? checkout.versionString
+        // Checked before anything runs or is written: the version goes into
+        // build.env, the package's name and the image's tags.
+        guard Identifier.isVersion(version) else {
+            let source =
+                flags.releaseVersion != nil
+                ? "--release-version" : context.job.commitTag != nil ? "CI_COMMIT_TAG" : "checkout.json"
+            throw KilnError(
+                flags.releaseVersion != nil ? .usage : .badConfiguration,
+                "\(source): \(Untrusted.quoted(version)) is not a version Kiln can carry"
+                    + " (1 to 128 letters, digits, . _ + - /, starting with a letter or digit);"
+                    + " nothing was built or written"
+            )
+        }
         let log = context.log
         log.line("build: \(configuration.application) \(version) at \(checkout.shortCommit)")
 
@@ -124,14 +137,13 @@ public struct BuildStage {
     }
 
     private func write(_ result: BuildResult) throws {
-        try context.artifacts.write(result)
         var dotenv = Dotenv()
         dotenv.set("KILN_VERSION", result.applicationVersion)
         if let artifact = result.artifact {
             dotenv.set("KILN_ARTIFACT", artifact.path)
             dotenv.set("KILN_ARTIFACT_SHA256", artifact.sha256)
         }
-        try context.artifacts.writeDotenv(dotenv, fileName: "build.env")
+        try context.artifacts.write(result, dotenv: dotenv, dotenvFileName: "build.env")
     }
 
     /// A name safe in a file name: letters, digits, `.`, `_`, `-`, `+`.

@@ -67,7 +67,7 @@ public enum StageMain {
             try body(context)
         } catch {
             let code = KilnExit.for(error)
-            log.error("\(stage): \(error)")
+            log.error("\(stage): \(KilnExit.describe(error))")
             if let status = KilnExit(rawValue: code), status != .success, status != .internalError {
                 log.line("\(stage): exit \(code): \(status.meaning)")
             }

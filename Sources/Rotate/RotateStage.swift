@@ -52,6 +52,10 @@ public struct RotateStage {
         terraform = try TerraformOutputs.resolve(flag: flags.terraformOutputs, settings: context.settings)
     }
 
+    /// EC2 takes 16 KB of user data (RunInstances); a rendered file larger
+    /// than that cannot be kiln-userdata's.
+    static let maximumUserDataBytes = 16_384
+
     var runID: String {
         let pipeline = context.job.pipelineID ?? "local"
         let job = context.job.jobID ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
@@ -79,11 +83,23 @@ public struct RotateStage {
         let image = try context.artifacts.read(ImageResult.self).payload
         let userDataFile = UserDataResult.fileName(environment: environment)
         let userData = try context.artifacts.read(UserDataResult.self, fileName: userDataFile).payload
-        let userDataPath =
-            userData.path.hasPrefix("/")
-            ? userData.path : (context.projectDirectory as NSString).appendingPathComponent(userData.path)
-        guard let bytes = FileManager.default.contents(atPath: userDataPath) else {
+        // Inside the project or the artifacts folder, symbolic links followed:
+        // the launch template must never get a host's file as user data.
+        let userDataPath = try ContainedPath.resolve(
+            userData.path, relativeTo: context.projectDirectory,
+            within: [context.projectDirectory, context.artifacts.directory],
+            origin: .artifact(file: context.artifacts.path(userDataFile), field: "path"))
+        let bytes: Data
+        switch InputFile.read(userDataPath, limit: Self.maximumUserDataBytes) {
+        case .success(let data):
+            bytes = data
+        case .failure(let failure) where failure.problem == .missing:
             throw KilnError.badArtifact("\(userDataPath): the rendered user data that \(userDataFile) names is missing")
+        case .failure(let failure):
+            throw KilnError.badArtifact(
+                "\(userDataPath) (field 'path' of \(userDataFile)): \(failure.problem.description);"
+                    + " expected the rendered user data"
+            )
         }
         guard SHA256Digest.hex(of: bytes) == userData.sha256 else {
             throw KilnError.badArtifact(
@@ -136,13 +152,14 @@ public struct RotateStage {
                 failure: report.failure?.description,
                 durationSeconds: (context.clock.since(started) * 10).rounded() / 10,
                 calls: client.calls.snapshot)
-            try context.artifacts.write(result, fileName: RotationResult.fileName(environment: environment))
             var dotenv = Dotenv()
             dotenv.set("KILN_RELEASE", release.digest)
             dotenv.set(
                 "KILN_LAUNCH_TEMPLATE_VERSION",
                 "\(report.outcome == .rolledBack ? report.fromVersion : report.toVersion)")
-            try context.artifacts.writeDotenv(dotenv, fileName: "rotation-\(environment).env")
+            try context.artifacts.write(
+                result, fileName: RotationResult.fileName(environment: environment), dotenv: dotenv,
+                dotenvFileName: "rotation-\(environment).env")
             if let thrown { throw thrown }
             return result
         case .rollback:

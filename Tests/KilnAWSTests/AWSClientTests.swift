@@ -253,3 +253,76 @@ import Testing
         #expect(perService.url(for: .ec2) == "https://ec2.us-east-1.amazonaws.com")
     }
 }
+
+/// Issue 13, item 7: one rule for a connection that fails after the request
+/// left. A call whose effect is unknown is exit 75 (the re-run reads AWS's
+/// state first); an idempotent call (SetDesiredCapacity sets an absolute
+/// size) is sent again, once per attempt of the retry policy and no more;
+/// a `.once` call is sent exactly once. Before, the idempotent case ended in
+/// 69, which GitLab's `retry: exit_codes: [75]` never retries.
+@Suite struct UnknownEffectTests {
+    @Test func anIdempotentCallDroppedOnEveryAttemptIsATemporaryFailureAfterExactlyTheAttempts() throws {
+        try withStandIn("moto") { moto in
+            try withStandIn(
+                "faults", ["--upstream", moto.url, "--drop", "1.0", "--only-actions", "SetDesiredCapacity"]
+            ) {
+                proxy in
+                let client = makeClient(
+                    endpoint: proxy.url, retry: RetryPolicy(maxAttempts: 4, baseDelay: 0.001, maxDelay: 0.002))
+                do {
+                    try client.setDesiredCapacity("any-group", 3)
+                    Issue.record("expected a failure")
+                } catch {
+                    #expect(KilnExit.for(error) == 75, "\(error)")
+                }
+                let stats = try fetchJSON(proxy.url + "/__kiln_faults/stats")
+                #expect(proxyCount(stats, "calls", "autoscaling", "SetDesiredCapacity") == 4, "one send per attempt")
+            }
+        }
+    }
+
+    @Test func aRefusedConnectionOnEveryAttemptIsAnUnreachableService() throws {
+        // A loopback port nothing listens on: refused at once, nothing sent.
+        let client = makeClient(
+            endpoint: "http://127.0.0.1:9", retry: RetryPolicy(maxAttempts: 2, baseDelay: 0.001, maxDelay: 0.002))
+        do {
+            try client.setDesiredCapacity("any-group", 3)
+            Issue.record("expected a failure")
+        } catch {
+            #expect(KilnExit.for(error) == 69, "\(error)")
+        }
+        #expect(client.calls.total == 2)
+    }
+}
+
+/// Issue 13, item 10: a region or endpoint that cannot be right is a bad
+/// configuration at once (78, naming the variable), not retried as an outage.
+@Suite struct AWSConfigurationTests {
+    let http = HTTPClient(settings: HTTPSettings())
+
+    @Test(arguments: [
+        ["AWS_REGION": "not_a_region"], ["AWS_REGION": "us east 1"], ["AWS_DEFAULT_REGION": "EU-WEST-1"],
+        ["AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": "not a url"],
+        ["AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": "ftp://127.0.0.1/"],
+        ["AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_EC2": "http://"],
+    ])
+    func aBadRegionOrEndpointIsABadConfigurationNamingTheVariable(environment: [String: String]) {
+        let job = JobContext(environment: environment.merging(["AWS_EC2_METADATA_DISABLED": "true"]) { $1 })
+        do {
+            _ = try AWSEnvironment(job: job, http: http)
+            Issue.record("\(environment) was accepted")
+        } catch let error as KilnError {
+            #expect(error.exitStatus == .badConfiguration)
+            let named = environment.keys.filter { $0.hasPrefix("AWS_ENDPOINT") || environment.count == 1 }
+            #expect(named.allSatisfy { error.message.contains($0) }, "\(error.message)")
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test(arguments: ["us-east-1", "eu-central-2", "us-gov-west-1", "cn-north-1", "us-isob-east-1", "ap-southeast-5"])
+    func realRegionsPass(region: String) throws {
+        #expect(AWSEndpoints.isRegion(region))
+        _ = try AWSEnvironment(job: JobContext(environment: ["AWS_REGION": region]), http: http)
+    }
+}

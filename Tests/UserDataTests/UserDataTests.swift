@@ -21,7 +21,8 @@ struct UserDataProject {
         let image = ImageResult(
             application: "demo", applicationVersion: "v1.4.0", commit: String(repeating: "c", count: 40), role: .app,
             name: "demo-app-v1.4.0-20261130T120000Z", region: "us-east-1", amiID: "ami-0123456789abcdef0",
-            amis: ["us-east-1": "ami-0123456789abcdef0"], sourceAMI: "ami-0base", bakeKey: "k", outcome: .baked,
+            amis: ["us-east-1": "ami-0123456789abcdef0"], sourceAMI: "ami-0fedcba9876543210", bakeKey: "k",
+            outcome: .baked,
             packerSeconds: 1, pipelineID: "9")
         try ArtifactStore(directory: folder.file("kiln"), producer: Producer(name: "kiln-bake")).write(image)
     }

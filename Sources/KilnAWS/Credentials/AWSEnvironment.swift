@@ -35,6 +35,17 @@ public struct AWSEnvironment: Sendable {
             throw KilnError.badConfiguration(
                 "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or region in the profile '\(profileName)')")
         }
+        // Checked here, once: a region or endpoint that cannot be right is a
+        // bad configuration (78) at once, not eight retries of an outage.
+        guard AWSEndpoints.isRegion(region) else {
+            let source =
+                job["AWS_REGION"] != nil
+                ? "AWS_REGION"
+                : job["AWS_DEFAULT_REGION"] != nil ? "AWS_DEFAULT_REGION" : "region in profile '\(profileName)'"
+            throw KilnError.badConfiguration(
+                "\(source): \(Untrusted.quoted(region)) is not an AWS region (such as eu-west-1 or us-gov-west-1)")
+        }
+        try AWSEndpoints.checkOverrides(job: job)
         self.region = region
         endpoints = AWSEndpoints(region: region, job: job)
         retry = try Self.retryPolicy(job: job, clock: clock)

@@ -136,8 +136,13 @@ public struct AWSTransport: Sendable {
                     throw AWSUnknownOutcome(service: service.rawValue, action: action, underlying: error.detail)
                 }
                 guard attempt < retry.maxAttempts else {
+                    // One rule (docs/architecture.md, AWS): refused or
+                    // unresolvable on every attempt, the service is not
+                    // there (69); dropped, reset or timed out, it may be
+                    // passing trouble, and a re-run reads the journal and
+                    // AWS's state before it acts, so it is safe to retry (75).
                     throw KilnError(
-                        error.failure == .timedOut ? .temporaryFailure : .serviceUnavailable,
+                        neverSent ? .serviceUnavailable : .temporaryFailure,
                         "\(service.rawValue) \(action): \(error) (after \(attempt) attempts)")
                 }
                 retryReason = "no answer (\(error.detail))"

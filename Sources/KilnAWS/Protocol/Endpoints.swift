@@ -1,3 +1,4 @@
+import Foundation
 import KilnCore
 
 /// The AWS services Kiln calls, with what their requests need.
@@ -61,6 +62,35 @@ public struct AWSEndpoints: Sendable, Equatable {
             if let url = job["AWS_ENDPOINT_URL_\(service.endpointVariableSuffix)"] { overrides[service] = url }
         }
         self.init(region: region, general: job["AWS_ENDPOINT_URL"], overrides: overrides)
+    }
+
+    /// A region's shape: two letters, one or more words, a number
+    /// (`us-east-1`, `us-gov-west-1`, `cn-north-1`, `us-isob-east-1`), as
+    /// AWS names them ("Regions and Zones" in the EC2 user guide).
+    public static func isRegion(_ text: String) -> Bool {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count >= 3, let last = parts.last, (1...2).contains(last.count), last.allSatisfy(\.isASCII),
+            last.allSatisfy(\.isNumber),
+            parts[0].count == 2
+        else { return false }
+        return parts.dropLast().allSatisfy { word in !word.isEmpty && word.allSatisfy { $0.isASCII && $0.isLowercase } }
+    }
+
+    /// `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`: an http or https
+    /// URL with a host, or a bad configuration naming the variable.
+    public static func checkOverrides(job: JobContext) throws {
+        let names = ["AWS_ENDPOINT_URL"] + AWSService.allCases.map { "AWS_ENDPOINT_URL_\($0.endpointVariableSuffix)" }
+        for name in names {
+            guard let value = job[name] else { continue }
+            guard let url = URLComponents(string: value), let scheme = url.scheme?.lowercased(),
+                scheme == "http" || scheme == "https", let host = url.host, !host.isEmpty
+            else {
+                throw KilnError.badConfiguration(
+                    "\(name): \(Untrusted.quoted(value)) is not an http or https URL with a host"
+                        + " (such as https://ec2.eu-west-1.amazonaws.com)"
+                )
+            }
+        }
     }
 
     public func url(for service: AWSService) -> String {

@@ -8,6 +8,14 @@ public protocol ArtifactPayload: Codable, Sendable {
     static var schemaName: String { get }
     /// Bumped when a field changes meaning or goes away; readers refuse others.
     static var schemaVersion: Int { get }
+    /// The first field whose value has the right type but not the right
+    /// shape (a commit that is not 40 hex digits, an AMI id that is not
+    /// `ami-...`), and what is wrong with it; checked on every read.
+    func fieldProblem() -> (field: String, problem: String)?
+}
+
+extension ArtifactPayload {
+    public func fieldProblem() -> (field: String, problem: String)? { nil }
 }
 
 /// Who wrote an artifact.
@@ -68,6 +76,21 @@ public struct ArtifactStore: Sendable {
         return target
     }
 
+    /// A stage's outputs as one set: the dotenv file is rendered (checked
+    /// against GitLab's rules) and the payload encoded before either is
+    /// written, so that a value GitLab would refuse leaves neither behind.
+    @discardableResult
+    public func write<P: ArtifactPayload>(
+        _ payload: P, fileName: String? = nil, dotenv: Dotenv, dotenvFileName: String
+    ) throws -> String {
+        let text = try dotenv.rendered()
+        try Self.checkNoEnvelopeKeys(payload)
+        _ = try Self.encoder.encode(payload)
+        let path = try write(payload, fileName: fileName)
+        try AtomicFile.write(Data(text.utf8), to: self.path(dotenvFileName))
+        return path
+    }
+
     public func writeDotenv(_ dotenv: Dotenv, fileName: String) throws {
         try AtomicFile.write(Data(try dotenv.rendered().utf8), to: path(fileName))
     }
@@ -90,41 +113,113 @@ public struct ArtifactStore: Sendable {
 
     // MARK: reading, strictly
 
+    /// The most Kiln reads of an artifact: far more than any stage writes
+    /// (build.json, the largest, is kilobytes), little enough that a huge
+    /// file in an artifact's place is refused before it fills memory.
+    public static let maximumBytes = 4 << 20
+
     public func read<P: ArtifactPayload>(_ type: P.Type, fileName: String? = nil) throws -> Artifact<P> {
         let name = fileName ?? Self.defaultFileName(for: P.self)
         let file = path(name)
-        guard let data = FileManager.default.contents(atPath: file) else {
+        try checkInsideFolder(file)
+        let data: Data
+        switch InputFile.read(file, limit: Self.maximumBytes) {
+        case .success(let bytes):
+            data = bytes
+        case .failure(let failure) where failure.problem == .missing:
             throw KilnError.badArtifact(
-                """
-                \(file): missing; it is written by an earlier stage (did that job run, \
-                and does this job take its artifacts?)
-                """
+                "\(file): missing; it is written by an earlier stage"
+                    + " (did that job run, and does this job take its artifacts?)"
             )
+        case .failure(let failure):
+            throw KilnError.badArtifact(
+                "\(file): \(failure.problem.description); expected the JSON of kiln.\(P.schemaName)")
         }
-        let header: Header
+        try Self.checkEnvelope(data, file: file, schema: "kiln.\(P.schemaName)", version: P.schemaVersion)
+        let envelope: Envelope<P>
         do {
-            header = try Self.decoder.decode(Header.self, from: data)
+            envelope = try Self.decoder.decode(Envelope<P>.self, from: data)
         } catch {
             throw KilnError.badArtifact("\(file): \(Self.describe(error))")
         }
-        guard header.schema == "kiln.\(P.schemaName)" else {
-            throw KilnError.badArtifact(
-                "\(file): field 'schema' is '\(header.schema)', expected 'kiln.\(P.schemaName)'")
+        if let (field, problem) = envelope.payload.fieldProblem() {
+            throw KilnError.badArtifact("\(file): field '\(field)' \(problem)")
         }
-        guard header.version == P.schemaVersion else {
+        return Artifact(producer: envelope.producer, createdAt: envelope.createdAt, payload: envelope.payload)
+    }
+
+    /// An artifact that is a symbolic link out of the artifacts folder is
+    /// not an earlier stage's output.
+    private func checkInsideFolder(_ file: String) throws {
+        var status = stat()
+        guard lstat(file, &status) == 0, status.st_mode & S_IFMT == S_IFLNK else { return }
+        let folder = ContainedPath.realPath(directory)
+        let target = ContainedPath.realPath(file)
+        guard target.hasPrefix(folder + "/") else {
             throw KilnError.badArtifact(
-                """
-                \(file): field 'version' is \(header.version), \
-                this Kiln reads version \(P.schemaVersion) of kiln.\(P.schemaName)
-                """
+                "\(file): is a symbolic link to \(target), outside the artifacts folder \(directory)")
+        }
+    }
+
+    /// The envelope, checked field by field before any decoding, so that a
+    /// wrong value is named as such (not as "not valid JSON"): a JSON object,
+    /// no key twice, `schema` and `version` as this Kiln reads them, a
+    /// `producer`, and `createdAt` as an ISO 8601 time.
+    static func checkEnvelope(_ data: Data, file: String, schema: String, version: Int) throws {
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: data)
+        } catch {
+            throw KilnError.badArtifact(
+                "\(file): not valid JSON (\(data.isEmpty ? "the file is empty" : "cut short, or not JSON at all"));"
+                    + " expected the JSON of \(schema)"
             )
         }
-        do {
-            let envelope = try Self.decoder.decode(Envelope<P>.self, from: data)
-            return Artifact(producer: envelope.producer, createdAt: envelope.createdAt, payload: envelope.payload)
-        } catch {
-            throw KilnError.badArtifact("\(file): \(Self.describe(error))")
+        guard let object = parsed as? [String: Any] else {
+            throw KilnError.badArtifact("\(file): not a JSON object; expected the JSON of \(schema)")
         }
+        if let duplicate = JSONShape.firstDuplicateKey(in: data) {
+            throw KilnError.badArtifact("\(file):\(duplicate.line): field '\(duplicate.path)' appears twice")
+        }
+        guard let found = object["schema"] else { throw KilnError.badArtifact("\(file): missing field 'schema'") }
+        guard let text = found as? String else {
+            throw KilnError.badArtifact("\(file): field 'schema' is not a string")
+        }
+        guard text == schema else {
+            throw KilnError.badArtifact("\(file): field 'schema' is \(Untrusted.quoted(text)), expected '\(schema)'")
+        }
+        guard let number = object["version"] else { throw KilnError.badArtifact("\(file): missing field 'version'") }
+        guard let found = wholeNumber(number) else {
+            throw KilnError.badArtifact(
+                "\(file): field 'version' is not a whole number (\(Untrusted.quoted("\(number)")))")
+        }
+        guard found == version else {
+            throw KilnError.badArtifact(
+                "\(file): field 'version' is \(found), this Kiln reads version \(version) of \(schema)")
+        }
+        guard let producer = object["producer"] else {
+            throw KilnError.badArtifact("\(file): missing field 'producer'")
+        }
+        guard let fields = producer as? [String: Any], fields["name"] is String, fields["version"] is String else {
+            throw KilnError.badArtifact("\(file): field 'producer' is not an object with a name and a version")
+        }
+        guard let created = object["createdAt"] else {
+            throw KilnError.badArtifact("\(file): missing field 'createdAt'")
+        }
+        guard let stamp = created as? String, ISO8601DateFormatter().date(from: stamp) != nil else {
+            throw KilnError.badArtifact(
+                "\(file): field 'createdAt' is not an ISO 8601 time such as 2026-01-01T00:00:00Z"
+                    + " (\(Untrusted.quoted("\(created)")))"
+            )
+        }
+    }
+
+    /// A JSON number that is whole (not `true`, not `1.5`).
+    private static func wholeNumber(_ value: Any) -> Int? {
+        guard let number = value as? NSNumber, String(cString: number.objCType) != "c" else { return nil }
+        let double = number.doubleValue
+        guard double.isFinite, double.rounded() == double, abs(double) < 1e15 else { return nil }
+        return Int(double)
     }
 
     static func describe(_ error: any Error) -> String {
@@ -171,11 +266,6 @@ public struct ArtifactStore: Sendable {
         decoder.dateDecodingStrategy = .iso8601
         return decoder
     }()
-}
-
-private struct Header: Decodable {
-    let schema: String
-    let version: Int
 }
 
 /// The envelope's keys and the payload's, side by side in one JSON object.

@@ -25,21 +25,25 @@ public struct Dotenv: Sendable, Equatable {
         lhs.entries.elementsEqual(rhs.entries) { $0.key == $1.key && $0.value == $1.value }
     }
 
-    /// The file's text, or an error naming the rule an entry breaks.
+    /// The file's text, or an error naming the rule an entry breaks (78: the
+    /// value came from the job, a flag or an artifact, and cannot be passed
+    /// on as GitLab passes variables).
     public func rendered() throws -> String {
         guard entries.count <= Self.maximumVariables else {
-            throw KilnError.internalError(
+            throw KilnError.badConfiguration(
                 "dotenv: \(entries.count) variables, GitLab accepts at most \(Self.maximumVariables)")
         }
         var text = ""
         for (key, value) in entries {
             if let problem = Self.problem(key: key, value: value) {
-                throw KilnError.internalError("dotenv: \(key): \(problem)")
+                throw KilnError.badConfiguration(
+                    "dotenv: \(key)=\(Untrusted.quoted(value)): \(problem); GitLab would drop the file")
             }
             text += "\(key)=\(value)\n"
         }
         guard text.utf8.count < Self.maximumBytes else {
-            throw KilnError.internalError("dotenv: \(text.utf8.count) bytes, GitLab accepts under \(Self.maximumBytes)")
+            throw KilnError.badConfiguration(
+                "dotenv: \(text.utf8.count) bytes, GitLab accepts under \(Self.maximumBytes)")
         }
         return text
     }

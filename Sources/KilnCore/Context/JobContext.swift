@@ -72,6 +72,21 @@ public struct JobContext: Sendable, Equatable {
         return values.filter { !$0.isEmpty }
     }
 
+    /// The environment for a tool Kiln runs for itself (Packer and its
+    /// plugins, tar, gzip, `sh -n`): the job's, without any variable that
+    /// holds a secret, by name (`CI_JOB_TOKEN`, the AWS secret and session
+    /// token, the OIDC token variable and `GITLAB_OIDC_TOKEN`) or by value
+    /// (`CI_REPOSITORY_URL` holds the job token; any variable equal to or
+    /// holding a masked value). The project's own build commands get the
+    /// job's whole environment instead, as GitLab gives it.
+    public func environmentForTools(masking secrets: SecretMask) -> [String: String] {
+        var names = Set(Self.secretVariableNames + ["GITLAB_OIDC_TOKEN", "KILN_OIDC_TOKEN"])
+        if let variable = self["KILN_OIDC_TOKEN_VARIABLE"] { names.insert(variable) }
+        return environment.filter { name, value in
+            !names.contains(name) && !secrets.contains(secretIn: value)
+        }
+    }
+
     /// The log writer this job should use: GitLab's sections inside a job,
     /// plain headings by hand, and every known secret masked.
     public func makeLog(sink: any LogSink = FileDescriptorSink.standardError, clock: Clock = .system) -> LogWriter {

@@ -106,6 +106,15 @@ public final class ChildProcess: Sendable {
         let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard result == 0 else {
             cleanUpOurEnds()
+            // A program that is not there, or not executable, was named by
+            // a person (--packer, kiln.yml, PATH): a bad configuration, not
+            // a bug of Kiln's.
+            if [ENOENT, EACCES, ENOEXEC, ENOTDIR, ELOOP].contains(result) {
+                throw KilnError.badConfiguration(
+                    "\(executable): cannot be started (\(String(cString: strerror(result))));"
+                        + " check the path given for it"
+                )
+            }
             throw SystemCallError("start \(executable)", errno: result)
         }
         return ChildProcess(pid: pid, command: command, stdin: ourEnds[0], stdout: ourEnds[1], stderr: ourEnds[2])

@@ -1,0 +1,112 @@
+import Foundation
+import KilnCore
+import KilnTestSupport
+import Testing
+
+/// Issue 13, item 3: Packer (and its plugins) gets the job's environment
+/// without the secrets it does not need: no job token (also not inside
+/// CI_REPOSITORY_URL), no OIDC token; AWS credentials only as AWS's own
+/// variables. Before the fix it got the whole job environment.
+@Suite(.serialized) struct PackerEnvironmentTests {
+    @Test func packerGetsNoJobTokenAndNoOIDCToken() throws {
+        try withStandIn("moto") { moto in
+            let project = try BakeProject(moto: moto, kilnYML: kilnYML())
+            let dump = project.folder.file("packer-environment.txt")
+            let fakePacker = project.folder.file("fake-packer")
+            // Records what it was given, then fails the bake (nothing is launched).
+            try "#!/bin/sh\nenv > \"\(dump)\"\nexit 1\n".write(toFile: fakePacker, atomically: true, encoding: .utf8)
+            chmod(fakePacker, 0o755)
+            let run = try project.bake(
+                ["--packer", fakePacker],
+                environment: [
+                    "CI_JOB_TOKEN": "glcbt-64_jobtokensecretvalue",
+                    "CI_REPOSITORY_URL": "http://gitlab-ci-token:glcbt-64_jobtokensecretvalue@127.0.0.1:9/g/demo.git",
+                    "KILN_OIDC_TOKEN_VARIABLE": "MY_ID_TOKEN", "MY_ID_TOKEN": "eyJoidc.token.value",
+                    "GITLAB_OIDC_TOKEN": "eyJother.oidc.value", "KILN_TEST_KEPT": "kept",
+                ])
+            #expect(run.code != 0)
+            let environment = try String(contentsOfFile: dump, encoding: .utf8)
+            #expect(!environment.contains("glcbt-64_jobtokensecretvalue"), "the job token reached Packer")
+            #expect(!environment.contains("eyJoidc.token.value") && !environment.contains("eyJother.oidc.value"))
+            #expect(!environment.contains("CI_REPOSITORY_URL="), "a variable holding the token is left out whole")
+            #expect(environment.contains("AWS_ACCESS_KEY_ID=testing"))
+            #expect(environment.contains("AWS_SECRET_ACCESS_KEY=testing"), "AWS credentials as AWS's own variables")
+            #expect(environment.contains("KILN_TEST_KEPT=kept"), "the rest of the job's environment is kept")
+            #expect(!run.output.contains("glcbt-64_jobtokensecretvalue"))
+        }
+    }
+}
+
+/// Issue 13, item 8: a deep TMPDIR made Packer crash (its plugin sockets'
+/// paths are limited to 107 bytes) and ended as a bug or an outage; and a
+/// `--packer` that does not exist was exit 1 ("start ...: No such file").
+@Suite(.serialized) struct PackerUserErrorTests {
+    @Test func aDeepTMPDIRStillBakes() throws {
+        try withStandIn("moto") { moto in
+            let project = try BakeProject(moto: moto, kilnYML: kilnYML())
+            let deep = project.folder.file(String(repeating: "d", count: 60) + "/" + String(repeating: "e", count: 60))
+            try FileManager.default.createDirectory(atPath: deep, withIntermediateDirectories: true)
+            let run = try project.bake(environment: ["TMPDIR": deep])
+            #expect(run.code == 0, "\(run.output)")
+            #expect(try project.image()["outcome"] as? String == "baked")
+            #expect(!FileManager.default.fileExists(atPath: project.folder.file("packer/crash.log")))
+        }
+    }
+
+    @Test func aPackerThatDoesNotExistIsABadConfiguration() throws {
+        try withStandIn("moto") { moto in
+            let project = try BakeProject(moto: moto, kilnYML: kilnYML())
+            let run = try project.bake(["--packer", "/nonexistent/packer"])
+            #expect(run.code == 78, "\(run.output)")
+            #expect(run.output.contains("/nonexistent/packer"))
+            #expect(run.output.contains("cannot be started"))
+        }
+    }
+
+    @Test func anArtifactPathThatIsAFolderIsABadArtifact() throws {
+        try withStandIn("moto") { moto in
+            let project = try BakeProject(moto: moto, kilnYML: kilnYML())
+            try FileManager.default.createDirectory(
+                atPath: project.folder.file("kiln/a-folder"), withIntermediateDirectories: true)
+            try rewriteBuild(project) { $0["path"] = "kiln/a-folder" }
+            let run = try project.bake()
+            #expect(run.code == 65, "\(run.output)")
+            #expect(run.output.contains("artifact.path"))
+            #expect(run.output.contains("is a folder"))
+            #expect(!run.output.contains("NSCocoaErrorDomain"))
+        }
+    }
+}
+
+/// Issue 13, item 2: paths in artifacts stay inside the project.
+@Suite(.serialized) struct ArtifactPathTests {
+    @Test(arguments: ["/etc/passwd", "../../../../etc/hostname", "kiln/link-out"])
+    func anArtifactPathOutsideTheProjectIsABadArtifact(path: String) throws {
+        try withStandIn("moto") { moto in
+            let project = try BakeProject(moto: moto, kilnYML: kilnYML())
+            try? FileManager.default.createSymbolicLink(
+                atPath: project.folder.file("kiln/link-out"), withDestinationPath: "/etc/passwd")
+            try rewriteBuild(project) { artifact in
+                artifact["path"] = path
+                artifact["sha256"] = (try? SHA256Digest.hex(ofFileAt: "/etc/passwd")) ?? ""
+            }
+            let before = try project.kilnImages().count
+            let run = try project.bake()
+            #expect(run.code == 65, "\(run.output)")
+            #expect(run.output.contains("artifact.path"))
+            #expect(run.output.contains("is not inside"))
+            #expect(try project.kilnImages().count == before, "nothing was baked")
+        }
+    }
+}
+
+/// Changes build.json's artifact in place.
+func rewriteBuild(_ project: BakeProject, _ change: (inout [String: Any]) -> Void) throws {
+    let path = project.folder.file("kiln/build.json")
+    var object =
+        try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any] ?? [:]
+    var artifact = object["artifact"] as? [String: Any] ?? [:]
+    change(&artifact)
+    object["artifact"] = artifact
+    try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]).write(to: URL(fileURLWithPath: path))
+}
