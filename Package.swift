@@ -92,7 +92,8 @@ let package = Package(
             .testTarget(name: "KilnAWSTests", dependencies: ["KilnAWS", "KilnTestSupport"]),
             .testTarget(
                 name: "KilnExecutableTests",
-                dependencies: ["KilnCore", "KilnTestSupport"] + stageExecutables.map { .target(name: $0) }
+                dependencies: ["KilnCore", "KilnArtifacts", "KilnHTTP", "KilnTestSupport"]
+                    + stageExecutables.map { .target(name: $0) }
             ),
             .testTarget(name: "StandInTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
         ],

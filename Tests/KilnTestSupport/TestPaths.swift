@@ -17,8 +17,11 @@ public enum TestPaths {
         return "\(venv)/bin/python"
     }
 
-    /// The folder holding the built executables: the test bundle sits beside them.
+    /// The folder holding the built executables: the test bundle sits beside
+    /// them. `KILN_TEST_PRODUCTS` names another (an installed Kiln, such as
+    /// `.kiln-runtime/bin`, to run the built-binary tests against it).
     public static let productsDirectory: String = {
+        if let other = ProcessInfo.processInfo.environment["KILN_TEST_PRODUCTS"], !other.isEmpty { return other }
         let executable =
             (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             ?? CommandLine.arguments[0]
