@@ -2,21 +2,31 @@
 (gcil -H), job after job, against the local stand-ins, with the binaries
 scripts/install-runtime installed in .kiln-runtime/bin.
 
+The pipeline is the one GitLab would build: scripts/publish-components writes
+the catalog project into a temporary folder, and the example's
+`include: component:` is resolved against that layout by GitLab's rules
+(gitlab_rules, as test_resolver.py does), never from ci-templates/ itself.
+
 Where gitlabci-local differs from GitLab, this test says so and checks that
 part another way:
 - gcil resolves a component through a `.local: include:` entry, and cannot
-  follow the component's own `include: local:` files; the test resolves the
-  pipeline component with its inputs as GitLab does (gitlab_inputs) and maps
-  the example's component address to the result in the test's copy.
-- gcil ignores `rules`: the jobs a main-branch pipeline runs are named in
-  stage order (the base image job, schedules only, is left out), and the
-  rules are checked on the resolved YAML.
-- gcil ignores `needs`, dotenv reports and artifacts passing: in host mode
-  every job runs in the same folder, so kiln/ holds the earlier jobs'
-  artifacts as GitLab would have unpacked them; the dotenv files are checked
-  against GitLab's rules.
+  follow the component's own `include: local:` files (nor give
+  `$[[ component.version ]]`); the test maps the example's component address
+  to the pipeline resolved from the published layout, in the test's copy.
+- gcil ignores `rules` and `needs`: the jobs of a main-branch push pipeline
+  and their order come from gitlab_rules.Pipeline on the resolved YAML (the
+  base image job, on its schedule only, is left out), and are run in that
+  order; the manual live deploy is played (-m), as a person would, and then
+  the manual rollback of test.
+- gcil ignores dotenv reports, `environment` (so the environment URL),
+  `resource_group` and artifacts passing: in host mode every job runs in the
+  same folder, so kiln/ holds the earlier jobs' artifacts as GitLab would
+  have unpacked them; the dotenv files are checked against GitLab's rules,
+  and KILN_ENVIRONMENT_URL, when a deploy writes one, must be a URL GitLab
+  would take.
 - gcil ignores `id_tokens`: the test gives KILN_OIDC_TOKEN itself, and Kiln
   exchanges it with moto's STS (AssumeRoleWithWebIdentity) as in a job.
+- the job image is not used (host mode): the binaries come from PATH.
 """
 import json
 import os
@@ -25,7 +35,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import boto3
 import yaml
@@ -34,15 +43,14 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "scripts"))
-import gitlab_inputs  # noqa: E402
+import gitlab_rules as gitlab  # noqa: E402
+import kiln_catalog as kiln  # noqa: E402
 from standins import packer_moto  # noqa: E402
 from standins.harness import running  # noqa: E402
 
 BIN = ROOT / ".kiln-runtime" / "bin"
 GCIL = pathlib.Path(sys.executable).parent / "gcil"
 EXAMPLE = ROOT / "examples" / "demo-app"
-DOTENV_LINE = re.compile(r"^[A-Za-z0-9_]+=[^\"'\r\n]*$")
-
 
 
 def git(*args, cwd):
@@ -77,8 +85,10 @@ def test_the_example_pipeline_runs_end_to_end_on_the_stand_ins(tmp_path):
     shutil.copytree(source, project, ignore=shutil.ignore_patterns(".git"))
     pipeline_text = (project / ".gitlab-ci.yml").read_text()
     include = yaml.safe_load(pipeline_text)["include"][0]
-    resolved = gitlab_inputs.resolve_component(ROOT / "ci-templates" / "templates" / "pipeline.yml", include["inputs"])
-    (tmp_path / "pipeline-resolved.yml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    # The catalog project as published, and the example resolved against it.
+    published = kiln.publish(tmp_path / "catalog" / "kiln")
+    resolved, _ = kiln.resolve_example(published, project)
+    (tmp_path / "pipeline-resolved.yml").write_text(kiln.dump(resolved))
     # The example's file with the mapping sits beside the job folder: the
     # first job's kiln-checkout makes the job folder exactly the commit (as in
     # GitLab), which would take the mapping out of a copy inside it.
@@ -86,16 +96,24 @@ def test_the_example_pipeline_runs_end_to_end_on_the_stand_ins(tmp_path):
     config.parent.mkdir()
     config.write_text(pipeline_text + f"\n.local:\n  include:\n    {include['component']}: {tmp_path / 'pipeline-resolved.yml'}\n")
 
-    # gcil ignores rules: check them here.
-    assert resolved["kiln-base-image"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
-    assert any("merge_request_event" in rule.get("if", "") for rule in resolved["kiln-build"]["rules"])
-    for name in ("kiln-bake", "kiln-deploy-test", "kiln-deploy-live"):
-        assert all("$CI_DEFAULT_BRANCH" in rule["if"] for rule in resolved[name]["rules"]), name
-    assert resolved["kiln-deploy-live"]["rules"][0]["when"] == "manual"
-    # The example's region: the world is built there, and the deploy jobs are
-    # one per region (parallel:matrix), named as GitLab names them.
+    # gcil ignores rules and needs: the jobs of a push to main, in an order
+    # GitLab's needs and stages allow (each job after what it waits for).
     region = include["inputs"]["aws_region"]
-    assert resolved["kiln-deploy-test"]["parallel"]["matrix"] == [{"AWS_REGION": [region]}]
+    main = gitlab.Pipeline(resolved, kiln.pipeline_variables("push-main"))
+    assert kiln.BASE not in main.jobs
+    order = []
+    waiting = [name for name in main.jobs if name not in kiln.ROLLBACK.values()]
+    while waiting:
+        ready = [name for name in waiting if set(main.ancestors(name)) & set(waiting) == set()]
+        assert ready, f"no job can start among {waiting}"
+        order.append(ready[0])
+        waiting.remove(ready[0])
+    assert order.index(kiln.DEPLOY["live"]) > order.index(kiln.DEPLOY["test"]) > order.index(kiln.PLAN["test"])
+    # The deploy jobs are one per region (parallel:matrix), named as GitLab names them.
+    assert resolved[kiln.DEPLOY["test"]]["parallel"]["matrix"] == [{"AWS_REGION": [region]}]
+
+    def gcil_name(name):
+        return f"{name}: [{region}]" if "parallel" in resolved[name] else name
 
     # Packer against moto: communicator "none", no Ansible provisioner, a
     # stock Ubuntu source image (standins/packer_moto.py says why).
@@ -130,12 +148,17 @@ def test_the_example_pipeline_runs_end_to_end_on_the_stand_ins(tmp_path):
         for key, value in variables.items():
             arguments += ["-e", f"{key}={value}"]
 
-        for job in ("kiln-build", "kiln-bake", f"kiln-deploy-test: [{region}]", f"kiln-deploy-live: [{region}]"):
-            result = subprocess.run(arguments + ["--no-regex", "--", job], cwd=project, env=environment,
+        outputs_by_job = {}
+        for job in order:
+            result = subprocess.run(arguments + ["--no-regex", "--", gcil_name(job)], cwd=project, env=environment,
                                     capture_output=True, text=True, timeout=900)
             output = result.stdout + result.stderr
             assert result.returncode == 0, f"{job} failed:\n{output[-6000:]}"
             assert token not in output, f"{job} printed the job token"
+            outputs_by_job[job] = output
+        # Each plan is in its job's log, before its deploy.
+        for environment_name in ("test", "live"):
+            assert "plan for " in outputs_by_job[kiln.PLAN[environment_name]], outputs_by_job[kiln.PLAN[environment_name]][-3000:]
 
         artifacts = project / "kiln"
         image = json.loads((artifacts / "image.json").read_text())
@@ -156,7 +179,32 @@ def test_the_example_pipeline_runs_end_to_end_on_the_stand_ins(tmp_path):
             assert not any(tag["Key"].startswith("kiln:rotation:") for tag in group["Tags"])
         # Every dotenv report a stage wrote keeps GitLab's rules.
         for dotenv in artifacts.glob("*.env"):
-            lines = dotenv.read_text().splitlines()
-            assert lines and all(DOTENV_LINE.match(line) for line in lines), dotenv.name
-            assert len(lines) <= 20 and dotenv.stat().st_size < 5 * 1024
+            assert gitlab.dotenv_problems(dotenv.read_text()) == [], dotenv.name
         assert not any(token in path.read_text(errors="replace") for path in artifacts.glob("*.json"))
+        # The environment URL: GitLab expands environment:url with the deploy's
+        # own dotenv report (docs ci/environments/, "Set a dynamic environment
+        # URL") and ignores a URL that is not valid; without the variable the
+        # environment keeps no URL.
+        for environment_name in ("test", "live"):
+            report = dict(line.split("=", 1) for line in
+                          (artifacts / f"rotation-{environment_name}.env").read_text().splitlines())
+            if "KILN_ENVIRONMENT_URL" in report:
+                assert re.match(r"^https?://[^\s]+$", report["KILN_ENVIRONMENT_URL"]), report
+            # What expose_as shows in the merge request is there.
+            assert resolved[kiln.DEPLOY[environment_name]]["artifacts"]["paths"] == [f"kiln/rotation-{environment_name}.json"]
+
+        # The manual rollback of test, played by hand: test is back on the
+        # world's own image, live stays on the release.
+        test_before = json.loads((artifacts / "rotation-test.json").read_text())
+        result = subprocess.run(arguments + ["--no-regex", "--", gcil_name(kiln.ROLLBACK["test"])], cwd=project,
+                                env=environment, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, f"rollback failed:\n{(result.stdout + result.stderr)[-6000:]}"
+        for environment_name, expected in (("test", outputs["app_ami_id"]), ("live", image["amiID"])):
+            group = aws(moto, "autoscaling", region).describe_auto_scaling_groups(
+                AutoScalingGroupNames=[outputs[f"{environment_name}_asg_name"]])["AutoScalingGroups"][0]
+            ids = [instance["InstanceId"] for instance in group["Instances"]]
+            reservations = aws(moto, "ec2", region).describe_instances(InstanceIds=ids)["Reservations"]
+            images = {instance["ImageId"] for reservation in reservations for instance in reservation["Instances"]}
+            assert images == {expected}, f"{environment_name} runs {images} after the rollback of test"
+            if environment_name == "test":
+                assert group["LaunchTemplate"]["Version"] == str(test_before["fromVersion"])

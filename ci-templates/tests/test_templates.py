@@ -1,109 +1,119 @@
-"""The CI/CD components, checked as GitLab would check them.
+"""The CI/CD components' files, checked one by one.
 
-Each template is a `spec:` header and, after `---`, the jobs. GitLab fills in
-`$[[ inputs.NAME ]]` before it validates the jobs, so the jobs are validated
-here the same way: with each input's default, or a sample value for inputs
-that have none. check-jsonschema runs with the vendored GitLab CI schema.
+Each file is a `spec:` header and, after `---`, its configuration:
+templates/<name>.yml are the components (each includes its job file with
+every input), jobs/<name>.yml the jobs. Headers are validated with GitLab's
+schema (check-jsonschema, vendored GitLab CI schema); the resolved
+configuration is validated in test_resolver.py.
 """
-import json
 import os
 import pathlib
-import re
 import subprocess
 import sys
-import tempfile
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from gitlab_inputs import PLACEHOLDER, inputs_of, split  # noqa: E402
-import gitlab_inputs  # noqa: E402
+import gitlab_rules as gitlab
+import kiln_catalog as kiln
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-TEMPLATES = sorted((ROOT / "ci-templates" / "templates").glob("*.yml"))
+ROOT = kiln.ROOT
+FILES = sorted((ROOT / "ci-templates" / "templates").glob("*.yml")) + sorted((ROOT / "ci-templates" / "jobs").glob("*.yml"))
+JOBS = sorted((ROOT / "ci-templates" / "jobs").glob("*.yml"))
 CHECK = pathlib.Path(sys.executable).parent / "check-jsonschema"
 
-# Sample values for the inputs that have no default (what a project gives).
-SAMPLES = {
-    "aws_role_arn": "arn:aws:iam::123456789012:role/gitlab-deployer",
-    "aws_region": "eu-west-1",
-    "environment": "test",
-}
+
+def ids(path):
+    return f"{path.parent.name}/{path.name}"
 
 
-def validate(text, name):
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", prefix=name + "-", delete=False) as handle:
-        handle.write(text)
-    try:
-        result = subprocess.run(
-            [str(CHECK), "--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci", handle.name],
-            capture_output=True, text=True)
-    finally:
-        pathlib.Path(handle.name).unlink()
-    assert result.returncode == 0, f"{name}:\n{result.stdout}{result.stderr}"
+def test_headers_are_valid_specs(tmp_path):
+    paths = []
+    for path in FILES:
+        header = path.read_text().partition("\n---\n")[0]
+        target = tmp_path / f"{path.parent.name}-{path.name}"
+        target.write_text(header)
+        paths.append(str(target))
+    result = subprocess.run([str(CHECK), "--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci", *paths],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
-def interpolate(body, inputs, given=None):
-    return gitlab_inputs.interpolate(body, inputs, given, SAMPLES)
-
-
-@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
-def test_header_is_a_valid_spec_with_described_typed_inputs(path):
-    header, body = split(path)
-    validate(header, path.stem + "-spec")
-    for name, spec in inputs_of(path).items():
-        assert spec.get("description"), f"{path.name}: input {name} has no description"
-        assert spec.get("type") in ("string", "array", "boolean", "number"), f"{path.name}: input {name} has no type"
-        if "options" in spec:
-            assert spec.get("default") in spec["options"], f"{path.name}: {name}'s default is not one of its options"
-    used = set(PLACEHOLDER.findall(body))
-    declared = set(inputs_of(path))
+@pytest.mark.parametrize("path", FILES, ids=ids)
+def test_inputs_are_described_typed_and_all_used(path):
+    spec, body = kiln.header_and_body(path)
+    gitlab.check_spec(spec, path.name, component=path.parent.name == "templates")
+    for name, input_spec in spec["inputs"].items():
+        assert input_spec.get("description"), f"{path.name}: input {name} has no description"
+        assert input_spec.get("type") in gitlab.INPUT_TYPES, f"{path.name}: input {name} has no type"
+        if "default" in input_spec:
+            gitlab.check_value(path.name, name, input_spec, input_spec["type"], input_spec["default"], "default value")
+    used = {name for kind, name in kiln.PLACEHOLDER.findall(body) if kind == "inputs"}
+    declared = set(spec["inputs"])
     assert used <= declared, f"{path.name}: undeclared inputs {used - declared}"
     assert declared <= used, f"{path.name}: inputs never used {declared - used}"
+    fields = {name for kind, name in kiln.PLACEHOLDER.findall(body) if kind == "component"}
+    assert fields <= set(spec.get("component", [])), f"{path.name}: component fields not declared in spec:component"
 
 
-@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
-def test_jobs_are_valid_gitlab_ci_once_inputs_are_filled_in(path):
-    _, body = split(path)
-    validate(interpolate(body, inputs_of(path)), path.stem + "-jobs")
-    jobs = yaml.safe_load(interpolate(body, inputs_of(path)))
-    # Components set no global keywords: only jobs (and include).
-    for key in jobs:
-        assert key not in ("default", "variables", "stages", "workflow", "image", "before_script"), f"{path.name}: global {key}"
-
-
-@pytest.mark.parametrize("path", [p for p in TEMPLATES if p.stem != "pipeline"], ids=lambda p: p.name)
-def test_job_and_stage_names_are_inputs(path):
-    _, body = split(path)
+@pytest.mark.parametrize("path", JOBS, ids=ids)
+def test_job_names_and_stages_are_inputs_and_the_image_is_given(path):
+    _, body = kiln.header_and_body(path)
     jobs = yaml.safe_load(body)
     for name, job in jobs.items():
-        assert name == "$[[ inputs.job_name ]]"
+        assert name.startswith("$[[ inputs.") and name.endswith("_name ]]"), name
         assert job["stage"] == "$[[ inputs.stage ]]"
+        assert job["image"] == "$[[ inputs.image ]]"
+        assert job["tags"] == "$[[ inputs.tags ]]"
+        # The job files use no component context (gitlab_rules: only the
+        # component itself has it); the components pass the tag as `image`.
+        assert "component." not in yaml.safe_dump(job)
 
 
-def test_pipeline_gives_each_included_template_inputs_it_declares():
-    _, body = split(ROOT / "ci-templates" / "templates" / "pipeline.yml")
-    pipeline = yaml.safe_load(body)
-    for include in pipeline["include"]:
-        target = ROOT / "ci-templates" / include["local"].lstrip("/")
-        declared = inputs_of(target)
-        given = include.get("inputs", {})
-        assert set(given) <= set(declared), f"{target.name}: unknown inputs {set(given) - set(declared)}"
-        missing = [name for name, spec in declared.items() if "default" not in spec and name not in given]
-        assert not missing, f"{target.name}: required inputs not given: {missing}"
+@pytest.fixture(scope="module")
+def resolved(published):
+    return gitlab.jobs_of(kiln.resolve_example(published)[0])
 
 
-def test_deploy_jobs_never_overlap_never_interrupt_and_retry_75():
-    _, body = split(ROOT / "ci-templates" / "templates" / "deploy.yml")
-    job = next(iter(yaml.safe_load(interpolate(body, inputs_of(ROOT / "ci-templates" / "templates" / "deploy.yml"))).values()))
-    assert job["resource_group"].startswith("kiln-test-")
-    assert job["interruptible"] is False
-    assert job["retry"]["exit_codes"] == [75]
-    assert job["variables"]["GIT_STRATEGY"] == "none"
-    assert "KILN_OIDC_TOKEN" in job["id_tokens"]
-    assert set(job["environment"]) == {"name", "url", "deployment_tier"}
-    assert job["parallel"]["matrix"][0]["AWS_REGION"] == ["us-east-1"]
+def test_aws_jobs_never_interrupt_and_retry_75(resolved):
+    for name in (kiln.BAKE, *kiln.PLAN.values(), *kiln.DEPLOY.values(), *kiln.ROLLBACK.values()):
+        job = resolved[name]
+        assert job["retry"]["exit_codes"] == [75], name
+        assert job["variables"]["GIT_STRATEGY"] == "none", name
+        assert "KILN_OIDC_TOKEN" in job["id_tokens"], name
+        if name not in kiln.PLAN.values():
+            assert job["interruptible"] is False, name
+
+
+def test_deploy_jobs_never_overlap_and_report_to_the_merge_request(resolved):
+    for environment, name in kiln.DEPLOY.items():
+        job = resolved[name]
+        assert job["resource_group"] == f"kiln-{environment}-$AWS_REGION"
+        assert job["parallel"]["matrix"] == [{"AWS_REGION": ["eu-west-1"]}]
+        # The environment's URL is the deploy's own dotenv variable (docs
+        # ci/environments/, "Set a dynamic environment URL"), from its report.
+        assert job["environment"]["url"] == "$KILN_ENVIRONMENT_URL"
+        assert job["artifacts"]["reports"]["dotenv"] == f"kiln/rotation-{environment}.env"
+        # The report in the merge request: one file, so the link opens it.
+        assert job["artifacts"]["paths"] == [f"kiln/rotation-{environment}.json"]
+        assert gitlab.expose_as_problems(job["artifacts"]) == []
+        assert job["artifacts"]["expose_as"] == f"kiln rotation {environment}"
+    assert resolved[kiln.DEPLOY["test"]]["environment"]["deployment_tier"] == "testing"
+    assert resolved[kiln.DEPLOY["live"]]["environment"]["deployment_tier"] == "production"
+    # Live does not take test's artifacts, so not its dotenv variables either
+    # (KILN_ENVIRONMENT_URL among them): docs ci/yaml/#needsartifacts.
+    live_needs = {n["job"]: n for n in resolved[kiln.DEPLOY["live"]]["needs"]}
+    assert live_needs[kiln.DEPLOY["test"]]["artifacts"] is False
+    assert live_needs[kiln.BAKE]["artifacts"] is True
+
+
+def test_expose_as_rules_catch_what_gitlab_would_not_show():
+    assert gitlab.expose_as_problems({"expose_as": "kiln rotation test", "paths": ["kiln/rotation-test.json"]}) == []
+    assert gitlab.expose_as_problems({"expose_as": "rotation (test)", "paths": ["kiln/x.json"]})
+    assert gitlab.expose_as_problems({"expose_as": "report", "paths": ["kiln/*.json"]})
+    assert gitlab.expose_as_problems({"expose_as": "report", "paths": ["kiln/rotation-$ENV.json"]})
+    assert gitlab.expose_as_problems({"expose_as": "report", "paths": ["./kiln/x.json"]})
+    assert gitlab.expose_as_problems({"expose_as": "report"})
 
 
 def test_component_pages_are_current():
