@@ -117,7 +117,9 @@ public struct UserDataStage {
     }
 
     static func line(of name: String, in template: Template) -> Int {
-        for case .placeholder(let placeholder, let line) in template.pieces where placeholder == name { return line }
+        for case .placeholder(let placeholder, let line, _) in template.pieces where placeholder == name {
+            return line
+        }
         return 0
     }
 

@@ -134,6 +134,65 @@ let hostile =
         #expect(output.contains(reason), "\(output)")
     }
 
+    /// Issue 13, items 15-17: places where no escaping is safe for every
+    /// value. Each value below ran its command when the rendered script ran
+    /// (backquotes, right after `$`, inside `$(( ))`); now the template is
+    /// refused with file:line:column. Should a rendering ever succeed again,
+    /// the script is run under bash to show whether the command ran.
+    @Test(arguments: [
+        ("x=`printf %s {{ V }}`", "a`;touch MARKER;`", "backquotes"),
+        ("x=`echo \"{{ V }}\"`", "`touch MARKER`", "backquotes"),
+        ("x=${{ V }}", "\\';touch MARKER;#", "right after '$'"),
+        ("echo \"db: ${{ V }}\"", "(touch MARKER)", "right after '$'"),
+        ("echo $(( 1 + {{ V }} ))", "a[$(touch MARKER)]", "arithmetic"),
+        ("(( n = 1 + {{ V }} ))", "a[$(touch MARKER)]", "arithmetic"),
+        ("echo \"$(( 1 + {{ V }} ))\"", "a[$(touch MARKER)]", "arithmetic"),
+    ])
+    func placesThatRunAValueAreRefused(line: String, value: String, reason: String) throws {
+        let yml = """
+            environments:
+              test:
+                userdata: {template: deploy/user_init.sh}
+                variables:
+                  V: {env: V}
+            """
+        let project = try UserDataProject(
+            kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/bash\n\(line)\necho done\n"])
+        let (code, output) = try runUserData(project, environment: ["V": value])
+        let column = line.distance(from: line.startIndex, to: line.range(of: "{{")!.lowerBound) + 1
+        #expect(code == 78, "\(line): \(output)")
+        #expect(output.contains("deploy/user_init.sh:2:\(column): {{ V }}"), "\(output)")
+        #expect(output.contains(reason), "\(output)")
+        #expect(!output.contains("MARKER"), "the value is not echoed: \(output)")
+        if code == 0, let script = project.read("kiln/userdata-test.sh") {
+            let sandbox = TemporaryDirectory("kiln-run")
+            try script.write(toFile: sandbox.file("user_init.sh"), atomically: true, encoding: .utf8)
+            _ = try run("/bin/bash", ["-c", "cd '\(sandbox.path)' && bash user_init.sh"])
+            #expect(!FileManager.default.fileExists(atPath: sandbox.file("MARKER")), "\(line): the value ran a command")
+        }
+    }
+
+    /// A `$` that is escaped, or in single quotes, is text: a value may follow it.
+    @Test func aDollarThatIsTextMayPrecedeAValue() throws {
+        let yml = "environments:\n  test:\n    userdata: {template: i.sh}\n    variables:\n      V: {env: V}\n"
+        let project = try UserDataProject(
+            kilnYML: yml,
+            templates: [
+                "i.sh": "#!/bin/bash\nprintf '%s|' \\${{ V }} '${{ V }}' \"\\${{ V }}\" > out\n"
+            ])
+        let (code, output) = try runUserData(project, environment: ["V": "(touch MARKER)"])
+        #expect(code == 0, "\(output)")
+        let script = try #require(project.read("kiln/userdata-test.sh"))
+        let sandbox = TemporaryDirectory("kiln-run")
+        try script.write(toFile: sandbox.file("user_init.sh"), atomically: true, encoding: .utf8)
+        let (result, text) = try run("/bin/bash", ["-c", "cd '\(sandbox.path)' && bash user_init.sh"])
+        #expect(result.termination.succeeded, "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: sandbox.file("MARKER")))
+        #expect(
+            (try? String(contentsOfFile: sandbox.file("out"), encoding: .utf8))
+                == "$(touch MARKER)|$(touch MARKER)|$(touch MARKER)|")
+    }
+
     @Test func unknownVariableAndUnclosedTagNameTheirLine() throws {
         let unknown = try UserDataProject(
             kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/sh\necho ok\necho {{ NOPE }}\n"])
