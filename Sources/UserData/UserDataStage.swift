@@ -58,6 +58,12 @@ public struct UserDataStage {
                     """
                 )
             }
+            try TemplateSecrets.check(
+                text, template: part.template, mask: context.log.secrets,
+                readItAt: """
+                    aws ssm get-parameter --with-decryption --name /\(image.application)/\(environment)/NAME \
+                    --query Parameter.Value --output text
+                    """)
             let template = try Template(parsing: text, source: part.template)
             var resolved: [String: TemplateValue] = [:]
             for name in template.variableNames {

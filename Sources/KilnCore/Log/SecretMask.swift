@@ -56,13 +56,19 @@ public final class SecretMask: Sendable {
 
     /// Whether this exact value is one of the secrets (or holds one).
     public func contains(secretIn value: String) -> Bool {
-        let bytes = Array(value.utf8)
-        return snapshot.contains { secret in
+        firstOccurrence(in: value) != nil
+    }
+
+    /// Where the first secret in `text` starts (a UTF-8 offset), in any of
+    /// its forms; nil when there is none.
+    public func firstOccurrence(in text: String) -> Int? {
+        let bytes = Array(text.utf8)
+        return snapshot.compactMap { secret in
             secret.count <= bytes.count
-                && (0...(bytes.count - secret.count)).contains { start in
+                ? (0...(bytes.count - secret.count)).first { start in
                     bytes[start..<(start + secret.count)].elementsEqual(secret)
-                }
-        }
+                } : nil
+        }.min()
     }
 
     var snapshot: [[UInt8]] { secrets.withLock { $0 } }
