@@ -4,7 +4,8 @@ import KilnCore
 
 /// Packs the application reproducibly: the same files give the same bytes.
 /// GNU tar with sorted names, one fixed time (the commit's, or
-/// `SOURCE_DATE_EPOCH`), owner and group 0, modes reduced to 644/755, no
+/// `SOURCE_DATE_EPOCH`), owner and group 0, modes reduced to 644/755 (no
+/// setuid, setgid or sticky bit), no
 /// extended attributes; gzip without a name or time in its header.
 public struct Packager {
     public let runner: ProcessRunner
@@ -45,7 +46,10 @@ public struct Packager {
                     [
                         "--create", "--file=\(partial)", "--use-compress-program=gzip -n -6",
                         "--format=gnu", "--sort=name", "--mtime=@\(time)", "--owner=0", "--group=0", "--numeric-owner",
-                        "--mode=a+rX,u+w,go-w", "--no-acls", "--no-xattrs", "--no-selinux",
+                        // chmod's symbolic modes: readable by all, writable by the owner, and no
+                        // setuid, setgid or sticky bit (a setgid job folder passes its bit to every
+                        // folder the build makes), so the package holds modes 644 and 755 only.
+                        "--mode=a+rX,u+w,go-w,u-s,g-s,o-t", "--no-acls", "--no-xattrs", "--no-selinux",
                         "--exclude=./\(relative(artifactsDirectory))",
                         "--directory=\(projectDirectory)", "--",
                     ] + members),

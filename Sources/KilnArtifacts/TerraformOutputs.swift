@@ -57,8 +57,13 @@ public struct TerraformOutputs: Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw KilnError.badConfiguration("\(path): Terraform outputs file not found")
         }
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        guard var object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw KilnError.badConfiguration("\(path): not the JSON of 'terraform output -json'")
+        }
+        // `terraform show -json` of a state holds the same outputs under
+        // `values.outputs` (Terraform's "JSON Output Format", values representation).
+        if object["format_version"] is String, let values = object["values"] as? [String: Any] {
+            object = values["outputs"] as? [String: Any] ?? [:]
         }
         var outputs: [String: Output] = [:]
         for (name, entry) in object {
@@ -66,11 +71,40 @@ public struct TerraformOutputs: Sendable {
                 throw KilnError.badConfiguration(
                     "\(path): output '\(name)' has no value (is this 'terraform output -json'?)")
             }
-            let sensitive = entry["sensitive"] as? Bool ?? false
+            guard let sensitive = sensitivity(entry["sensitive"]) else {
+                throw KilnError.badConfiguration(
+                    """
+                    \(path): output '\(name)': 'sensitive' must be true or false, as Terraform writes it \
+                    (found \(entry["sensitive"] == nil ? "none" : "a value that is not a boolean"))
+                    """)
+            }
             let type = entry["type"].map { "\($0)" } ?? "unknown"
             outputs[name] = Output(value: convert(entry["value"] as Any), sensitive: sensitive, typeDescription: type)
         }
         return TerraformOutputs(outputs: outputs, path: path)
+    }
+
+    /// Terraform marks a whole output: `"sensitive": true` or `false`
+    /// (`terraform output -json`, and each output of `terraform show -json`;
+    /// a plan's outputs carry one boolean too, Terraform's jsonplan says so).
+    /// A structure with `true` at its sensitive leaves is how Terraform marks
+    /// parts of a value (`sensitive_values`, `after_sensitive`): any `true`
+    /// in it makes the whole output sensitive. Anything else is no
+    /// sensitivity Kiln can trust: nil.
+    static func sensitivity(_ marker: Any?) -> Bool? {
+        switch marker {
+        case let number as NSNumber:
+            guard String(cString: number.objCType) == "c" else { return nil }
+            return number.boolValue
+        case let list as [Any]:
+            let leaves = list.map(sensitivity)
+            return leaves.contains(nil) ? nil : leaves.contains(true)
+        case let object as [String: Any]:
+            let leaves = object.values.map(sensitivity)
+            return leaves.contains(nil) ? nil : leaves.contains(true)
+        default:
+            return nil
+        }
     }
 
     static func convert(_ value: Any) -> TerraformValue? {

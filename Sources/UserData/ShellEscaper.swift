@@ -7,13 +7,22 @@ import KilnCore
 /// - inside '...': the quote closed, an escaped quote, reopened (`'\''`);
 /// - inside "...": backslashes before `\`, `"`, `$` and `` ` ``;
 /// - in a comment: newlines become spaces (a comment ends only at a newline).
-/// Inside a here-document, `$'...'`, or a command substitution within double
-/// quotes, no escaping is safe for every value: the template is refused.
+/// Where no escaping is safe for every value, the template is refused: in a
+/// here-document, `$'...'`, a command substitution within double quotes,
+/// backquotes (their body is read again with `\` before `` ` ``, `$` and `\`
+/// removed, so the escapes themselves change meaning: POSIX 2.6.3), right
+/// after an unquoted `$` (the value would start `$'...'`, `$(...)` or
+/// `${...}`), and arithmetic (`$(( ))`, `(( ))`: bash evaluates the text as
+/// an expression, quoted or not, and runs a subscript's `$(...)`; bash
+/// manual, "Shell Arithmetic").
 struct ShellEscaper: ContextEscaper {
     enum State: Equatable {
         case normal, singleQuote, doubleQuote, comment, ansiQuote
         case substitutionInDoubleQuotes(depth: Int)
-        case backtickInDoubleQuotes
+        /// `` `...` ``, opened outside or inside double quotes.
+        case backquote(inDoubleQuotes: Bool)
+        /// `$((...))` or `((...))`, with the parentheses still open.
+        case arithmetic(depth: Int, inDoubleQuotes: Bool)
     }
 
     private(set) var state: State = .normal
@@ -23,6 +32,8 @@ struct ShellEscaper: ContextEscaper {
     private var currentLine = ""
     private var previous: Character = "\n"
     private var escaped = false
+    /// The last character read is an unescaped `$` outside single quotes.
+    private var afterDollar = false
 
     mutating func read(_ text: String) {
         let characters = Array(text)
@@ -41,6 +52,7 @@ struct ShellEscaper: ContextEscaper {
                 previous = character
                 continue
             }
+            afterDollar = false
             if escaped {
                 escaped = false
                 previous = character
@@ -55,6 +67,14 @@ struct ShellEscaper: ContextEscaper {
                 case "$" where index + 1 < characters.count && characters[index + 1] == "'":
                     state = .ansiQuote
                     index += 1
+                case "$" where Self.opensArithmetic(characters, at: index + 1):
+                    state = .arithmetic(depth: 2, inDoubleQuotes: false)
+                    index += 2
+                case "$": afterDollar = true
+                case "(" where Self.opensArithmetic(characters, at: index):
+                    state = .arithmetic(depth: 2, inDoubleQuotes: false)
+                    index += 1
+                case "`": state = .backquote(inDoubleQuotes: false)
                 case "#"
                 where previous.isWhitespace || previous == ";" || previous == "(" || previous == "|" || previous == "&"
                     || previous == "\n":
@@ -90,10 +110,14 @@ struct ShellEscaper: ContextEscaper {
                 switch character {
                 case "\\": escaped = true
                 case "\"": state = .normal
+                case "$" where Self.opensArithmetic(characters, at: index + 1):
+                    state = .arithmetic(depth: 2, inDoubleQuotes: true)
+                    index += 2
                 case "$" where index + 1 < characters.count && characters[index + 1] == "(":
                     state = .substitutionInDoubleQuotes(depth: 1)
                     index += 1
-                case "`": state = .backtickInDoubleQuotes
+                case "$": afterDollar = true
+                case "`": state = .backquote(inDoubleQuotes: true)
                 default: break
                 }
             case .substitutionInDoubleQuotes(let depth):
@@ -101,8 +125,20 @@ struct ShellEscaper: ContextEscaper {
                 if character == ")" {
                     state = depth == 1 ? .doubleQuote : .substitutionInDoubleQuotes(depth: depth - 1)
                 }
-            case .backtickInDoubleQuotes:
-                if character == "`" { state = .doubleQuote }
+            case .backquote(let inDoubleQuotes):
+                if character == "\\" {
+                    escaped = true
+                } else if character == "`" {
+                    state = inDoubleQuotes ? .doubleQuote : .normal
+                }
+            case .arithmetic(let depth, let inDoubleQuotes):
+                if character == "(" { state = .arithmetic(depth: depth + 1, inDoubleQuotes: inDoubleQuotes) }
+                if character == ")" {
+                    state =
+                        depth == 1
+                        ? (inDoubleQuotes ? .doubleQuote : .normal)
+                        : .arithmetic(depth: depth - 1, inDoubleQuotes: inDoubleQuotes)
+                }
             case .comment:
                 if character == "\n" {
                     state = .normal
@@ -113,7 +149,14 @@ struct ShellEscaper: ContextEscaper {
         }
     }
 
+    /// Whether `((` starts at `index`: bash reads `((` as arithmetic
+    /// (`$((` as its expansion, `((` as its command) before anything else.
+    private static func opensArithmetic(_ characters: [Character], at index: Int) -> Bool {
+        index + 1 < characters.count && characters[index] == "(" && characters[index + 1] == "("
+    }
+
     mutating func didRender() {
+        afterDollar = false
         previous = "x"  // a word now stands here: a following '#' is no comment
         if hereDocument != nil { currentLine.append("x") }
     }
@@ -125,9 +168,9 @@ struct ShellEscaper: ContextEscaper {
         }
     }
 
-    func escape(_ value: TemplateValue, name: String, line: Int, source: String, following: String) throws -> String {
+    func escape(_ value: TemplateValue, name: String, location: String, following: String) throws -> String {
         func refuse(_ why: String) -> KilnError {
-            KilnError.badConfiguration("\(source):\(line): {{ \(name) }} \(why)")
+            KilnError.badConfiguration("\(location): {{ \(name) }} \(why)")
         }
         if hereDocument != nil {
             throw refuse(
@@ -138,6 +181,14 @@ struct ShellEscaper: ContextEscaper {
             )
         }
         if escaped { throw refuse("follows a backslash") }
+        if afterDollar {
+            throw refuse(
+                """
+                stands right after '$', where the value would start an expansion ($'...', $(...), ${...}); \
+                write '\\$' or '$' in single quotes for a literal dollar
+                """
+            )
+        }
         if case .list = value, state != .normal {
             throw refuse("is a list, which can stand only as bare words (outside quotes)")
         }
@@ -158,10 +209,25 @@ struct ShellEscaper: ContextEscaper {
             return value.text.replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " ")
         case .ansiQuote:
             throw refuse("stands inside $'...', where escapes are interpreted; use '...' or a bare word")
-        case .substitutionInDoubleQuotes, .backtickInDoubleQuotes:
+        case .substitutionInDoubleQuotes:
             throw refuse(
                 """
                 stands inside a command substitution within double quotes; use it as a bare word there, or in a variable
+                """
+            )
+        case .backquote:
+            throw refuse(
+                """
+                stands inside backquotes, where the shell removes backslashes before reading the command again, \
+                so no escaping holds; use $(...) instead
+                """
+            )
+        case .arithmetic:
+            throw refuse(
+                """
+                stands inside arithmetic ($(( )) or (( ))), where bash evaluates the value as an expression, \
+                quoted or not, and runs any $(...) in an array subscript; assign it to a variable and check it is \
+                a number first
                 """
             )
         }

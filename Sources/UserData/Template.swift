@@ -34,7 +34,8 @@ public indirect enum TemplateValue: Sendable, Equatable {
 public struct Template: Sendable {
     public enum Piece: Sendable, Equatable {
         case text(String)
-        case placeholder(name: String, line: Int)
+        /// `line` and `column` (1-based, in characters) of the placeholder's `{{`.
+        case placeholder(name: String, line: Int, column: Int)
     }
 
     public let pieces: [Piece]
@@ -43,7 +44,7 @@ public struct Template: Sendable {
 
     public var variableNames: [String] {
         var seen: [String] = []
-        for case .placeholder(let name, _) in pieces where !seen.contains(name) { seen.append(name) }
+        for case .placeholder(let name, _, _) in pieces where !seen.contains(name) { seen.append(name) }
         return seen
     }
 
@@ -51,11 +52,17 @@ public struct Template: Sendable {
         self.source = source
         var pieces: [Piece] = []
         var line = 1
+        var column = 1
         var rest = Substring(text)
         while let open = rest.range(of: "{{") {
             let before = rest[..<open.lowerBound]
             pieces.append(.text(String(before)))
             line += before.filter { $0 == "\n" }.count
+            if let lastNewline = before.lastIndex(of: "\n") {
+                column = before.distance(from: lastNewline, to: before.endIndex)
+            } else {
+                column += before.count
+            }
             let afterOpen = rest[open.upperBound...]
             let lineEnd = afterOpen.firstIndex(of: "\n") ?? afterOpen.endIndex
             guard let close = afterOpen[..<lineEnd].range(of: "}}") else {
@@ -70,7 +77,8 @@ public struct Template: Sendable {
                     """
                 )
             }
-            pieces.append(.placeholder(name: name, line: line))
+            pieces.append(.placeholder(name: name, line: line, column: column))
+            column += rest.distance(from: open.lowerBound, to: close.upperBound)
             rest = afterOpen[close.upperBound...]
         }
         if rest.contains("}}") {
@@ -93,9 +101,10 @@ protocol ContextEscaper {
     /// Consumes literal template text (updates the lexical state).
     mutating func read(_ text: String)
     /// The escaped form of `value` for the current state, or an error
-    /// explaining why a value cannot stand here. `following` is the rest of
-    /// the template's line after the placeholder ("{{" when another follows).
-    func escape(_ value: TemplateValue, name: String, line: Int, source: String, following: String) throws -> String
+    /// explaining why a value cannot stand here. `location` is the
+    /// placeholder's `file:line:column`; `following` is the rest of the
+    /// template's line after the placeholder ("{{" when another follows).
+    func escape(_ value: TemplateValue, name: String, location: String, following: String) throws -> String
     /// Notes that a (neutral) rendered value now stands on the line.
     mutating func didRender()
 }
@@ -110,7 +119,7 @@ extension Template {
             case .text(let text):
                 escaper.read(text)
                 out += text
-            case .placeholder(let name, let line):
+            case .placeholder(let name, let line, let column):
                 guard let value = values[name] else {
                     let known = values.keys.sorted().joined(separator: ", ")
                     throw KilnError.badConfiguration("\(source):\(line): unknown variable '\(name)' (known: \(known))")
@@ -122,7 +131,8 @@ extension Template {
                     case .placeholder: following = "{{"
                     }
                 }
-                let escaped = try escaper.escape(value, name: name, line: line, source: source, following: following)
+                let escaped = try escaper.escape(
+                    value, name: name, location: "\(source):\(line):\(column)", following: following)
                 // The escaped form is neutral: it leaves the lexical state as it was.
                 out += escaped
                 escaper.didRender()

@@ -58,6 +58,12 @@ public struct UserDataStage {
                     """
                 )
             }
+            try TemplateSecrets.check(
+                text, template: part.template, mask: context.log.secrets,
+                readItAt: """
+                    aws ssm get-parameter --with-decryption --name /\(image.application)/\(environment)/NAME \
+                    --query Parameter.Value --output text
+                    """)
             let template = try Template(parsing: text, source: part.template)
             var resolved: [String: TemplateValue] = [:]
             for name in template.variableNames {
@@ -117,7 +123,9 @@ public struct UserDataStage {
     }
 
     static func line(of name: String, in template: Template) -> Int {
-        for case .placeholder(let placeholder, let line) in template.pieces where placeholder == name { return line }
+        for case .placeholder(let placeholder, let line, _) in template.pieces where placeholder == name {
+            return line
+        }
         return 0
     }
 

@@ -53,10 +53,10 @@ struct YAMLEscaper: ContextEscaper {
     mutating func didRender() { line.append("X") }
 
     func escape(
-        _ value: TemplateValue, name: String, line number: Int, source: String, following: String
+        _ value: TemplateValue, name: String, location: String, following: String
     ) throws -> String {
         func refuse(_ why: String) -> KilnError {
-            KilnError.badConfiguration("\(source):\(number): {{ \(name) }} \(why)")
+            KilnError.badConfiguration("\(location): {{ \(name) }} \(why)")
         }
         let indent = line.prefix { $0 == " " }.count
         if let parent = blockParentIndent, indent > parent || line.trimmingCharacters(in: .whitespaces).isEmpty {

@@ -305,6 +305,52 @@ let passingYML = """
                 != (first.buildJSON["artifact"] as? [String: Any])?["sha256"] as? String)
     }
 
+    /// Issue 13, item 19: a job folder with the setgid bit (shared runners)
+    /// makes every folder the build creates setgid, and a build may leave a
+    /// setuid file or a sticky folder: the package holds modes 644 and 755 only.
+    @Test func specialModeBitsAreNotPacked() throws {
+        let project = try SampleProject(
+            kilnYML: """
+                application: demo
+                build:
+                  commands:
+                    - mkdir -p dist/lib dist/tmp && cp app.sh dist/ && cp app.sh dist/lib/data
+                    - chmod 4755 dist/app.sh && chmod 2644 dist/lib/data && chmod 1777 dist/tmp
+                  package:
+                    paths: [dist/]
+                """,
+            files: ["app.sh": "#!/bin/sh\necho demo\n"])
+        #expect(chmod(project.path, 0o2775) == 0)
+        let (code, output) = try runBuild(project)
+        #expect(code == 0, "\(output)")
+        var folder = stat()
+        #expect(stat(project.folder.file("dist/lib"), &folder) == 0)
+        #expect(folder.st_mode & 0o2000 != 0, "the build's folders inherit setgid from the job folder")
+        let script = """
+            import sys, tarfile
+            for member in tarfile.open(sys.argv[1]):
+                print(member.name, oct(member.mode))
+            """
+        let runner = ProcessRunner(
+            log: LogWriter(sink: MemorySink(), style: .plain, secrets: SecretMask()), cancellation: Cancellation())
+        let listing = String(
+            decoding: try runner.check(
+                Command(
+                    "/usr/bin/python3", ["-c", script, project.folder.file("kiln/demo-v1.4.0-2-gccccccc.tar.gz")]),
+                what: "tarfile", failure: .internalError, output: .capture
+            ).standardOutput, as: UTF8.self)
+        let modes = Dictionary(
+            uniqueKeysWithValues: listing.split(separator: "\n").map { line in
+                let fields = line.split(separator: " ")
+                return (String(fields[0]), String(fields[1]))
+            })
+        #expect(
+            modes == [
+                "./dist": "0o755", "./dist/app.sh": "0o755", "./dist/lib": "0o755", "./dist/lib/data": "0o644",
+                "./dist/tmp": "0o755",
+            ], "\(listing)")
+    }
+
     @Test func prebuiltDebIsTakenAsIs() throws {
         let project = try SampleProject(
             kilnYML: """

@@ -51,6 +51,56 @@ private let fixedDate = Date(timeIntervalSince1970: 1_790_000_000)
         #expect(mask.mask("x a+b/c=d y") == "x [MASKED] y")
     }
 
+    /// Issue 13, item 18: a secret inside base64 (a Basic-auth header) is
+    /// masked whatever its offset in a base64 group (the text before it
+    /// 0, 1 or 2 bytes long, modulo 3), also when written in pieces.
+    @Test(arguments: ["", "u", "us", "gitlab-ci-token:"])
+    func base64FormsAreMasked(prefix: String) {
+        let secret = "glcbt-64_Zx9vQ2mN8pL4rT6wY1aB"
+        let encoded = Data((prefix + secret).utf8).base64EncodedString()
+        let middle = secretsOwnGroups(of: encoded, prefixLength: prefix.utf8.count, secretLength: secret.utf8.count)
+        let line = Array("Authorization: Basic \(encoded)\n".utf8)
+        let mask = SecretMask([secret])
+        let whole = mask.mask(String(decoding: line, as: UTF8.self))
+        #expect(whole.contains("Authorization: Basic ") && whole.contains(SecretMask.replacement), "\(whole)")
+        #expect(!whole.contains(middle), "\(whole)")
+        for cut in 0...line.count {
+            let sink = MemorySink()
+            var stream = LogWriter(sink: sink, style: .plain, secrets: mask).stream()
+            stream.write(line[..<cut])
+            stream.write(line[cut...])
+            stream.finish()
+            #expect(sink.text == whole, "cut at \(cut)")
+        }
+    }
+
+    /// A real child prints the job token as GitLab's Basic-auth header does;
+    /// the log shows none of it, raw or encoded.
+    @Test func aChildPrintingTheTokenInBase64IsMasked() throws {
+        let token = "glcbt-64_Zx9vQ2mN8pL4rT6wY1aB"
+        let sink = MemorySink()
+        let runner = ProcessRunner(log: LogWriter(sink: sink, style: .plain, secrets: SecretMask([token])))
+        let command = Command(
+            "/bin/sh",
+            ["-c", #"printf 'Authorization: Basic %s\n' "$(printf 'gitlab-ci-token:%s' "$TOKEN" | base64 -w0)""#],
+            environment: ["PATH": "/usr/bin:/bin", "TOKEN": token])
+        let result = try runner.run(command)
+        #expect(result.termination.succeeded)
+        let encoded = Data("gitlab-ci-token:\(token)".utf8).base64EncodedString()
+        let middle = secretsOwnGroups(of: encoded, prefixLength: 16, secretLength: token.utf8.count)
+        #expect(sink.text.contains("Authorization: Basic "), "\(sink.text)")
+        #expect(!sink.text.contains(middle), "\(sink.text)")
+        #expect(!result.tail.contains(middle), "\(result.tail)")
+    }
+
+    /// The base64 groups (4 characters for 3 bytes) made of the secret's
+    /// bytes only: the part of the encoding that no surrounding text changes.
+    private func secretsOwnGroups(of encoded: String, prefixLength: Int, secretLength: Int) -> String {
+        let first = (prefixLength + 2) / 3
+        let end = (prefixLength + secretLength) / 3
+        return String(Array(encoded)[(first * 4)..<(end * 4)])
+    }
+
     @Test func secretLearntLaterIsMasked() {
         let mask = SecretMask()
         #expect(mask.mask("session FQoGZXIvYXdzEBY") == "session FQoGZXIvYXdzEBY")

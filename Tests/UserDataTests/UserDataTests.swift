@@ -135,6 +135,65 @@ let hostile =
         #expect(output.contains(reason), "\(output)")
     }
 
+    /// Issue 13, items 15-17: places where no escaping is safe for every
+    /// value. Each value below ran its command when the rendered script ran
+    /// (backquotes, right after `$`, inside `$(( ))`); now the template is
+    /// refused with file:line:column. Should a rendering ever succeed again,
+    /// the script is run under bash to show whether the command ran.
+    @Test(arguments: [
+        ("x=`printf %s {{ V }}`", "a`;touch MARKER;`", "backquotes"),
+        ("x=`echo \"{{ V }}\"`", "`touch MARKER`", "backquotes"),
+        ("x=${{ V }}", "\\';touch MARKER;#", "right after '$'"),
+        ("echo \"db: ${{ V }}\"", "(touch MARKER)", "right after '$'"),
+        ("echo $(( 1 + {{ V }} ))", "a[$(touch MARKER)]", "arithmetic"),
+        ("(( n = 1 + {{ V }} ))", "a[$(touch MARKER)]", "arithmetic"),
+        ("echo \"$(( 1 + {{ V }} ))\"", "a[$(touch MARKER)]", "arithmetic"),
+    ])
+    func placesThatRunAValueAreRefused(line: String, value: String, reason: String) throws {
+        let yml = """
+            environments:
+              test:
+                userdata: {template: deploy/user_init.sh}
+                variables:
+                  V: {env: V}
+            """
+        let project = try UserDataProject(
+            kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/bash\n\(line)\necho done\n"])
+        let (code, output) = try runUserData(project, environment: ["V": value])
+        let column = line.distance(from: line.startIndex, to: line.range(of: "{{")!.lowerBound) + 1
+        #expect(code == 78, "\(line): \(output)")
+        #expect(output.contains("deploy/user_init.sh:2:\(column): {{ V }}"), "\(output)")
+        #expect(output.contains(reason), "\(output)")
+        #expect(!output.contains("MARKER"), "the value is not echoed: \(output)")
+        if code == 0, let script = project.read("kiln/userdata-test.sh") {
+            let sandbox = TemporaryDirectory("kiln-run")
+            try script.write(toFile: sandbox.file("user_init.sh"), atomically: true, encoding: .utf8)
+            _ = try run("/bin/bash", ["-c", "cd '\(sandbox.path)' && bash user_init.sh"])
+            #expect(!FileManager.default.fileExists(atPath: sandbox.file("MARKER")), "\(line): the value ran a command")
+        }
+    }
+
+    /// A `$` that is escaped, or in single quotes, is text: a value may follow it.
+    @Test func aDollarThatIsTextMayPrecedeAValue() throws {
+        let yml = "environments:\n  test:\n    userdata: {template: i.sh}\n    variables:\n      V: {env: V}\n"
+        let project = try UserDataProject(
+            kilnYML: yml,
+            templates: [
+                "i.sh": "#!/bin/bash\nprintf '%s|' \\${{ V }} '${{ V }}' \"\\${{ V }}\" > out\n"
+            ])
+        let (code, output) = try runUserData(project, environment: ["V": "(touch MARKER)"])
+        #expect(code == 0, "\(output)")
+        let script = try #require(project.read("kiln/userdata-test.sh"))
+        let sandbox = TemporaryDirectory("kiln-run")
+        try script.write(toFile: sandbox.file("user_init.sh"), atomically: true, encoding: .utf8)
+        let (result, text) = try run("/bin/bash", ["-c", "cd '\(sandbox.path)' && bash user_init.sh"])
+        #expect(result.termination.succeeded, "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: sandbox.file("MARKER")))
+        #expect(
+            (try? String(contentsOfFile: sandbox.file("out"), encoding: .utf8))
+                == "$(touch MARKER)|$(touch MARKER)|$(touch MARKER)|")
+    }
+
     @Test func unknownVariableAndUnclosedTagNameTheirLine() throws {
         let unknown = try UserDataProject(
             kilnYML: yml, templates: ["deploy/user_init.sh": "#!/bin/sh\necho ok\necho {{ NOPE }}\n"])
@@ -185,6 +244,98 @@ let hostile =
             #expect(!output.contains("hunter2") && !output.contains("glcbt-job-token-1234"))
             #expect(!FileManager.default.fileExists(atPath: project.folder.file("kiln/userdata-test.sh")))
         }
+    }
+}
+
+/// Issue 13: a secret written into the template itself is refused, as one
+/// given as a value is; the message names the line and never the secret.
+@Suite struct LiteralSecretUserDataTests {
+    static let registryPassword = "s3cr3t-registry-pass"
+
+    @Test(arguments: [
+        ("curl -H 'PRIVATE-TOKEN: glpat-AbCdEf1234567890xyZW' https://gitlab.example.com", "GitLab token"),
+        ("git clone https://gitlab-ci-token:glcbt-64_Qw3rTy8uIoPaSdFgHjKl@gitlab.example.com/g/p.git", "GitLab token"),
+        ("export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "AWS secret access key"),
+        ("docker login -p \(registryPassword) registry.example.com", "masked secret"),
+        (
+            "echo \(Data("ci:\(registryPassword)".utf8).base64EncodedString()) > /root/.docker/auth",
+            "masked secret"
+        ),
+    ])
+    func aSecretWrittenInTheTemplateIsRefused(line: String, what: String) throws {
+        let project = try UserDataProject(
+            kilnYML: "environments:\n  test:\n    userdata: {template: init.sh}\n",
+            templates: ["init.sh": "#!/bin/sh\necho {{ kiln.version }}\n\(line)\n"])
+        let (code, output) = try runUserData(project, environment: ["CI_REGISTRY_PASSWORD": Self.registryPassword])
+        #expect(code == 78, "\(output)")
+        #expect(output.contains("init.sh:3: "), "\(output)")
+        #expect(output.contains(what), "\(output)")
+        #expect(output.contains("aws ssm get-parameter"), "\(output)")
+        #expect(!output.contains("glpat-A") && !output.contains("glcbt-64_Q") && !output.contains("bPxRfiCY"))
+        #expect(!FileManager.default.fileExists(atPath: project.folder.file("kiln/userdata-test.sh")))
+    }
+
+    @Test func commitsAndKeysThatAreNoSecretPass() throws {
+        let project = try UserDataProject(
+            kilnYML: "environments:\n  test:\n    userdata: {template: init.sh}\n",
+            templates: [
+                "init.sh": """
+                #!/bin/sh
+                # built from 0123456789abcdef0123456789abcdef01234567 (glpat- tokens go in SSM)
+                echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq3pXbN0Lm2Zx9vQ2mN8pL4rT6wY1aBcDeF ops' >> keys
+                echo {{ kiln.version }}
+                """
+            ])
+        let (code, output) = try runUserData(project, environment: ["CI_REGISTRY_PASSWORD": Self.registryPassword])
+        #expect(code == 0, "\(output)")
+    }
+}
+
+/// Issue 13: Terraform marks sensitivity per output, as a JSON boolean
+/// (`terraform output -json`, and `values.outputs` of `terraform show
+/// -json`); a sensitivity that marks parts of a value (the shape of
+/// `sensitive_values`) makes the output sensitive, and one Kiln cannot read
+/// is refused rather than taken as "not sensitive".
+@Suite struct TerraformSensitivityTests {
+    let yml = "environments:\n  test:\n    userdata: {template: init.sh}\n"
+
+    func render(_ outputs: String) throws -> (code: Int32?, output: String, project: UserDataProject) {
+        let project = try UserDataProject(
+            kilnYML: yml, templates: ["init.sh": "#!/bin/sh\necho {{ tf.db }}\n"], terraform: outputs)
+        let (code, output) = try runUserData(
+            project, ["--environment", "test", "--terraform-outputs", project.folder.file("outputs.json")])
+        return (code, output, project)
+    }
+
+    @Test(arguments: [
+        #"{"db": {"sensitive": {"password": true}, "type": ["object", {}], "value": ["hunter2"]}}"#,
+        #"{"db": {"sensitive": [false, true], "type": ["list", "string"], "value": ["a", "hunter2"]}}"#,
+        #"{"format_version": "1.0", "values": {"outputs": {"db": {"sensitive": true, "value": "hunter2"}}}}"#,
+    ])
+    func sensitiveOutputsAreRefused(outputs: String) throws {
+        let (code, output, project) = try render(outputs)
+        #expect(code == 78, "\(output)")
+        #expect(output.contains("sensitive Terraform output 'db'"), "\(output)")
+        #expect(!output.contains("hunter2"))
+        #expect(!FileManager.default.fileExists(atPath: project.folder.file("kiln/userdata-test.sh")))
+    }
+
+    @Test(arguments: [
+        #"{"db": {"sensitive": "true", "type": "string", "value": "hunter2"}}"#,
+        #"{"db": {"type": "string", "value": "hunter2"}}"#,
+    ])
+    func aSensitivityThatIsNotABooleanIsRefused(outputs: String) throws {
+        let (code, output, _) = try render(outputs)
+        #expect(code == 78, "\(output)")
+        #expect(output.contains("outputs.json: output 'db': 'sensitive'"), "\(output)")
+        #expect(!output.contains("hunter2"))
+    }
+
+    @Test func showJSONStateIsRead() throws {
+        let (code, output, project) = try render(
+            #"{"format_version": "1.0", "values": {"outputs": {"db": {"sensitive": false, "value": "db.internal"}}}}"#)
+        #expect(code == 0, "\(output)")
+        #expect(project.read("kiln/userdata-test.sh") == "#!/bin/sh\necho 'db.internal'\n")
     }
 }
 

@@ -13,14 +13,16 @@ public final class SecretMask: Sendable {
         for value in values { add(value) }
     }
 
-    /// Adds a secret and the forms in which it may be printed: as is, and
-    /// percent-encoded (a token inside a URL).
+    /// Adds a secret and the forms in which it may be printed: as is,
+    /// percent-encoded (a token inside a URL), and inside base64 (a
+    /// Basic-auth header, `base64(user:token)`).
     public func add(_ value: String) {
         guard !value.isEmpty else { return }
         var forms = [value]
         if let encoded = value.addingPercentEncoding(withAllowedCharacters: .alphanumerics), encoded != value {
             forms.append(encoded)
         }
+        forms += Self.base64Forms(of: Array(value.utf8))
         secrets.withLock { secrets in
             for form in forms {
                 let bytes = Array(form.utf8)
@@ -31,17 +33,42 @@ public final class SecretMask: Sendable {
         }
     }
 
+    /// Base64 encodes 3 bytes as 4 characters (RFC 4648, section 4), so
+    /// inside `base64(prefix + secret + suffix)` only the groups made of the
+    /// secret's bytes alone are the same whatever surrounds it; which bytes
+    /// those are depends on where the secret starts in its group (0, 1 or 2
+    /// bytes in). One form per start: the secret from its first byte that
+    /// begins a group, up to the last whole group. A form shorter than 8
+    /// characters (GitLab's minimum for a masked variable) would mask
+    /// ordinary text, and is left out.
+    static func base64Forms(of secret: [UInt8]) -> [String] {
+        var forms: [String] = []
+        for skipped in 0..<3 {
+            let whole = (secret.count - skipped) / 3 * 3
+            guard whole >= 6 else { continue }
+            let form = Data(secret[skipped..<(skipped + whole)]).base64EncodedString()
+            if !forms.contains(form) { forms.append(form) }
+        }
+        return forms
+    }
+
     public var isEmpty: Bool { secrets.withLock { $0.isEmpty } }
 
     /// Whether this exact value is one of the secrets (or holds one).
     public func contains(secretIn value: String) -> Bool {
-        let bytes = Array(value.utf8)
-        return snapshot.contains { secret in
+        firstOccurrence(in: value) != nil
+    }
+
+    /// Where the first secret in `text` starts (a UTF-8 offset), in any of
+    /// its forms; nil when there is none.
+    public func firstOccurrence(in text: String) -> Int? {
+        let bytes = Array(text.utf8)
+        return snapshot.compactMap { secret in
             secret.count <= bytes.count
-                && (0...(bytes.count - secret.count)).contains { start in
+                ? (0...(bytes.count - secret.count)).first { start in
                     bytes[start..<(start + secret.count)].elementsEqual(secret)
-                }
-        }
+                } : nil
+        }.min()
     }
 
     var snapshot: [[UInt8]] { secrets.withLock { $0 } }
