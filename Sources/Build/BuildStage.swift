@@ -93,7 +93,8 @@ public struct BuildStage {
         result.artifact = try log.section("kiln_package", title: "Packaging \(configuration.application) \(version)") {
             try Packager(
                 runner: context.runner, projectDirectory: projectDirectory,
-                artifactsDirectory: context.artifacts.directory
+                artifactsDirectory: context.artifacts.directory,
+                environment: context.job.environmentForTools(masking: log.secrets)
             )
             .package(configuration.package, name: artifactName, time: time, location: configuration.location)
         }

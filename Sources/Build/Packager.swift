@@ -11,11 +11,16 @@ public struct Packager {
     public let runner: ProcessRunner
     public let projectDirectory: String
     public let artifactsDirectory: String
+    /// tar's environment: the job's without its secrets (`JobContext.environmentForTools`).
+    public let environment: [String: String]
 
-    public init(runner: ProcessRunner, projectDirectory: String, artifactsDirectory: String) {
+    public init(
+        runner: ProcessRunner, projectDirectory: String, artifactsDirectory: String, environment: [String: String]
+    ) {
         self.runner = runner
         self.projectDirectory = projectDirectory
         self.artifactsDirectory = artifactsDirectory
+        self.environment = environment
     }
 
     public func package(
@@ -52,7 +57,7 @@ public struct Packager {
                         "--mode=a+rX,u+w,go-w,u-s,g-s,o-t", "--no-acls", "--no-xattrs", "--no-selinux",
                         "--exclude=./\(relative(artifactsDirectory))",
                         "--directory=\(projectDirectory)", "--",
-                    ] + members),
+                    ] + members, environment: environment),
                 what: "packing \(name)", failure: .projectFailed)
             guard rename(partial, target) == 0 else { throw SystemCallError("rename \(partial)", errno: errno) }
             return try describe(target, kind: .tarGz)

@@ -16,6 +16,9 @@ public struct UserDataFlags: Sendable {
 public struct UserDataStage {
     /// EC2 takes at most 16 KB of user data, before base64 (RunInstances).
     public static let maximumBytes = 16_384
+    /// A template is read up to this size (its rendering must fit in 16 KB,
+    /// compressed; the template itself may hold comments).
+    static let maximumTemplateBytes = 1 << 20
 
     public let context: StageContext
     public let environment: String
@@ -42,13 +45,26 @@ public struct UserDataStage {
         var used: [String: String] = [:]
         var rendered: [(name: String, format: UserDataFormat, text: String)] = []
         for part in configuration.parts {
-            let path =
-                part.template.hasPrefix("/")
-                ? part.template : (projectDirectory as NSString).appendingPathComponent(part.template)
-            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
-            else {
+            // In the repository, symbolic links followed (issue 13, item 2), and
+            // read as a bounded regular file (a FIFO would never answer).
+            let path = try ContainedPath.resolve(
+                part.template, relativeTo: projectDirectory, within: [projectDirectory],
+                origin: .configuration(
+                    location: context.settings.file.path ?? "kiln.yml", key: "environments.\(environment).userdata"))
+            let data: Data
+            switch InputFile.read(path, limit: Self.maximumTemplateBytes) {
+            case .success(let bytes):
+                data = bytes
+            case .failure(let failure) where failure.problem == .missing:
                 throw KilnError.badConfiguration(
                     "\(part.template): template not found (from environments.\(environment).userdata)")
+            case .failure(let failure):
+                throw KilnError.badConfiguration(
+                    "\(part.template) (from environments.\(environment).userdata): \(failure.problem.description)")
+            }
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw KilnError.badConfiguration(
+                    "\(part.template): not UTF-8 text (from environments.\(environment).userdata)")
             }
             guard let format = part.format ?? UserDataFormat.detect(text), format != .multipart else {
                 throw KilnError.badConfiguration(
@@ -113,10 +129,11 @@ public struct UserDataStage {
             environment: environment, format: format, gzip: configuration.gzip, path: relative, size: bytes.count,
             sha256: sha256, templates: configuration.parts.map(\.template),
             variables: used.keys.sorted().map { .init(name: $0, source: used[$0]!) }, amiID: image.amiID)
-        try context.artifacts.write(result, fileName: UserDataResult.fileName(environment: environment))
         var dotenv = Dotenv()
         dotenv.set("KILN_USERDATA_SHA256", sha256)
-        try context.artifacts.writeDotenv(dotenv, fileName: "userdata-\(environment).env")
+        try context.artifacts.write(
+            result, fileName: UserDataResult.fileName(environment: environment), dotenv: dotenv,
+            dotenvFileName: "userdata-\(environment).env")
         context.log.line(
             "userdata: \(environment): \(format.rawValue), \(bytes.count) bytes, sha256 \(sha256) -> \(relative)")
         return result
@@ -154,7 +171,10 @@ public struct UserDataStage {
         defer { try? FileManager.default.removeItem(atPath: file) }
         // -n: no name or time in the header, so the same input gives the same bytes.
         let result = try context.runner.check(
-            Command("gzip", ["-n", "-9", "-c", file]), what: "gzip", failure: .internalError, output: .capture)
+            Command(
+                "gzip", ["-n", "-9", "-c", file],
+                environment: context.job.environmentForTools(masking: context.log.secrets)),
+            what: "gzip", failure: .internalError, output: .capture)
         return Array(result.standardOutput)
     }
 
