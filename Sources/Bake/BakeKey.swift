@@ -6,7 +6,7 @@ import KilnCore
 /// image. Two bakes with the same key make the same image, so the second
 /// one reuses the first's AMI instead of launching anything.
 ///
-/// In it: the role, the application, the resolved source AMI id, the
+/// In it: the role, the day (base role only: see `BakeDay`), the application, the resolved source AMI id, the
 /// artifact's SHA-256, the Packer template's bytes, every file of the
 /// playbook tree (path and bytes), the project's Packer variables, the
 /// instance type and the communicator. Not in it: the image name, the time,
@@ -19,7 +19,8 @@ public struct BakeKey: Sendable, Equatable {
 
     public init(
         role: BakeRole, application: String, sourceAMI: String, artifactSHA256: String?, templatePath: String,
-        playbooksPath: String, variables: [String: String], instanceType: String, communicator: String
+        playbooksPath: String, variables: [String: String], instanceType: String, communicator: String,
+        day: BakeDay? = nil
     ) throws {
         var lines = [
             "kiln-bake-key 1",
@@ -32,6 +33,10 @@ public struct BakeKey: Sendable, Equatable {
             "instance-type \(instanceType)",
             "communicator \(communicator)",
         ]
+        // The base image takes the day's updates (apt, snaps, security
+        // fixes) whether or not Ubuntu published a new image: its key
+        // changes every day, and a re-run on the same day reuses.
+        if let day { lines.append("day \(day.text)") }
         // Lengths first, so that no value can pose as a key (`a=b` + `c` vs `a` + `b=c`).
         for (key, value) in variables.sorted(by: { $0.key < $1.key }) {
             lines.append("variable \(key.utf8.count):\(key)=\(value.utf8.count):\(value)")
@@ -68,4 +73,24 @@ public struct BakeKey: Sendable, Equatable {
         }
         return SHA256Digest.hex(of: Data(entries.sorted().joined(separator: "\n").utf8))
     }
+}
+
+/// The day a base bake is for, in UTC: the day the pipeline was created
+/// (`CI_PIPELINE_CREATED_AT`, ISO 8601, one of GitLab's predefined
+/// variables), so that a retried job and a re-run on the same day find the
+/// same key; by hand, today.
+public struct BakeDay: Sendable, Equatable {
+    /// `2026-12-01`.
+    public let text: String
+
+    public init(pipelineCreatedAt: String?, now: Date) {
+        let date = pipelineCreatedAt.flatMap { ISO8601DateFormatter().date(from: $0) } ?? now
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let parts = calendar.dateComponents([.year, .month, .day], from: date)
+        text = String(format: "%04d-%02d-%02d", parts.year ?? 0, parts.month ?? 0, parts.day ?? 0)
+    }
+
+    /// `20261201`, for the image's version and name.
+    public var compact: String { text.replacingOccurrences(of: "-", with: "") }
 }

@@ -21,6 +21,9 @@ public struct BakeStage {
 
     var projectDirectory: String { context.projectDirectory }
 
+    /// The day a base bake is for (its key changes daily).
+    var baseDay: BakeDay { BakeDay(pipelineCreatedAt: context.job["CI_PIPELINE_CREATED_AT"], now: context.clock.now()) }
+
     /// What the image will hold: the application's artifact (app), or nothing but the base work (base).
     struct Inputs {
         var application: String
@@ -51,8 +54,8 @@ public struct BakeStage {
             artifactSHA256: inputs.artifactSHA256, templatePath: configuration.template,
             playbooksPath: configuration.playbooks,
             variables: configuration.variables, instanceType: configuration.instanceType,
-            communicator: configuration.communicator)
-        log.line("bake key: \(key.value)")
+            communicator: configuration.communicator, day: configuration.role == .base ? baseDay : nil)
+        log.line("bake key: \(key.value)\(configuration.role == .base ? " (base image of \(baseDay.text), UTC)" : "")")
 
         var result: ImageResult
         if let existing = try images.newest(withBakeKey: key.value) {
@@ -101,10 +104,9 @@ public struct BakeStage {
                     "no application name: set application in kiln.yml (or run in a job, where CI_PROJECT_NAME names it)"
                 )
             }
-            // A base image has no release of its own: it is named by the day it was made.
-            let stamp = Self.timestamp(context.clock.now())
+            // A base image has no release of its own: it is named by its day.
             return Inputs(
-                application: configuration.application, version: String(stamp.prefix(8)),
+                application: configuration.application, version: baseDay.compact,
                 commit: context.job.commitSHA ?? "", artifactPath: nil, artifactSHA256: nil)
         case .app:
             let file = context.artifacts.path("build.json")

@@ -1,3 +1,4 @@
+import Bake
 import Foundation
 import KilnCore
 import KilnTestSupport
@@ -109,4 +110,42 @@ func rewriteBuild(_ project: BakeProject, _ change: (inout [String: Any]) -> Voi
     change(&artifact)
     object["artifact"] = artifact
     try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]).write(to: URL(fileURLWithPath: path))
+}
+
+/// Issue 14, item 3: the daily base image is baked daily. Its key holds the
+/// pipeline's day (UTC): the same day reuses, the next day bakes again even
+/// when Ubuntu published no new image. Before, the key had no day and the
+/// scheduled job reused yesterday's image.
+@Suite(.serialized) struct BaseImageDayTests {
+    @Test func aBaseBakeOnTwoDaysBakesTwiceAndTwiceOnOneDayReuses() throws {
+        try withStandIn("moto") { moto in
+            let project = try BakeProject(moto: moto, kilnYML: kilnYML())
+            project.pinSource = false
+            let first = try project.bake(["--role", "base"], environment: ["CI_PIPELINE_CREATED_AT": "2026-12-01T03:30:05Z"])
+            #expect(first.code == 0, "\(first.output)")
+            let monday = try project.image()
+            #expect(monday["outcome"] as? String == "baked")
+            #expect(monday["applicationVersion"] as? String == "20261201")
+
+            let again = try project.bake(["--role", "base"], environment: ["CI_PIPELINE_CREATED_AT": "2026-12-01T22:10:00Z"])
+            #expect(again.code == 0, "\(again.output)")
+            #expect(try project.image()["outcome"] as? String == "reused")
+            #expect(try project.image()["amiID"] as? String == monday["amiID"] as? String)
+
+            let next = try project.bake(["--role", "base"], environment: ["CI_PIPELINE_CREATED_AT": "2026-12-02T03:30:05Z"])
+            #expect(next.code == 0, "\(next.output)")
+            let tuesday = try project.image()
+            #expect(tuesday["outcome"] as? String == "baked")
+            #expect(tuesday["amiID"] as? String != monday["amiID"] as? String)
+            #expect(tuesday["bakeKey"] as? String != monday["bakeKey"] as? String)
+            #expect(tuesday["sourceAMI"] as? String == monday["sourceAMI"] as? String, "the same Ubuntu image")
+        }
+    }
+
+    @Test func theDayIsThePipelinesInUTC() {
+        let now = Date(timeIntervalSince1970: 0)
+        #expect(BakeDay(pipelineCreatedAt: "2026-12-01T23:59:59-05:00", now: now).text == "2026-12-02")
+        #expect(BakeDay(pipelineCreatedAt: nil, now: now).text == "1970-01-01")
+        #expect(BakeDay(pipelineCreatedAt: "not a date", now: now).compact == "19700101")
+    }
 }
