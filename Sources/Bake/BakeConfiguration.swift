@@ -25,10 +25,7 @@ public struct BakeFlags: Sendable {
 public struct BakeConfiguration: Sendable {
     public static let canonicalOwner = "099720109477"
     public static let ubuntuNamePattern = "ubuntu/images/hvm-ssd*/ubuntu-*-amd64-server-*"
-    public static let keys: Set<String> = [
-        "template", "playbooks", "instance_type", "subnet", "communicator", "variables", "regions",
-        "share_with", "channel", "keep", "base", "source_ami", "packer",
-    ]
+    public static let keys = ConfigSchema.bake.keys
 
     public var application: String
     public var role: BakeRole
@@ -61,7 +58,7 @@ public struct BakeConfiguration: Sendable {
         if let section = file.node("bake") {
             _ = try file.mapping(section, "bake", allowed: keys)
             if let base = file.node("bake.base") {
-                _ = try file.mapping(base, "bake.base", allowed: ["owner", "name"])
+                _ = try file.mapping(base, "bake.base", allowed: ConfigSchema.bake["base"]?.keys ?? [])
             }
         }
         // As every stage reads it (Settings.application); checked where it is needed.

@@ -28,7 +28,9 @@ public struct BuildConfiguration: Sendable, Equatable {
     public var package: PackageSpecification
     public var location: String
 
-    static let keys: Set<String> = ["commands", "test", "junit", "package", "timeout"]
+    static let keys = ConfigSchema.build.keys
+    /// A limit of 0 would stop every command at once.
+    static let shortestTimeout = Seconds(1)
 
     /// Reads `build` (and the application's name, as `Settings.application` resolves it).
     public static func load(_ settings: Settings) throws -> BuildConfiguration {
@@ -42,7 +44,9 @@ public struct BuildConfiguration: Sendable, Equatable {
             )
         }
         let entries = try file.mapping(section, "build", allowed: keys)
-        let defaultTimeout = try entries["timeout"].map { try file.value($0, "build.timeout", as: Seconds.self) }
+        let defaultTimeout = try entries["timeout"].map {
+            try file.value($0, "build.timeout", atLeast: shortestTimeout)
+        }
         func commands(_ key: String) throws -> [ProjectCommand] {
             guard let node = entries[key] else { return [] }
             return try file.listOrOne(node, "build.\(key)").enumerated().map { index, item in
@@ -52,13 +56,15 @@ public struct BuildConfiguration: Sendable, Equatable {
                         name: "\(key) \(index + 1)", run: line, environment: [:], timeout: defaultTimeout,
                         location: file.location(item))
                 }
-                let fields = try file.mapping(item, keyPath, allowed: ["run", "name", "env", "timeout"])
+                let fields = try file.mapping(item, keyPath, allowed: ConfigSchema.buildCommand.keys)
                 guard let run = fields["run"] else { throw file.fail(item, keyPath, "a command needs 'run'") }
                 return ProjectCommand(
                     name: try fields["name"].map { try file.scalar($0, "\(keyPath).name") } ?? "\(key) \(index + 1)",
                     run: try file.scalar(run, "\(keyPath).run"),
                     environment: try fields["env"].map { try file.stringMap($0, "\(keyPath).env") } ?? [:],
-                    timeout: try fields["timeout"].map { try file.value($0, "\(keyPath).timeout", as: Seconds.self) }
+                    timeout: try fields["timeout"].map {
+                        try file.value($0, "\(keyPath).timeout", atLeast: shortestTimeout)
+                    }
                         ?? defaultTimeout,
                     location: file.location(item))
             }
@@ -77,7 +83,8 @@ public struct BuildConfiguration: Sendable, Equatable {
                 section, "build.package",
                 "missing: name the files to pack (package.paths) or the file to hand on (package.file)")
         }
-        let packageFields = try file.mapping(packageNode, "build.package", allowed: ["paths", "file"])
+        let packageFields = try file.mapping(
+            packageNode, "build.package", allowed: ConfigSchema.build["package"]?.keys ?? [])
         let package: PackageSpecification
         switch (packageFields["paths"], packageFields["file"]) {
         case (let paths?, nil):

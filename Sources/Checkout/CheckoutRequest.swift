@@ -196,6 +196,10 @@ extension CheckoutRequest {
             default: .gitLabDefault)
         let depth: Resolved<Int>? = try settings.resolve(
             "checkout.depth", parsedFlag: ("depth", flags.depth), environment: "GIT_DEPTH")
+        // GitLab's GIT_DEPTH is a number of commits, 0 meaning the whole history.
+        if let depth, depth.value < 0 {
+            throw KilnError.badConfiguration("checkout.depth (\(depth.source)): must be at least 0, got \(depth.value)")
+        }
         let cache: Resolved<String>? = try settings.resolve(
             "checkout.cache_dir", parsedFlag: ("cache-dir", flags.cacheDirectory),
             environment: "KILN_CHECKOUT_CACHE_DIR")

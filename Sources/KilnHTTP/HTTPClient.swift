@@ -233,7 +233,12 @@ private final class EasyHandle: @unchecked Sendable {
         CKiln_curl_setopt_string(raw, option, value)
     }
 
-    private func milliseconds(_ seconds: TimeInterval) -> Int { max(1, Int(seconds * 1000)) }
+    /// Int(_:) traps past Int's range (or on NaN); libcurl's limits are a
+    /// long of milliseconds, and no request waits longer than a day.
+    private func milliseconds(_ seconds: TimeInterval) -> Int {
+        guard seconds.isFinite else { return 86_400_000 }
+        return Int(min(max(seconds, 0.001), 86_400) * 1000)
+    }
 }
 
 /// The file a download streams into.

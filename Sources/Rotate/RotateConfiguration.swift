@@ -73,10 +73,13 @@ public struct RotateConfiguration: Sendable, Equatable {
     /// A heartbeat older than this marks a journal as left by a dead run.
     public var staleAfter: TimeInterval = 300
 
-    static let keys: Set<String> = [
-        "auto_scaling_group", "strategy", "batch", "max_unavailable", "canary_soak", "health", "suspend",
-        "raise_max_size", "stale_after",
-    ]
+    static let keys = ConfigSchema.rotate.keys
+
+    /// The shortest a journal may go without a heartbeat before it counts as
+    /// left by a dead run: three heartbeats, so a live run is never taken over.
+    static let shortestStaleAfter = Seconds(3 * Rotation.heartbeatEvery)
+    /// Polls and probes closer than this would only load AWS and the instances.
+    static let shortestPoll = Seconds(0.05)
 
     public static func load(
         _ file: ConfigFile, environment: String, terraform: [String: String]
@@ -95,8 +98,14 @@ public struct RotateConfiguration: Sendable, Equatable {
         if case .scalar(let name, _) = groupNode {
             group = name
         } else {
-            let reference = try file.mapping(groupNode, "\(keyPath).auto_scaling_group", allowed: ["terraform"])
-            let output = try file.scalar(reference["terraform"]!, "\(keyPath).auto_scaling_group.terraform")
+            let reference = try file.mapping(
+                groupNode, "\(keyPath).auto_scaling_group",
+                allowed: ConfigSchema.rotate["auto_scaling_group"]?.keys ?? [])
+            guard let outputNode = reference["terraform"] else {
+                throw file.fail(
+                    groupNode, "\(keyPath).auto_scaling_group", "give the group's name, or {terraform: <output>}")
+            }
+            let output = try file.scalar(outputNode, "\(keyPath).auto_scaling_group.terraform")
             guard let value = terraform[output] else {
                 throw file.fail(
                     groupNode, "\(keyPath).auto_scaling_group",
@@ -105,16 +114,16 @@ public struct RotateConfiguration: Sendable, Equatable {
             group = value
         }
         var configuration = RotateConfiguration(environment: environment, autoScalingGroup: group)
-        func seconds(_ key: String) throws -> TimeInterval? {
-            try fields[key].map { try file.value($0, "\(keyPath).\(key)", as: Seconds.self).value }
+        func seconds(_ key: String, atLeast lower: Seconds = Seconds(0)) throws -> TimeInterval? {
+            try fields[key].map { try file.value($0, "\(keyPath).\(key)", atLeast: lower).value }
         }
         if let node = fields["strategy"] { configuration.strategy = try file.value(node, "\(keyPath).strategy") }
         if let node = fields["batch"] { configuration.batch = try file.value(node, "\(keyPath).batch") }
         if let node = fields["max_unavailable"] {
-            configuration.maxUnavailable = try file.value(node, "\(keyPath).max_unavailable")
+            configuration.maxUnavailable = try file.value(node, "\(keyPath).max_unavailable", atLeast: 0)
         }
         if let soak = try seconds("canary_soak") { configuration.canarySoak = soak }
-        if let stale = try seconds("stale_after") { configuration.staleAfter = stale }
+        if let stale = try seconds("stale_after", atLeast: shortestStaleAfter) { configuration.staleAfter = stale }
         if let node = fields["raise_max_size"] {
             configuration.raiseMaxSize = try file.value(node, "\(keyPath).raise_max_size")
         }
@@ -137,21 +146,21 @@ public struct RotateConfiguration: Sendable, Equatable {
         }
         if let node = fields["health"] {
             let healthPath = "\(keyPath).health"
-            let health = try file.mapping(
-                node, healthPath,
-                allowed: [
-                    "grace", "consecutive", "poll", "probe_interval", "timeout", "url", "expect_body", "probe_timeout",
-                ])
-            func healthSeconds(_ key: String) throws -> TimeInterval? {
-                try health[key].map { try file.value($0, "\(healthPath).\(key)", as: Seconds.self).value }
+            let health = try file.mapping(node, healthPath, allowed: ConfigSchema.health.keys)
+            func healthSeconds(_ key: String, atLeast lower: Seconds) throws -> TimeInterval? {
+                try health[key].map { try file.value($0, "\(healthPath).\(key)", atLeast: lower).value }
             }
-            if let value = try healthSeconds("grace") { configuration.health.grace = value }
-            if let value = try healthSeconds("poll") { configuration.health.poll = max(0.05, value) }
-            if let value = try healthSeconds("probe_interval") { configuration.health.probeInterval = max(0.05, value) }
-            if let value = try healthSeconds("timeout") { configuration.health.timeout = value }
-            if let value = try healthSeconds("probe_timeout") { configuration.health.probeTimeout = value }
+            if let value = try healthSeconds("grace", atLeast: Seconds(0)) { configuration.health.grace = value }
+            if let value = try healthSeconds("poll", atLeast: shortestPoll) { configuration.health.poll = value }
+            if let value = try healthSeconds("probe_interval", atLeast: shortestPoll) {
+                configuration.health.probeInterval = value
+            }
+            if let value = try healthSeconds("timeout", atLeast: Seconds(1)) { configuration.health.timeout = value }
+            if let value = try healthSeconds("probe_timeout", atLeast: shortestPoll) {
+                configuration.health.probeTimeout = value
+            }
             if let value = health["consecutive"] {
-                configuration.health.consecutive = max(1, try file.value(value, "\(healthPath).consecutive"))
+                configuration.health.consecutive = try file.value(value, "\(healthPath).consecutive", atLeast: 1)
             }
             if let value = health["url"] {
                 let url = try file.scalar(value, "\(healthPath).url")

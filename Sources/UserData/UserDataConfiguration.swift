@@ -74,7 +74,7 @@ public struct UserDataConfiguration: Sendable {
                 "missing: name the template (userdata.template) or parts (userdata.parts)")
         }
         let fields = try file.mapping(
-            userData, "\(keyPath).userdata", allowed: ["template", "parts", "format", "gzip"])
+            userData, "\(keyPath).userdata", allowed: ConfigSchema.userData.keys)
         let format = try fields["format"].map {
             try file.value($0, "\(keyPath).userdata.format", as: UserDataFormat.self)
         }
@@ -90,7 +90,8 @@ public struct UserDataConfiguration: Sendable {
             parts = try file.list(list, "\(keyPath).userdata.parts").enumerated().map { index, item in
                 let partPath = "\(keyPath).userdata.parts[\(index)]"
                 if case .scalar(let template, _) = item { return Part(template: template, format: nil) }
-                let partFields = try file.mapping(item, partPath, allowed: ["template", "format"])
+                let partFields = try file.mapping(
+                    item, partPath, allowed: ConfigSchema.userData["parts"].flatMap(\.items)?.keys ?? [])
                 guard let template = partFields["template"] else {
                     throw file.fail(item, partPath, "a part needs 'template'")
                 }
@@ -121,7 +122,7 @@ public struct UserDataConfiguration: Sendable {
                         .init(name: name, source: .literal, literal: literal, location: file.location(value)))
                     continue
                 }
-                let spec = try file.mapping(value, variablePath, allowed: ["value", "env", "terraform", "secret"])
+                let spec = try file.mapping(value, variablePath, allowed: ConfigSchema.variable.keys)
                 let secret =
                     try spec["secret"].map { try file.value($0, "\(variablePath).secret", as: Bool.self) } ?? false
                 let source: VariableSource

@@ -402,6 +402,25 @@ let passingYML = """
     }
 }
 
+extension BuildStageTests {
+    /// Issue 13, item 12: a limit of 0 would stop every command at once.
+    @Test func aTimeoutOfZeroIsRefusedWithTheRangeAllowed() throws {
+        for (yaml, line) in [
+            ("build:\n  timeout: 0\n  test: [\"true\"]\n  package: {paths: [kiln.yml]}\n", "kiln.yml:2: build.timeout"),
+            (
+                "build:\n  test:\n    - {run: \"true\", timeout: 0s}\n  package: {paths: [kiln.yml]}\n",
+                "kiln.yml:3: build.test[0].timeout"
+            ),
+        ] {
+            let project = try SampleProject(kilnYML: yaml)
+            let (code, output) = try runBuild(project)
+            #expect(code == 78, "\(output)")
+            #expect(output.contains("\(line): must be at least 1s, got '0s'"), "\(output)")
+            #expect(project.read("kiln/build.json") == nil)
+        }
+    }
+}
+
 func listTar(_ path: String) throws -> String {
     let runner = ProcessRunner(
         log: LogWriter(sink: MemorySink(), style: .plain, secrets: SecretMask()), cancellation: Cancellation())

@@ -48,7 +48,7 @@ extension AWSClient {
     static func jsonInt(_ value: Any?) -> Int? {
         switch value {
         case let int as Int: return int
-        case let double as Double where double == double.rounded(): return Int(double)
+        case let double as Double: return Int(exactly: double)  // nil, not a trap, for 1e300 or a fraction
         case let number as NSNumber: return number.intValue
         default: return nil
         }

@@ -44,12 +44,16 @@ public struct ConfigFile: Sendable, Equatable {
     /// The file it came from; nil when there was none.
     public let path: String?
     public let root: ConfigNode?
+    /// The line each key is written on, by key path (`build.test[0].run`),
+    /// so that a complaint about a key names the key's line, not its value's.
+    public let keyLines: [String: Int]
 
     public static let empty = ConfigFile(path: nil, root: nil)
 
-    public init(path: String?, root: ConfigNode?) {
+    public init(path: String?, root: ConfigNode?, keyLines: [String: Int] = [:]) {
         self.path = path
         self.root = root
+        self.keyLines = keyLines
     }
 
     /// `--config`, else `KILN_CONFIG`, else `kiln.yml` in the project folder.
@@ -67,6 +71,7 @@ public struct ConfigFile: Sendable, Equatable {
         return try load(path: path)
     }
 
+    /// Reads `kiln.yml` and refuses any key `ConfigSchema.kilnYML` does not know.
     public static func load(path: String) throws -> ConfigFile {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw KilnError.badConfiguration("\(path): cannot be read")
@@ -74,25 +79,42 @@ public struct ConfigFile: Sendable, Equatable {
         guard let text = String(data: data, encoding: .utf8) else {
             throw KilnError.badConfiguration("\(path): not UTF-8 text")
         }
-        return try parse(text, path: path)
+        let file = try parse(text, path: path)
+        try file.check(against: .kilnYML)
+        return file
     }
 
+    /// Parses YAML into `ConfigNode`s, refusing anchors, aliases and merge
+    /// keys before anything is expanded, and keys given twice.
+    ///
+    /// Yams' `Parser.singleRoot()` composes the node tree without copying
+    /// an alias: the alias stands for the anchored node itself, and that node
+    /// keeps its `anchor` (a weak reference the parser holds, so the parser
+    /// is kept alive while the tree is read). Walking the tree in document
+    /// order meets an anchored node first where its `&name` is written, and
+    /// refuses it there, before the walk descends into it; so a "billion
+    /// laughs" file is refused after reading its first anchor, never expanded.
     public static func parse(_ text: String, path: String) throws -> ConfigFile {
+        let parser: Parser
         let node: Node?
         do {
-            node = try Yams.compose(yaml: text)
+            parser = try Parser(yaml: text)
+            node = try parser.singleRoot()
         } catch let error as YamlError {
-            throw KilnError.badConfiguration("\(path):\(describe(error))")
+            throw KilnError.badConfiguration("\(path):\(describe(error, text: text))")
         } catch {
             throw KilnError.badConfiguration("\(path): \(error)")
         }
         guard let node else { return ConfigFile(path: path, root: nil) }
-        let root = try convert(node, path: path, keyPath: "")
+        var keyLines: [String: Int] = [:]
+        let root = try withExtendedLifetime(parser) {
+            try convert(node, path: path, keyPath: "", keyLines: &keyLines)
+        }
         guard case .mapping = root else {
             throw KilnError.badConfiguration(
                 "\(path):\(root.line): the top level must be a mapping of settings, found \(root.kind)")
         }
-        return ConfigFile(path: path, root: root)
+        return ConfigFile(path: path, root: root, keyLines: keyLines)
     }
 
     /// The node at a dotted key path (`build.test`), if the file has it.
@@ -109,48 +131,103 @@ public struct ConfigFile: Sendable, Equatable {
         "\(path ?? "kiln.yml"):\(node.line)"
     }
 
-    private static func convert(_ node: Node, path: String, keyPath: String) throws -> ConfigNode {
+    private static func convert(
+        _ node: Node, path: String, keyPath: String, keyLines: inout [String: Int]
+    ) throws -> ConfigNode {
         let line = node.mark?.line ?? 0
+        let anchor: Anchor?
+        switch node {
+        case .scalar(let scalar): anchor = scalar.anchor
+        case .sequence(let sequence): anchor = sequence.anchor
+        case .mapping(let mapping): anchor = mapping.anchor
+        case .alias(let alias): anchor = alias.anchor
+        }
+        if let anchor {
+            throw KilnError.badConfiguration(
+                """
+                \(path):\(line): \(keyPath.isEmpty ? "top level" : keyPath): YAML anchors and aliases \
+                (&\(anchor.rawValue), *\(anchor.rawValue)) are not supported; write the value out
+                """
+            )
+        }
         switch node {
         case .scalar(let scalar):
             return .scalar(scalar.string, line: line)
         case .sequence(let sequence):
             return .sequence(
-                try sequence.enumerated().map { try convert($1, path: path, keyPath: "\(keyPath)[\($0)]") },
+                try sequence.enumerated().map {
+                    try convert($1, path: path, keyPath: "\(keyPath)[\($0)]", keyLines: &keyLines)
+                },
                 line: line)
         case .mapping(let mapping):
             var entries: [(key: String, value: ConfigNode)] = []
+            var lines: [String: Int] = [:]
             for (key, value) in mapping {
-                guard case .scalar(let scalar) = key else {
+                let keyLine = key.mark?.line ?? line
+                guard case .scalar(let scalar) = key, scalar.anchor == nil else {
                     throw KilnError.badConfiguration(
                         """
-                        \(path):\(key.mark?.line ?? line): \
+                        \(path):\(keyLine): \
                         \(keyPath.isEmpty ? "top level" : keyPath): a key must be a plain string
                         """
                     )
                 }
                 let child = keyPath.isEmpty ? scalar.string : "\(keyPath).\(scalar.string)"
-                if entries.contains(where: { $0.key == scalar.string }) {
-                    throw KilnError.badConfiguration("\(path):\(key.mark?.line ?? line): \(child): given twice")
+                // YAML 1.1's merge key (https://yaml.org/type/merge.html): a plain `<<`.
+                if scalar.string == "<<" && scalar.style == .plain {
+                    throw KilnError.badConfiguration(
+                        "\(path):\(keyLine): \(child): YAML merge keys (<<) are not supported; write the keys out")
                 }
-                entries.append((scalar.string, try convert(value, path: path, keyPath: child)))
+                if let first = lines[scalar.string] {
+                    throw KilnError.badConfiguration(
+                        "\(path):\(keyLine): \(child): given twice, on lines \(first) and \(keyLine)")
+                }
+                lines[scalar.string] = keyLine
+                keyLines[child] = keyLine
+                entries.append((scalar.string, try convert(value, path: path, keyPath: child, keyLines: &keyLines)))
             }
             return .mapping(entries, line: line)
         case .alias:
-            throw KilnError.badConfiguration("\(path):\(line): \(keyPath): YAML aliases are not supported in kiln.yml")
+            throw KilnError.badConfiguration("\(path):\(line): \(keyPath): YAML aliases are not supported")
         }
     }
 
-    private static func describe(_ error: YamlError) -> String {
+    private static func describe(_ error: YamlError, text: String) -> String {
         switch error {
         case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
             .composer(_, let problem, let mark, _):
             return "\(mark.line): YAML syntax: \(problem) (column \(mark.column))"
         case .duplicatedKeysInMapping(let duplicates, let context):
-            return "\(context.mark.line): \(duplicates.joined(separator: ", ")): given twice"
+            // Yams names the first of the keys; the second is the next key at
+            // the same indentation (a block mapping) or on the same line (a flow one).
+            let first = context.mark
+            let again = duplicates.first.flatMap { repeatedKeyLine($0, after: first, in: text) }
+            return "\(first.line): \(duplicates.joined(separator: ", ")): given twice, on lines \(first.line)"
+                + (again.map { " and \($0)" } ?? " and later in the same mapping")
         default:
             return " YAML: \(error)"
         }
+    }
+
+    /// The line of the second `key:` of the mapping whose first `key` is at `mark`.
+    private static func repeatedKeyLine(_ key: String, after mark: Mark, in text: String) -> Int? {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard mark.line >= 1, mark.line <= lines.count else { return nil }
+        let indent = mark.column - 1
+        let firstLine = lines[mark.line - 1]
+        if firstLine.dropFirst(indent).dropFirst(key.count).contains("\(key):") { return mark.line }
+        for number in mark.line..<lines.count {
+            let content = lines[number]
+            let spaces = content.prefix { $0 == " " }.count
+            let rest = content.dropFirst(spaces)
+            if rest.isEmpty || rest.hasPrefix("#") { continue }
+            if spaces < indent { return nil }
+            guard spaces == indent else { continue }
+            for written in [key, "\"\(key)\"", "'\(key)'"] where rest.hasPrefix(written) {
+                if rest.dropFirst(written.count).drop(while: { $0 == " " }).hasPrefix(":") { return number + 1 }
+            }
+        }
+        return nil
     }
 }
 
@@ -159,6 +236,20 @@ public struct ConfigFile: Sendable, Equatable {
 extension ConfigFile {
     public func fail(_ node: ConfigNode, _ keyPath: String, _ problem: String) -> KilnError {
         KilnError.badConfiguration("\(location(node)): \(keyPath): \(problem)")
+    }
+
+    /// `kiln.yml:3: build.comands: unknown key; did you mean 'commands'? expected one of ...`,
+    /// at the key's own line: the one message for a key no section knows.
+    public func unknownKey(_ key: String, in keyPath: String, value: ConfigNode, known: Set<String>) -> KilnError {
+        let child = keyPath.isEmpty ? key : "\(keyPath).\(key)"
+        let sorted = known.sorted()
+        let hint = ConfigSchema.closest(to: key, among: sorted).map { "did you mean '\($0)'? " } ?? ""
+        return KilnError.badConfiguration(
+            """
+            \(path ?? "kiln.yml"):\(keyLines[child] ?? value.line): \(child): unknown key; \
+            \(hint)expected one of \(sorted.joined(separator: ", "))
+            """
+        )
     }
 
     public func scalar(_ node: ConfigNode, _ keyPath: String) throws -> String {
@@ -175,6 +266,27 @@ extension ConfigFile {
         guard let value = Value(settingText: text) else {
             throw fail(node, keyPath, "expected \(Value.expected), got '\(text)'")
         }
+        return value
+    }
+
+    /// A value that must lie in `range` (`health.consecutive` at least 1):
+    /// outside it is exit 78 saying the range allowed.
+    public func value<Value: SettingValue & Comparable & CustomStringConvertible>(
+        _ node: ConfigNode, _ keyPath: String, in range: ClosedRange<Value>
+    ) throws -> Value {
+        let value: Value = try value(node, keyPath)
+        guard range.contains(value) else {
+            throw fail(node, keyPath, "must be from \(range.lowerBound) to \(range.upperBound), got '\(value)'")
+        }
+        return value
+    }
+
+    /// A value that must be at least `lower`.
+    public func value<Value: SettingValue & Comparable & CustomStringConvertible>(
+        _ node: ConfigNode, _ keyPath: String, atLeast lower: Value
+    ) throws -> Value {
+        let value: Value = try value(node, keyPath)
+        guard value >= lower else { throw fail(node, keyPath, "must be at least \(lower), got '\(value)'") }
         return value
     }
 
@@ -200,9 +312,7 @@ extension ConfigFile {
         var result: [String: ConfigNode] = [:]
         for (key, value) in entries {
             guard allowed.contains(key) else {
-                throw fail(
-                    value, keyPath.isEmpty ? key : "\(keyPath).\(key)",
-                    "unknown key; expected one of \(allowed.sorted().joined(separator: ", "))")
+                throw unknownKey(key, in: keyPath, value: value, known: allowed)
             }
             result[key] = value
         }

@@ -34,39 +34,85 @@ extension Bool: SettingValue {
     }
 }
 
-/// A length of time written as seconds (`90`) or with units (`90s`, `10m`,
-/// `1h30m`), the way GitLab writes timeouts.
-public struct Seconds: SettingValue, Equatable, Comparable, Codable {
-    public var value: Double
-    public init(_ value: Double) { self.value = value }
-    public static var expected: String { "a duration such as 90, 90s, 10m or 1h30m" }
+/// A length of time, parsed once, the way GitLab writes a job's `timeout:`
+/// (https://docs.gitlab.com/ci/yaml/#timeout: "3h 30m", "3600 seconds",
+/// parsed there by ChronicDuration). Kiln takes the compact subset: a number
+/// of seconds (`90`), or amounts with the units `h`, `m` and `s`, each at
+/// most once and in that order (`90s`, `10m`, `1h30m`, `1h 30m`, `0.5s`).
+/// Amounts are decimal digits with an optional fraction: no sign, exponent,
+/// hexadecimal, `inf` or `nan`, so every value is finite and non-negative.
+/// Words (`10 minutes`) are not taken.
+///
+/// The ceiling is 30 days: GitLab refuses a project's job timeout of a month
+/// or more (https://docs.gitlab.com/ci/pipelines/settings/#set-a-limit-for-how-long-jobs-can-run),
+/// so no Kiln stage inside a job can wait longer; and every duration then
+/// converts to whole seconds or milliseconds without overflow.
+public struct Seconds: SettingValue, Equatable, Comparable, Codable, CustomStringConvertible {
+    public let value: Double
+
+    /// 30 days, in seconds.
+    public static let ceiling: Double = 30 * 24 * 3600
+
+    /// A duration Kiln itself chooses (a default); clamped into 0...ceiling.
+    public init(_ value: Double) {
+        self.value = value.isFinite ? min(max(0, value), Self.ceiling) : Self.ceiling
+    }
+
+    public static var expected: String { "a duration such as 90, 90s, 10m or 1h30m (at most 720h)" }
     public static func < (a: Seconds, b: Seconds) -> Bool { a.value < b.value }
 
     public init?(settingText: String) {
-        let text = settingText.trimmingCharacters(in: .whitespaces).lowercased()
-        if let plain = Double(text), plain >= 0 { self.value = plain; return }
+        var rest = Substring(settingText.trimmingCharacters(in: .whitespaces).lowercased())
+        guard !rest.isEmpty else { return nil }
         var total = 0.0
-        var number = ""
-        var sawUnit = false
-        for character in text {
-            if character.isNumber || character == "." {
-                number.append(character)
-                continue
+        var units: [Character] = ["h", "m", "s"]
+        var first = true
+        while !rest.isEmpty {
+            rest = rest.drop { $0 == " " }
+            let whole = rest.prefix { $0.isASCII && $0.isNumber }
+            guard !whole.isEmpty else { return nil }
+            rest = rest.dropFirst(whole.count)
+            var digits = String(whole)
+            if rest.first == "." {
+                let fraction = rest.dropFirst().prefix { $0.isASCII && $0.isNumber }
+                guard !fraction.isEmpty else { return nil }
+                digits += "." + fraction
+                rest = rest.dropFirst(1 + fraction.count)
             }
-            let unit: Double
-            switch character {
-            case "h": unit = 3600
-            case "m": unit = 60
-            case "s": unit = 1
-            default: return nil
+            guard let amount = Double(digits) else { return nil }
+            if first && rest.isEmpty {
+                total = amount
+                break
             }
-            guard let amount = Double(number) else { return nil }
-            total += amount * unit
-            number = ""
-            sawUnit = true
+            first = false
+            guard let unit = rest.first, let position = units.firstIndex(of: unit) else { return nil }
+            rest = rest.dropFirst()
+            total += amount * [3600, 60, 1][3 - units.count + position]
+            units.removeFirst(position + 1)
         }
-        guard sawUnit, number.isEmpty else { return nil }
+        guard total.isFinite, total <= Self.ceiling else { return nil }
         self.value = total
+    }
+
+    public init(from decoder: Decoder) throws {
+        self.init(try decoder.singleValueContainer().decode(Double.self))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(value)
+    }
+
+    /// As GitLab writes it: `90s`, `10m`, `1h30m`, `0.2s`.
+    public var description: String {
+        let whole = Int(value)
+        guard Double(whole) == value, whole >= 60 else {
+            return "\(value == value.rounded() ? String(Int(value)) : String(value))s"
+        }
+        let hours = whole / 3600
+        let minutes = whole % 3600 / 60
+        let seconds = whole % 60
+        return (hours > 0 ? "\(hours)h" : "") + (minutes > 0 ? "\(minutes)m" : "") + (seconds > 0 ? "\(seconds)s" : "")
     }
 }
 

@@ -140,6 +140,9 @@ public final class LogWriter: Sendable {
 
     public static func formatDuration(_ seconds: TimeInterval) -> String {
         if seconds < 60 { return String(format: "%.1fs", seconds) }
+        // Int(_:) traps on a value it cannot hold; a duration past a year is
+        // no one's setting (Seconds stops at 30 days), so it is shown as such.
+        guard seconds < 366 * 86400 else { return "over a year" }
         let whole = Int(seconds.rounded())
         return "\(whole / 60)m\(String(format: "%02d", whole % 60))s"
     }
