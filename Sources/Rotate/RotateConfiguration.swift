@@ -72,6 +72,10 @@ public struct RotateConfiguration: Sendable, Equatable {
     public var raiseMaxSize = true
     /// A heartbeat older than this marks a journal as left by a dead run.
     public var staleAfter: TimeInterval = 300
+    /// `environments.<env>.url`: what a person opens to see the environment
+    /// (the load balancer's address); handed to GitLab's environment page as
+    /// `KILN_ENVIRONMENT_URL` in rotation-<env>.env.
+    public var environmentURL: String?
 
     static let keys = ConfigSchema.rotate.keys
 
@@ -80,6 +84,34 @@ public struct RotateConfiguration: Sendable, Equatable {
     static let shortestStaleAfter = Seconds(3 * Rotation.heartbeatEvery)
     /// Polls and probes closer than this would only load AWS and the instances.
     static let shortestPoll = Seconds(0.05)
+
+    /// `environments.<env>.url`: a URL, or `{terraform: <output>}`; an
+    /// absolute http or https URL (GitLab's `environment:url` takes no other),
+    /// else 78 naming the key.
+    static func environmentURL(_ file: ConfigFile, environment: String, terraform: [String: String]) throws -> String? {
+        let keyPath = "environments.\(environment).url"
+        guard let node = file.node(keyPath) else { return nil }
+        let url: String
+        if case .scalar(let text, _) = node {
+            url = text
+        } else {
+            let reference = try file.mapping(node, keyPath, allowed: ["terraform"])
+            guard let outputNode = reference["terraform"] else {
+                throw file.fail(node, keyPath, "give the URL, or {terraform: <output>}")
+            }
+            let output = try file.scalar(outputNode, "\(keyPath).terraform")
+            guard let value = terraform[output] else {
+                throw file.fail(node, keyPath, "no Terraform output '\(output)' (give --terraform-outputs)")
+            }
+            url = value
+        }
+        guard let parsed = URLComponents(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
+              parsed.host?.isEmpty == false, !url.contains(where: { $0.isWhitespace || $0 == "\"" || $0 == "'" })
+        else {
+            throw file.fail(node, keyPath, "\(Untrusted.quoted(url)) is not an absolute http or https URL")
+        }
+        return url
+    }
 
     public static func load(
         _ file: ConfigFile, environment: String, terraform: [String: String]
@@ -114,6 +146,7 @@ public struct RotateConfiguration: Sendable, Equatable {
             group = value
         }
         var configuration = RotateConfiguration(environment: environment, autoScalingGroup: group)
+        configuration.environmentURL = try environmentURL(file, environment: environment, terraform: terraform)
         func seconds(_ key: String, atLeast lower: Seconds = Seconds(0)) throws -> TimeInterval? {
             try fields[key].map { try file.value($0, "\(keyPath).\(key)", atLeast: lower).value }
         }

@@ -154,6 +154,9 @@ public struct RotateStage {
                 calls: client.calls.snapshot)
             var dotenv = Dotenv()
             dotenv.set("KILN_RELEASE", release.digest)
+            // GitLab's "dynamic environment URL": the job's own dotenv report
+            // sets `environment:url: $KILN_ENVIRONMENT_URL` (the deploy component).
+            if let url = configuration.environmentURL { dotenv.set("KILN_ENVIRONMENT_URL", url) }
             dotenv.set(
                 "KILN_LAUNCH_TEMPLATE_VERSION",
                 "\(report.outcome == .rolledBack ? report.fromVersion : report.toVersion)")

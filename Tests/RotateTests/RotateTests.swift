@@ -3,6 +3,7 @@ import KilnAWS
 import KilnCore
 import KilnHTTP
 import KilnTestSupport
+import Rotate
 import Testing
 
 @Suite struct RotateTests {
@@ -380,12 +381,47 @@ extension RotateWorld {
             world.group, launchTemplate: LaunchTemplateSpecification(id: template, version: "2"))
         let ami = try world.makeAMI(health: "healthy")
         try world.prepare(ami: ami)
+        // The environment's URL (issue 14): handed to GitLab in the dotenv report.
+        let yml = try #require(world.read("kiln.yml"))
+        try yml.replacingOccurrences(of: "  test:\n", with: "  test:\n    url: https://test.demo.example/\n")
+            .write(toFile: world.project.file("kiln.yml"), atomically: true, encoding: .utf8)
         let (code, output) = try world.rotate()
         #expect(code == 0, "\(output)")
+        let dotenv = try #require(world.read("kiln/rotation-test.env"))
+        #expect(dotenv.contains("KILN_ENVIRONMENT_URL=https://test.demo.example/\n"))
+        #expect(GitLabDotenv.violations(dotenv) == [])
         let made = try #require(try world.client.describeLaunchTemplateVersions(.id(template), versions: ["3"]).first)
         #expect(made.instanceTags["kiln:app"] == "demo")
         #expect(made.instanceTags["kiln:application"] == nil)
         #expect(made.instanceTags["kiln:version"] == "v2.0.0")
         #expect(made.instanceTags["kiln:release"]?.isEmpty == false)
+    }
+}
+
+/// `environments.<env>.url`: an absolute http(s) URL or a Terraform output
+/// holding one; anything else is 78 naming the key (issue 14).
+@Suite struct EnvironmentURLTests {
+    func load(_ url: String, terraform: [String: String] = [:]) throws -> String? {
+        let file = try ConfigFile.parse(
+            "environments:\n  test:\n    url: \(url)\n    rotate:\n      auto_scaling_group: g\n", path: "kiln.yml")
+        return try RotateConfiguration.load(file, environment: "test", terraform: terraform).environmentURL
+    }
+
+    @Test func aLiteralOrATerraformOutput() throws {
+        #expect(try load("https://demo.example/") == "https://demo.example/")
+        #expect(try load("{terraform: test_url}", terraform: ["test_url": "http://lb-1.example"]) == "http://lb-1.example")
+    }
+
+    @Test(arguments: ["ftp://x.example", "not a url", "/relative", "{terraform: missing}", "http://"])
+    func anythingElseIsABadConfigurationNamingTheKey(url: String) {
+        do {
+            _ = try load(url)
+            Issue.record("\(url) was accepted")
+        } catch let error as KilnError {
+            #expect(error.exitStatus == .badConfiguration)
+            #expect(error.message.contains("environments.test.url"), "\(error.message)")
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
     }
 }

@@ -90,6 +90,7 @@ extension ConfigSchema {
     /// `environments.<name>`: what the deploy stages read of one environment.
     public static let environment = ConfigSchema.section([
         "userdata": userData, "variables": .named(variable), "rotate": rotate,
+        "url": .section(["terraform": .value]),
     ])
 
     /// The whole of `kiln.yml`.
