@@ -95,6 +95,12 @@ public struct ConfigFile: Sendable, Equatable {
     /// refuses it there, before the walk descends into it; so a "billion
     /// laughs" file is refused after reading its first anchor, never expanded.
     public static func parse(_ text: String, path: String) throws -> ConfigFile {
+        // Before Yams sees the text: an alias as a key would be expanded
+        // (hashed whole) inside the parser itself (YAMLKeyAliasScan).
+        if let alias = YAMLKeyAliasScan.firstKeyAlias(in: text) {
+            throw KilnError.badConfiguration(
+                "\(path):\(alias.line): YAML anchors and aliases (*\(alias.name), here as a key) are not supported")
+        }
         let parser: Parser
         let node: Node?
         do {
