@@ -74,6 +74,9 @@ struct ArchiveCheckout {
             try checkout.runner.check(
                 Command("tar", ["-xzf", temporary, "-C", request.target, "--strip-components=1", "--no-same-owner"]),
                 what: "unpacking the archive", failure: .serviceUnavailable)
+            try KilnMark.write(
+                (request.target as NSString).appendingPathComponent(KilnMark.archiveFile),
+                "unpacked by kiln-checkout from the archive of \(request.commit)\n")
         }
         let received = { () -> TransferProgress in
             var progress = TransferProgress(); progress.receivedBytes = bytes; return progress

@@ -21,11 +21,14 @@ public struct CleanFlags: Sendable, Equatable, SettingValue {
     public var onlyIgnored: Bool
     /// `-e PATTERN`: paths (prefixes) to keep.
     public var excluded: [String]
+    /// The flags as written, for the log.
+    public var text: String
 
     public static var expected: String { "git clean flags such as -ffdx, or none" }
 
     public init?(settingText: String) {
         let words = settingText.split(separator: " ").map(String.init)
+        text = words.joined(separator: " ")
         enabled = !(words.isEmpty || words == ["none"])
         directories = false
         ignored = false
@@ -63,6 +66,16 @@ public struct CleanFlags: Sendable, Equatable, SettingValue {
     }
 
     public static let gitLabDefault = CleanFlags(settingText: "-ffdx")!
+    public static let keepEverything = CleanFlags(settingText: "none")!
+}
+
+/// Why the checkout cleans, or does not: inside a GitLab job GitLab's own
+/// default (`-ffdx`) applies, as the runner's checkout would; run by hand
+/// (GITLAB_CI unset) nothing is removed unless clean flags were given.
+public enum CleanRequest: Sendable, Equatable {
+    case gitLabDefault
+    case asked(SettingSource)
+    case notAsked
 }
 
 /// Everything the checkout needs, resolved once from flags, the job's
@@ -80,6 +93,7 @@ public struct CheckoutRequest: Sendable {
     public var strategy: CheckoutStrategy
     public var submodules: SubmoduleStrategy
     public var clean: CleanFlags
+    public var cleanRequest: CleanRequest
     public var depth: Int?
     public var cacheDirectory: String?
     /// For the archive strategy: GitLab's URL and the project (id or path).
@@ -90,7 +104,7 @@ public struct CheckoutRequest: Sendable {
         repositoryURL: String, credentials: GitCredentials?, commit: String, ref: String?, tag: String?,
         pipelineID: String?, target: String, artifactsDirectory: String, strategy: CheckoutStrategy,
         submodules: SubmoduleStrategy, clean: CleanFlags, depth: Int?, cacheDirectory: String?,
-        serverURL: String, project: String
+        serverURL: String, project: String, cleanRequest: CleanRequest = .gitLabDefault
     ) {
         self.repositoryURL = repositoryURL
         self.credentials = credentials
@@ -103,6 +117,7 @@ public struct CheckoutRequest: Sendable {
         self.strategy = strategy
         self.submodules = submodules
         self.clean = clean
+        self.cleanRequest = cleanRequest
         self.depth = depth
         self.cacheDirectory = cacheDirectory
         self.serverURL = serverURL
@@ -191,9 +206,16 @@ extension CheckoutRequest {
         let submodules: Resolved<SubmoduleStrategy> = try settings.require(
             "checkout.submodules", parsedFlag: ("submodules", flags.submodules), environment: "GIT_SUBMODULE_STRATEGY",
             default: SubmoduleStrategy.none)
-        let clean: Resolved<CleanFlags> = try settings.require(
-            "checkout.clean_flags", parsedFlag: ("clean-flags", flags.cleanFlags), environment: "GIT_CLEAN_FLAGS",
-            default: .gitLabDefault)
+        let askedClean: Resolved<CleanFlags>? = try settings.resolve(
+            "checkout.clean_flags", parsedFlag: ("clean-flags", flags.cleanFlags), environment: "GIT_CLEAN_FLAGS")
+        let clean: (flags: CleanFlags, request: CleanRequest) =
+            if let askedClean {
+                (askedClean.value, .asked(askedClean.source))
+            } else if job.isGitLab {
+                (.gitLabDefault, .gitLabDefault)
+            } else {
+                (.keepEverything, .notAsked)
+            }
         let depth: Resolved<Int>? = try settings.resolve(
             "checkout.depth", parsedFlag: ("depth", flags.depth), environment: "GIT_DEPTH")
         let cache: Resolved<String>? = try settings.resolve(
@@ -221,8 +243,8 @@ extension CheckoutRequest {
             pipelineID: flags.pipelineID ?? job.pipelineID,
             target: (target as NSString).standardizingPath,
             artifactsDirectory: (artifactsDirectory as NSString).standardizingPath,
-            strategy: strategy.value, submodules: submodules.value, clean: clean.value,
+            strategy: strategy.value, submodules: submodules.value, clean: clean.flags,
             depth: depth?.value == 0 ? nil : depth?.value, cacheDirectory: cache?.value, serverURL: server,
-            project: project)
+            project: project, cleanRequest: clean.request)
     }
 }

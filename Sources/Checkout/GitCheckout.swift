@@ -65,18 +65,8 @@ struct GitCheckout {
                 log.warning("discarding the repository in \(gitDirectory) (\(reason.message)); cloning again")
             }
         }
-        // A fresh repository. Under clone, a folder holding anything but the
-        // artifacts folder must be a repository of ours to be emptied.
-        let foreign = checkout.foreignEntries(keepingGit: true)
-        let hasRepository = fileManager.fileExists(atPath: (request.target as NSString).appendingPathComponent(".git"))
-        if request.strategy == .clone && !foreign.isEmpty && !hasRepository {
-            throw KilnError.badConfiguration(
-                """
-                \(request.target) holds \(foreign.prefix(5).joined(separator: ", "))\
-                \(foreign.count > 5 ? ", ..." : "") and is not a \
-                repository: the clone strategy needs an empty folder (or one holding only the artifacts folder)
-                """)
-        }
+        // A fresh repository. The folders were checked to be Kiln's own
+        // (CheckoutRun.refuseForeignFolders) before anything here removes them.
         if request.strategy == .clone || discarded != nil {
             try checkout.clearTarget()
         }
@@ -88,6 +78,7 @@ struct GitCheckout {
         } else {
             repository = try GitRepository.create(at: request.target)
         }
+        try KilnMark.markRepository(repository.gitDirectory)
         try repository.setRemote(url: request.repositoryURL)
         return (repository, false)
     }
