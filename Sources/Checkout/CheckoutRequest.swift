@@ -96,6 +96,9 @@ public struct CheckoutRequest: Sendable {
     public var cleanRequest: CleanRequest
     public var depth: Int?
     public var cacheDirectory: String?
+    /// A transfer (git or the archive) that receives and sends nothing for
+    /// this long fails with exit 75: `KILN_GIT_TIMEOUT`, `checkout.timeout`, 60 s.
+    public var noProgressTimeout: TimeInterval = CheckoutRequest.defaultNoProgressTimeout
     /// For the archive strategy: GitLab's URL and the project (id or path).
     public var serverURL: String
     public var project: String
@@ -136,6 +139,12 @@ public struct CheckoutRequest: Sendable {
         }
         return specs
     }
+}
+
+extension CheckoutRequest {
+    public static let defaultNoProgressTimeout: TimeInterval = 60
+    /// A day: longer is no longer a stall limit (and keeps the conversion to whole seconds exact).
+    public static let maximumNoProgressTimeout: TimeInterval = 86_400
 }
 
 /// Flags of `kiln-checkout`, each overriding its variable.
@@ -221,6 +230,18 @@ extension CheckoutRequest {
         let cache: Resolved<String>? = try settings.resolve(
             "checkout.cache_dir", parsedFlag: ("cache-dir", flags.cacheDirectory),
             environment: "KILN_CHECKOUT_CACHE_DIR")
+        let timeout: Resolved<Seconds> = try settings.require(
+            "checkout.timeout", flag: nil, environment: "KILN_GIT_TIMEOUT",
+            default: Seconds(defaultNoProgressTimeout))
+        guard timeout.value.value.isFinite, timeout.value.value > 0,
+            timeout.value.value <= maximumNoProgressTimeout
+        else {
+            throw KilnError.badConfiguration(
+                """
+                \(timeout.source): checkout.timeout (the no-progress time of a transfer) must be more than 0 \
+                and at most 24h, got \(timeout.value.value) seconds
+                """)
+        }
         let target = flags.target ?? job.projectDirectory ?? FileManager.default.currentDirectoryPath
 
         let server =
@@ -237,7 +258,7 @@ extension CheckoutRequest {
         if projectPath.hasSuffix(".git") { projectPath.removeLast(4) }
         let project = job.projectID ?? job.projectPath ?? projectPath
 
-        return CheckoutRequest(
+        var request = CheckoutRequest(
             repositoryURL: cleanURL, credentials: credentials, commit: commit.lowercased(),
             ref: flags.ref ?? job.commitRefName, tag: flags.tag ?? job.commitTag,
             pipelineID: flags.pipelineID ?? job.pipelineID,
@@ -246,5 +267,7 @@ extension CheckoutRequest {
             strategy: strategy.value, submodules: submodules.value, clean: clean.flags,
             depth: depth?.value == 0 ? nil : depth?.value, cacheDirectory: cache?.value, serverURL: server,
             project: project, cleanRequest: clean.request)
+        request.noProgressTimeout = timeout.value.value
+        return request
     }
 }

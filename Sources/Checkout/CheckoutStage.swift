@@ -113,6 +113,11 @@ struct CheckoutRun {
         return names.filter { !isSpared($0) && !(keepingGit && $0 == ".git") }
     }
 
+    /// The no-progress time and the job's cancellation, for every git transfer.
+    var transferLimits: TransferLimits {
+        TransferLimits(noProgressTimeout: request.noProgressTimeout, cancellation: runner.cancellation)
+    }
+
     /// Refuses, before anything is written or removed, a project folder or
     /// cache folder that holds anything Kiln did not make (its artifacts
     /// folder, its cache, a repository or archive checkout it marked).

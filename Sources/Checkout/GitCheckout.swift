@@ -129,7 +129,7 @@ struct GitCheckout {
             received = try withRetries("fetch") {
                 try log.section("git_fetch", title: "Fetching \(refspecs.joined(separator: " "))", collapsed: true) {
                     let progress = try repository.fetch(
-                        refspecs: refspecs, credentials: request.credentials,
+                        refspecs: refspecs, credentials: request.credentials, limits: checkout.transferLimits,
                         progress: checkout.progressReporter("fetch"))
                     log.line(
                         """
@@ -150,11 +150,15 @@ struct GitCheckout {
                 \(refspecs.isEmpty ? "any ref given" : refspecs.joined(separator: " ")); asking for it by id
                 """
             )
-            if let direct = try? repository.fetch(
-                refspecs: [request.commit], credentials: request.credentials, tags: .none)
-            {
+            do {
+                let direct = try repository.fetch(
+                    refspecs: [request.commit], credentials: request.credentials, tags: .none,
+                    limits: checkout.transferLimits)
                 received.receivedBytes += direct.receivedBytes
                 received.receivedObjects += direct.receivedObjects
+            } catch let error as GitError {
+                // A server that does not answer wants by id: the check below names the commit.
+                log.line("fetch: asking for \(request.commit) by id failed: \(error.message)")
             }
         }
         guard repository.hasCommit(request.commit) else {
@@ -223,7 +227,7 @@ struct GitCheckout {
             let (child, progress) = try withRetries("submodule \(path)") {
                 try log.section("git_submodule", title: "Submodule \(path)", collapsed: true) {
                     try repository.updateSubmodule(
-                        submodule.name, credentials: request.credentials,
+                        submodule.name, credentials: request.credentials, limits: checkout.transferLimits,
                         progress: checkout.progressReporter("submodule \(path)"))
                 }
             }
