@@ -148,16 +148,29 @@ private final class EasyHandle: @unchecked Sendable {
             return cancellation.onCancel { _ in flag.raise() }
         }
         defer { cancelRegistration?.end() }
-        setLong(CURLOPT_NOPROGRESS, 0)
-        CKiln_curl_setopt_xferinfo_callback(raw) { user, _, received, _, sent in
-            let transfer = Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
-            if received + sent != transfer.moved {
-                transfer.moved = received + sent
-                transfer.lastProgress = ContinuousClock.now
+        // The progress callback (cancellation, and when bytes last moved) only for
+        // the requests that ask; it points at this call's `transfer`, so it is
+        // taken off again before that is released.
+        let watchesProgress = request.cancellation != nil || request.stallTimeout != nil
+        if watchesProgress {
+            setLong(CURLOPT_NOPROGRESS, 0)
+            CKiln_curl_setopt_xferinfo_callback(raw) { user, _, received, _, sent in
+                let transfer = Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
+                if received + sent != transfer.moved {
+                    transfer.moved = received + sent
+                    transfer.lastProgress = ContinuousClock.now
+                }
+                return transfer.cancelled.isRaised ? 1 : 0
             }
-            return transfer.cancelled.isRaised ? 1 : 0
+            CKiln_curl_setopt_pointer(raw, CURLOPT_XFERINFODATA, box.toOpaque())
         }
-        CKiln_curl_setopt_pointer(raw, CURLOPT_XFERINFODATA, box.toOpaque())
+        defer {
+            if watchesProgress {
+                setLong(CURLOPT_NOPROGRESS, 1)
+                CKiln_curl_setopt_xferinfo_callback(raw, nil)
+                CKiln_curl_setopt_pointer(raw, CURLOPT_XFERINFODATA, nil)
+            }
+        }
         setLong(CURLOPT_FOLLOWLOCATION, 0)
         // Only http and https, also for redirects a caller follows itself.
         setString(CURLOPT_PROTOCOLS_STR, "http,https")
