@@ -32,6 +32,15 @@ static inline CURLcode CKiln_curl_setopt_data_callback(CURL *handle, CURLoption 
     return curl_easy_setopt(handle, option, callback);
 }
 
+/* CURLOPT_XFERINFOFUNCTION: called while a transfer runs, also when no data
+   flows (about once a second, libcurl's manual); a non-zero return aborts it. */
+typedef int (*CKiln_curl_xferinfo_callback)(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
+                                            curl_off_t ultotal, curl_off_t ulnow);
+
+static inline CURLcode CKiln_curl_setopt_xferinfo_callback(CURL *handle, CKiln_curl_xferinfo_callback callback) {
+    return curl_easy_setopt(handle, CURLOPT_XFERINFOFUNCTION, callback);
+}
+
 static inline CURLcode CKiln_curl_getinfo_long(CURL *handle, CURLINFO info, long *value) {
     return curl_easy_getinfo(handle, info, value);
 }

@@ -31,7 +31,13 @@ struct ArchiveCheckout {
         let temporary = FileManager.default.temporaryDirectory.appendingPathComponent(
             "kiln-archive-\(UUID().uuidString).tar.gz"
         ).path
-        defer { try? FileManager.default.removeItem(atPath: temporary) }
+        // The partial download goes on every way out: an error (defer), and a
+        // cancel (GitLab's SIGTERM), also one that comes between transfers.
+        let removal = checkout.runner.cancellation.onCancel { _ in _ = unlink(temporary) }
+        defer {
+            removal.end()
+            try? FileManager.default.removeItem(atPath: temporary)
+        }
         var headers: [(name: String, value: String)] = []
         if let token = request.credentials?.password { headers.append(("JOB-TOKEN", token)) }
         let bytes = try clock.time("download") { () -> Int in
@@ -42,8 +48,10 @@ struct ArchiveCheckout {
                     return error.detail
                 }
             ) {
-                let (response, bytes) = try checkout.http.download(
-                    HTTPRequest(url: archiveURL, headers: headers, timeout: 3600), to: temporary)
+                var download = HTTPRequest(url: archiveURL, headers: headers, timeout: 3600)
+                download.stallTimeout = request.noProgressTimeout
+                download.cancellation = checkout.runner.cancellation
+                let (response, bytes) = try checkout.http.download(download, to: temporary)
                 switch response.status {
                 case 200..<300:
                     checkout.log.line("archive: \(CheckoutRun.mebibytes(bytes)) from \(HTTPError.redacted(archiveURL))")
@@ -74,6 +82,9 @@ struct ArchiveCheckout {
             try checkout.runner.check(
                 Command("tar", ["-xzf", temporary, "-C", request.target, "--strip-components=1", "--no-same-owner"]),
                 what: "unpacking the archive", failure: .serviceUnavailable)
+            try KilnMark.write(
+                (request.target as NSString).appendingPathComponent(KilnMark.archiveFile),
+                "unpacked by kiln-checkout from the archive of \(request.commit)\n")
         }
         let received = { () -> TransferProgress in
             var progress = TransferProgress(); progress.receivedBytes = bytes; return progress

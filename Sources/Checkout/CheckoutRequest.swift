@@ -21,11 +21,14 @@ public struct CleanFlags: Sendable, Equatable, SettingValue {
     public var onlyIgnored: Bool
     /// `-e PATTERN`: paths (prefixes) to keep.
     public var excluded: [String]
+    /// The flags as written, for the log.
+    public var text: String
 
     public static var expected: String { "git clean flags such as -ffdx, or none" }
 
     public init?(settingText: String) {
         let words = settingText.split(separator: " ").map(String.init)
+        text = words.joined(separator: " ")
         enabled = !(words.isEmpty || words == ["none"])
         directories = false
         ignored = false
@@ -63,6 +66,16 @@ public struct CleanFlags: Sendable, Equatable, SettingValue {
     }
 
     public static let gitLabDefault = CleanFlags(settingText: "-ffdx")!
+    public static let keepEverything = CleanFlags(settingText: "none")!
+}
+
+/// Why the checkout cleans, or does not: inside a GitLab job GitLab's own
+/// default (`-ffdx`) applies, as the runner's checkout would; run by hand
+/// (GITLAB_CI unset) nothing is removed unless clean flags were given.
+public enum CleanRequest: Sendable, Equatable {
+    case gitLabDefault
+    case asked(SettingSource)
+    case notAsked
 }
 
 /// Everything the checkout needs, resolved once from flags, the job's
@@ -80,8 +93,12 @@ public struct CheckoutRequest: Sendable {
     public var strategy: CheckoutStrategy
     public var submodules: SubmoduleStrategy
     public var clean: CleanFlags
+    public var cleanRequest: CleanRequest
     public var depth: Int?
     public var cacheDirectory: String?
+    /// A transfer (git or the archive) that receives and sends nothing for
+    /// this long fails with exit 75: `KILN_GIT_TIMEOUT`, `checkout.timeout`, 60 s.
+    public var noProgressTimeout: TimeInterval = CheckoutRequest.defaultNoProgressTimeout
     /// For the archive strategy: GitLab's URL and the project (id or path).
     public var serverURL: String
     public var project: String
@@ -90,7 +107,7 @@ public struct CheckoutRequest: Sendable {
         repositoryURL: String, credentials: GitCredentials?, commit: String, ref: String?, tag: String?,
         pipelineID: String?, target: String, artifactsDirectory: String, strategy: CheckoutStrategy,
         submodules: SubmoduleStrategy, clean: CleanFlags, depth: Int?, cacheDirectory: String?,
-        serverURL: String, project: String
+        serverURL: String, project: String, cleanRequest: CleanRequest = .gitLabDefault
     ) {
         self.repositoryURL = repositoryURL
         self.credentials = credentials
@@ -103,6 +120,7 @@ public struct CheckoutRequest: Sendable {
         self.strategy = strategy
         self.submodules = submodules
         self.clean = clean
+        self.cleanRequest = cleanRequest
         self.depth = depth
         self.cacheDirectory = cacheDirectory
         self.serverURL = serverURL
@@ -121,6 +139,12 @@ public struct CheckoutRequest: Sendable {
         }
         return specs
     }
+}
+
+extension CheckoutRequest {
+    public static let defaultNoProgressTimeout: TimeInterval = 60
+    /// A day: longer is no longer a stall limit (and keeps the conversion to whole seconds exact).
+    public static let maximumNoProgressTimeout: TimeInterval = 86_400
 }
 
 /// Flags of `kiln-checkout`, each overriding its variable.
@@ -191,9 +215,16 @@ extension CheckoutRequest {
         let submodules: Resolved<SubmoduleStrategy> = try settings.require(
             "checkout.submodules", parsedFlag: ("submodules", flags.submodules), environment: "GIT_SUBMODULE_STRATEGY",
             default: SubmoduleStrategy.none)
-        let clean: Resolved<CleanFlags> = try settings.require(
-            "checkout.clean_flags", parsedFlag: ("clean-flags", flags.cleanFlags), environment: "GIT_CLEAN_FLAGS",
-            default: .gitLabDefault)
+        let askedClean: Resolved<CleanFlags>? = try settings.resolve(
+            "checkout.clean_flags", parsedFlag: ("clean-flags", flags.cleanFlags), environment: "GIT_CLEAN_FLAGS")
+        let clean: (flags: CleanFlags, request: CleanRequest) =
+            if let askedClean {
+                (askedClean.value, .asked(askedClean.source))
+            } else if job.isGitLab {
+                (.gitLabDefault, .gitLabDefault)
+            } else {
+                (.keepEverything, .notAsked)
+            }
         let depth: Resolved<Int>? = try settings.resolve(
             "checkout.depth", parsedFlag: ("depth", flags.depth), environment: "GIT_DEPTH")
         // GitLab's GIT_DEPTH is a number of commits, 0 meaning the whole history.
@@ -203,6 +234,18 @@ extension CheckoutRequest {
         let cache: Resolved<String>? = try settings.resolve(
             "checkout.cache_dir", parsedFlag: ("cache-dir", flags.cacheDirectory),
             environment: "KILN_CHECKOUT_CACHE_DIR")
+        let timeout: Resolved<Seconds> = try settings.require(
+            "checkout.timeout", flag: nil, environment: "KILN_GIT_TIMEOUT",
+            default: Seconds(defaultNoProgressTimeout))
+        guard timeout.value.value.isFinite, timeout.value.value > 0,
+            timeout.value.value <= maximumNoProgressTimeout
+        else {
+            throw KilnError.badConfiguration(
+                """
+                \(timeout.source): checkout.timeout (the no-progress time of a transfer) must be more than 0 \
+                and at most 24h, got \(timeout.value.value) seconds
+                """)
+        }
         let target = flags.target ?? job.projectDirectory ?? FileManager.default.currentDirectoryPath
 
         let server =
@@ -219,14 +262,16 @@ extension CheckoutRequest {
         if projectPath.hasSuffix(".git") { projectPath.removeLast(4) }
         let project = job.projectID ?? job.projectPath ?? projectPath
 
-        return CheckoutRequest(
+        var request = CheckoutRequest(
             repositoryURL: cleanURL, credentials: credentials, commit: commit.lowercased(),
             ref: flags.ref ?? job.commitRefName, tag: flags.tag ?? job.commitTag,
             pipelineID: flags.pipelineID ?? job.pipelineID,
             target: (target as NSString).standardizingPath,
             artifactsDirectory: (artifactsDirectory as NSString).standardizingPath,
-            strategy: strategy.value, submodules: submodules.value, clean: clean.value,
+            strategy: strategy.value, submodules: submodules.value, clean: clean.flags,
             depth: depth?.value == 0 ? nil : depth?.value, cacheDirectory: cache?.value, serverURL: server,
-            project: project)
+            project: project, cleanRequest: clean.request)
+        request.noProgressTimeout = timeout.value.value
+        return request
     }
 }

@@ -70,6 +70,17 @@ struct CheckoutRun {
                 commit's files; the fetch strategy with a cache (--cache-dir) receives only what is new.
                 """)
         }
+        try refuseForeignFolders()
+        switch request.cleanRequest {
+        case .gitLabDefault: break
+        case .asked(let source): log.line("clean: \(request.clean.text), asked by \(source)")
+        case .notAsked:
+            log.line(
+                """
+                clean: not asked, so nothing is removed (outside a GitLab job, GITLAB_CI unset, Kiln cleans only \
+                when given --clean-flags, GIT_CLEAN_FLAGS or checkout.clean_flags)
+                """)
+        }
         switch request.strategy {
         case .archive: return try ArchiveCheckout(checkout: self).run()
         case .clone, .fetch: return try GitCheckout(checkout: self).run()
@@ -102,8 +113,31 @@ struct CheckoutRun {
         return names.filter { !isSpared($0) && !(keepingGit && $0 == ".git") }
     }
 
-    /// Empties the target but for the spared folders.
+    /// The no-progress time and the job's cancellation, for every git transfer.
+    var transferLimits: TransferLimits {
+        TransferLimits(noProgressTimeout: request.noProgressTimeout, cancellation: runner.cancellation)
+    }
+
+    /// Refuses, before anything is written or removed, a project folder or
+    /// cache folder that holds anything Kiln did not make (its artifacts
+    /// folder, its cache, a repository or archive checkout it marked).
+    func refuseForeignFolders() throws {
+        let entries = foreignEntries(keepingGit: false)
+        if !entries.isEmpty && !KilnMark.isKilnsWorkTree(request.target) {
+            throw ForeignFolder(folder: request.target, role: "the project folder", entries: entries)
+        }
+        if let cache = request.cacheDirectory {
+            let inside = (try? FileManager.default.contentsOfDirectory(atPath: cache)) ?? []
+            if !inside.isEmpty && !KilnMark.isMarkedRepository(cache) {
+                throw ForeignFolder(folder: cache, role: "the cache folder", entries: inside)
+            }
+        }
+    }
+
+    /// Empties the target but for the spared folders, when cleaning was
+    /// asked for (or is GitLab's default in a job); otherwise keeps it.
     func clearTarget() throws {
+        guard request.clean.enabled else { return }
         for name in foreignEntries(keepingGit: false) {
             try FileManager.default.removeItem(atPath: (request.target as NSString).appendingPathComponent(name))
         }

@@ -65,18 +65,8 @@ struct GitCheckout {
                 log.warning("discarding the repository in \(gitDirectory) (\(reason.message)); cloning again")
             }
         }
-        // A fresh repository. Under clone, a folder holding anything but the
-        // artifacts folder must be a repository of ours to be emptied.
-        let foreign = checkout.foreignEntries(keepingGit: true)
-        let hasRepository = fileManager.fileExists(atPath: (request.target as NSString).appendingPathComponent(".git"))
-        if request.strategy == .clone && !foreign.isEmpty && !hasRepository {
-            throw KilnError.badConfiguration(
-                """
-                \(request.target) holds \(foreign.prefix(5).joined(separator: ", "))\
-                \(foreign.count > 5 ? ", ..." : "") and is not a \
-                repository: the clone strategy needs an empty folder (or one holding only the artifacts folder)
-                """)
-        }
+        // A fresh repository. The folders were checked to be Kiln's own
+        // (CheckoutRun.refuseForeignFolders) before anything here removes them.
         if request.strategy == .clone || discarded != nil {
             try checkout.clearTarget()
         }
@@ -88,6 +78,7 @@ struct GitCheckout {
         } else {
             repository = try GitRepository.create(at: request.target)
         }
+        try KilnMark.markRepository(repository.gitDirectory)
         try repository.setRemote(url: request.repositoryURL)
         return (repository, false)
     }
@@ -138,7 +129,7 @@ struct GitCheckout {
             received = try withRetries("fetch") {
                 try log.section("git_fetch", title: "Fetching \(refspecs.joined(separator: " "))", collapsed: true) {
                     let progress = try repository.fetch(
-                        refspecs: refspecs, credentials: request.credentials,
+                        refspecs: refspecs, credentials: request.credentials, limits: checkout.transferLimits,
                         progress: checkout.progressReporter("fetch"))
                     log.line(
                         """
@@ -159,11 +150,15 @@ struct GitCheckout {
                 \(refspecs.isEmpty ? "any ref given" : refspecs.joined(separator: " ")); asking for it by id
                 """
             )
-            if let direct = try? repository.fetch(
-                refspecs: [request.commit], credentials: request.credentials, tags: .none)
-            {
+            do {
+                let direct = try repository.fetch(
+                    refspecs: [request.commit], credentials: request.credentials, tags: .none,
+                    limits: checkout.transferLimits)
                 received.receivedBytes += direct.receivedBytes
                 received.receivedObjects += direct.receivedObjects
+            } catch let error as GitError {
+                // A server that does not answer wants by id: the check below names the commit.
+                log.line("fetch: asking for \(request.commit) by id failed: \(error.message)")
             }
         }
         guard repository.hasCommit(request.commit) else {
@@ -232,7 +227,7 @@ struct GitCheckout {
             let (child, progress) = try withRetries("submodule \(path)") {
                 try log.section("git_submodule", title: "Submodule \(path)", collapsed: true) {
                     try repository.updateSubmodule(
-                        submodule.name, credentials: request.credentials,
+                        submodule.name, credentials: request.credentials, limits: checkout.transferLimits,
                         progress: checkout.progressReporter("submodule \(path)"))
                 }
             }

@@ -118,7 +118,8 @@ public final class GitRepository {
     @discardableResult
     public func fetch(
         remote name: String = "origin", refspecs: [String], credentials: GitCredentials?,
-        tags: TagFollowing = .auto, progress: @escaping (TransferProgress) -> Void = { _ in }
+        tags: TagFollowing = .auto, limits: TransferLimits = TransferLimits(),
+        progress: @escaping (TransferProgress) -> Void = { _ in }
     ) throws -> TransferProgress {
         let url = remoteURL(name) ?? name
         var remote: OpaquePointer?
@@ -130,6 +131,8 @@ public final class GitRepository {
         callbacks.install(into: &options.callbacks)
         options.download_tags = tags.libgit2
         options.proxy_opts.type = GIT_PROXY_AUTO
+        let watch = TransferWatch.shared.begin(limits)
+        defer { watch?.end() }
         let result = withStringArray(refspecs) { specs in
             withExtendedLifetime(callbacks) {
                 git_remote_fetch(remote, &specs, &options, "kiln-checkout: fetch")
@@ -139,6 +142,7 @@ public final class GitRepository {
             // git_error_last() first: any later libgit2 call may reset it.
             var error = GitError.last(result, "fetch \(refspecs.joined(separator: " ")) from \(url)")
             error.credentialsRefused = callbacks.refused
+            try Self.stoppedTransfer(error.operation, limits: limits)
             throw error
         }
         return callbacks.last
@@ -176,6 +180,15 @@ public final class GitRepository {
             refs[String(cString: head.pointee.name)] = Self.hex(&oid)
         }
         return refs
+    }
+
+    /// Throws what stopped a failed transfer, when Kiln's socket stream did:
+    /// the job's cancellation, or the no-progress time.
+    static func stoppedTransfer(_ operation: String, limits: TransferLimits) throws {
+        if let signal = limits.cancellation?.signal { throw CancelledBySignal(signal: signal) }
+        if let peer = TransferWatch.shared.stalledPeer {
+            throw TransferStalled(operation: operation, peer: peer, seconds: limits.noProgressTimeout)
+        }
     }
 
     // MARK: commits

@@ -4,7 +4,11 @@ import KilnCore
 /// libgit2, initialised once for the process (git_libgit2_init is reference
 /// counted; Kiln never shuts it down, the process's end does).
 public enum LibGit2 {
-    private static let once: Void = { _ = git_libgit2_init() }()
+    private static let once: Void = {
+        _ = git_libgit2_init()
+        // Every connection through Kiln's socket stream: a no-progress deadline, cancellation.
+        SocketStream.register()
+    }()
 
     public static func initialise() { _ = once }
 

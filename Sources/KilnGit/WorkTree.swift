@@ -65,7 +65,8 @@ extension GitRepository {
     /// same credentials callback, checked out at the recorded commit.
     /// Returns the submodule's own repository, for recursion.
     public func updateSubmodule(
-        _ name: String, credentials: GitCredentials?, progress: @escaping (TransferProgress) -> Void = { _ in }
+        _ name: String, credentials: GitCredentials?, limits: TransferLimits = TransferLimits(),
+        progress: @escaping (TransferProgress) -> Void = { _ in }
     ) throws -> (repository: GitRepository, received: TransferProgress) {
         var submodule: OpaquePointer?
         try GitError.check(git_submodule_lookup(&submodule, pointer, name), "look up submodule \(name)")
@@ -80,12 +81,15 @@ extension GitRepository {
         options.fetch_opts.proxy_opts.type = GIT_PROXY_AUTO
         options.checkout_opts.checkout_strategy = GIT_CHECKOUT_FORCE.rawValue
         options.allow_fetch = 1
+        let watch = TransferWatch.shared.begin(limits)
+        defer { watch?.end() }
         let result = withExtendedLifetime(callbacks) { git_submodule_update(submodule, 1, &options) }
         if result < 0 {
             var error = GitError.last(
                 result,
                 "update submodule \(name) from \(git_submodule_url(submodule).map { String(cString: $0) } ?? "?")")
             error.credentialsRefused = callbacks.refused
+            try Self.stoppedTransfer(error.operation, limits: limits)
             throw error
         }
         var child: OpaquePointer?

@@ -103,6 +103,17 @@ private final class EasyHandle: @unchecked Sendable {
         var body = Data()
         var file: BodyFile?
         var handle: UnsafeMutableRawPointer?
+        /// When bytes last moved (the monotonic clock), to tell a stall from other time-outs.
+        var lastProgress = ContinuousClock.now
+        var moved = curl_off_t(0)
+        let cancelled = CancelFlag()
+    }
+
+    /// Set from the cancellation handler's thread, read by curl's.
+    final class CancelFlag: Sendable {
+        private let raised = Atomic<Bool>(false)
+        func raise() { raised.store(true, ordering: .relaxed) }
+        var isRaised: Bool { raised.load(ordering: .relaxed) }
     }
 
     func perform(_ request: HTTPRequest, settings: HTTPSettings, bodyFile: BodyFile?) throws -> HTTPResponse {
@@ -127,6 +138,39 @@ private final class EasyHandle: @unchecked Sendable {
         setLong(CURLOPT_CONNECTTIMEOUT_MS, milliseconds(request.connectTimeout ?? settings.connectTimeout))
         setLong(CURLOPT_TIMEOUT_MS, milliseconds(request.timeout ?? settings.timeout))
         setString(CURLOPT_USERAGENT, settings.userAgent)
+        if let stall = request.stallTimeout {
+            // libcurl's own no-progress rule: under 1 byte/s for that many whole seconds.
+            setLong(CURLOPT_LOW_SPEED_LIMIT, 1)
+            setLong(CURLOPT_LOW_SPEED_TIME, max(1, StallTime.wholeSeconds(stall)))
+        }
+        let cancelRegistration = request.cancellation.map { cancellation in
+            let flag = transfer.cancelled
+            return cancellation.onCancel { _ in flag.raise() }
+        }
+        defer { cancelRegistration?.end() }
+        // The progress callback (cancellation, and when bytes last moved) only for
+        // the requests that ask; it points at this call's `transfer`, so it is
+        // taken off again before that is released.
+        let watchesProgress = request.cancellation != nil || request.stallTimeout != nil
+        if watchesProgress {
+            setLong(CURLOPT_NOPROGRESS, 0)
+            CKiln_curl_setopt_xferinfo_callback(raw) { user, _, received, _, sent in
+                let transfer = Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
+                if received + sent != transfer.moved {
+                    transfer.moved = received + sent
+                    transfer.lastProgress = ContinuousClock.now
+                }
+                return transfer.cancelled.isRaised ? 1 : 0
+            }
+            CKiln_curl_setopt_pointer(raw, CURLOPT_XFERINFODATA, box.toOpaque())
+        }
+        defer {
+            if watchesProgress {
+                setLong(CURLOPT_NOPROGRESS, 1)
+                CKiln_curl_setopt_xferinfo_callback(raw, nil)
+                CKiln_curl_setopt_pointer(raw, CURLOPT_XFERINFODATA, nil)
+            }
+        }
         setLong(CURLOPT_FOLLOWLOCATION, 0)
         // Only http and https, also for redirects a caller follows itself.
         setString(CURLOPT_PROTOCOLS_STR, "http,https")
@@ -200,6 +244,15 @@ private final class EasyHandle: @unchecked Sendable {
         }
 
         guard code == CURLE_OK else {
+            if code == CURLE_ABORTED_BY_CALLBACK, let signal = request.cancellation?.signal {
+                throw CancelledBySignal(signal: signal)
+            }
+            if code == CURLE_OPERATION_TIMEDOUT, let stall = request.stallTimeout,
+                ContinuousClock.now - transfer.lastProgress >= .seconds(StallTime.wholeSeconds(stall))
+                    - .milliseconds(100)
+            {
+                throw fail(.stalled(seconds: stall), "no data for \(StallTime.text(stall))")
+            }
             let message = errorBuffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
             let detail = message.isEmpty ? String(cString: curl_easy_strerror(code)) : message
             var osErrno = 0
@@ -263,4 +316,15 @@ final class BodyFile {
         written += count
         return true
     }
+}
+
+/// A no-progress time in whole seconds, as libcurl's low-speed time takes it
+/// and as messages say it; never traps, whatever the caller passes.
+public enum StallTime {
+    public static func wholeSeconds(_ seconds: TimeInterval) -> Int {
+        guard seconds.isFinite else { return seconds > 0 ? Int(Int32.max) : 0 }
+        return Int(min(max(seconds, 0), Double(Int32.max)).rounded(.up))
+    }
+
+    public static func text(_ seconds: TimeInterval) -> String { "\(wholeSeconds(seconds))s" }
 }

@@ -10,6 +10,14 @@ public struct HTTPRequest: Sendable {
     /// Overrides the client's limits for this request.
     public var connectTimeout: TimeInterval?
     public var timeout: TimeInterval?
+    /// A transfer that receives and sends nothing for this long fails
+    /// (`HTTPError.Failure.stalled`), through libcurl's low-speed limit of
+    /// 1 byte a second over that time (CURLOPT_LOW_SPEED_LIMIT, _TIME).
+    public var stallTimeout: TimeInterval? = nil
+    /// The job's cancellation: a cancel (GitLab's SIGTERM) aborts the
+    /// transfer, which then throws `CancelledBySignal`, so that the caller's
+    /// clean-up runs before the stage ends.
+    public var cancellation: Cancellation? = nil
 
     public init(
         method: String = "GET", url: String, headers: [(name: String, value: String)] = [], body: Data = Data(),
@@ -47,6 +55,8 @@ public struct HTTPError: ExitStatusProviding, CustomStringConvertible, Sendable 
         case connectionRefused
         case connectionFailed
         case timedOut
+        /// Nothing received or sent for the request's `stallTimeout`.
+        case stalled(seconds: TimeInterval)
         case tls
         case dropped
         case other
@@ -58,11 +68,23 @@ public struct HTTPError: ExitStatusProviding, CustomStringConvertible, Sendable 
     public let method: String
     public let detail: String
 
-    public var exitStatus: KilnExit { failure == .timedOut ? .temporaryFailure : .serviceUnavailable }
+    public var exitStatus: KilnExit {
+        switch failure {
+        case .timedOut, .stalled: .temporaryFailure
+        default: .serviceUnavailable
+        }
+    }
 
     /// Whether sending again may work (every failure here is about the
-    /// connection, not the request).
-    public var isRetryable: Bool { failure != .tls }
+    /// connection, not the request). A stalled transfer is not sent again
+    /// within the job: it already waited its whole no-progress time, and
+    /// exit 75 lets GitLab's `retry:` start the job afresh.
+    public var isRetryable: Bool {
+        switch failure {
+        case .tls, .stalled: false
+        default: true
+        }
+    }
 
     public var description: String { "\(method) \(url): \(detail)" }
 

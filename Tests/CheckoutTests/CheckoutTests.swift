@@ -37,8 +37,10 @@ func runCheckout(
     return CheckoutRun(result: run.result, output: run.output, project: project)
 }
 
-func withGitServer<T>(_ fixture: GitFixture, _ body: (StandIn) throws -> T) throws -> T {
-    try withStandIn("git", ["--root", fixture.served, "--user", "gitlab-ci-token", "--password", token], body)
+/// The git stand-in over the fixture; `faults` go to it as they are (`--stall archive=1000`).
+func withGitServer<T>(_ fixture: GitFixture, faults: [String] = [], _ body: (StandIn) throws -> T) throws -> T {
+    try withStandIn(
+        "git", ["--root", fixture.served, "--user", "gitlab-ci-token", "--password", token] + faults, body)
 }
 
 func read(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }

@@ -2,7 +2,8 @@
 plus the GitLab repository archive API.
 
     scripts/standin git --root DIR [--user kiln] [--password secret]
-        [--project ID=PATH ...] [--host 127.0.0.1] [--port 0] [--no-stdin-watch] [-v]
+        [--project ID=PATH ...] [--stall KIND=BYTES ...]
+        [--host 127.0.0.1] [--port 0] [--no-stdin-watch] [-v]
 
 Git: any /<path>.git/... request (Basic auth user/password, else 401 with
 `WWW-Authenticate: Basic realm="kiln"`) runs `git http-backend` with
@@ -18,10 +19,16 @@ url-encoded project path (group%2Frepo -> DIR/group/repo.git, or DIR/group/repo)
 or a number: mapped by --project ID=PATH, else, if DIR holds exactly one
 repository, that one. `sha` may be any commit-ish; default HEAD.
 
+Fault: --stall upload_pack=BYTES (the answer to git-upload-pack, where the
+pack is) or --stall archive=BYTES sends the first BYTES of the answer's body,
+then stops sending and keeps the connection open (until the stand-in stops,
+at most STALL_SECONDS): a server that stalls mid-pack. git http-backend and
+git archive still do the real work; only what reaches the client is cut.
+
 GET /__kiln_git/stats (no auth): {"requests": {kind: n}, "bytes_out": {kind: n},
 "status": {code: n},
 "request_encodings": {"chunked": n, "gzip": n}} with kinds info_refs, upload_pack, receive_pack, archive,
-other_git, unauthorized, not_found.
+other_git, unauthorized, not_found, and "stalled": {kind: n} for answers cut by --stall.
 
 Ready line: {"ready", "name": "git", "url", "host", "port", "root", "user", "pid"}
 """
@@ -44,6 +51,9 @@ log = logging.getLogger("standin.git")
 
 ARCHIVE_PREFIX = "/api/v4/projects/"
 ARCHIVE_SUFFIX = "/repository/archive.tar.gz"
+STALL_KINDS = ("upload_pack", "archive")
+# A stalled answer is held open at most this long (bounded, as every loop here).
+STALL_SECONDS = 600
 
 
 class Stats:
@@ -51,6 +61,11 @@ class Stats:
         self.lock = threading.Lock()
         self.requests, self.bytes_out, self.status = {}, {}, {}
         self.request_encodings = {}
+        self.stalled = {}
+
+    def add_stall(self, kind):
+        with self.lock:
+            self.stalled[kind] = self.stalled.get(kind, 0) + 1
 
     def add_encoding(self, name):
         with self.lock:
@@ -66,7 +81,8 @@ class Stats:
         with self.lock:
             return {"requests": dict(self.requests), "bytes_out": dict(self.bytes_out),
                     "status": dict(self.status),
-                    "request_encodings": dict(self.request_encodings)}
+                    "request_encodings": dict(self.request_encodings),
+                    "stalled": dict(self.stalled)}
 
 
 def find_repos(root):
@@ -172,6 +188,28 @@ def make_handler(cfg, stats):
         def _end_chunks(self):
             self.wfile.write(b"0\r\n\r\n")
 
+        def _stream(self, kind, source):
+            """Sends what `source` (a child's stdout) gives, in chunks, then the
+            last chunk; with --stall for this kind, stops after that many bytes
+            and holds the connection. Returns the bytes sent."""
+            limit = cfg.stall.get(kind)
+            sent = 0
+            while True:
+                data = source.read1(1 << 16)
+                if not data:
+                    break
+                if limit is not None and sent + len(data) >= limit:
+                    sent += self._chunk(data[:limit - sent])
+                    self.wfile.flush()
+                    stats.add_stall(kind)
+                    log.info("stalling %s after %d bytes", kind, sent)
+                    cfg.stopping.wait(STALL_SECONDS)
+                    self.close_connection = True
+                    return sent
+                sent += self._chunk(data)
+            self._end_chunks()
+            return sent
+
         # -- dispatch --------------------------------------------------------
         def _handle(self):
             u = urlsplit(self.path)
@@ -270,13 +308,7 @@ def make_handler(cfg, stats):
                         else:
                             headers.append((k, v))
                     self._start_chunked(status, headers)
-                    sent = 0
-                    while True:
-                        data = proc.stdout.read1(1 << 16)
-                        if not data:
-                            break
-                        sent += self._chunk(data)
-                    self._end_chunks()
+                    sent = self._stream(kind, proc.stdout)
                     stats.add(kind, status, sent)
                 finally:
                     feeder.join(30)
@@ -319,13 +351,7 @@ def make_handler(cfg, stats):
                 self._start_chunked(200, [
                     ("Content-Type", "application/octet-stream"),
                     ("Content-Disposition", 'attachment; filename="%s-%s.tar.gz"' % (name, commit))])
-                sent = 0
-                while True:
-                    data = proc.stdout.read1(1 << 16)
-                    if not data:
-                        break
-                    sent += self._chunk(data)
-                self._end_chunks()
+                sent = self._stream("archive", proc.stdout)
                 stats.add("archive", 200, sent)
             finally:
                 proc.stdout.close()
@@ -340,10 +366,12 @@ def make_handler(cfg, stats):
 
 
 class Config:
-    def __init__(self, root, user, password, projects):
+    def __init__(self, root, user, password, projects, stall=None):
         self.root = os.path.realpath(root)
         self.user, self.password = user, password
         self.projects = projects
+        self.stall = stall or {}
+        self.stopping = threading.Event()
         self.home = tempfile.mkdtemp(prefix="kiln-git-home-")
         self.procs = set()
         self.lock = threading.Lock()
@@ -396,7 +424,15 @@ def main(argv):
     p.add_argument("--user", default="kiln")
     p.add_argument("--password", default="kiln-secret")
     p.add_argument("--project", action="append", default=[], metavar="ID=PATH")
+    p.add_argument("--stall", action="append", default=[], metavar="KIND=BYTES",
+                   help="stall the answer of KIND (%s) after BYTES bytes of its body" % ", ".join(STALL_KINDS))
     a = p.parse_args(argv)
+    stall = {}
+    for spec in a.stall:
+        kind, _, size = spec.partition("=")
+        if kind not in STALL_KINDS or not size.isdigit():
+            p.error("--stall %s: expected KIND=BYTES with KIND one of %s" % (spec, ", ".join(STALL_KINDS)))
+        stall[kind] = int(size)
     common.setup_logging("git", a.verbose)
     common.check_loopback(a.host)
     projects = {}
@@ -404,7 +440,7 @@ def main(argv):
         k, _, v = spec.partition("=")
         projects[k] = v
     lifetime = common.Lifetime(watch_stdin=not a.no_stdin_watch)
-    cfg = Config(a.root, a.user, a.password, projects)
+    cfg = Config(a.root, a.user, a.password, projects, stall)
     stats = Stats()
 
     class S(ThreadingHTTPServer):
@@ -420,6 +456,7 @@ def main(argv):
                     root=cfg.root, user=a.user)
     reason = lifetime.wait()
     log.info("stopping (%s)", reason)
+    cfg.stopping.set()
     srv.shutdown()
     srv.server_close()
     cfg.kill_all()

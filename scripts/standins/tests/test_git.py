@@ -129,3 +129,36 @@ def test_gzip_chunked_upload_pack_post(gitroot):
         assert b"NAK" in data[:16] and b"PACK" in data
         s = stats(g["url"])
         assert s["request_encodings"] == {"chunked": 1, "gzip": 1}
+
+
+def test_stall_cuts_the_answer_mid_body_and_holds_the_connection(gitroot):
+    tmp, root, sha = gitroot
+    with running("git", "--root", root, "--user", "kiln", "--password", "s3cret",
+                 "--stall", "archive=100", "--stall", "upload_pack=200") as g:
+        req = urllib.request.Request(
+            g["url"] + "/api/v4/projects/group%2Fapp/repository/archive.tar.gz?sha=" + sha,
+            headers={"JOB-TOKEN": "s3cret"})
+        received = b""
+        with urllib.request.urlopen(req, timeout=2) as r:
+            assert r.status == 200
+            with pytest.raises(TimeoutError):
+                while True:
+                    chunk = r.read1(1 << 16)
+                    if not chunk:
+                        break
+                    received += chunk
+        assert len(received) == 100
+
+        # git itself gives up on the stalled pack (its own low-speed limit).
+        base = g["url"].replace("http://", "http://kiln:s3cret@") + "/group/app.git"
+        r = git("-c", "http.lowSpeedLimit=1", "-c", "http.lowSpeedTime=2", "clone", "-q", base,
+                str(tmp / "stalled"), home=tmp, check=False)
+        assert r.returncode != 0, r.stderr
+        assert stats(g["url"])["stalled"] == {"archive": 1, "upload_pack": 1}
+
+
+def test_stall_rejects_an_unknown_kind(gitroot):
+    _, root, _ = gitroot
+    r = subprocess.run([os.path.join(os.path.dirname(__file__), "..", "..", "standin"), "git", "--root", str(root),
+                        "--stall", "info_refs=10"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert r.returncode == 2 and b"--stall info_refs=10" in r.stderr
