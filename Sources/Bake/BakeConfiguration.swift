@@ -71,12 +71,21 @@ public struct BakeConfiguration: Sendable {
             default: BakeRole.app
         ).value
 
-        func inProject(_ path: String) -> String {
-            path.hasPrefix("/") ? path : (projectDirectory as NSString).appendingPathComponent(path)
+        // A path kiln.yml names lies in the repository, symbolic links
+        // followed (issue 13, item 2); one given by a flag or a variable is
+        // a person's or the CI settings' own choice and is taken as given.
+        func inProject(_ given: Resolved<String>, key: String) throws -> String {
+            if case .file = given.source {
+                return try ContainedPath.resolve(
+                    given.value, relativeTo: projectDirectory, within: [projectDirectory],
+                    origin: .configuration(location: "\(given.source)", key: key))
+            }
+            return given.value.hasPrefix("/")
+                ? given.value : (projectDirectory as NSString).appendingPathComponent(given.value)
         }
         let template: String
         if let given = try string("bake.template", flag: ("template", flags.template), env: "KILN_PACKER_TEMPLATE") {
-            template = inProject(given.value)
+            template = try inProject(given, key: "bake.template")
             guard FileManager.default.fileExists(atPath: template) else {
                 throw KilnError.badConfiguration(
                     "Packer template \(given.value) (\(given.source)) not found at \(template)")
@@ -92,7 +101,7 @@ public struct BakeConfiguration: Sendable {
             )
         }
         let playbooks =
-            try string("bake.playbooks").map { inProject($0.value) }
+            try string("bake.playbooks").map { try inProject($0, key: "bake.playbooks") }
             ?? ((template as NSString).deletingLastPathComponent as NSString).appendingPathComponent("ansible")
 
         let communicator = try settings.require(

@@ -28,7 +28,7 @@ public struct Packager {
     ) throws -> ApplicationArtifact {
         switch specification {
         case .file(let file):
-            let path = absolute(file)
+            let path = try contained(file, key: "build.package.file", location: location)
             var isFolder: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue else {
                 throw KilnError(
@@ -36,6 +36,7 @@ public struct Packager {
             }
             return try describe(path, kind: .file)
         case .paths(let paths):
+            for path in paths { _ = try contained(path, key: "build.package.paths", location: location) }
             for path in paths where !FileManager.default.fileExists(atPath: absolute(path)) {
                 throw KilnError(
                     .projectFailed, "build.package.paths (\(location)): \(path) does not exist after the build")
@@ -62,6 +63,13 @@ public struct Packager {
             guard rename(partial, target) == 0 else { throw SystemCallError("rename \(partial)", errno: errno) }
             return try describe(target, kind: .tarGz)
         }
+    }
+
+    /// kiln.yml names what to pack: only the project's own files (issue 13, item 2).
+    private func contained(_ path: String, key: String, location: String) throws -> String {
+        try ContainedPath.resolve(
+            path, relativeTo: projectDirectory, within: [projectDirectory],
+            origin: .configuration(location: location, key: key))
     }
 
     private func absolute(_ path: String) -> String {

@@ -31,11 +31,10 @@ public struct CheckoutStage {
                 request: request, log: context.log, runner: context.runner, http: http, clock: context.clock
             ).run()
         }
-        try context.artifacts.write(result)
         var dotenv = Dotenv()
         dotenv.set("KILN_COMMIT", result.commit)
         dotenv.set("KILN_VERSION", result.versionString)
-        try context.artifacts.writeDotenv(dotenv, fileName: "checkout.env")
+        try context.artifacts.write(result, dotenv: dotenv, dotenvFileName: "checkout.env")
         context.log.line(
             "checkout: \(result.versionString) in \(request.target); \(context.artifacts.path("checkout.json"))")
         return result

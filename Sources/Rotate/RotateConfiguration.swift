@@ -106,7 +106,7 @@ public struct RotateConfiguration: Sendable, Equatable {
             url = value
         }
         guard let parsed = URLComponents(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
-              parsed.host?.isEmpty == false, !url.contains(where: { $0.isWhitespace || $0 == "\"" || $0 == "'" })
+            parsed.host?.isEmpty == false, !url.contains(where: { $0.isWhitespace || $0 == "\"" || $0 == "'" })
         else {
             throw file.fail(node, keyPath, "\(Untrusted.quoted(url)) is not an absolute http or https URL")
         }

@@ -43,3 +43,35 @@ import Testing
         #expect(project.build == "from-project" && project.bake == "from-project")
     }
 }
+
+/// Issue 13, item 2: a Packer template or playbook folder kiln.yml names lies
+/// in the repository (78 otherwise, naming the key); a flag may name any.
+@Suite struct BakePathTests {
+    @Test(arguments: ["bake:\n  template: /etc/hostname\n", "bake:\n  playbooks: ../../../../etc\n"])
+    func kilnYMLPathsOutOfTheRepositoryAreRefused(yml: String) throws {
+        let folder = TemporaryDirectory("kiln-bake-paths")
+        try FileManager.default.createDirectory(atPath: folder.file("packer"), withIntermediateDirectories: true)
+        try "# template\n".write(toFile: folder.file("packer/kiln.pkr.hcl"), atomically: true, encoding: .utf8)
+        try ("application: demo\n" + yml).write(toFile: folder.file("kiln.yml"), atomically: true, encoding: .utf8)
+        let job = JobContext(environment: ["CI_PROJECT_DIR": folder.path])
+        let settings = Settings(job: job, file: try ConfigFile.load(flag: nil, job: job))
+        #expect(
+            expectExit(.badConfiguration) {
+                _ = try BakeConfiguration.load(
+                    settings, flags: BakeFlags(), projectDirectory: folder.path, executablePath: nil)
+            } == nil)
+    }
+
+    @Test func aFlagMayNameATemplateAnywhere() throws {
+        let folder = TemporaryDirectory("kiln-bake-paths")
+        let elsewhere = TemporaryDirectory("kiln-bake-elsewhere")
+        try "# template\n".write(toFile: elsewhere.file("team.pkr.hcl"), atomically: true, encoding: .utf8)
+        try "application: demo\n".write(toFile: folder.file("kiln.yml"), atomically: true, encoding: .utf8)
+        let job = JobContext(environment: ["CI_PROJECT_DIR": folder.path])
+        let settings = Settings(job: job, file: try ConfigFile.load(flag: nil, job: job))
+        let configuration = try BakeConfiguration.load(
+            settings, flags: BakeFlags(template: elsewhere.file("team.pkr.hcl")), projectDirectory: folder.path,
+            executablePath: nil)
+        #expect(configuration.template == elsewhere.file("team.pkr.hcl"))
+    }
+}

@@ -121,18 +121,21 @@ func rewriteBuild(_ project: BakeProject, _ change: (inout [String: Any]) -> Voi
         try withStandIn("moto") { moto in
             let project = try BakeProject(moto: moto, kilnYML: kilnYML())
             project.pinSource = false
-            let first = try project.bake(["--role", "base"], environment: ["CI_PIPELINE_CREATED_AT": "2026-12-01T03:30:05Z"])
+            let first = try project.bake(
+                ["--role", "base"], environment: ["CI_PIPELINE_CREATED_AT": "2026-12-01T03:30:05Z"])
             #expect(first.code == 0, "\(first.output)")
             let monday = try project.image()
             #expect(monday["outcome"] as? String == "baked")
             #expect(monday["applicationVersion"] as? String == "20261201")
 
-            let again = try project.bake(["--role", "base"], environment: ["CI_PIPELINE_CREATED_AT": "2026-12-01T22:10:00Z"])
+            let again = try project.bake(
+                ["--role", "base"], environment: ["CI_PIPELINE_CREATED_AT": "2026-12-01T22:10:00Z"])
             #expect(again.code == 0, "\(again.output)")
             #expect(try project.image()["outcome"] as? String == "reused")
             #expect(try project.image()["amiID"] as? String == monday["amiID"] as? String)
 
-            let next = try project.bake(["--role", "base"], environment: ["CI_PIPELINE_CREATED_AT": "2026-12-02T03:30:05Z"])
+            let next = try project.bake(
+                ["--role", "base"], environment: ["CI_PIPELINE_CREATED_AT": "2026-12-02T03:30:05Z"])
             #expect(next.code == 0, "\(next.output)")
             let tuesday = try project.image()
             #expect(tuesday["outcome"] as? String == "baked")

@@ -39,7 +39,8 @@ import Testing
     /// while it builds the tree, so this one never came back from the
     /// parser (found by the engineer who fixed the first; it hung past 30 s).
     @Test func anAliasBombAsAKeyIsRefusedBeforeTheParser() throws {
-        let folder = try project(Self.aliasBomb.replacingOccurrences(of: "  test: *a9\n", with: "  test: make\n") + "map:\n  ? *a9\n  : x\n")
+        let folder = try project(
+            Self.aliasBomb.replacingOccurrences(of: "  test: *a9\n", with: "  test: make\n") + "map:\n  ? *a9\n  : x\n")
         let run = try runCommand(
             Command(
                 "/usr/bin/prlimit", ["--as=\(2 << 30)", "--", TestPaths.product("kiln-build")],

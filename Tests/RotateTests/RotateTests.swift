@@ -409,7 +409,8 @@ extension RotateWorld {
 
     @Test func aLiteralOrATerraformOutput() throws {
         #expect(try load("https://demo.example/") == "https://demo.example/")
-        #expect(try load("{terraform: test_url}", terraform: ["test_url": "http://lb-1.example"]) == "http://lb-1.example")
+        #expect(
+            try load("{terraform: test_url}", terraform: ["test_url": "http://lb-1.example"]) == "http://lb-1.example")
     }
 
     @Test(arguments: ["ftp://x.example", "not a url", "/relative", "{terraform: missing}", "http://"])

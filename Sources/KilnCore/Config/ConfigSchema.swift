@@ -43,6 +43,7 @@ extension ConfigSchema {
     /// `checkout`: kiln-checkout's settings (CheckoutRequest.resolve).
     public static let checkout = ConfigSchema.section([
         "strategy": .value, "submodules": .value, "clean_flags": .value, "depth": .value, "cache_dir": .value,
+        "timeout": .value,
     ])
 
     /// One command of `build.commands` or `build.test`: a shell line, or these keys.

@@ -49,8 +49,9 @@ enum YAMLKeyAliasScan {
                 case "*" where nodeStart:
                     var end = index + 1
                     // libyaml (under Yams) takes an alias's name as letters, digits, `_` and `-`.
-                    while end < line.count, line[end].properties.isAlphabetic || ("0"..."9").contains(line[end])
-                        || line[end] == "_" || line[end] == "-"
+                    while end < line.count,
+                        line[end].properties.isAlphabetic || ("0"..."9").contains(line[end])
+                            || line[end] == "_" || line[end] == "-"
                     {
                         end += 1
                     }
