@@ -14,7 +14,13 @@ import KilnCore
 /// after an unquoted `$` (the value would start `$'...'`, `$(...)` or
 /// `${...}`), and arithmetic (`$(( ))`, `(( ))`: bash evaluates the text as
 /// an expression, quoted or not, and runs a subscript's `$(...)`; bash
-/// manual, "Shell Arithmetic").
+/// manual, "Shell Arithmetic"), and the other places bash evaluates text as
+/// arithmetic: `$[ ]`, an array subscript (`a[...]`), `[[ ]]` (its `-eq`,
+/// `-lt`, ... operands), the arguments of `let`; and the arguments of the
+/// commands that run their arguments as code (`eval`, `trap`, `sh -c`). A
+/// template that gives a variable the integer attribute (`declare -i`,
+/// `typeset -i`, `local -i`) is refused whole when it has placeholders: every
+/// later assignment to that variable is arithmetic (`checkTemplate`).
 struct ShellEscaper: ContextEscaper {
     enum State: Equatable {
         case normal, singleQuote, doubleQuote, comment, ansiQuote
@@ -23,6 +29,11 @@ struct ShellEscaper: ContextEscaper {
         case backquote(inDoubleQuotes: Bool)
         /// `$((...))` or `((...))`, with the parentheses still open.
         case arithmetic(depth: Int, inDoubleQuotes: Bool)
+        /// `$[...]` (bash's old arithmetic expansion), or an array subscript
+        /// `name[...]`, with the brackets still open.
+        case bracketArithmetic(depth: Int, inDoubleQuotes: Bool)
+        /// `[[ ... ]]`: bash reads `-eq`, `-lt`, ... operands as arithmetic.
+        case conditional
     }
 
     private(set) var state: State = .normal
@@ -34,6 +45,8 @@ struct ShellEscaper: ContextEscaper {
     private var escaped = false
     /// The last character read is an unescaped `$` outside single quotes.
     private var afterDollar = false
+    /// The simple command read so far (outside quotes), for its first words.
+    private var command = ""
 
     mutating func read(_ text: String) {
         let characters = Array(text)
@@ -70,7 +83,17 @@ struct ShellEscaper: ContextEscaper {
                 case "$" where Self.opensArithmetic(characters, at: index + 1):
                     state = .arithmetic(depth: 2, inDoubleQuotes: false)
                     index += 2
+                case "$" where index + 1 < characters.count && characters[index + 1] == "[":
+                    state = .bracketArithmetic(depth: 1, inDoubleQuotes: false)
+                    index += 1
                 case "$": afterDollar = true
+                case "["
+                where index + 1 < characters.count && characters[index + 1] == "["
+                    && (previous.isWhitespace || ";&|(!".contains(previous)):
+                    state = .conditional
+                    index += 1
+                case "[" where previous.isLetter || previous.isNumber || previous == "_":
+                    state = .bracketArithmetic(depth: 1, inDoubleQuotes: false)
                 case "(" where Self.opensArithmetic(characters, at: index):
                     state = .arithmetic(depth: 2, inDoubleQuotes: false)
                     index += 1
@@ -102,6 +125,11 @@ struct ShellEscaper: ContextEscaper {
                     startPendingHereDocument()
                 default: break
                 }
+                if case .normal = state {
+                    if "\n;&|(){}".contains(character) { command = "" } else { command.append(character) }
+                } else if case .comment = state {
+                    command = ""
+                }
             case .singleQuote:
                 if character == "'" { state = .normal }
             case .ansiQuote:
@@ -115,6 +143,9 @@ struct ShellEscaper: ContextEscaper {
                     index += 2
                 case "$" where index + 1 < characters.count && characters[index + 1] == "(":
                     state = .substitutionInDoubleQuotes(depth: 1)
+                    index += 1
+                case "$" where index + 1 < characters.count && characters[index + 1] == "[":
+                    state = .bracketArithmetic(depth: 1, inDoubleQuotes: true)
                     index += 1
                 case "$": afterDollar = true
                 case "`": state = .backquote(inDoubleQuotes: true)
@@ -139,6 +170,19 @@ struct ShellEscaper: ContextEscaper {
                         ? (inDoubleQuotes ? .doubleQuote : .normal)
                         : .arithmetic(depth: depth - 1, inDoubleQuotes: inDoubleQuotes)
                 }
+            case .bracketArithmetic(let depth, let inDoubleQuotes):
+                if character == "[" { state = .bracketArithmetic(depth: depth + 1, inDoubleQuotes: inDoubleQuotes) }
+                if character == "]" {
+                    state =
+                        depth == 1
+                        ? (inDoubleQuotes ? .doubleQuote : .normal)
+                        : .bracketArithmetic(depth: depth - 1, inDoubleQuotes: inDoubleQuotes)
+                }
+            case .conditional:
+                if character == "]" && index + 1 < characters.count && characters[index + 1] == "]" {
+                    state = .normal
+                    index += 1
+                }
             case .comment:
                 if character == "\n" {
                     state = .normal
@@ -157,6 +201,7 @@ struct ShellEscaper: ContextEscaper {
 
     mutating func didRender() {
         afterDollar = false
+        if case .normal = state { command.append("x") }
         previous = "x"  // a word now stands here: a following '#' is no comment
         if hereDocument != nil { currentLine.append("x") }
     }
@@ -186,6 +231,14 @@ struct ShellEscaper: ContextEscaper {
                 """
                 stands right after '$', where the value would start an expansion ($'...', $(...), ${...}); \
                 write '\\$' or '$' in single quotes for a literal dollar
+                """
+            )
+        }
+        if state == .normal || state == .doubleQuote, let runner = Self.codeRunner(command) {
+            throw refuse(
+                """
+                is an argument of '\(runner)', which runs its arguments as code (or as arithmetic), \
+                so no quoting holds; pass the value in a variable the code reads instead
                 """
             )
         }
@@ -222,6 +275,20 @@ struct ShellEscaper: ContextEscaper {
                 so no escaping holds; use $(...) instead
                 """
             )
+        case .bracketArithmetic:
+            throw refuse(
+                """
+                stands inside $[ ] or an array subscript, where bash evaluates the value as arithmetic and runs \
+                any $(...) in it; assign it to a variable and check it is a number first
+                """
+            )
+        case .conditional:
+            throw refuse(
+                """
+                stands inside [[ ]], where bash evaluates -eq, -lt, ... operands as arithmetic and runs any \
+                $(...) in them; use [ ] (test), or check the value is a number first
+                """
+            )
         case .arithmetic:
             throw refuse(
                 """
@@ -230,6 +297,48 @@ struct ShellEscaper: ContextEscaper {
                 a number first
                 """
             )
+        }
+    }
+
+    /// The command among `let`, `eval`, `trap` and `sh|bash|... -c` that
+    /// `command` (a simple command's text so far) starts with, if any.
+    static func codeRunner(_ command: String) -> String? {
+        let words = command.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        guard var first = words.first else { return nil }
+        var rest = words.dropFirst()
+        // Past assignments and wrappers that run the next word (`FOO=1 sudo bash -c`).
+        while first.contains("=") || ["sudo", "exec", "command", "env", "nohup", "time"].contains(first) {
+            guard let next = rest.first else { return nil }
+            first = next
+            rest = rest.dropFirst()
+        }
+        if ["let", "eval", "trap"].contains(first) { return first }
+        if ["sh", "bash", "dash", "ksh", "zsh", "/bin/sh", "/bin/bash"].contains(first),
+            rest.contains(where: { $0.hasPrefix("-") && !$0.hasPrefix("--") && $0.contains("c") })
+        {
+            return "\(first) -c"
+        }
+        return nil
+    }
+
+    /// Refuses a template with placeholders that gives a variable the
+    /// integer attribute: each later assignment to it is evaluated as
+    /// arithmetic (bash manual, "Bash Builtins", declare -i).
+    static func checkTemplate(_ text: String, hasPlaceholders: Bool, template: String) throws {
+        guard hasPlaceholders else { return }
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard let first = words.first,
+                ["declare", "typeset", "local", "readonly", "export"].contains(String(first))
+            else { continue }
+            if words.dropFirst().contains(where: { $0.hasPrefix("-") && !$0.hasPrefix("--") && $0.contains("i") }) {
+                throw KilnError.badConfiguration(
+                    """
+                    \(template):\(number + 1): '\(first) -i' makes every later assignment to the variable arithmetic, \
+                    where bash runs any $(...) in a value; user data with placeholders cannot use it
+                    """
+                )
+            }
         }
     }
 

@@ -91,6 +91,8 @@ public struct UserDataStage {
             let output: String
             switch format {
             case .shell:
+                try ShellEscaper.checkTemplate(
+                    text, hasPlaceholders: !template.variableNames.isEmpty, template: part.template)
                 var escaper = ShellEscaper()
                 output = try template.render(resolved, escaper: &escaper)
                 try checkShell(output, template: part.template)

@@ -148,6 +148,15 @@ let hostile =
         ("echo $(( 1 + {{ V }} ))", "a[$(touch MARKER)]", "arithmetic"),
         ("(( n = 1 + {{ V }} ))", "a[$(touch MARKER)]", "arithmetic"),
         ("echo \"$(( 1 + {{ V }} ))\"", "a[$(touch MARKER)]", "arithmetic"),
+        // The other places bash evaluates arithmetic or code; each ran the
+        // command under bash with the values escaped as before.
+        ("[[ {{ V }} -eq 1 ]]", "a[$(touch MARKER)]", "[[ ]]"),
+        ("echo $[ {{ V }} ]", "a[$(touch MARKER)]", "$[ ] or an array subscript"),
+        ("arr=(); arr[{{ V }}]=1", "$(touch MARKER)", "$[ ] or an array subscript"),
+        ("let x={{ V }}", "a[$(touch MARKER)]", "'let'"),
+        ("eval {{ V }}", "touch MARKER", "'eval'"),
+        ("bash -c {{ V }}", "touch MARKER", "'bash -c'"),
+        ("trap {{ V }} EXIT", "touch MARKER", "'trap'"),
     ])
     func placesThatRunAValueAreRefused(line: String, value: String, reason: String) throws {
         let yml = """
@@ -171,6 +180,36 @@ let hostile =
             _ = try run("/bin/bash", ["-c", "cd '\(sandbox.path)' && bash user_init.sh"])
             #expect(!FileManager.default.fileExists(atPath: sandbox.file("MARKER")), "\(line): the value ran a command")
         }
+    }
+
+    /// `declare -i` makes every later assignment to the variable arithmetic:
+    /// a template with placeholders that uses it is refused whole.
+    @Test func anIntegerAttributeIsRefusedInATemplateWithPlaceholders() throws {
+        let yml = "environments:\n  test:\n    userdata: {template: i.sh}\n    variables:\n      V: {env: V}\n"
+        let project = try UserDataProject(
+            kilnYML: yml, templates: ["i.sh": "#!/bin/bash\ndeclare -i n\nn={{ V }}\n"])
+        let (code, output) = try runUserData(project, environment: ["V": "a[$(touch MARKER)]"])
+        #expect(code == 78, "\(output)")
+        #expect(output.contains("i.sh:2: 'declare -i'"), "\(output)")
+    }
+
+    /// Brackets and words that are not arithmetic or code still take values.
+    @Test func testBracketsGlobsAndOtherCommandsStillRender() throws {
+        let yml = "environments:\n  test:\n    userdata: {template: i.sh}\n    variables:\n      V: {env: V}\n"
+        let project = try UserDataProject(
+            kilnYML: yml,
+            templates: [
+                "i.sh":
+                    "#!/bin/bash\nif [ {{ V }} = x ]; then echo no; fi\nexport LET={{ V }}\nprintf '%s' {{ V }} > out\n"
+            ])
+        let (code, output) = try runUserData(project, environment: ["V": "a[$(touch MARKER)]"])
+        #expect(code == 0, "\(output)")
+        let script = try #require(project.read("kiln/userdata-test.sh"))
+        let sandbox = TemporaryDirectory("kiln-run")
+        try script.write(toFile: sandbox.file("user_init.sh"), atomically: true, encoding: .utf8)
+        _ = try run("/bin/bash", ["-c", "cd '\(sandbox.path)' && bash user_init.sh"])
+        #expect(!FileManager.default.fileExists(atPath: sandbox.file("MARKER")))
+        #expect((try? String(contentsOfFile: sandbox.file("out"), encoding: .utf8)) == "a[$(touch MARKER)]")
     }
 
     /// A `$` that is escaped, or in single quotes, is text: a value may follow it.
