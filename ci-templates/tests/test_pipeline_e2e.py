@@ -80,14 +80,16 @@ def test_the_example_pipeline_runs_end_to_end_on_the_stand_ins(tmp_path):
     git("clone", "-q", "--bare", str(source), str(repos / "app.git"), cwd=tmp_path)
     token = "glcbt-e2e-" + os.urandom(8).hex()
 
-    # The job folder gcil runs in: the example as the runner would have it.
+    # The job folder gcil runs in, as a fresh runner has it with
+    # GIT_STRATEGY: none: empty. The first job's kiln-checkout clones into it
+    # (and marks it as its own); the later jobs fetch into that repository.
     project = tmp_path / "project"
-    shutil.copytree(source, project, ignore=shutil.ignore_patterns(".git"))
-    pipeline_text = (project / ".gitlab-ci.yml").read_text()
+    project.mkdir()
+    pipeline_text = (source / ".gitlab-ci.yml").read_text()
     include = yaml.safe_load(pipeline_text)["include"][0]
     # The catalog project as published, and the example resolved against it.
     published = kiln.publish(tmp_path / "catalog" / "kiln")
-    resolved, _ = kiln.resolve_example(published, project)
+    resolved, _ = kiln.resolve_example(published, source)
     (tmp_path / "pipeline-resolved.yml").write_text(kiln.dump(resolved))
     # The example's file with the mapping sits beside the job folder: the
     # first job's kiln-checkout makes the job folder exactly the commit (as in
