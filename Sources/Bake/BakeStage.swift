@@ -230,15 +230,10 @@ public struct BakeStage {
             throw cancelled
         }
         let seconds = (outcome.result.duration * 10).rounded() / 10
-        guard outcome.result.termination.succeeded, let artifact = outcome.output.amazonArtifact,
-            let amiID = artifact.amisByRegion[client.region]
-        else {
+        guard outcome.result.termination.succeeded else {
             images.removeLeftovers(named: name, log: log)
             let message =
-                outcome.output.failureMessage
-                ?? (outcome.result.termination.succeeded
-                    ? "Packer reported no amazon-ebs artifact for \(client.region)"
-                    : "no error line; last output:\n\(outcome.result.tail.suffix(2000))")
+                outcome.output.failureMessage ?? "no error line; last output:\n\(outcome.result.tail.suffix(2000))"
             throw KilnError(
                 PackerFailureKind.exitStatus(for: message),
                 """
@@ -246,6 +241,13 @@ public struct BakeStage {
                 no image was kept:\n\(message)
                 """
             )
+        }
+        let amiID: String
+        do {
+            amiID = try outcome.output.image(in: client.region)
+        } catch {
+            images.removeLeftovers(named: name, log: log)
+            throw error
         }
         log.line("packer: \(amiID) in \(client.region) after \(LogWriter.formatDuration(seconds))")
         // Whatever the template does with `tags`, the image and its snapshots get Kiln's.
