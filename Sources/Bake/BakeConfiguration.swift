@@ -29,7 +29,8 @@ public struct BakeConfiguration: Sendable {
 
     public var application: String
     public var role: BakeRole
-    public var template: String
+    /// The template file or folder.
+    public var template: PackerTemplate
     public var playbooks: String
     public var packer: String
     public var instanceType: String
@@ -83,15 +84,12 @@ public struct BakeConfiguration: Sendable {
             return given.value.hasPrefix("/")
                 ? given.value : (projectDirectory as NSString).appendingPathComponent(given.value)
         }
-        let template: String
+        let template: PackerTemplate
         if let given = try string("bake.template", flag: ("template", flags.template), env: "KILN_PACKER_TEMPLATE") {
-            template = try inProject(given, key: "bake.template")
-            guard FileManager.default.fileExists(atPath: template) else {
-                throw KilnError.badConfiguration(
-                    "Packer template \(given.value) (\(given.source)) not found at \(template)")
-            }
+            template = try PackerTemplate(
+                path: try inProject(given, key: "bake.template"), origin: "\(given.value) (\(given.source))")
         } else if let found = Self.defaultTemplate(projectDirectory: projectDirectory, executablePath: executablePath) {
-            template = found
+            template = try PackerTemplate(path: found, origin: found)
         } else {
             throw KilnError.badConfiguration(
                 """
@@ -102,7 +100,7 @@ public struct BakeConfiguration: Sendable {
         }
         let playbooks =
             try string("bake.playbooks").map { try inProject($0, key: "bake.playbooks") }
-            ?? ((template as NSString).deletingLastPathComponent as NSString).appendingPathComponent("ansible")
+            ?? (template.folder as NSString).appendingPathComponent("ansible")
 
         let communicator = try settings.require(
             "bake.communicator", environment: "KILN_PACKER_COMMUNICATOR", default: "ssh"

@@ -51,10 +51,11 @@ public struct BakeStage {
         )
         let key = try BakeKey(
             role: configuration.role, application: inputs.application, sourceAMI: source.id,
-            artifactSHA256: inputs.artifactSHA256, templatePath: configuration.template,
+            artifactSHA256: inputs.artifactSHA256, artifactPath: inputs.artifactPath, template: configuration.template,
             playbooksPath: configuration.playbooks,
             variables: configuration.variables, instanceType: configuration.instanceType,
-            communicator: configuration.communicator, day: configuration.role == .base ? baseDay : nil)
+            communicator: configuration.communicator, day: configuration.role == .base ? baseDay : nil,
+            projectDirectory: projectDirectory)
         log.line("bake key: \(key.value)\(configuration.role == .base ? " (base image of \(baseDay.text), UTC)" : "")")
 
         var result: ImageResult
@@ -71,7 +72,7 @@ public struct BakeStage {
                 name: existing.name ?? existing.id, region: client.region, amiID: existing.id,
                 amis: [client.region: existing.id],
                 sourceAMI: existing.tags[KilnTag.sourceAMI] ?? source.id, bakeKey: key.value, outcome: .reused,
-                packerSeconds: nil, pipelineID: context.job.pipelineID)
+                packerSeconds: nil, pipelineID: context.job.pipelineID, bakeInputs: key.files)
         } else {
             result = try bake(
                 configuration, inputs: inputs, source: source.id, key: key, client: client, images: images)
@@ -217,9 +218,9 @@ public struct BakeStage {
         // paths may hold 107 bytes (unix(7)): a deep TMPDIR makes it crash.
         environment["TMPDIR"] = scratch
         let plainRun = PackerRun(
-            packer: configuration.packer, template: configuration.template, variables: variables,
-            environment: environment, workingDirectory: (configuration.template as NSString).deletingLastPathComponent)
-        let run = try withPluginsIfSupported(plainRun, scratch: scratch)
+            packer: configuration.packer, template: configuration.template.path, variables: variables,
+            environment: environment, workingDirectory: configuration.template.folder)
+        let run = configuration.template.isFolder ? plainRun : try withPluginsIfSupported(plainRun, scratch: scratch)
 
         let outcome: PackerRun.Outcome
         do {
@@ -256,7 +257,7 @@ public struct BakeStage {
             application: inputs.application, applicationVersion: inputs.version, commit: inputs.commit,
             role: configuration.role, name: name, region: client.region, amiID: amiID, amis: [client.region: amiID],
             sourceAMI: source, bakeKey: key.value, outcome: .baked, packerSeconds: seconds,
-            pipelineID: context.job.pipelineID)
+            pipelineID: context.job.pipelineID, bakeInputs: key.files)
     }
 
     /// A folder of this bake's own (the var file, Packer's TMPDIR), in the
