@@ -84,6 +84,14 @@ source "amazon-ebs" "kiln" {
   ssh_username = var.ssh_username
   ssh_timeout  = "10m"
 
+  # Packer's waiting (instance running, AMI available, ...), here rather
+  # than in AWS_MAX_ATTEMPTS, which is Kiln's retry setting and never
+  # reaches Packer (packer issue 8415): every 15 s, for up to 30 min.
+  aws_polling {
+    delay_seconds = 15
+    max_attempts  = 120
+  }
+
   tags          = var.tags
   snapshot_tags = var.tags
   run_tags = {

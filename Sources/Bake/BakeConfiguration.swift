@@ -29,7 +29,8 @@ public struct BakeConfiguration: Sendable {
 
     public var application: String
     public var role: BakeRole
-    public var template: String
+    /// The template file or folder.
+    public var template: PackerTemplate
     public var playbooks: String
     public var packer: String
     public var instanceType: String
@@ -83,15 +84,12 @@ public struct BakeConfiguration: Sendable {
             return given.value.hasPrefix("/")
                 ? given.value : (projectDirectory as NSString).appendingPathComponent(given.value)
         }
-        let template: String
+        let template: PackerTemplate
         if let given = try string("bake.template", flag: ("template", flags.template), env: "KILN_PACKER_TEMPLATE") {
-            template = try inProject(given, key: "bake.template")
-            guard FileManager.default.fileExists(atPath: template) else {
-                throw KilnError.badConfiguration(
-                    "Packer template \(given.value) (\(given.source)) not found at \(template)")
-            }
+            template = try PackerTemplate(
+                path: try inProject(given, key: "bake.template"), origin: "\(given.value) (\(given.source))")
         } else if let found = Self.defaultTemplate(projectDirectory: projectDirectory, executablePath: executablePath) {
-            template = found
+            template = try PackerTemplate(path: found, origin: found)
         } else {
             throw KilnError.badConfiguration(
                 """
@@ -102,7 +100,7 @@ public struct BakeConfiguration: Sendable {
         }
         let playbooks =
             try string("bake.playbooks").map { try inProject($0, key: "bake.playbooks") }
-            ?? ((template as NSString).deletingLastPathComponent as NSString).appendingPathComponent("ansible")
+            ?? (template.folder as NSString).appendingPathComponent("ansible")
 
         let communicator = try settings.require(
             "bake.communicator", environment: "KILN_PACKER_COMMUNICATOR", default: "ssh"
@@ -133,6 +131,24 @@ public struct BakeConfiguration: Sendable {
         if let clash = variables.keys.sorted().first(where: reserved.contains) {
             throw KilnError.badConfiguration("bake.variables.\(clash): Kiln sets this Packer variable itself")
         }
+        // Packer would only warn (or say nothing, from 1.8.5), while the
+        // variable changed the bake key: a typo is refused instead.
+        if !variables.isEmpty {
+            let declared = try TemplateVariables.declared(in: template)
+            if let undeclared = variables.keys.sorted().first(where: { !declared.contains($0) }) {
+                let node = file.node("bake.variables").flatMap { $0[undeclared] }
+                let own = declared.subtracting(reserved).sorted()
+                let listed = own.isEmpty ? "none beside Kiln's own" : own.joined(separator: ", ")
+                throw KilnError.badConfiguration(
+                    """
+                    \(node.map(file.location) ?? "kiln.yml"): bake.variables.\(undeclared): the Packer template \
+                    \(Self.relative(template.path, to: projectDirectory)) declares no variable "\(undeclared)" \
+                    (its own: \(listed)); \
+                    declare it (variable "\(undeclared)" { ... }) or remove it
+                    """
+                )
+            }
+        }
         let pinned = try string("bake.source_ami", flag: ("source-ami", flags.sourceAMI), env: "KILN_SOURCE_AMI")
         let channel = try string("bake.channel", flag: ("channel", flags.channel), env: "KILN_BAKE_CHANNEL")?.value
         if let channel, channel.isEmpty || !channel.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) {
@@ -149,6 +165,8 @@ public struct BakeConfiguration: Sendable {
             baseNamePattern: try string("bake.base.name", env: "KILN_BASE_NAME")?.value ?? ubuntuNamePattern,
             pinnedSourceAMI: pinned?.value, pinnedSourceLocation: pinned.map { "\($0.source)" })
     }
+
+    static func relative(_ path: String, to folder: String) -> String { BakeKey.relative(path, to: folder) }
 
     /// `packer/kiln.pkr.hcl` in the project; else the one Kiln ships: in
     /// `../share/kiln/packer` beside the executable (an installed Kiln), or in

@@ -51,10 +51,11 @@ public struct BakeStage {
         )
         let key = try BakeKey(
             role: configuration.role, application: inputs.application, sourceAMI: source.id,
-            artifactSHA256: inputs.artifactSHA256, templatePath: configuration.template,
+            artifactSHA256: inputs.artifactSHA256, artifactPath: inputs.artifactPath, template: configuration.template,
             playbooksPath: configuration.playbooks,
             variables: configuration.variables, instanceType: configuration.instanceType,
-            communicator: configuration.communicator, day: configuration.role == .base ? baseDay : nil)
+            communicator: configuration.communicator, day: configuration.role == .base ? baseDay : nil,
+            projectDirectory: projectDirectory)
         log.line("bake key: \(key.value)\(configuration.role == .base ? " (base image of \(baseDay.text), UTC)" : "")")
 
         var result: ImageResult
@@ -71,7 +72,7 @@ public struct BakeStage {
                 name: existing.name ?? existing.id, region: client.region, amiID: existing.id,
                 amis: [client.region: existing.id],
                 sourceAMI: existing.tags[KilnTag.sourceAMI] ?? source.id, bakeKey: key.value, outcome: .reused,
-                packerSeconds: nil, pipelineID: context.job.pipelineID)
+                packerSeconds: nil, pipelineID: context.job.pipelineID, bakeInputs: key.files)
         } else {
             result = try bake(
                 configuration, inputs: inputs, source: source.id, key: key, client: client, images: images)
@@ -217,9 +218,9 @@ public struct BakeStage {
         // paths may hold 107 bytes (unix(7)): a deep TMPDIR makes it crash.
         environment["TMPDIR"] = scratch
         let plainRun = PackerRun(
-            packer: configuration.packer, template: configuration.template, variables: variables,
-            environment: environment, workingDirectory: (configuration.template as NSString).deletingLastPathComponent)
-        let run = try withPluginsIfSupported(plainRun, scratch: scratch)
+            packer: configuration.packer, template: configuration.template.path, variables: variables,
+            environment: environment, workingDirectory: configuration.template.folder)
+        let run = configuration.template.isFolder ? plainRun : try withPluginsIfSupported(plainRun, scratch: scratch)
 
         let outcome: PackerRun.Outcome
         do {
@@ -230,15 +231,10 @@ public struct BakeStage {
             throw cancelled
         }
         let seconds = (outcome.result.duration * 10).rounded() / 10
-        guard outcome.result.termination.succeeded, let artifact = outcome.output.amazonArtifact,
-            let amiID = artifact.amisByRegion[client.region]
-        else {
+        guard outcome.result.termination.succeeded else {
             images.removeLeftovers(named: name, log: log)
             let message =
-                outcome.output.failureMessage
-                ?? (outcome.result.termination.succeeded
-                    ? "Packer reported no amazon-ebs artifact for \(client.region)"
-                    : "no error line; last output:\n\(outcome.result.tail.suffix(2000))")
+                outcome.output.failureMessage ?? "no error line; last output:\n\(outcome.result.tail.suffix(2000))"
             throw KilnError(
                 PackerFailureKind.exitStatus(for: message),
                 """
@@ -247,6 +243,13 @@ public struct BakeStage {
                 """
             )
         }
+        let amiID: String
+        do {
+            amiID = try outcome.output.image(in: client.region)
+        } catch {
+            images.removeLeftovers(named: name, log: log)
+            throw error
+        }
         log.line("packer: \(amiID) in \(client.region) after \(LogWriter.formatDuration(seconds))")
         // Whatever the template does with `tags`, the image and its snapshots get Kiln's.
         try images.tag(imageID: amiID, tags: tags)
@@ -254,7 +257,7 @@ public struct BakeStage {
             application: inputs.application, applicationVersion: inputs.version, commit: inputs.commit,
             role: configuration.role, name: name, region: client.region, amiID: amiID, amis: [client.region: amiID],
             sourceAMI: source, bakeKey: key.value, outcome: .baked, packerSeconds: seconds,
-            pipelineID: context.job.pipelineID)
+            pipelineID: context.job.pipelineID, bakeInputs: key.files)
     }
 
     /// A folder of this bake's own (the var file, Packer's TMPDIR), in the

@@ -29,6 +29,31 @@ public struct PackerRecord: Sendable, Equatable {
     }
 }
 
+/// The amazon builders, by the builder id their artifacts carry (each
+/// builder's `BuilderId` constant in hashicorp/packer-plugin-amazon, the same
+/// as in Packer 1.6.6's built-in builders).
+public enum AmazonBuilder: String, Sendable, CaseIterable {
+    case ebs = "mitchellh.amazonebs"
+    case ebsSurrogate = "mitchellh.amazon.ebssurrogate"
+    case chroot = "mitchellh.amazon.chroot"
+    case instance = "mitchellh.amazon.instance"
+    case ebsVolume = "mitchellh.amazon.ebsvolume"
+
+    /// The source type a template names it by.
+    public var sourceType: String {
+        switch self {
+        case .ebs: "amazon-ebs"
+        case .ebsSurrogate: "amazon-ebssurrogate"
+        case .chroot: "amazon-chroot"
+        case .instance: "amazon-instance"
+        case .ebsVolume: "amazon-ebsvolume"
+        }
+    }
+
+    /// amazon-ebsvolume makes EBS volumes (and their snapshots), no AMI.
+    public var makesImage: Bool { self != .ebsVolume }
+}
+
 /// One artifact Packer reported (`artifact,<index>,builder-id|id|string|...`).
 public struct PackerArtifact: Sendable, Equatable {
     public var target: String
@@ -37,24 +62,33 @@ public struct PackerArtifact: Sendable, Equatable {
     public var id: String?
     public var string: String?
 
-    /// The amazon builders' id: `us-east-1:ami-1,eu-west-1:ami-2` (Packer
-    /// joins the regions with commas, escaped in the machine-readable form).
-    public var amisByRegion: [String: String] {
-        var result: [String: String] = [:]
-        for part in (id ?? "").split(separator: ",") {
+    public var builder: AmazonBuilder? { builderID.flatMap(AmazonBuilder.init(rawValue:)) }
+
+    /// The `region:id` pairs of an amazon builder's id: `us-east-1:ami-1,eu-west-1:ami-2`
+    /// (builder/common/artifact.go `Id()`: sorted, joined with commas, which the
+    /// machine-readable form escapes), or `region:vol-...` and `region:snap-...`
+    /// (amazon-ebsvolume).
+    public var resourcesByRegion: [(region: String, id: String)] {
+        (id ?? "").split(separator: ",").compactMap { part in
             let pair = part.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            if pair.count == 2, !pair[0].isEmpty, !pair[1].isEmpty { result[pair[0]] = pair[1] }
+            return pair.count == 2 && !pair[0].isEmpty && !pair[1].isEmpty ? (pair[0], pair[1]) : nil
         }
+    }
+
+    /// The AMIs of a builder that makes them, by region.
+    public var amisByRegion: [String: String] {
+        guard builder?.makesImage == true else { return [:] }
+        var result: [String: String] = [:]
+        for (region, id) in resourcesByRegion where id.hasPrefix("ami-") { result[region] = id }
         return result
     }
+
+    /// `amazon-ebs.kiln (amazon-ebs)`, or the builder id of another builder.
+    var described: String { "\(target) (\(builder?.sourceType ?? builderID ?? "no builder id"))" }
 }
 
 /// What a whole `packer build -machine-readable` run said that Kiln acts on.
 public struct PackerOutput: Sendable, Equatable {
-    /// The builder ids of the amazon EBS builders (Packer core, and the
-    /// separate amazon plugin, which kept the id).
-    public static let amazonEBSBuilderIDs: Set<String> = ["mitchellh.amazonebs"]
-
     public var artifacts: [PackerArtifact] = []
     /// `<target>,error,<message>` records: each failed build's own message.
     public var buildErrors: [(target: String, message: String)] = []
@@ -102,10 +136,52 @@ public struct PackerOutput: Sendable, Equatable {
         }
     }
 
-    /// The AMI artifact: chosen by builder id, never by position (a
-    /// post-processor such as `manifest` adds artifacts of its own).
-    public var amazonArtifact: PackerArtifact? {
-        artifacts.first { $0.builderID.map(Self.amazonEBSBuilderIDs.contains) ?? false && !$0.amisByRegion.isEmpty }
+    /// The artifacts that are AMIs: chosen by builder id, never by position
+    /// (a post-processor such as `manifest` adds artifacts of its own, and
+    /// Packer reports empty ones).
+    public var imageArtifacts: [PackerArtifact] { artifacts.filter { !$0.amisByRegion.isEmpty } }
+
+    public var imageArtifact: PackerArtifact? { imageArtifacts.first }
+
+    /// The one AMI a successful build made in `region`; a template that makes
+    /// no AMI, none in the bake region, or more than one is a configuration
+    /// error (78), said in those words.
+    public func image(in region: String) throws -> String {
+        let images = imageArtifacts
+        guard let image = images.first else {
+            let made = artifacts.filter { $0.builderID?.isEmpty == false }
+            guard !made.isEmpty else {
+                throw KilnError.badConfiguration(
+                    "the template makes no AMI: Packer reported no artifact (does its build block name a source?)")
+            }
+            let listed = made.map { artifact in
+                let ids = artifact.resourcesByRegion.map { "\($0.region):\($0.id)" }
+                return artifact.described + (ids.isEmpty ? "" : ": \(ids.joined(separator: ", "))")
+            }
+            throw KilnError.badConfiguration(
+                """
+                the template makes no AMI: Packer's artifacts are \(listed.joined(separator: "; ")); \
+                kiln-bake bakes from amazon-ebs, amazon-ebssurrogate, amazon-chroot or amazon-instance
+                """
+            )
+        }
+        guard images.count == 1 else {
+            throw KilnError.badConfiguration(
+                """
+                the template makes \(images.count) AMIs (\(images.map(\.target).joined(separator: ", "))); \
+                kiln-bake bakes one image: build one source, or choose one with the template's build block
+                """
+            )
+        }
+        guard let ami = image.amisByRegion[region] else {
+            throw KilnError.badConfiguration(
+                """
+                \(image.described) made its AMI in \(image.amisByRegion.keys.sorted().joined(separator: ", ")), \
+                not in \(region), the bake region: the template's region should be var.region
+                """
+            )
+        }
+        return ami
     }
 
     /// Packer's own words for why the build failed.

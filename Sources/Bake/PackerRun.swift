@@ -49,14 +49,25 @@ public struct PackerRun: Sendable {
         self.workingDirectory = workingDirectory
     }
 
+    /// Variables that mean one thing to Kiln and another to Packer's amazon
+    /// builder, which reads them as its waiters' settings (packer-plugin-amazon,
+    /// builder/common/state.go `getEnvOverrides`): `AWS_MAX_ATTEMPTS` is
+    /// Kiln's attempts per AWS request but Packer's number of polls of every
+    /// wait (packer issue 8415: a small value ends in "ResourceNotReady:
+    /// exceeded wait attempts"); the others are Packer's waiting, which the
+    /// template's `aws_polling` block sets instead, in one place.
+    public static let waiterVariables = ["AWS_MAX_ATTEMPTS", "AWS_POLL_DELAY_SECONDS", "AWS_TIMEOUT_SECONDS"]
+
     /// The environment Packer gets: the job's without its secrets
-    /// (`JobContext.environmentForTools`), with the credentials Kiln
-    /// resolved (Packer's SDK knows neither GitLab's id_tokens nor every
-    /// profile form), the region, and HashiCorp's version check turned off.
+    /// (`JobContext.environmentForTools`), without Kiln's own settings
+    /// (`KILN_*`, resolved by Kiln and passed as Packer variables) and
+    /// without `waiterVariables`, with the credentials Kiln resolved
+    /// (Packer's SDK knows neither GitLab's id_tokens nor every profile
+    /// form), the region, and HashiCorp's version check turned off.
     public static func environment(
         job: [String: String], region: String, accessKeyID: String, secretAccessKey: String, sessionToken: String?
     ) -> [String: String] {
-        var environment = job
+        var environment = job.filter { name, _ in !name.hasPrefix("KILN_") && !waiterVariables.contains(name) }
         environment["AWS_ACCESS_KEY_ID"] = accessKeyID
         environment["AWS_SECRET_ACCESS_KEY"] = secretAccessKey
         if let sessionToken {

@@ -38,11 +38,15 @@ public struct ImageResult: ArtifactPayload, Equatable {
     public var outcome: Outcome
     public var packerSeconds: Double?
     public var pipelineID: String?
+    /// The files the bake key covers: the Packer template's, the playbooks',
+    /// the artifact (relative to the project when inside it). Optional, so
+    /// that image.json written before it (issue 18) still reads.
+    public var bakeInputs: [String]?
 
     public init(
         application: String, applicationVersion: String, commit: String, role: BakeRole, name: String, region: String,
         amiID: String, amis: [String: String], sourceAMI: String, bakeKey: String, outcome: Outcome,
-        packerSeconds: Double?, pipelineID: String?
+        packerSeconds: Double?, pipelineID: String?, bakeInputs: [String]? = nil
     ) {
         self.application = application
         self.applicationVersion = applicationVersion
@@ -57,5 +61,6 @@ public struct ImageResult: ArtifactPayload, Equatable {
         self.outcome = outcome
         self.packerSeconds = packerSeconds
         self.pipelineID = pipelineID
+        self.bakeInputs = bakeInputs
     }
 }

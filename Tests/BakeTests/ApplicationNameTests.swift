@@ -72,6 +72,6 @@ import Testing
         let configuration = try BakeConfiguration.load(
             settings, flags: BakeFlags(template: elsewhere.file("team.pkr.hcl")), projectDirectory: folder.path,
             executablePath: nil)
-        #expect(configuration.template == elsewhere.file("team.pkr.hcl"))
+        #expect(configuration.template.path == elsewhere.file("team.pkr.hcl"))
     }
 }

@@ -23,7 +23,7 @@ import Testing
                     "CI_JOB_TOKEN": "glcbt-64_jobtokensecretvalue",
                     "CI_REPOSITORY_URL": "http://gitlab-ci-token:glcbt-64_jobtokensecretvalue@127.0.0.1:9/g/demo.git",
                     "KILN_OIDC_TOKEN_VARIABLE": "MY_ID_TOKEN", "MY_ID_TOKEN": "eyJoidc.token.value",
-                    "GITLAB_OIDC_TOKEN": "eyJother.oidc.value", "KILN_TEST_KEPT": "kept",
+                    "GITLAB_OIDC_TOKEN": "eyJother.oidc.value", "TEAM_SETTING": "kept",
                 ])
             #expect(run.code != 0)
             let environment = try String(contentsOfFile: dump, encoding: .utf8)
@@ -32,9 +32,47 @@ import Testing
             #expect(!environment.contains("CI_REPOSITORY_URL="), "a variable holding the token is left out whole")
             #expect(environment.contains("AWS_ACCESS_KEY_ID=testing"))
             #expect(environment.contains("AWS_SECRET_ACCESS_KEY=testing"), "AWS credentials as AWS's own variables")
-            #expect(environment.contains("KILN_TEST_KEPT=kept"), "the rest of the job's environment is kept")
+            #expect(environment.contains("TEAM_SETTING=kept"), "the rest of the job's environment is kept")
             #expect(!run.output.contains("glcbt-64_jobtokensecretvalue"))
         }
+    }
+}
+
+/// Issue 18, item 1: `AWS_MAX_ATTEMPTS` is Kiln's retry setting (attempts
+/// per AWS request), but Packer's amazon builder reads the same variable as
+/// the number of waiter polls (packer issue 8415): a small value made Packer
+/// fail with "ResourceNotReady: exceeded wait attempts". Packer gets neither
+/// it nor Kiln's own settings; its waiting is the template's `aws_polling`.
+@Suite(.serialized) struct PackerSettingsTests {
+    @Test func kilnsRetrySettingAndKilnsSettingsDoNotReachPacker() throws {
+        try withStandIn("moto") { moto in
+            let project = try BakeProject(moto: moto, kilnYML: kilnYML())
+            let dump = project.folder.file("packer-environment.txt")
+            let fakePacker = project.folder.file("fake-packer")
+            try "#!/bin/sh\nenv > \"\(dump)\"\nexit 1\n".write(toFile: fakePacker, atomically: true, encoding: .utf8)
+            chmod(fakePacker, 0o755)
+            let run = try project.bake(
+                ["--packer", fakePacker],
+                environment: [
+                    "AWS_MAX_ATTEMPTS": "2", "AWS_POLL_DELAY_SECONDS": "1", "AWS_TIMEOUT_SECONDS": "5",
+                    "KILN_INSTANCE_TYPE": "t3.micro", "TEAM_SETTING": "kept",
+                ])
+            #expect(run.code != 0)
+            let lines = Set(try String(contentsOfFile: dump, encoding: .utf8).split(separator: "\n").map(String.init))
+            let names = Set(lines.compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) })
+            #expect(!names.contains("AWS_MAX_ATTEMPTS"), "Kiln's retry setting reached Packer as its waiter polls")
+            #expect(!names.contains("AWS_POLL_DELAY_SECONDS") && !names.contains("AWS_TIMEOUT_SECONDS"))
+            #expect(!names.contains { $0.hasPrefix("KILN_") }, "Kiln's settings reached Packer: \(names.sorted())")
+            #expect(lines.contains("TEAM_SETTING=kept"), "the rest of the job's environment is kept")
+            #expect(lines.contains("AWS_REGION=us-east-1"))
+        }
+    }
+
+    @Test func theShippedTemplateSetsItsOwnWaiting() throws {
+        let template = try String(contentsOfFile: "\(TestPaths.repositoryRoot)/packer/kiln.pkr.hcl", encoding: .utf8)
+        let polling = try #require(template.range(of: "aws_polling {"), "no aws_polling block")
+        let block = template[polling.upperBound...].prefix { $0 != "}" }
+        #expect(block.contains("delay_seconds") && block.contains("max_attempts"))
     }
 }
 
