@@ -41,8 +41,9 @@ struct BakeOptions: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "The Packer template (default: bake.template, $KILN_PACKER_TEMPLATE, packer/kiln.pkr.hcl, Kiln's own).",
-            valueName: "file"))
+            "The Packer template, a file or a folder"
+                + " (default: bake.template, $KILN_PACKER_TEMPLATE, packer/kiln.pkr.hcl, Kiln's own).",
+            valueName: "path"))
     var template: String?
 
     @Option(
