@@ -37,7 +37,7 @@ public struct BuildStage {
             throw KilnError(
                 flags.releaseVersion != nil ? .usage : .badConfiguration,
                 "\(source): \(Untrusted.quoted(version)) is not a version Kiln can carry"
-                    + " (1 to 128 letters, digits, . _ + - /, starting with a letter or digit);"
+                    + " (1 to 128 letters, digits, . _ + - / @, starting with a letter or digit);"
                     + " nothing was built or written"
             )
         }

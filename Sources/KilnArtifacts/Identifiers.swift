@@ -31,12 +31,12 @@ public enum Identifier {
     }
 
     /// A release version as Kiln carries it (a git tag, `git describe`
-    /// output, a short commit): 1 to 128 of letters, digits and `. _ + - /`,
+    /// output, a short commit): 1 to 128 of letters, digits and `. _ + - / @`,
     /// starting with a letter or digit (so never an option such as
     /// `--upload-pack`), and no `..` (git forbids it in ref names,
     /// git-check-ref-format rule 3, and it would climb out of a folder).
     public static func isVersion(_ text: String) -> Bool {
-        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-/".utf8)
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-/@".utf8)
         guard let first = text.utf8.first, (1...128).contains(text.utf8.count) else { return false }
         return (isAlphanumeric(first)) && text.utf8.allSatisfy(allowed.contains) && !text.contains("..")
     }
@@ -66,7 +66,7 @@ extension CheckoutResult {
             ("shortCommit", shortCommit, Identifier.isShortCommit(shortCommit), "a short commit id"),
             (
                 "versionString", versionString, Identifier.isVersion(versionString),
-                "a version (letters, digits, . _ + - /)"
+                "a version (letters, digits, . _ + - / @)"
             ),
         ])
     }
@@ -78,7 +78,7 @@ extension BuildResult {
             ("commit", commit, Identifier.isCommit(commit), "a full commit id (40 or 64 hex digits)"),
             (
                 "applicationVersion", applicationVersion, Identifier.isVersion(applicationVersion),
-                "a version (letters, digits, . _ + - /)"
+                "a version (letters, digits, . _ + - / @)"
             ),
             (
                 "artifact.sha256", artifact?.sha256 ?? "", artifact.map { Identifier.isSHA256($0.sha256) } ?? true,
@@ -101,7 +101,7 @@ extension ImageResult {
                 ("commit", commit, commit.isEmpty ? role == .base : Identifier.isCommit(commit), "a full commit id"),
                 (
                     "applicationVersion", applicationVersion, Identifier.isVersion(applicationVersion),
-                    "a version (letters, digits, . _ + - /)"
+                    "a version (letters, digits, . _ + - / @)"
                 ),
             ] + amiChecks)
     }

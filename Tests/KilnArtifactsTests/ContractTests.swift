@@ -158,6 +158,7 @@ import Testing
         #expect(try readBack(image()).get() == image())
         #expect(
             try readBack(image(amiID: "ami-12345678", version: "release/2.0+build.7")).get().amiID == "ami-12345678")
+        #expect(Identifier.isVersion("pkg@1.0.0"), "git allows @ in a tag (not @{)")
         #expect(Identifier.isCommit(String(repeating: "f", count: 64)))
         #expect(!Identifier.isCommit(String(repeating: "F", count: 40)))
     }
