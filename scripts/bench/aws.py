@@ -397,15 +397,7 @@ def main(argv):
     info = versions(bin_dir, aws, env, prebuilt=bool(opts.bin_dir))
     info["load"] = "%.2f before, %.2f after" % (load_before, load_after)
     section = render(results, info, opts)
-    if opts.json:
-        with open(opts.json, "w") as f:
-            json.dump({"info": info, "results": results}, f, indent=1, sort_keys=True)
-    if opts.no_write:
-        sys.stdout.write(section)
-    else:
-        benchlib.write_section(opts.output, "aws", section)
-        say("wrote the AWS client section of %s" % os.path.relpath(opts.output, ROOT))
-    say("done in %.0f s" % (time.monotonic() - began))
+    benchlib.publish(opts, "aws", "AWS client", section, {"info": info, "results": results}, began)
     return 0
 
 

@@ -672,15 +672,7 @@ def main(argv):
     info["busy"] = benchlib.is_busy(load_before, load_after)
     info["elapsed"] = time.monotonic() - began
     section = render(records, info, opts)
-    if opts.json:
-        with open(opts.json, "w") as f:
-            json.dump({"info": info, "records": records, "options": vars(opts)}, f, indent=1, sort_keys=True)
-    if opts.no_write:
-        sys.stdout.write(section)
-    else:
-        benchlib.write_section(opts.output, "bake", section)
-        say("wrote the bake section of %s" % os.path.relpath(opts.output, ROOT))
-    say("done in %.0f s" % (time.monotonic() - began))
+    benchlib.publish(opts, "bake", "bake", section, {"info": info, "records": records, "options": vars(opts)}, began)
     return 1 if any(r.get("failed") for r in records) else 0
 
 

@@ -27,6 +27,7 @@ artifact envelope (standins/artifacts.py, which the demo uses too).
 Nothing here touches the network: every endpoint is checked to be on 127.0.0.0/8, every client is built with
 proxies off.
 """
+import json
 import os
 import signal
 import subprocess
@@ -253,6 +254,21 @@ INTRO = ("# Benchmarks\n\nMeasured on the project's own machines with local stan
 def markers(name):
     """The start and end markers of a script's section: `<!-- bench:NAME:start -->`, `<!-- bench:NAME:end -->`."""
     return "<!-- bench:%s:start -->" % name, "<!-- bench:%s:end -->" % name
+
+
+def publish(opts, name, title, section, measurements, began):
+    """How every benchmark ends: its measurements to `--json` (if given), its
+    section to stdout (`--no-write`) or into `--output` between its markers,
+    and how long it took."""
+    if opts.json:
+        with open(opts.json, "w") as f:
+            json.dump(measurements, f, indent=1, sort_keys=True)
+    if opts.no_write:
+        sys.stdout.write(section)
+    else:
+        write_section(opts.output, name, section)
+        say("wrote the %s section of %s" % (title, os.path.relpath(opts.output, ROOT)))
+    say("done in %.0f s" % (time.monotonic() - began))
 
 
 def write_section(path, name, section):

@@ -312,15 +312,7 @@ def main(argv):
     info = machine_facts(bin_dir, prebuilt=bool(opts.bin_dir))
     info.update(facts)
     section = render(results, info, opts)
-    if opts.json:
-        with open(opts.json, "w") as f:
-            json.dump({"info": info, "results": results}, f, indent=1, sort_keys=True)
-    if opts.no_write:
-        sys.stdout.write(section)
-    else:
-        benchlib.write_section(opts.output, "build", section)
-        say("wrote the build section of %s" % os.path.relpath(opts.output, ROOT))
-    say("done in %.0f s" % (time.monotonic() - began))
+    benchlib.publish(opts, "build", "build", section, {"info": info, "results": results}, began)
     return 0
 
 

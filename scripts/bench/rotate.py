@@ -720,15 +720,7 @@ def main(argv):
     info["load"] = "%.2f before, %.2f after" % (load_before, benchlib.load_average())
     info["elapsed"] = time.monotonic() - began
     section = render(records, info, opts)
-    if opts.json:
-        with open(opts.json, "w") as f:
-            json.dump({"info": info, "records": records, "options": vars(opts)}, f, indent=1, sort_keys=True)
-    if opts.no_write:
-        sys.stdout.write(section)
-    else:
-        benchlib.write_section(opts.output, "rotate", section)
-        say("wrote the rotate section of %s" % os.path.relpath(opts.output, ROOT))
-    say("done in %.0f s" % (time.monotonic() - began))
+    benchlib.publish(opts, "rotate", "rotate", section, {"info": info, "records": records, "options": vars(opts)}, began)
     return 1 if any(r.get("failed") for r in records) else 0
 
 
