@@ -22,7 +22,10 @@ enum TemplateSecrets {
     /// An AWS secret access key is 40 characters of base64's alphabet
     /// (IAM's AccessKey.SecretAccessKey); a run of exactly 40 that mixes
     /// upper case, lower case and digits (a commit hash is lower-case hex)
-    /// and stands alone (not inside a longer base64 text, an SSH key) is one.
+    /// and stands alone (not inside a longer base64 text, an SSH key) is one;
+    /// one that starts with `/` is taken for an absolute path
+    /// (`/opt/Acme9/Service/Current/Bin/RunNow123`), at the cost of missing
+    /// the 1 in 64 keys that start so.
     static let awsKeyLength = 40
     static let base64Alphabet = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 
@@ -60,7 +63,7 @@ enum TemplateSecrets {
             while end < characters.count && base64Alphabet.contains(characters[end]) { end += 1 }
             let run = characters[index..<end]
             let padded = end < characters.count && characters[end] == "="
-            if run.count == awsKeyLength && !padded && run.contains(where: \.isUppercase)
+            if run.count == awsKeyLength && !padded && run.first != "/" && run.contains(where: \.isUppercase)
                 && run.contains(where: \.isLowercase) && run.contains(where: \.isNumber)
             {
                 found.append((.awsSecretKey, offsets[index]))

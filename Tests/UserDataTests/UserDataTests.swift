@@ -322,7 +322,7 @@ let hostile =
                 #!/bin/sh
                 # built from 0123456789abcdef0123456789abcdef01234567 (glpat- tokens go in SSM)
                 echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq3pXbN0Lm2Zx9vQ2mN8pL4rT6wY1aBcDeF ops' >> keys
-                echo {{ kiln.version }}
+                exec /opt/Acme9/Service/Current/Bin/RunNow123 {{ kiln.version }}
                 """
             ])
         let (code, output) = try runUserData(project, environment: ["CI_REGISTRY_PASSWORD": Self.registryPassword])
