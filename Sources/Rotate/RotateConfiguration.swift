@@ -88,23 +88,27 @@ public struct RotateConfiguration: Sendable, Equatable {
     /// `environments.<env>.url`: a URL, or `{terraform: <output>}`; an
     /// absolute http or https URL (GitLab's `environment:url` takes no other),
     /// else 78 naming the key.
+    /// A value written as such, or as `{terraform: <output>}` naming one of
+    /// Terraform's outputs (the group's name, the environment's URL).
+    static func literalOrTerraform(
+        _ node: ConfigNode, _ keyPath: String, file: ConfigFile, terraform: [String: String], what: String
+    ) throws -> String {
+        if case .scalar(let text, _) = node { return text }
+        let reference = try file.mapping(node, keyPath, allowed: ["terraform"])
+        guard let outputNode = reference["terraform"] else {
+            throw file.fail(node, keyPath, "give \(what), or {terraform: <output>}")
+        }
+        let output = try file.scalar(outputNode, "\(keyPath).terraform")
+        guard let value = terraform[output] else {
+            throw file.fail(node, keyPath, "no Terraform output '\(output)' (give --terraform-outputs)")
+        }
+        return value
+    }
+
     static func environmentURL(_ file: ConfigFile, environment: String, terraform: [String: String]) throws -> String? {
         let keyPath = "environments.\(environment).url"
         guard let node = file.node(keyPath) else { return nil }
-        let url: String
-        if case .scalar(let text, _) = node {
-            url = text
-        } else {
-            let reference = try file.mapping(node, keyPath, allowed: ["terraform"])
-            guard let outputNode = reference["terraform"] else {
-                throw file.fail(node, keyPath, "give the URL, or {terraform: <output>}")
-            }
-            let output = try file.scalar(outputNode, "\(keyPath).terraform")
-            guard let value = terraform[output] else {
-                throw file.fail(node, keyPath, "no Terraform output '\(output)' (give --terraform-outputs)")
-            }
-            url = value
-        }
+        let url = try literalOrTerraform(node, keyPath, file: file, terraform: terraform, what: "the URL")
         guard let parsed = URLComponents(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
             parsed.host?.isEmpty == false, !url.contains(where: { $0.isWhitespace || $0 == "\"" || $0 == "'" })
         else {
@@ -126,25 +130,8 @@ public struct RotateConfiguration: Sendable, Equatable {
             throw file.fail(
                 section, "\(keyPath).auto_scaling_group", "missing: the group's name, or {terraform: <output>}")
         }
-        let group: String
-        if case .scalar(let name, _) = groupNode {
-            group = name
-        } else {
-            let reference = try file.mapping(
-                groupNode, "\(keyPath).auto_scaling_group",
-                allowed: ConfigSchema.rotate["auto_scaling_group"]?.keys ?? [])
-            guard let outputNode = reference["terraform"] else {
-                throw file.fail(
-                    groupNode, "\(keyPath).auto_scaling_group", "give the group's name, or {terraform: <output>}")
-            }
-            let output = try file.scalar(outputNode, "\(keyPath).auto_scaling_group.terraform")
-            guard let value = terraform[output] else {
-                throw file.fail(
-                    groupNode, "\(keyPath).auto_scaling_group",
-                    "no Terraform output '\(output)' (give --terraform-outputs)")
-            }
-            group = value
-        }
+        let group = try literalOrTerraform(
+            groupNode, "\(keyPath).auto_scaling_group", file: file, terraform: terraform, what: "the group's name")
         var configuration = RotateConfiguration(environment: environment, autoScalingGroup: group)
         configuration.environmentURL = try environmentURL(file, environment: environment, terraform: terraform)
         func seconds(_ key: String, atLeast lower: Seconds = Seconds(0)) throws -> TimeInterval? {

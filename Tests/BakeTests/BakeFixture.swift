@@ -99,6 +99,19 @@ final class BakeProject: @unchecked Sendable {
         return (run.code, run.output)
     }
 
+    /// A bake with a fake `packer` that records the environment it was
+    /// given and fails (nothing is launched): the run, and that environment.
+    func bakeRecordingPackerEnvironment(
+        _ extra: [String: String]
+    ) throws -> (run: (code: Int32?, output: String), environment: String) {
+        let dump = folder.file("packer-environment.txt")
+        let fakePacker = folder.file("fake-packer")
+        try "#!/bin/sh\nenv > \"\(dump)\"\nexit 1\n".write(toFile: fakePacker, atomically: true, encoding: .utf8)
+        chmod(fakePacker, 0o755)
+        let run = try bake(["--packer", fakePacker], environment: extra)
+        return (run, try String(contentsOfFile: dump, encoding: .utf8))
+    }
+
     func image() throws -> [String: Any] {
         let data = try Data(contentsOf: URL(fileURLWithPath: folder.file("kiln/image.json")))
         return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]

@@ -12,21 +12,13 @@ import Testing
     @Test func packerGetsNoJobTokenAndNoOIDCToken() throws {
         try withStandIn("moto") { moto in
             let project = try BakeProject(moto: moto, kilnYML: kilnYML())
-            let dump = project.folder.file("packer-environment.txt")
-            let fakePacker = project.folder.file("fake-packer")
-            // Records what it was given, then fails the bake (nothing is launched).
-            try "#!/bin/sh\nenv > \"\(dump)\"\nexit 1\n".write(toFile: fakePacker, atomically: true, encoding: .utf8)
-            chmod(fakePacker, 0o755)
-            let run = try project.bake(
-                ["--packer", fakePacker],
-                environment: [
-                    "CI_JOB_TOKEN": "glcbt-64_jobtokensecretvalue",
-                    "CI_REPOSITORY_URL": "http://gitlab-ci-token:glcbt-64_jobtokensecretvalue@127.0.0.1:9/g/demo.git",
-                    "KILN_OIDC_TOKEN_VARIABLE": "MY_ID_TOKEN", "MY_ID_TOKEN": "eyJoidc.token.value",
-                    "GITLAB_OIDC_TOKEN": "eyJother.oidc.value", "TEAM_SETTING": "kept",
-                ])
+            let (run, environment) = try project.bakeRecordingPackerEnvironment([
+                "CI_JOB_TOKEN": "glcbt-64_jobtokensecretvalue",
+                "CI_REPOSITORY_URL": "http://gitlab-ci-token:glcbt-64_jobtokensecretvalue@127.0.0.1:9/g/demo.git",
+                "KILN_OIDC_TOKEN_VARIABLE": "MY_ID_TOKEN", "MY_ID_TOKEN": "eyJoidc.token.value",
+                "GITLAB_OIDC_TOKEN": "eyJother.oidc.value", "TEAM_SETTING": "kept",
+            ])
             #expect(run.code != 0)
-            let environment = try String(contentsOfFile: dump, encoding: .utf8)
             #expect(!environment.contains("glcbt-64_jobtokensecretvalue"), "the job token reached Packer")
             #expect(!environment.contains("eyJoidc.token.value") && !environment.contains("eyJother.oidc.value"))
             #expect(!environment.contains("CI_REPOSITORY_URL="), "a variable holding the token is left out whole")
@@ -47,18 +39,12 @@ import Testing
     @Test func kilnsRetrySettingAndKilnsSettingsDoNotReachPacker() throws {
         try withStandIn("moto") { moto in
             let project = try BakeProject(moto: moto, kilnYML: kilnYML())
-            let dump = project.folder.file("packer-environment.txt")
-            let fakePacker = project.folder.file("fake-packer")
-            try "#!/bin/sh\nenv > \"\(dump)\"\nexit 1\n".write(toFile: fakePacker, atomically: true, encoding: .utf8)
-            chmod(fakePacker, 0o755)
-            let run = try project.bake(
-                ["--packer", fakePacker],
-                environment: [
-                    "AWS_MAX_ATTEMPTS": "2", "AWS_POLL_DELAY_SECONDS": "1", "AWS_TIMEOUT_SECONDS": "5",
-                    "KILN_INSTANCE_TYPE": "t3.micro", "TEAM_SETTING": "kept",
-                ])
+            let (run, environment) = try project.bakeRecordingPackerEnvironment([
+                "AWS_MAX_ATTEMPTS": "2", "AWS_POLL_DELAY_SECONDS": "1", "AWS_TIMEOUT_SECONDS": "5",
+                "KILN_INSTANCE_TYPE": "t3.micro", "TEAM_SETTING": "kept",
+            ])
             #expect(run.code != 0)
-            let lines = Set(try String(contentsOfFile: dump, encoding: .utf8).split(separator: "\n").map(String.init))
+            let lines = Set(environment.split(separator: "\n").map(String.init))
             let names = Set(lines.compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) })
             #expect(!names.contains("AWS_MAX_ATTEMPTS"), "Kiln's retry setting reached Packer as its waiter polls")
             #expect(!names.contains("AWS_POLL_DELAY_SECONDS") && !names.contains("AWS_TIMEOUT_SECONDS"))

@@ -256,6 +256,21 @@ def markers(name):
     return "<!-- bench:%s:start -->" % name, "<!-- bench:%s:end -->" % name
 
 
+def wait_or_kill(proc, timeout):
+    """`proc.wait(timeout)`; on any failure (a timeout, Ctrl-C) the whole
+    process group of `proc` (started with start_new_session) is killed and
+    reaped before the exception goes on."""
+    try:
+        return proc.wait(timeout=timeout)
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait()
+        raise
+
+
 def publish(opts, name, title, section, measurements, began):
     """How every benchmark ends: its measurements to `--json` (if given), its
     section to stdout (`--no-write`) or into `--output` between its markers,

@@ -47,7 +47,6 @@ import os
 import platform
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -222,15 +221,7 @@ def timed(argv, env, cwd, log_path):
         started = time.monotonic_ns()
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True)
-        try:
-            code = proc.wait(timeout=900)
-        except BaseException:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            proc.wait()
-            raise
+        code = benchlib.wait_or_kill(proc, 900)
         elapsed = (time.monotonic_ns() - started) / 1e6
     if code != 0:
         with open(log_path, "rb") as f:

@@ -282,13 +282,8 @@ def timed(cmd, env, log_path, cwd=None):
         proc = subprocess.Popen(["/usr/bin/time", "-o", tfile, "-f", "%e %M"] + cmd, env=env, cwd=cwd,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         try:
-            returncode = proc.wait(timeout=1800)
+            returncode = benchlib.wait_or_kill(proc, 1800)
         except BaseException:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            proc.wait()
             os.unlink(tfile)
             raise
         wall = time.monotonic() - started

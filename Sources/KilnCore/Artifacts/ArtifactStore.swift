@@ -68,12 +68,17 @@ public struct ArtifactStore: Sendable {
     @discardableResult
     public func write<P: ArtifactPayload>(_ payload: P, fileName: String? = nil) throws -> String {
         let target = path(fileName ?? Self.defaultFileName(for: P.self))
+        try AtomicFile.write(try encoded(payload), to: target)
+        return target
+    }
+
+    /// The artifact's file: the envelope beside the payload, sorted and pretty.
+    private func encoded<P: ArtifactPayload>(_ payload: P) throws -> Data {
         try Self.checkNoEnvelopeKeys(payload)
         let envelope = Envelope(
             schema: "kiln.\(P.schemaName)", version: P.schemaVersion,
             producer: producer, createdAt: clock.now(), payload: payload)
-        try AtomicFile.write(try Self.encoder.encode(envelope) + Data("\n".utf8), to: target)
-        return target
+        return try Self.encoder.encode(envelope) + Data("\n".utf8)
     }
 
     /// A stage's outputs as one set: the dotenv file is rendered (checked
@@ -84,11 +89,11 @@ public struct ArtifactStore: Sendable {
         _ payload: P, fileName: String? = nil, dotenv: Dotenv, dotenvFileName: String
     ) throws -> String {
         let text = try dotenv.rendered()
-        try Self.checkNoEnvelopeKeys(payload)
-        _ = try Self.encoder.encode(payload)
-        let path = try write(payload, fileName: fileName)
-        try AtomicFile.write(Data(text.utf8), to: self.path(dotenvFileName))
-        return path
+        let data = try encoded(payload)
+        let target = path(fileName ?? Self.defaultFileName(for: P.self))
+        try AtomicFile.write(data, to: target)
+        try AtomicFile.write(Data(text.utf8), to: path(dotenvFileName))
+        return target
     }
 
     public func writeDotenv(_ dotenv: Dotenv, fileName: String) throws {
