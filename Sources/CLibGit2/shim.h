@@ -8,6 +8,25 @@
 #include <git2/sys/errors.h>
 #endif
 
+/* Shallow fetch: git_fetch_options.depth came in libgit2 1.7, deepening and
+   GIT_FETCH_DEPTH_UNSHALLOW in 1.8 (libgit2's CHANGELOG, v1.7 and v1.8).
+   Kiln builds against 1.5 too (Debian 12's own); there it fetches the whole
+   history and says so (KilnGit, LibGit2.supportsShallow). */
+#if LIBGIT2_VER_MAJOR > 1 || (LIBGIT2_VER_MAJOR == 1 && LIBGIT2_VER_MINOR >= 8)
+static inline int CKiln_git_supports_shallow(void) { return 1; }
+static inline void CKiln_git_fetch_options_set_depth(git_fetch_options *options, int depth) {
+    options->depth = depth;
+}
+static inline int CKiln_git_fetch_depth_unshallow(void) { return GIT_FETCH_DEPTH_UNSHALLOW; }
+#else
+static inline int CKiln_git_supports_shallow(void) { return 0; }
+static inline void CKiln_git_fetch_options_set_depth(git_fetch_options *options, int depth) {
+    (void)options;
+    (void)depth;
+}
+static inline int CKiln_git_fetch_depth_unshallow(void) { return 0; }
+#endif
+
 /* Kiln's socket stream (KilnGit, SocketStream.swift), registered with
    git_stream_register(GIT_STREAM_STANDARD, ...): git2/sys/stream.h says a
    stream must have git_stream as its first element. */

@@ -66,3 +66,28 @@ public struct ForeignFolder: ExitStatusProviding, CustomStringConvertible, Senda
             """
     }
 }
+
+/// Which work tree the index of a Kiln repository describes, and at which
+/// commit: written after each checkout, removed before the next one starts,
+/// so that only a checkout that finished is trusted. With it the next
+/// checkout into the same folder touches only what changed.
+struct WorkTreeRecord: Equatable {
+    static let file = "kiln-worktree"
+    let workdir: String
+    let commit: String
+
+    static func path(_ gitDirectory: String) -> String { (gitDirectory as NSString).appendingPathComponent(file) }
+
+    static func read(_ gitDirectory: String) -> WorkTreeRecord? {
+        guard let text = try? String(contentsOfFile: path(gitDirectory), encoding: .utf8) else { return nil }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        guard lines.count >= 2, lines[1].count == 40 else { return nil }
+        return WorkTreeRecord(workdir: lines[0], commit: lines[1])
+    }
+
+    static func remove(_ gitDirectory: String) { _ = unlink(path(gitDirectory)) }
+
+    func write(_ gitDirectory: String) throws {
+        try KilnMark.write(Self.path(gitDirectory), "\(workdir)\n\(commit)\n")
+    }
+}

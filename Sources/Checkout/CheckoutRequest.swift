@@ -94,7 +94,9 @@ public struct CheckoutRequest: Sendable {
     public var submodules: SubmoduleStrategy
     public var clean: CleanFlags
     public var cleanRequest: CleanRequest
-    public var depth: Int?
+    /// How much history a new repository receives (`GIT_DEPTH`); a reused one
+    /// receives what is new, and is deepened only when the commit is not in it.
+    public var depth: FetchDepth
     public var cacheDirectory: String?
     /// A transfer (git or the archive) that receives and sends nothing for
     /// this long fails with exit 75: `KILN_GIT_TIMEOUT`, `checkout.timeout`, 60 s.
@@ -106,7 +108,7 @@ public struct CheckoutRequest: Sendable {
     public init(
         repositoryURL: String, credentials: GitCredentials?, commit: String, ref: String?, tag: String?,
         pipelineID: String?, target: String, artifactsDirectory: String, strategy: CheckoutStrategy,
-        submodules: SubmoduleStrategy, clean: CleanFlags, depth: Int?, cacheDirectory: String?,
+        submodules: SubmoduleStrategy, clean: CleanFlags, depth: FetchDepth, cacheDirectory: String?,
         serverURL: String, project: String, cleanRequest: CleanRequest = .gitLabDefault
     ) {
         self.repositoryURL = repositoryURL
@@ -143,6 +145,10 @@ public struct CheckoutRequest: Sendable {
 
 extension CheckoutRequest {
     public static let defaultNoProgressTimeout: TimeInterval = 60
+    /// gitlab-runner's depth when a project sets none: "Newly-created projects
+    /// automatically have a default git depth value of 20" (GitLab docs, CI/CD
+    /// pipelines settings, "Limit the number of changes fetched during clone").
+    public static let defaultDepth = 20
     /// A day: longer is no longer a stall limit (and keeps the conversion to whole seconds exact).
     public static let maximumNoProgressTimeout: TimeInterval = 86_400
 }
@@ -227,7 +233,9 @@ extension CheckoutRequest {
             }
         let depth: Resolved<Int>? = try settings.resolve(
             "checkout.depth", parsedFlag: ("depth", flags.depth), environment: "GIT_DEPTH")
-        // GitLab's GIT_DEPTH is a number of commits, 0 meaning the whole history.
+        // GitLab's GIT_DEPTH is a number of commits, 0 meaning the whole history
+        // ("The value is passed to git fetch and git clone"; GitLab docs,
+        // ci/runners/configure_runners.md, "Shallow cloning").
         if let depth, depth.value < 0 {
             throw KilnError.badConfiguration("checkout.depth (\(depth.source)): must be at least 0, got \(depth.value)")
         }
@@ -269,7 +277,8 @@ extension CheckoutRequest {
             target: (target as NSString).standardizingPath,
             artifactsDirectory: (artifactsDirectory as NSString).standardizingPath,
             strategy: strategy.value, submodules: submodules.value, clean: clean.flags,
-            depth: depth?.value == 0 ? nil : depth?.value, cacheDirectory: cache?.value, serverURL: server,
+            depth: (depth?.value ?? defaultDepth) == 0 ? .unlimited : .commits(depth?.value ?? defaultDepth),
+            cacheDirectory: cache?.value, serverURL: server,
             project: project, cleanRequest: clean.request)
         request.noProgressTimeout = timeout.value.value
         return request

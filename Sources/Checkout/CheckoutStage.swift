@@ -61,12 +61,13 @@ struct CheckoutRun {
     }
 
     func run() throws -> CheckoutResult {
-        if let depth = request.depth, request.strategy != .archive {
+        if case .commits(let depth) = request.depth, request.strategy != .archive, !LibGit2.supportsShallow {
             log.warning(
                 """
-                GIT_DEPTH=\(depth) is not honoured: libgit2 1.5 cannot fetch shallow, so the whole history of the \
-                fetched refs is received. The archive strategy (KILN_GIT_STRATEGY=archive) downloads only the \
-                commit's files; the fetch strategy with a cache (--cache-dir) receives only what is new.
+                GIT_DEPTH=\(depth) is not honoured: libgit2 \(LibGit2.version) cannot fetch shallow (1.8 can; \
+                scripts/libgit2-backports installs it on Debian 12), so the whole history of the fetched refs is \
+                received. The archive strategy (KILN_GIT_STRATEGY=archive) downloads only the commit's files; the \
+                fetch strategy with a cache (--cache-dir) receives only what is new.
                 """)
         }
         try refuseForeignFolders()

@@ -22,19 +22,21 @@ struct GitCheckout {
         var repository = try clock.time("prepare") { try prepare(reuse: reuse, discarded: &discarded) }
         let reused = repository.reused
         var received: TransferProgress
+        var leftovers: [(path: String, ignored: Bool)]?
         do {
-            received = try clock.time("fetch") { try fetch(repository.repository) }
-            try clock.time("checkout") { try checkout(repository.repository) }
+            received = try clock.time("fetch") { try fetch(repository.repository, reused: reused) }
+            leftovers = try clock.time("checkout") { try checkout(repository.repository, reused: reused) }
         } catch let error as GitError where reused && !error.isNetwork && !error.isAuthentication {
             // A reused repository that breaks on its own objects (corrupt,
             // truncated) is thrown away and cloned again: a cache must never fail a job.
             discarded = "it failed: \(error.message)"
             log.warning("discarding the repository in \(gitDirectory) (\(discarded!)); cloning again")
             repository = try clock.time("prepare") { try prepare(reuse: false, discarded: &discarded) }
-            received = try clock.time("fetch") { try fetch(repository.repository) }
-            try clock.time("checkout") { try checkout(repository.repository) }
+            received = try clock.time("fetch") { try fetch(repository.repository, reused: false) }
+            leftovers = try clock.time("checkout") { try checkout(repository.repository, reused: false) }
         }
-        try clock.time("clean") { try clean(repository.repository) }
+        try clock.time("clean") { try clean(repository.repository, leftovers: leftovers) }
+        if reused { clock.time("upkeep") { upkeep(repository.repository) } }
         var submodules: [CheckoutResult.Submodule] = []
         if request.submodules != .none {
             try clock.time("submodules") {
@@ -122,15 +124,21 @@ struct GitCheckout {
 
     // MARK: fetching and checking out
 
-    private func fetch(_ repository: GitRepository) throws -> TransferProgress {
+    /// A new repository receives `GIT_DEPTH` commits of each ref; a reused
+    /// one what is new on top of its own history (shallow or not), and is
+    /// deepened only when the commit is still not in it.
+    private func fetch(_ repository: GitRepository, reused: Bool) throws -> TransferProgress {
         let refspecs = request.refspecs
+        // libgit2 1.8 may drop the boundary of earlier fetches (restoreShallowBoundary).
+        var boundary = repository.shallowBoundary()
+        let depth = reused ? FetchDepth.unlimited : request.depth
         var received = TransferProgress()
         if !refspecs.isEmpty {
             received = try withRetries("fetch") {
                 try log.section("git_fetch", title: "Fetching \(refspecs.joined(separator: " "))", collapsed: true) {
                     let progress = try repository.fetch(
-                        refspecs: refspecs, credentials: request.credentials, limits: checkout.transferLimits,
-                        progress: checkout.progressReporter("fetch"))
+                        refspecs: refspecs, credentials: request.credentials, depth: depth,
+                        limits: checkout.transferLimits, progress: checkout.progressReporter("fetch"))
                     log.line(
                         """
                         fetch: \(progress.receivedObjects) objects, \
@@ -141,18 +149,27 @@ struct GitCheckout {
                 }
             }
         }
+        try repository.restoreShallowBoundary(boundary)
         if !repository.hasCommit(request.commit) {
+            boundary = repository.shallowBoundary()
             // Not reachable from those refs (or there were none): ask for the
-            // commit itself, which servers that allow reachable SHA-1s in wants answer.
+            // commit itself, which servers that allow reachable SHA-1s in wants
+            // answer. A shallow repository asks with no depth: its boundary
+            // tells the server what it lacks, and what is below the boundary
+            // comes down to what it has (libgit2 1.8 fails a deepening fetch by
+            // id into a shallow repository: "incomplete pack header").
+            let deepen = repository.isShallow
+            let directDepth = deepen ? FetchDepth.unlimited : depth
             log.line(
                 """
                 fetch: \(request.commit) is not on \
-                \(refspecs.isEmpty ? "any ref given" : refspecs.joined(separator: " ")); asking for it by id
+                \(refspecs.isEmpty ? "any ref given" : refspecs.joined(separator: " ")); asking for it by id\
+                \(deepen ? ", deepening the shallow repository" : "")
                 """
             )
             do {
                 let direct = try repository.fetch(
-                    refspecs: [request.commit], credentials: request.credentials, tags: .none,
+                    refspecs: [request.commit], credentials: request.credentials, tags: .none, depth: directDepth,
                     limits: checkout.transferLimits)
                 received.receivedBytes += direct.receivedBytes
                 received.receivedObjects += direct.receivedObjects
@@ -160,6 +177,7 @@ struct GitCheckout {
                 // A server that does not answer wants by id: the check below names the commit.
                 log.line("fetch: asking for \(request.commit) by id failed: \(error.message)")
             }
+            try repository.restoreShallowBoundary(boundary)
         }
         guard repository.hasCommit(request.commit) else {
             throw KilnError(
@@ -173,12 +191,44 @@ struct GitCheckout {
         return received
     }
 
-    private func checkout(_ repository: GitRepository) throws {
-        try repository.checkoutDetached(request.commit)
+    /// `git checkout -f --detach`, touching only what differs when the
+    /// index is Kiln's own record of this very work tree (WorkTreeRecord):
+    /// one walk of the work tree finds what the last job changed in tracked
+    /// files and what it left untracked, a tree-to-tree diff what the new
+    /// commit changes, and only those paths are checked out. Returns the
+    /// untracked paths for the clean: the walk's, none when the work tree held
+    /// nothing before (everything in it is this checkout's), nil when the
+    /// clean must look for itself.
+    private func checkout(_ repository: GitRepository, reused: Bool) throws -> [(path: String, ignored: Bool)]? {
+        let last = WorkTreeRecord.read(repository.gitDirectory)
+        WorkTreeRecord.remove(repository.gitDirectory)
+        let empty = checkout.foreignEntries(keepingGit: true).isEmpty
+        var leftovers: [(path: String, ignored: Bool)]?
+        if reused, !empty, let last, last.workdir == request.target,
+            (try? repository.headCommit()) == last.commit, (try? repository.indexMatches(last.commit)) == true
+        {
+            let flags = request.clean
+            let scan = try repository.scanWorkTree(
+                includeIgnored: flags.enabled && (flags.ignored || flags.onlyIgnored))
+            let paths = Set(try repository.changedPaths(from: last.commit, to: request.commit) + scan.changedTracked)
+            try repository.checkoutDetached(request.commit, limitedTo: paths.sorted())
+            log.line(
+                """
+                checkout: \(paths.count) path\(paths.count == 1 ? "" : "s") differ from \(last.commit.prefix(8)) \
+                and the work tree (\(scan.changedTracked.count) changed since), the rest is as it was
+                """)
+            // An untracked path the new commit tracks now is the checkout's: the clean looks again.
+            leftovers = try scan.untracked.contains(where: { try repository.tracks($0.path) }) ? nil : scan.untracked
+        } else {
+            try repository.checkoutDetached(request.commit)
+            leftovers = empty ? [] : nil
+        }
         let head = try repository.headCommit()
         guard head == request.commit else {
             throw KilnError.internalError("after checkout HEAD is \(head), not \(request.commit)")
         }
+        try WorkTreeRecord(workdir: request.target, commit: request.commit).write(repository.gitDirectory)
+        return leftovers
     }
 
     /// Network failures are retried with the one retry policy; a refused
@@ -194,12 +244,14 @@ struct GitCheckout {
 
     // MARK: cleaning
 
-    /// `git clean` with `GIT_CLEAN_FLAGS`, never touching the spared folders.
-    private func clean(_ repository: GitRepository) throws {
+    /// `git clean` with `GIT_CLEAN_FLAGS`, never touching the spared folders,
+    /// over the untracked paths the checkout's walk found (or a walk of its own).
+    private func clean(_ repository: GitRepository, leftovers: [(path: String, ignored: Bool)]?) throws {
         let flags = request.clean
         guard flags.enabled else { return }
         var removed = 0
-        for entry in try repository.untrackedPaths(includeIgnored: flags.ignored || flags.onlyIgnored) {
+        let candidates = try leftovers ?? repository.untrackedPaths(includeIgnored: flags.ignored || flags.onlyIgnored)
+        for entry in candidates {
             let path = entry.path
             if flags.onlyIgnored && !entry.ignored { continue }
             if path.hasSuffix("/") && !flags.directories { continue }
@@ -212,8 +264,47 @@ struct GitCheckout {
             }
             try FileManager.default.removeItem(atPath: (request.target as NSString).appendingPathComponent(path))
             removed += 1
+            // A walk made before the checkout saw a folder's untracked files, not
+            // the folder: it is untracked once the checkout took its tracked files
+            // away, and `git clean -d` would remove it whole.
+            if leftovers != nil && flags.directories { removeEmptyFolders(above: path) }
         }
         if removed > 0 { log.line("clean: removed \(removed) untracked path\(removed == 1 ? "" : "s")") }
+    }
+
+    /// Removes the folders holding `path` that are empty now, deepest first.
+    private func removeEmptyFolders(above path: String) {
+        var folder = ((path.hasSuffix("/") ? String(path.dropLast()) : path) as NSString).deletingLastPathComponent
+        while !folder.isEmpty, !checkout.isSpared(folder),
+            rmdir((request.target as NSString).appendingPathComponent(folder)) == 0
+        {
+            folder = (folder as NSString).deletingLastPathComponent
+        }
+    }
+
+    // MARK: the cache over time
+
+    /// Packs past this many (one per fetch) are written into one.
+    static let packLimit = 32
+
+    /// Keeps a reused repository as fast for the hundredth job as for the
+    /// second: the pipeline refs of earlier pipelines go (every fetch offers
+    /// every local ref; libgit2 issue 5271), and the packs, one per fetch, are
+    /// consolidated past `packLimit`. A failure here fails no job: the next
+    /// job tries again, and a repository broken by it is discarded and cloned.
+    private func upkeep(_ repository: GitRepository) {
+        let current = Set(request.pipelineID.map { ["refs/pipelines/\($0)"] } ?? [])
+        do {
+            let removed = try repository.removeReferences(matching: "refs/pipelines/*", keeping: current)
+            if removed > 0 { log.line("cache: removed \(removed) ref\(removed == 1 ? "" : "s") of earlier pipelines") }
+            let packs = repository.packCount
+            if packs > Self.packLimit {
+                let replaced = try repository.consolidatePacks()
+                log.line("cache: \(replaced) packs written into one (more than \(Self.packLimit))")
+            }
+        } catch {
+            log.warning("cache upkeep in \(gitDirectory) failed, the checkout stands: \(error)")
+        }
     }
 
     // MARK: submodules

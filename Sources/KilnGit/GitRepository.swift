@@ -19,6 +19,25 @@ public enum TagFollowing: Sendable {
     }
 }
 
+/// How much history a fetch asks for: gitlab-runner's `GIT_DEPTH` (a
+/// number of commits from each fetched tip; 0 for the whole history).
+public enum FetchDepth: Sendable, Equatable {
+    /// No depth asked: the whole history of a new repository, or what is new
+    /// on top of a (shallow or not) repository's own history.
+    case unlimited
+    case commits(Int)
+    /// Makes a shallow repository whole (`git fetch --unshallow`).
+    case unshallow
+
+    var libgit2: Int32 {
+        switch self {
+        case .unlimited: 0
+        case .commits(let count): Int32(clamping: count)
+        case .unshallow: CKiln_git_fetch_depth_unshallow()
+        }
+    }
+}
+
 /// A commit's facts for checkout.json.
 public struct CommitInfo: Sendable, Equatable {
     public let sha: String
@@ -92,6 +111,9 @@ public final class GitRepository {
 
     public var isBare: Bool { git_repository_is_bare(pointer) == 1 }
 
+    /// Whether the history is cut (a `shallow` file lists the boundary commits).
+    public var isShallow: Bool { git_repository_is_shallow(pointer) == 1 }
+
     // MARK: remotes and fetching
 
     /// The URL configured for a remote, if any.
@@ -118,7 +140,7 @@ public final class GitRepository {
     @discardableResult
     public func fetch(
         remote name: String = "origin", refspecs: [String], credentials: GitCredentials?,
-        tags: TagFollowing = .auto, limits: TransferLimits = TransferLimits(),
+        tags: TagFollowing = .auto, depth: FetchDepth = .unlimited, limits: TransferLimits = TransferLimits(),
         progress: @escaping (TransferProgress) -> Void = { _ in }
     ) throws -> TransferProgress {
         let url = remoteURL(name) ?? name
@@ -131,6 +153,8 @@ public final class GitRepository {
         callbacks.install(into: &options.callbacks)
         options.download_tags = tags.libgit2
         options.proxy_opts.type = GIT_PROXY_AUTO
+        // A libgit2 without shallow support fetches the whole history (LibGit2.supportsShallow).
+        CKiln_git_fetch_options_set_depth(&options, depth.libgit2)
         let watch = TransferWatch.shared.begin(limits)
         defer { watch?.end() }
         let result = withStringArray(refspecs) { specs in
@@ -212,8 +236,11 @@ public final class GitRepository {
     }
 
     /// `git checkout -f --detach <sha>`: the work tree and index match the
-    /// commit (local changes are overwritten), HEAD is detached at it.
-    public func checkoutDetached(_ sha: String) throws {
+    /// commit (local changes are overwritten), HEAD is detached at it. With
+    /// `paths` (exact paths, no patterns) only those entries are checked out
+    /// and every other one is left as it is, unread: right when the entries
+    /// outside `paths` already match the commit.
+    public func checkoutDetached(_ sha: String, limitedTo paths: [String]? = nil) throws {
         var oid = try Self.oid(sha)
         var commit: OpaquePointer?
         try GitError.check(git_object_lookup(&commit, pointer, &oid, GIT_OBJECT_COMMIT), "look up commit \(sha)")
@@ -222,7 +249,18 @@ public final class GitRepository {
         try GitError.check(
             git_checkout_options_init(&options, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "prepare a checkout")
         options.checkout_strategy = GIT_CHECKOUT_FORCE.rawValue
-        try GitError.check(git_checkout_tree(pointer, commit, &options), "check out \(sha)")
+        if let paths {
+            // Exact paths: libgit2 then reads only those entries and their folders.
+            options.checkout_strategy |= GIT_CHECKOUT_DISABLE_PATHSPEC_MATCH.rawValue
+            if !paths.isEmpty {
+                try withStringArray(paths) { array in
+                    options.paths = array
+                    try GitError.check(git_checkout_tree(pointer, commit, &options), "check out \(sha)")
+                }
+            }
+        } else {
+            try GitError.check(git_checkout_tree(pointer, commit, &options), "check out \(sha)")
+        }
         try GitError.check(git_repository_set_head_detached(pointer, &oid), "detach HEAD at \(sha)")
     }
 

@@ -20,6 +20,10 @@ public enum LibGit2 {
         return "\(major).\(minor).\(revision)"
     }
 
+    /// Whether this libgit2 fetches shallow and deepens (1.8 and later; Kiln
+    /// also builds against Debian 12's 1.5, which fetches whole histories).
+    public static var supportsShallow: Bool { CKiln_git_supports_shallow() == 1 }
+
     /// Whether this libgit2 was built with HTTPS support (Debian's is).
     public static var supportsHTTPS: Bool {
         initialise()

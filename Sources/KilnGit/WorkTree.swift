@@ -97,3 +97,110 @@ extension GitRepository {
         return (GitRepository(adopting: child!), callbacks.last)
     }
 }
+
+/// One walk of the work tree against the index (`git status`): the tracked
+/// paths that differ from the index (changed, removed or retyped since the
+/// checkout that wrote it), and the untracked ones (ignored ones when asked),
+/// an untracked folder as one entry ending in "/".
+public struct WorkTreeScan: Sendable {
+    public var changedTracked: [String] = []
+    public var untracked: [(path: String, ignored: Bool)] = []
+}
+
+extension GitRepository {
+    public func scanWorkTree(includeIgnored: Bool) throws -> WorkTreeScan {
+        var options = git_status_options()
+        try GitError.check(git_status_options_init(&options, UInt32(GIT_STATUS_OPTIONS_VERSION)), "prepare a status")
+        options.show = GIT_STATUS_SHOW_WORKDIR_ONLY
+        // Submodules are updated on their own, from their recorded commits.
+        options.flags = GIT_STATUS_OPT_INCLUDE_UNTRACKED.rawValue | GIT_STATUS_OPT_EXCLUDE_SUBMODULES.rawValue
+        if includeIgnored { options.flags |= GIT_STATUS_OPT_INCLUDE_IGNORED.rawValue }
+        var list: OpaquePointer?
+        try GitError.check(git_status_list_new(&list, pointer, &options), "scan the work tree")
+        defer { git_status_list_free(list) }
+        let changed =
+            GIT_STATUS_WT_MODIFIED.rawValue | GIT_STATUS_WT_DELETED.rawValue | GIT_STATUS_WT_TYPECHANGE.rawValue
+            | GIT_STATUS_WT_RENAMED.rawValue | GIT_STATUS_WT_UNREADABLE.rawValue
+        var scan = WorkTreeScan()
+        for index in 0..<git_status_list_entrycount(list) {
+            guard let entry = git_status_byindex(list, index), let delta = entry.pointee.index_to_workdir else {
+                continue
+            }
+            let status = entry.pointee.status.rawValue
+            if status & changed != 0 {
+                for path in Set([delta.pointee.old_file.path, delta.pointee.new_file.path].compactMap({ $0 })) {
+                    scan.changedTracked.append(String(cString: path))
+                }
+            } else if status & GIT_STATUS_WT_NEW.rawValue != 0 || status & GIT_STATUS_IGNORED.rawValue != 0,
+                let path = delta.pointee.new_file.path
+            {
+                scan.untracked.append((String(cString: path), status & GIT_STATUS_IGNORED.rawValue != 0))
+            }
+        }
+        return scan
+    }
+
+    /// The paths whose entries differ between two commits' trees (a rename
+    /// is its old and its new path; a mode change, a type change, a
+    /// submodule's new commit count as changes).
+    public func changedPaths(from old: String, to new: String) throws -> [String] {
+        let oldTree = try tree(of: old)
+        defer { git_tree_free(oldTree) }
+        let newTree = try tree(of: new)
+        defer { git_tree_free(newTree) }
+        var options = git_diff_options()
+        try GitError.check(git_diff_options_init(&options, UInt32(GIT_DIFF_OPTIONS_VERSION)), "prepare a diff")
+        options.flags = GIT_DIFF_INCLUDE_TYPECHANGE.rawValue | GIT_DIFF_SKIP_BINARY_CHECK.rawValue
+        var diff: OpaquePointer?
+        try GitError.check(
+            git_diff_tree_to_tree(&diff, pointer, oldTree, newTree, &options), "compare \(old) with \(new)")
+        defer { git_diff_free(diff) }
+        var paths: [String] = []
+        for index in 0..<git_diff_num_deltas(diff) {
+            guard let delta = git_diff_get_delta(diff, index) else { continue }
+            for path in [delta.pointee.old_file.path, delta.pointee.new_file.path].compactMap({ $0 }) {
+                let text = String(cString: path)
+                if paths.last != text { paths.append(text) }
+            }
+        }
+        return paths
+    }
+
+    /// Whether the index holds exactly the tree of `sha` (nothing staged
+    /// since the checkout that wrote it). libgit2 answers from the index's
+    /// cached tree when it is valid.
+    public func indexMatches(_ sha: String) throws -> Bool {
+        var index: OpaquePointer?
+        try GitError.check(git_repository_index(&index, pointer), "open the index")
+        defer { git_index_free(index) }
+        var written = git_oid()
+        guard git_index_write_tree(&written, index) == 0 else { return false }
+        let commitTree = try tree(of: sha)
+        defer { git_tree_free(commitTree) }
+        return git_oid_equal(&written, git_tree_id(commitTree)) == 1
+    }
+
+    func tree(of sha: String) throws -> OpaquePointer {
+        var oid = try Self.oid(sha)
+        var commit: OpaquePointer?
+        try GitError.check(git_commit_lookup(&commit, pointer, &oid), "look up commit \(sha)")
+        defer { git_commit_free(commit) }
+        var tree: OpaquePointer?
+        try GitError.check(git_commit_tree(&tree, commit), "read the tree of \(sha)")
+        return tree!
+    }
+}
+
+extension GitRepository {
+    /// Whether the index tracks `path`, or anything under it when it ends in "/".
+    public func tracks(_ path: String) throws -> Bool {
+        var index: OpaquePointer?
+        try GitError.check(git_repository_index(&index, pointer), "open the index")
+        defer { git_index_free(index) }
+        if path.hasSuffix("/") {
+            var position = 0
+            return git_index_find_prefix(&position, index, path) == 0
+        }
+        return git_index_get_bypath(index, path, 0) != nil
+    }
+}

@@ -43,7 +43,7 @@ struct KilnCheckout: StageCommand {
         name: .customLong("clean-flags"),
         help: "git clean flags after checkout (default: $GIT_CLEAN_FLAGS, else -ffdx; none to keep all).")
     var cleanFlags: CleanFlags?
-    @Option(help: "Requested history depth ($GIT_DEPTH); libgit2 1.5 cannot honour it and says so.")
+    @Option(help: "Commits of history a new repository receives ($GIT_DEPTH, else 20; 0 for all).")
     var depth: Int?
     @Option(
         name: .customLong("cache-dir"),

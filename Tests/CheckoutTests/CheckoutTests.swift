@@ -208,18 +208,4 @@ func read(_ path: String) -> String? { try? String(contentsOfFile: path, encodin
             #expect(read(project.file("notes.txt")) == "mine\n", "nothing removed")
         }
     }
-
-    @Test func depthIsSaidOnceNotHonoured() throws {
-        let fixture = try GitFixture()
-        let work = try fixture.makeProject("group/app")
-        let head = try fixture.commit(work, ["a.txt": "a\n"], message: "Only")
-        try fixture.push(work)
-        let project = TemporaryDirectory("kiln-project")
-        try withGitServer(fixture) { server in
-            let run = try runCheckout(server: server, project: project.path, commit: head, extra: ["GIT_DEPTH": "20"])
-            #expect(run.exitCode == 0)
-            #expect(run.output.components(separatedBy: "GIT_DEPTH=20 is not honoured").count == 2)
-            #expect(run.output.contains("archive"))
-        }
-    }
 }

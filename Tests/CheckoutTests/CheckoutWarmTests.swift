@@ -1,0 +1,104 @@
+import Foundation
+import KilnCore
+import KilnTestSupport
+import Testing
+
+/// A warm checkout into the folder Kiln checked out before touches only what
+/// differs, and must leave exactly what git's `checkout -f` + `clean` would.
+@Suite struct CheckoutWarmTests {
+    /// Every path under `root` but `.git` and those `skipping`, with what git
+    /// keeps of it: a file's bytes and executable bit, a link's target, a folder.
+    func tree(_ root: String, skipping: Set<String> = []) throws -> [String: String] {
+        var entries: [String: String] = [:]
+        let fileManager = FileManager.default
+        for path in try fileManager.subpathsOfDirectory(atPath: root).sorted() {
+            if path == ".git" || path.hasPrefix(".git/")
+                || skipping.contains(where: { path == $0 || path.hasPrefix($0 + "/") })
+            {
+                continue
+            }
+            let full = (root as NSString).appendingPathComponent(path)
+            let attributes = try fileManager.attributesOfItem(atPath: full)
+            switch attributes[.type] as? FileAttributeType {
+            case .typeSymbolicLink?:
+                entries[path] = "link " + (try fileManager.destinationOfSymbolicLink(atPath: full))
+            case .typeDirectory?:
+                entries[path] = "folder"
+            default:
+                let mode = (attributes[.posixPermissions] as? Int ?? 0) & 0o100 != 0 ? "755" : "644"
+                entries[path] = "\(mode) " + (read(full) ?? "<unreadable>")
+            }
+        }
+        return entries
+    }
+
+    @Test func warmCheckoutTouchesWhatChangedAndMatchesGitsCheckout() throws {
+        let fixture = try GitFixture()
+        let work = try fixture.makeProject("group/app")
+        var files = [
+            ".gitignore": "*.log\nbuild/\n", "a.txt": "a\n", "dir/b.txt": "b\n", "dir/sub/c.txt": "c\n",
+            "run.sh": "#!/bin/sh\necho run\n", "gone/only.txt": "only\n", "keep/same.txt": "same\n",
+        ]
+        for index in 0..<50 { files["many/f\(index).txt"] = "\(index)\n" }
+        let first = try fixture.commit(work, files, message: "First")
+        try fixture.push(work)
+        let project = TemporaryDirectory("kiln-project")
+        try withGitServer(fixture) { server in
+            let cold = try runCheckout(server: server, project: project.path, commit: first)
+            #expect(cold.exitCode == 0, "\(cold.output)")
+
+            // What the job did after that checkout: a tracked file changed, one
+            // removed, untracked and ignored files and folders.
+            try "job's edit\n".write(toFile: project.file("a.txt"), atomically: true, encoding: .utf8)
+            try FileManager.default.removeItem(atPath: project.file("many/f7.txt"))
+            try FileManager.default.createDirectory(atPath: project.file("tmp/deep"), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: project.file("build"), withIntermediateDirectories: true)
+            for path in ["untracked.txt", "tmp/deep/x.txt", "out.log", "build/o.bin", "dir/sub/untracked.txt"] {
+                try "left\n".write(toFile: project.file(path), atomically: true, encoding: .utf8)
+            }
+
+            // The next commit: a change, an addition, a deletion that empties a
+            // folder, a rename, a mode change, a symbolic link.
+            try "b changed\n".write(toFile: "\(work)/dir/b.txt", atomically: true, encoding: .utf8)
+            try FileManager.default.createDirectory(atPath: "\(work)/new", withIntermediateDirectories: true)
+            try "new\n".write(toFile: "\(work)/new/d.txt", atomically: true, encoding: .utf8)
+            try fixture.git(["rm", "-q", "gone/only.txt"], in: work)
+            try FileManager.default.createDirectory(atPath: "\(work)/moved", withIntermediateDirectories: true)
+            try fixture.git(["mv", "dir/sub/c.txt", "moved/c.txt"], in: work)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: "\(work)/run.sh")
+            try FileManager.default.createSymbolicLink(atPath: "\(work)/link", withDestinationPath: "dir/b.txt")
+            try fixture.git(["add", "-A"], in: work)
+            try fixture.git(["commit", "-q", "-m", "Second"], in: work)
+            let second = try fixture.git(["rev-parse", "HEAD"], in: work)
+            try fixture.push(work)
+
+            // -ffd: the untracked go, the ignored stay.
+            let warm = try runCheckout(
+                server: server, project: project.path, commit: second, extra: ["GIT_CLEAN_FLAGS": "-ffd"])
+            #expect(warm.exitCode == 0, "\(warm.output)")
+            #expect(warm.output.contains("checkout: 9 paths differ from \(first.prefix(8))"), "\(warm.output)")
+
+            // git's own checkout of the same commit, in a clone of its own.
+            let reference = TemporaryDirectory("kiln-git-reference")
+            try fixture.git(
+                ["clone", "-q", "--no-checkout", "\(fixture.served)/group/app.git", "."], in: reference.path)
+            try fixture.git(["checkout", "-q", "-f", "--detach", second], in: reference.path)
+            let kept = ["out.log", "build"]
+            let warmTree = try tree(project.path, skipping: Set(kept + ["kiln"]))
+            let gitTree = try tree(reference.path)
+            let onlyKiln = warmTree.filter { gitTree[$0.key] != $0.value }
+            let onlyGit = gitTree.filter { warmTree[$0.key] != $0.value }
+            #expect(warmTree == gitTree, "Kiln's \(onlyKiln) against git's \(onlyGit)")
+            #expect(read(project.file("out.log")) == "left\n", "ignored: kept by -ffd")
+            #expect(read(project.file("build/o.bin")) == "left\n")
+            let status = try fixture.git(["status", "--porcelain", "--ignored"], in: project.path)
+            #expect(Set(status.split(separator: "\n")) == ["?? kiln/", "!! build/", "!! out.log"], "\(status)")
+
+            // -ffdx (GitLab's default) also removes the ignored ones.
+            let again = try runCheckout(server: server, project: project.path, commit: second)
+            #expect(again.exitCode == 0, "\(again.output)")
+            #expect(again.output.contains("checkout: 0 paths differ"), "\(again.output)")
+            #expect(try tree(project.path, skipping: ["kiln"]) == tree(reference.path))
+        }
+    }
+}
