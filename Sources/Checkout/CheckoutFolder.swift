@@ -9,6 +9,9 @@ enum KilnMark {
     static let repositoryFile = "kiln-checkout"
     /// At the root of a work tree the archive strategy unpacked (no `.git`).
     static let archiveFile = ".kiln-checkout"
+    /// Inside the target while the archive strategy unpacks (ArchiveCheckout):
+    /// Kiln's own, removed on every way out, and by the next run after a kill.
+    static let unpackingFolder = ".kiln-unpacking"
 
     static func write(_ path: String, _ text: String) throws {
         try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)

@@ -28,7 +28,8 @@ public struct CheckoutStage {
             "Checking out \(request.commit.prefix(12)) (\(request.strategy.rawValue)) from \(request.repositoryURL)"
         let result = try context.log.section("kiln_checkout", title: title) {
             try CheckoutRun(
-                request: request, log: context.log, runner: context.runner, http: http, clock: context.clock
+                request: request, log: context.log, runner: context.runner, http: http, clock: context.clock,
+                toolEnvironment: context.job.environmentForTools(masking: context.log.secrets)
             ).run()
         }
         var dotenv = Dotenv()
@@ -49,14 +50,20 @@ struct CheckoutRun {
     let runner: ProcessRunner
     let http: HTTPClient
     let clock: Clock
+    /// The job's environment without its secrets, for the tools Kiln runs for itself (tar).
+    let toolEnvironment: [String: String]
     var retry = RetryPolicy(maxAttempts: 4, baseDelay: 1, maxDelay: 8)
 
-    init(request: CheckoutRequest, log: LogWriter, runner: ProcessRunner, http: HTTPClient, clock: Clock) {
+    init(
+        request: CheckoutRequest, log: LogWriter, runner: ProcessRunner, http: HTTPClient, clock: Clock,
+        toolEnvironment: [String: String]
+    ) {
         self.request = request
         self.log = log
         self.runner = runner
         self.http = http
         self.clock = clock
+        self.toolEnvironment = toolEnvironment
         retry.sleep = clock.sleep
     }
 
@@ -110,7 +117,7 @@ struct CheckoutRun {
     /// Names in the target other than the spared folders (and, when asked, `.git`).
     func foreignEntries(keepingGit: Bool) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: request.target)) ?? []
-        return names.filter { !isSpared($0) && !(keepingGit && $0 == ".git") }
+        return names.filter { !isSpared($0) && !(keepingGit && $0 == ".git") && $0 != KilnMark.unpackingFolder }
     }
 
     /// The no-progress time and the job's cancellation, for every git transfer.

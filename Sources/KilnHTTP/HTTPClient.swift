@@ -52,11 +52,27 @@ public final class HTTPClient: Sendable {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw SystemCallError("create \(path)", errno: errno) }
         defer { close(fd) }
+        return try download(request, into: fd, named: path)
+    }
+
+    /// Like `download(_:to:)`, into an open file descriptor (the caller's,
+    /// left open): a pipe into the process that unpacks it, so that nothing
+    /// is stored on the way. `name` says what it is in an error.
+    public func download(
+        _ request: HTTPRequest, into fd: Int32, named name: String
+    ) throws -> (response: HTTPResponse, bytes: Int) {
         let handle = pool.take()
         defer { pool.give(handle) }
         let file = BodyFile(fd: fd)
-        let response = try handle.perform(request, settings: settings, bodyFile: file)
-        if let failure = file.failure { throw SystemCallError("write \(path)", errno: failure) }
+        let response: HTTPResponse
+        do {
+            response = try handle.perform(request, settings: settings, bodyFile: file)
+        } catch {
+            // The reader went away first (it failed, or it was stopped): that, not curl's abort, is what happened.
+            if let failure = file.failure { throw SystemCallError("write \(name)", errno: failure) }
+            throw error
+        }
+        if let failure = file.failure { throw SystemCallError("write \(name)", errno: failure) }
         return (response, file.written)
     }
 }

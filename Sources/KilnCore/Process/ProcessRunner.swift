@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -24,6 +25,14 @@ public struct ProcessFailure: ExitStatusProviding, CustomStringConvertible, Send
     public let result: ProcessResult
     public let exitStatus: KilnExit
     public let what: String
+
+    /// For a caller of `run` that looks at more than the exit status first
+    /// (the archive checkout: the HTTP answer that fed the child).
+    public init(result: ProcessResult, exitStatus: KilnExit, what: String) {
+        self.result = result
+        self.exitStatus = exitStatus
+        self.what = what
+    }
 
     public var description: String {
         let ending =
@@ -64,19 +73,32 @@ public struct ProcessRunner: Sendable {
 
     /// Runs a command to its end. A command that fails is returned, not
     /// thrown; use `check` for that. A cancelled job throws `CancelledBySignal`
-    /// once the child's group has stopped.
+    /// once the child's group has stopped. With `input`, the child's standard
+    /// input is a pipe that `input` writes into on a thread of its own while
+    /// the output is read here (a download streamed into `tar`); the pipe is
+    /// closed when it returns, and what it throws is thrown after the child
+    /// has ended (it explains the child's failure: a child that stops reading
+    /// makes its writes fail with EPIPE).
     public func run(
         _ command: Command,
         output: OutputHandling = .log,
         timeout: TimeInterval? = nil,
+        input: (@Sendable (Int32) throws -> Void)? = nil,
         forwarding forwardSignal: @escaping @Sendable (Int32) -> Int32 = { $0 }
     ) throws -> ProcessResult {
         let started = Date()
-        let child = try ChildProcess.spawn(command, stdin: .null, stdout: .pipe, stderr: .pipe)
+        if input != nil {
+            // A child that exits before reading all of its input must not end
+            // Kiln: the write fails with EPIPE instead (write(2)).
+            _ = Foundation.signal(SIGPIPE, SIG_IGN)
+        }
+        let child = try ChildProcess.spawn(command, stdin: input == nil ? .null : .pipe, stdout: .pipe, stderr: .pipe)
         let registration = cancellation.onCancel { signal in
             child.signalGroup(forwardSignal(signal))
         }
         defer { registration.end() }
+        let feeder = input.map { InputFeeder(fd: child.standardInput!, $0) }
+        defer { feeder?.wait() }
 
         var outStream = log.stream()
         var errStream = log.stream()
@@ -164,10 +186,12 @@ public struct ProcessRunner: Sendable {
         let result = ProcessResult(
             command: command, termination: ended, duration: Date().timeIntervalSince(started),
             standardOutput: captured, tail: tail.text, timedOut: timedOut)
+        let inputFailure = feeder?.wait()
         if let signal = cancellation.signal {
             _ = result
             throw CancelledBySignal(signal: signal)
         }
+        if let inputFailure { throw inputFailure }
         return result
     }
 
@@ -186,6 +210,34 @@ public struct ProcessRunner: Sendable {
             throw ProcessFailure(result: result, exitStatus: failure, what: what)
         }
         return result
+    }
+}
+
+/// The thread that writes a child's standard input (`ProcessRunner.run(input:)`).
+private final class InputFeeder: Sendable {
+    private let failure = Mutex<(done: Bool, error: (any Error)?)>((false, nil))
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(fd: Int32, _ body: @escaping @Sendable (Int32) throws -> Void) {
+        Thread.detachNewThread { [self] in
+            var thrown: (any Error)?
+            do { try body(fd) } catch { thrown = error }
+            close(fd)
+            failure.withLock { $0.error = thrown }
+            finished.signal()
+        }
+    }
+
+    /// Waits for the writer to return (once; later calls answer at once) and
+    /// gives what it threw.
+    @discardableResult
+    func wait() -> (any Error)? {
+        let waited = failure.withLock { state -> Bool in
+            defer { state.done = true }
+            return state.done
+        }
+        if !waited { finished.wait() }
+        return failure.withLock { $0.error }
     }
 }
 
