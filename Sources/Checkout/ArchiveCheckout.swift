@@ -131,9 +131,8 @@ struct ArchiveCheckout {
         guard unpacked.termination.succeeded, !answer.readerStopped else {
             throw ProcessFailure(result: unpacked, exitStatus: .serviceUnavailable, what: "unpacking the archive")
         }
-        checkout.log.line(
-            "archive: \(CheckoutRun.mebibytes(answer.bytes)) from \(HTTPError.redacted(archiveURL)), unpacked as it came"
-        )
+        let received = CheckoutRun.mebibytes(answer.bytes)
+        checkout.log.line("archive: \(received) from \(HTTPError.redacted(archiveURL)), unpacked as it came")
         return answer.bytes
     }
 
