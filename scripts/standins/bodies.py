@@ -173,7 +173,8 @@ class ImageStore:
     """The store and the bodies of one stand-in. Every change runs on one worker thread, in the order moto made
     the calls (a CreateImage right after a StopInstances sees the stopped body)."""
 
-    def __init__(self, images_dir):
+    def __init__(self, images_dir, apt_repo=None):
+        self.apt_repo = apt_repo
         if os.geteuid() != 0:
             raise BodiesError("needs root (bodies mount overlays and chroot; see scripts/standins/README.md)")
         self.images_dir = os.path.abspath(images_dir)
@@ -323,6 +324,12 @@ class ImageStore:
             self.mounts.append(body.merged)
             self._save_marker()
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, body.merged], check=True)
+        if self.apt_repo:
+            # The base has no apt sources (a body shares this network: it must not reach a mirror); this
+            # stand-in's loopback repository is written at every boot, so that an image made by CreateImage with
+            # an earlier run's port in it is right again.
+            with open(os.path.join(body.merged, "etc/apt/sources.list.d/kiln-loopback.list"), "w") as f:
+                f.write("deb [trusted=yes] %s ./\n" % self.apt_repo)
         config = os.path.join(body.directory, "body.json")
         _write_json(config, {"tree": body.merged, "address": body.address, "instance_id": body.instance_id,
                              "seed": os.path.join(body.directory, "seed")})

@@ -1,7 +1,7 @@
 """`standin moto`: moto's server in-process (ThreadedMotoServer-like) on loopback.
 
     scripts/standin moto [--host 127.0.0.1] [--port 0] [--region us-east-1]
-                         [--verify-signatures N] [--bodies [--images-dir DIR]] [--no-stdin-watch] [-v]
+                         [--verify-signatures N] [--bodies [--images-dir DIR] [--apt-repo URL]] [--no-stdin-watch] [-v]
 
 Ready line: {"ready", "name": "moto", "url", "host", "port", "pid", "region",
              "verify_signatures_after": N or null}
@@ -47,7 +47,12 @@ def main(argv):
                    help="run a body for each instance of an image with a tree (standins/bodies.py)")
     p.add_argument("--images-dir", default=None, metavar="DIR",
                    help="the image store's folder (default $KILN_IMAGES_DIR or <repo>/.kiln-images)")
+    p.add_argument("--apt-repo", default=None, metavar="URL",
+                   help="with --bodies: every body's apt reads this loopback repository "
+                        "(/etc/apt/sources.list.d/kiln-loopback.list, `deb [trusted=yes] URL ./`)")
     a = p.parse_args(argv)
+    if a.apt_repo:
+        common.check_loopback(a.apt_repo)
     if a.signed_user:
         # The three set-up calls below are the unauthenticated ones.
         a.verify_signatures = 3
@@ -78,7 +83,7 @@ def main(argv):
     store = None
     if a.bodies:
         from . import bodies
-        store = bodies.ImageStore(a.images_dir or bodies.default_images_dir())
+        store = bodies.ImageStore(a.images_dir or bodies.default_images_dir(), apt_repo=a.apt_repo)
         if store.cleaned:
             log.info("cleaned up after crashed stand-ins: %s", ", ".join(store.cleaned))
         app = bodies.install(store)(app)

@@ -33,6 +33,7 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # cloud-init is run by this init in order (step 2 and 4); systemd's own units have no systemd to talk to.
 NOT_SUPERVISED = re.compile(r"^(cloud-.*|systemd-.*|getty@.*|serial-getty@.*|e2scrub.*|fstrim|apt-daily.*)\.(service|timer)$")
 DEVICES = ["null", "zero", "full", "random", "urandom", "tty"]
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def say(message):
@@ -154,10 +155,13 @@ def _logical_lines(text):
 
 
 def unit_paths(tree, link):
-    """The unit file an enabled symlink names (inside the tree), and its drop-ins."""
+    """The unit file an enabled symlink (or a unit file) names inside the tree, and its drop-ins."""
     name = os.path.basename(link)
-    target = os.readlink(link)
-    candidates = [target] if os.path.isabs(target) else []
+    if not os.path.islink(link):
+        candidates = ["/" + os.path.relpath(link, tree)]
+    else:
+        target = os.readlink(link)
+        candidates = [target] if os.path.isabs(target) else []
     candidates += ["/etc/systemd/system/" + name, "/lib/systemd/system/" + name, "/usr/lib/systemd/system/" + name]
     for candidate in candidates:
         path = os.path.join(tree, candidate.lstrip("/"))
@@ -185,6 +189,12 @@ def environment_of(tree, unit, account):
     env = {"PATH": PATH, "LANG": "C.UTF-8", "INVOCATION_ID": unit.name}
     if account:
         env.update(HOME=account["home"], USER=account["name"], LOGNAME=account["name"], SHELL=account["shell"])
+    for entry in unit.all("Environment"):
+        for word in shlex.split(entry):
+            if "=" in word:
+                key, value = word.split("=", 1)
+                env[key] = value
+    # "Settings from these files override settings made with Environment=" (systemd.exec(5), EnvironmentFile=).
     for entry in unit.all("EnvironmentFile"):
         optional = entry.startswith("-")
         path = os.path.join(tree, entry.lstrip("-").lstrip("/"))
@@ -203,11 +213,6 @@ def environment_of(tree, unit, account):
             if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
                 value = value[1:-1]
             env[key.strip()] = value
-    for entry in unit.all("Environment"):
-        for word in shlex.split(entry):
-            if "=" in word:
-                key, value = word.split("=", 1)
-                env[key] = value
     return env
 
 
@@ -226,71 +231,83 @@ def command_line(text, env):
     return argv, ignore_failure
 
 
-class Body:
-    def __init__(self, config):
-        self.tree = config["tree"]
-        self.stopping = threading.Event()
-        self.children = {}  # pid -> unit name
-        self.lock = threading.Lock()
+class Runner:
+    """One unit's life: ExecStartPre, then ExecStart, restarted as Restart= says (systemd.service(5)); stopped
+    (SIGTERM to its process group) by `stop`, started again by `start`."""
 
-    def spawn(self, argv, account=None, group=None, cwd="/", env=None):
-        tree = self.tree
+    def __init__(self, body, name):
+        self.body = body
+        self.name = name
+        self.thread = None
+        self.process = None
+        self.halt = threading.Event()
 
-        def enter():
-            os.setsid()
-            os.chroot(tree)
-            os.chdir("/")
-            if account:
-                gid = group if group is not None else account["gid"]
-                os.setgroups(supplementary_groups(tree, account["name"]))
-                os.setgid(gid)
-                os.setuid(account["uid"])
-            os.chdir(cwd)
+    @property
+    def active(self):
+        return self.thread is not None and self.thread.is_alive()
 
-        return subprocess.Popen(argv, preexec_fn=enter, env=env or {"PATH": PATH, "LANG": "C.UTF-8"},
-                                stdin=subprocess.DEVNULL, close_fds=True)
+    def start(self):
+        if self.active:
+            return
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(self.halt,), name=self.name, daemon=True)
+        self.thread.start()
 
-    def run_stage(self, argv):
-        say("running %s" % " ".join(argv))
-        started = time.monotonic()
-        proc = self.spawn(argv)
-        with self.lock:
-            self.children[proc.pid] = argv[0]
-        rc = proc.wait()
-        with self.lock:
-            self.children.pop(proc.pid, None)
-        say("%s exited %d after %.2fs" % (" ".join(argv), rc, time.monotonic() - started))
-        return rc
+    def stop(self):
+        self.halt.set()
+        process = self.process
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except OSError:
+                pass
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(5)
+            if self.thread.is_alive() and process is not None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                self.thread.join()
 
-    def supervise(self, unit):
-        """One unit's life: ExecStartPre, then ExecStart, restarted as Restart= says (systemd.service(5))."""
+    def _run(self, halt):
+        body = self.body
+        unit = body.unit(self.name)  # read again at every start, as systemd does after daemon-reload
+        if unit is None:
+            say("%s: no such unit in the image" % self.name)
+            return
         restart = unit.last("Restart", "no")
         delay = float(re.sub(r"[^0-9.]", "", unit.last("RestartSec", "0.1")) or 0.1)
         user = unit.last("User")
         try:
-            account = passwd_entry(self.tree, user) if user else None
-            group = group_id(self.tree, unit.last("Group")) if unit.last("Group") else None
+            account = passwd_entry(body.tree, user) if user else None
+            group = group_id(body.tree, unit.last("Group")) if unit.last("Group") else None
         except KeyError as missing:
             say("%s: %s" % (unit.name, missing.args[0]))
             return
         cwd = unit.last("WorkingDirectory", "~" if account else "/").lstrip("-")
         if cwd == "~":
             cwd = account["home"] if account else "/root"
-        while not self.stopping.is_set():
-            env = environment_of(self.tree, unit, account)
+        while not halt.is_set():
+            env = environment_of(body.tree, unit, account)
             for entry in unit.last("RuntimeDirectory", "").split():
-                path = os.path.join(self.tree, "run", entry)
+                path = os.path.join(body.tree, "run", entry)
                 os.makedirs(path, exist_ok=True)
                 if account:
                     os.chown(path, account["uid"], group if group is not None else account["gid"])
             ok = True
             for pre in unit.all("ExecStartPre"):
                 argv, ignore = command_line(pre, env)
-                rc = self.spawn(argv, account, group, cwd, env).wait()
+                try:
+                    rc = body.spawn(argv, account, group, cwd, env).wait()
+                except (OSError, subprocess.SubprocessError) as error:
+                    say("%s: cannot start %s: %s" % (unit.name, argv[0], error))
+                    rc = 203
                 if rc != 0 and not ignore:
                     say("%s: ExecStartPre %s exited %d" % (unit.name, argv[0], rc))
                     ok = False
                     break
+            rc = 1
             if ok:
                 starts = unit.all("ExecStart")
                 if not starts:
@@ -298,31 +315,133 @@ class Body:
                     return
                 argv, _ = command_line(starts[-1], env)
                 say("%s: starting %s" % (unit.name, " ".join(argv)))
-                proc = self.spawn(argv, account, group, cwd, env)
-                with self.lock:
-                    self.children[proc.pid] = unit.name
-                rc = proc.wait()
-                with self.lock:
-                    self.children.pop(proc.pid, None)
-                if self.stopping.is_set():
+                try:
+                    self.process = body.spawn(argv, account, group, cwd, env)
+                    rc = self.process.wait()
+                except (OSError, subprocess.SubprocessError) as error:
+                    say("%s: cannot start %s: %s" % (unit.name, argv[0], error))
+                    rc = 203  # systemd's EXIT_EXEC
+                if halt.is_set():
+                    say("%s: stopped" % unit.name)
                     return
                 say("%s: exited %d" % (unit.name, rc))
-            else:
-                rc = 1
             again = restart == "always" or (restart in ("on-failure", "on-abnormal", "on-abort") and rc != 0)
             if not again:
                 return
-            self.stopping.wait(delay)
+            halt.wait(delay)
+
+
+class Body:
+    def __init__(self, config):
+        self.tree = config["tree"]
+        self.stopping = threading.Event()
+        self.runners = {}  # unit name -> Runner
+        self.lock = threading.Lock()
+        self.stages = []  # the cloud-init stage running now
+
+    def spawn(self, argv, account=None, group=None, cwd="/", env=None):
+        tree = self.tree
+        groups = supplementary_groups(tree, account["name"]) if account else None  # read before the chroot
+
+        def enter():
+            os.setsid()
+            os.chroot(tree)
+            os.chdir("/")
+            if account:
+                gid = group if group is not None else account["gid"]
+                os.setgroups(groups)
+                os.setgid(gid)
+                os.setuid(account["uid"])
+            os.chdir(cwd)
+
+        return subprocess.Popen(argv, preexec_fn=enter, env=env or {"PATH": PATH, "LANG": "C.UTF-8"},
+                                stdin=subprocess.DEVNULL, close_fds=True)
+
+    def unit(self, name):
+        for folder in ("etc/systemd/system", "lib/systemd/system", "usr/lib/systemd/system"):
+            path = os.path.join(self.tree, folder, name)
+            if os.path.isfile(os.path.join(self.tree, folder, name)) or os.path.islink(path):
+                paths = unit_paths(self.tree, path)
+                if paths:
+                    return Unit(name, paths)
+        return None
+
+    def runner(self, name):
+        name = name if "." in name else name + ".service"
+        with self.lock:
+            if name not in self.runners:
+                self.runners[name] = Runner(self, name)
+            return self.runners[name]
+
+    def run_stage(self, argv):
+        say("running %s" % " ".join(argv))
+        started = time.monotonic()
+        proc = self.spawn(argv)
+        with self.lock:
+            self.stages.append(proc)
+        rc = proc.wait()
+        with self.lock:
+            self.stages.remove(proc)
+        say("%s exited %d after %.2fs" % (" ".join(argv), rc, time.monotonic() - started))
+        return rc
+
+    def control(self, words):
+        """What the body's systemctl (body/systemctl) asks: VERB UNIT...; returns (exit status, text)."""
+        verb, names = words[0], words[1:]
+        if verb == "daemon-reload":
+            return 0, ""  # every start reads the unit files again
+        if verb == "is-active":
+            states = ["active" if self.runner(n).active else "inactive" for n in names]
+            return (0 if states and all(s == "active" for s in states) else 3), "\n".join(states) + "\n"
+        restarts = ("restart", "reload", "reload-or-restart")  # no ExecReload here: a reload is a restart
+        tries = ("try-restart", "try-reload-or-restart")
+        if verb not in ("start", "stop") + restarts + tries:
+            return 1, "the body's init does not know %r (it runs start, stop, restart, try-restart, reload, " \
+                      "is-active and daemon-reload; the image's systemctl the rest)\n" % verb
+        for name in names:
+            runner = self.runner(name)
+            if verb != "stop" and self.unit(runner.name) is None:
+                return 5, "Unit %s not found.\n" % runner.name
+            if verb == "stop" or verb in restarts or (verb in tries and runner.active):
+                runner.stop()
+            if verb == "start" or verb in restarts or (verb in tries and runner.thread is not None):
+                runner.start()
+            say("systemctl %s %s" % (verb, runner.name))
+        return 0, ""
+
+    def serve_control(self, path):
+        import socket
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path)
+        os.chmod(path, 0o600)  # root's, as systemd's private bus is
+        server.listen(8)
+        while not self.stopping.is_set():
+            connection, _ = server.accept()
+            with connection:
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                try:
+                    status, text = self.control(json.loads(data))
+                except Exception as error:  # the answer names what went wrong; the body goes on
+                    status, text = 1, "%s\n" % error
+                connection.sendall(json.dumps([status, text]).encode() + b"\n")
 
     def stop(self, *_):
         self.stopping.set()
         with self.lock:
-            pids = list(self.children)
-        for pid in pids:
+            runners = list(self.runners.values())
+            stages = list(self.stages)
+        for proc in stages:
             try:
-                os.killpg(pid, signal.SIGTERM)
+                os.killpg(proc.pid, signal.SIGTERM)
             except OSError:
                 pass
+        for runner in runners:
+            threading.Thread(target=runner.stop, daemon=True).start()
 
 
 def main(argv):
@@ -333,16 +452,17 @@ def main(argv):
     body = Body(config)
     signal.signal(signal.SIGTERM, body.stop)
     signal.signal(signal.SIGINT, body.stop)
-    threads = []
+    install_systemctl(tree)
+    threading.Thread(target=body.serve_control, args=(os.path.join(tree, "run", "kiln", "systemd.sock"),),
+                     name="control", daemon=True).start()
 
     def boot():
         for stage in (["cloud-init", "init", "--local"], ["cloud-init", "init"]):
             if body.stopping.is_set() or body.run_stage(stage) != 0:
                 say("%s failed" % " ".join(stage))
         for unit in enabled_units(tree):
-            t = threading.Thread(target=body.supervise, args=(unit,), name=unit.name, daemon=True)
-            t.start()
-            threads.append(t)
+            if not body.stopping.is_set():
+                body.runner(unit.name).start()
         for stage in (["cloud-init", "modules", "--mode=config"], ["cloud-init", "modules", "--mode=final"]):
             if body.stopping.is_set():
                 return
@@ -351,18 +471,31 @@ def main(argv):
         say("booted")
 
     threading.Thread(target=boot, name="boot", daemon=True).start()
-    # PID 1 reaps every orphan of the namespace; the supervisors' own children are waited for by Popen.
     while not body.stopping.wait(0.5):
         pass
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        with body.lock:
-            alive = [pid for pid in body.children if _alive(pid)]
-        if not alive:
-            break
+    while time.monotonic() < deadline and any(r.active for r in list(body.runners.values())):
         time.sleep(0.05)
     say("stopped")
     return 0
+
+
+def install_systemctl(tree):
+    """The body's systemctl: body/systemctl bind-mounted over the image's, in this mount namespace only (never in
+    the tree, so never in an image made from it); the image's own stays reachable at /run/kiln/systemctl."""
+    image_systemctl = None
+    for candidate in ("usr/bin/systemctl", "bin/systemctl"):
+        path = os.path.join(tree, candidate)
+        if os.path.isfile(path) and not os.path.islink(path):
+            image_systemctl = path
+            break
+    if image_systemctl is None:
+        return
+    real = os.path.join(tree, "run", "kiln", "systemctl")
+    open(real, "w").close()
+    mount(image_systemctl, real, bind=True)
+    mount(os.path.join(HERE, "systemctl"), image_systemctl, bind=True)
+    mount("none", image_systemctl, options="remount,bind,ro")
 
 
 def _alive(pid):
