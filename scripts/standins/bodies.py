@@ -12,7 +12,8 @@ Bodies. RunInstances and Auto Scaling launches (moto's InstanceBackend.run_insta
 body: an overlay (the image's layers under an upper directory of the instance's own) mounted at
 `run/<run id>/instances/<id>/merged`, booted by body/init.py as PID 1 of `unshare --mount --uts --ipc --pid`, on this
 network namespace (loopback), its binds held to the instance's private 127.x address. StopInstances stops it and
-keeps its upper directory, StartInstances boots it again (RebootInstances: both), TerminateInstances (and scale-in, which calls it) stops
+keeps its upper directory, StartInstances boots it again (RebootInstances: both), TerminateInstances (and
+scale-in, which calls it) stops
 it and removes its directory. GetConsoleOutput answers the body's console (cloud-init and the units).
 
 The hooks observe moto's models (each calls moto's own method first and acts on what it did); none changes an

@@ -31,7 +31,8 @@ import time
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # cloud-init is run by this init in order (step 2 and 4); systemd's own units have no systemd to talk to.
-NOT_SUPERVISED = re.compile(r"^(cloud-.*|systemd-.*|getty@.*|serial-getty@.*|e2scrub.*|fstrim|apt-daily.*)\.(service|timer)$")
+NOT_SUPERVISED = re.compile(
+    r"^(cloud-.*|systemd-.*|getty@.*|serial-getty@.*|e2scrub.*|fstrim|apt-daily.*)\.(service|timer)$")
 DEVICES = ["null", "zero", "full", "random", "urandom", "tty"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -206,7 +206,8 @@ def test_create_image_of_a_changed_instance_gives_an_image_whose_units_run_confi
         f.write(HELLO_SERVER)
     with open(os.path.join(tree, "etc/systemd/system/hello.service"), "w") as f:
         f.write(HELLO_UNIT)
-    os.symlink("/etc/systemd/system/hello.service", os.path.join(tree, "etc/systemd/system/multi-user.target.wants/hello.service"))
+    os.symlink("/etc/systemd/system/hello.service",
+               os.path.join(tree, "etc/systemd/system/multi-user.target.wants/hello.service"))
     os.remove(os.path.join(tree, "etc/motd"))  # a deletion (an overlay whiteout) is part of the image too
     ec2 = world["ec2"]
     ec2.stop_instances(InstanceIds=[builder_id])
@@ -332,3 +333,13 @@ def test_a_killed_stand_in_is_cleaned_up_by_the_next_start_and_nothing_else(tmp_
     os.rmdir(stranger)
     with open(tmp_path / "next.log") as f:
         assert "cleaning up after stand-in pid %d (run %s)" % (int(run.split("-")[0]), run) in f.read()
+
+
+def test_bodies_without_a_base_root_file_system_say_what_to_run(tmp_path):
+    from standins.harness import command
+    result = subprocess.run(command("moto", "--bodies", "--images-dir", str(tmp_path)), env=standin_env(),
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert result.returncode == 1 and result.stdout == ""
+    assert ("standin moto --bodies: no base root file system in %s/base (run scripts/setup, which runs "
+            "scripts/setup-rootfs)" % tmp_path) in result.stderr
+    assert os.listdir(tmp_path) == [], "nothing is made when the stand-in cannot start"
