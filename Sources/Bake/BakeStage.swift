@@ -217,10 +217,13 @@ public struct BakeStage {
         // Packer talks to its plugins over Unix sockets in TMPDIR, whose
         // paths may hold 107 bytes (unix(7)): a deep TMPDIR makes it crash.
         environment["TMPDIR"] = scratch
-        let plainRun = PackerRun(
-            packer: configuration.packer, template: configuration.template.path, variables: variables,
-            environment: environment, workingDirectory: configuration.template.folder)
-        let run = configuration.template.isFolder ? plainRun : try withPluginsIfSupported(plainRun, scratch: scratch)
+        environment["PACKER_PLUGIN_PATH"] = PackerPlugins.pluginPath(
+            job: environment["PACKER_PLUGIN_PATH"], projectDirectory: projectDirectory)
+        let run = try prepare(
+            PackerRun(
+                packer: configuration.packer, template: configuration.template.path, variables: variables,
+                environment: environment, workingDirectory: configuration.template.folder),
+            template: configuration.template, scratch: scratch)
 
         let outcome: PackerRun.Outcome
         do {
@@ -272,27 +275,41 @@ public struct BakeStage {
         return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// Packer 1.7+ wants the amazon plugin declared (and `packer init`):
-    /// `plugins.pkr.hcl` beside the template is added, in a folder of its own
-    /// with the template, only for such a Packer; 1.6.6 builds the file alone.
-    func withPluginsIfSupported(_ run: PackerRun, scratch: String) throws -> PackerRun {
-        let plugins = ((run.template as NSString).deletingLastPathComponent as NSString).appendingPathComponent(
-            "plugins.pkr.hcl")
-        guard FileManager.default.fileExists(atPath: plugins) else { return run }
-        let version = try PackerRun.version(packer: run.packer, runner: context.runner, environment: run.environment)
-        guard version.lexicographicallyPrecedes([1, 7]) == false else { return run }
-        let folder = "\(scratch)/template"
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: "\(folder)/kiln.pkr.hcl", withDestinationPath: run.template)
-        try FileManager.default.createSymbolicLink(atPath: "\(folder)/plugins.pkr.hcl", withDestinationPath: plugins)
-        _ = try context.log.section("kiln_packer_init", title: "packer init", collapsed: true) {
-            try context.runner.check(
-                Command(run.packer, ["init", folder], environment: run.environment), what: "packer init",
-                failure: .serviceUnavailable)
+    /// Reads Packer's version once and takes the plugin path it decides
+    /// (`PackerPlugins`): Kiln's own `plugins.pkr.hcl` beside a one-file
+    /// template joins it, in a folder of this bake's own, only for a Packer
+    /// that knows `required_plugins` (1.7+); `packer init` runs when a file
+    /// of the template declares them.
+    func prepare(_ run: PackerRun, template: PackerTemplate, scratch: String) throws -> PackerRun {
+        let version = try PackerVersion.detect(packer: run.packer, runner: context.runner, environment: run.environment)
+        var run = run
+        var files = template.files
+        let companion = (template.folder as NSString).appendingPathComponent("plugins.pkr.hcl")
+        if !template.isFolder, version.supportsInit, FileManager.default.fileExists(atPath: companion) {
+            let folder = "\(scratch)/template"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(
+                atPath: "\(folder)/\((template.path as NSString).lastPathComponent)", withDestinationPath: template.path
+            )
+            try FileManager.default.createSymbolicLink(
+                atPath: "\(folder)/plugins.pkr.hcl", withDestinationPath: companion)
+            run.template = folder
+            files.append(companion)
         }
-        var withPlugins = run
-        withPlugins.template = folder
-        return withPlugins
+        let plugins = try PackerPlugins.plan(
+            version: version, packer: run.packer, files: files, pluginPath: run.environment["PACKER_PLUGIN_PATH"],
+            projectDirectory: projectDirectory)
+        context.log.line(plugins.describe(version: version, projectDirectory: projectDirectory))
+        if case .initialise = plugins.step {
+            _ = try context.log.section("kiln_packer_init", title: "packer init", collapsed: true) {
+                try context.runner.check(
+                    Command(
+                        run.packer, ["init", run.template], environment: run.environment,
+                        workingDirectory: run.workingDirectory),
+                    what: "packer init", failure: .serviceUnavailable)
+            }
+        }
+        return run
     }
 
     func write(_ result: ImageResult) throws {
