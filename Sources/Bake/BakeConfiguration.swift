@@ -40,7 +40,12 @@ public struct BakeConfiguration: Sendable {
     public var communicator: String
     /// The project's own Packer variables (`bake.variables`).
     public var variables: [String: String]
-    public var regions: [String]
+    /// The regions the image is in: the bake region's entry (when listed)
+    /// holds its KMS key for Packer, the others' for their copies.
+    public var regions: [ImageRegion]
+    /// Encrypt the image's volumes (`bake.encrypt_boot`, or a KMS key given
+    /// for the bake region): Packer's `encrypt_boot`, and every copy.
+    public var encryptBoot: Bool
     public var shareWith: [String]
     public var channel: String?
     public var keep: Int
@@ -115,7 +120,9 @@ public struct BakeConfiguration: Sendable {
             guard let node = file.node(key) else { return [] }
             return try file.listOrOne(node, key).enumerated().map { try file.scalar($1, "\(key)[\($0)]") }
         }
-        let regions = try list("bake.regions")
+        let regions = try ImageRegion.read(file)
+        let encryptBoot = try settings.require("bake.encrypt_boot", environment: "KILN_ENCRYPT_BOOT", default: false)
+            .value
         let accounts = try list("bake.share_with")
         for (index, account) in accounts.enumerated() where !(account.count == 12 && account.allSatisfy(\.isNumber)) {
             let node = file.node("bake.share_with").map { file.listOrOne($0, "") }?[index]
@@ -159,14 +166,21 @@ public struct BakeConfiguration: Sendable {
             application: application, role: role, template: template, playbooks: playbooks, packer: packer,
             instanceType: try string("bake.instance_type", env: "KILN_INSTANCE_TYPE")?.value ?? "t3.micro",
             subnet: try string("bake.subnet", env: "KILN_SUBNET_ID")?.value,
-            communicator: communicator, variables: variables, regions: regions, shareWith: accounts, channel: channel,
-            keep: keep,
+            communicator: communicator, variables: variables, regions: regions, encryptBoot: encryptBoot,
+            shareWith: accounts, channel: channel, keep: keep,
             baseOwner: try string("bake.base.owner", env: "KILN_BASE_OWNER")?.value ?? canonicalOwner,
             baseNamePattern: try string("bake.base.name", env: "KILN_BASE_NAME")?.value ?? ubuntuNamePattern,
             pinnedSourceAMI: pinned?.value, pinnedSourceLocation: pinned.map { "\($0.source)" })
     }
 
     static func relative(_ path: String, to folder: String) -> String { BakeKey.relative(path, to: folder) }
+
+    /// The bake region's KMS key, when `bake.regions` gives one.
+    public func kmsKey(in region: String) -> String? { regions.first { $0.name == region }?.kmsKey }
+
+    /// Whether the image in `region` is encrypted: everywhere when the bake
+    /// encrypts its own, and wherever a KMS key is given.
+    public func encrypts(in region: String) -> Bool { encryptBoot || kmsKey(in: region) != nil }
 
     /// `packer/kiln.pkr.hcl` in the project; else the one Kiln ships: in
     /// `../share/kiln/packer` beside the executable (an installed Kiln), or in
@@ -184,5 +198,49 @@ public struct BakeConfiguration: Sendable {
             }
         }
         return candidates.first { FileManager.default.fileExists(atPath: $0) }
+    }
+}
+
+/// One region of `bake.regions`: `[eu-west-1, us-east-1]`, or
+/// `{eu-west-1: {kms_key: alias/images}, us-east-1: {}}`.
+public struct ImageRegion: Sendable, Equatable {
+    public var name: String
+    /// The KMS key (key id, key ARN, alias name or alias ARN, as CopyImage
+    /// and Packer's `kms_key_id` take it) the image's snapshots there are encrypted with.
+    public var kmsKey: String?
+
+    public init(name: String, kmsKey: String? = nil) {
+        self.name = name
+        self.kmsKey = kmsKey
+    }
+
+    static func read(_ file: ConfigFile) throws -> [ImageRegion] {
+        guard let node = file.node("bake.regions") else { return [] }
+        var regions: [ImageRegion] = []
+        if case .mapping(let entries, _) = node {
+            for (name, value) in entries {
+                let keyPath = "bake.regions.\(name)"
+                var kmsKey: String?
+                switch value {
+                case .mapping:
+                    let fields = try file.mapping(value, keyPath, allowed: ["kms_key"])
+                    kmsKey = try fields["kms_key"].map { try file.scalar($0, "\(keyPath).kms_key") }
+                case .scalar(let text, _) where text.isEmpty || text == "null" || text == "~":
+                    kmsKey = nil
+                default:
+                    throw KilnError.badConfiguration(
+                        "\(file.location(value)): \(keyPath): expected a mapping such as {kms_key: alias/images}")
+                }
+                if let kmsKey, kmsKey.isEmpty {
+                    throw KilnError.badConfiguration("\(file.location(value)): \(keyPath).kms_key: empty")
+                }
+                regions.append(ImageRegion(name: name, kmsKey: kmsKey))
+            }
+        } else {
+            for (index, item) in file.listOrOne(node, "bake.regions").enumerated() {
+                regions.append(ImageRegion(name: try file.scalar(item, "bake.regions[\(index)]")))
+            }
+        }
+        return regions
     }
 }

@@ -81,8 +81,11 @@ public struct BakeStage {
         // finishes what a killed run left.
         let tags = try images.tags(of: result.amiID)
         result.amis = try ImageDistribution(log: log, images: images, aws: aws, clock: context.clock).distribute(
-            imageID: result.amiID, name: result.name, tags: tags, regions: configuration.regions,
-            accounts: configuration.shareWith)
+            imageID: result.amiID, name: result.name, tags: tags,
+            copies: configuration.regions.filter { $0.name != client.region }.map { region in
+                ImageCopy(
+                    region: region.name, encrypted: configuration.encrypts(in: region.name), kmsKey: region.kmsKey)
+            }, accounts: configuration.shareWith)
         if let channel = configuration.channel {
             let parameter = "/kiln/\(inputs.application)/\(configuration.role.rawValue)/\(channel)"
             for (region, ami) in result.amis.sorted(by: { $0.key < $1.key }) {
@@ -200,6 +203,10 @@ public struct BakeStage {
             "application_version": .string(inputs.version),
             "artifact": .string(inputs.artifactPath ?? ""), "artifact_sha256": .string(inputs.artifactSHA256 ?? ""),
             "playbooks_dir": .string(configuration.playbooks), "communicator": .string(configuration.communicator),
+            // Packer's amazon-ebs encrypts the AMI's volumes itself (kms_key_id
+            // empty: the account's default EBS key).
+            "encrypt_boot": .bool(configuration.encrypts(in: client.region)),
+            "kms_key_id": .string(configuration.kmsKey(in: client.region) ?? ""),
             // Only when AWS_ENDPOINT_URL(_EC2) points elsewhere (a stand-in): Packer's
             // SDK does not read those variables itself.
             "ec2_endpoint": .string(

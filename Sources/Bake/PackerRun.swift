@@ -11,6 +11,7 @@ public struct PackerRun: Sendable {
     public static let kilnVariables = [
         "source_ami", "ami_name", "region", "instance_type", "subnet_id", "tags", "role", "application",
         "application_version", "artifact", "artifact_sha256", "playbooks_dir", "ec2_endpoint", "communicator",
+        "encrypt_boot", "kms_key_id",
     ]
 
     public var packer: String
@@ -23,11 +24,13 @@ public struct PackerRun: Sendable {
 
     public enum VariableValue: Sendable, Equatable, Encodable {
         case string(String)
+        case bool(Bool)
         case map([String: String])
         public func encode(to encoder: any Encoder) throws {
             var container = encoder.singleValueContainer()
             switch self {
             case .string(let text): try container.encode(text)
+            case .bool(let value): try container.encode(value)
             case .map(let map): try container.encode(map)
             }
         }

@@ -166,6 +166,9 @@ struct FakePacker {
               init) env > "\(folder)/init-environment.txt" ;;
               build)
                 env > "\(folder)/build-environment.txt"
+                for argument in "$@"; do
+                  case "$argument" in -var-file=*) cp "${argument#-var-file=}" "\(folder)/variables.json" ;; esac
+                done
                 echo "1796152506,,ui,error,Build 'amazon-ebs.kiln' errored: the fake packer builds nothing"
                 exit 1 ;;
             esac
@@ -182,5 +185,10 @@ struct FakePacker {
             String.init)
     }
     var buildEnvironment: String? { try? String(contentsOfFile: "\(folder)/build-environment.txt", encoding: .utf8) }
+    /// The var file Kiln gave `build`, as JSON.
+    var buildVariables: [String: Any] {
+        guard let data = FileManager.default.contents(atPath: "\(folder)/variables.json") else { return [:] }
+        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+    }
     var initEnvironment: String? { try? String(contentsOfFile: "\(folder)/init-environment.txt", encoding: .utf8) }
 }

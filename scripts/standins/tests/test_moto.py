@@ -44,3 +44,30 @@ def test_signature_verification_after_n_actions():
             bad_asg.describe_auto_scaling_groups()
         print("autoscaling bad signature:", e.value.response["Error"])
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] in (400, 403)
+
+
+def test_copy_image_encrypts_the_copy_with_the_regions_key(moto):
+    """The stand-in gives moto's CopyImage AWS's Encrypted and KmsKeyId
+    (moto 5.2.5 ignores both): the copy's snapshot is encrypted with the
+    destination region's key, named by its alias."""
+    home = client("ec2", moto["url"], region_name="us-east-1")
+    west = client("ec2", moto["url"], region_name="us-west-2")
+    kms = client("kms", moto["url"], region_name="us-west-2")
+    key = kms.create_key()["KeyMetadata"]
+    kms.create_alias(AliasName="alias/kiln-test", TargetKeyId=key["KeyId"])
+    source = home.register_image(Name="src", RootDeviceName="/dev/sda1")["ImageId"]
+    plain = west.copy_image(SourceImageId=source, SourceRegion="us-east-1", Name="plain")["ImageId"]
+    copied = west.copy_image(SourceImageId=source, SourceRegion="us-east-1", Name="enc",
+                             Encrypted=True, KmsKeyId="alias/kiln-test")["ImageId"]
+
+    def snapshot(image):
+        found = west.describe_images(ImageIds=[image])["Images"][0]
+        snap = found["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+        return west.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]
+
+    assert snapshot(copied)["Encrypted"] is True
+    assert snapshot(copied)["KmsKeyId"] == key["Arn"]
+    assert snapshot(plain)["Encrypted"] is False
+    with pytest.raises(ClientError) as e:
+        west.copy_image(SourceImageId=source, SourceRegion="us-east-1", Name="bad", KmsKeyId="alias/kiln-test")
+    assert e.value.response["Error"]["Code"] == "InvalidParameterDependency"
