@@ -46,6 +46,9 @@ public struct BakeConfiguration: Sendable {
     /// Encrypt the image's volumes (`bake.encrypt_boot`, or a KMS key given
     /// for the bake region): Packer's `encrypt_boot`, and every copy.
     public var encryptBoot: Bool
+    /// Days after this bake (a reuse counts) at which EC2 deprecates the
+    /// image in every region (`bake.deprecate_after_days`); nil: never.
+    public var deprecateAfterDays: Int?
     public var shareWith: [String]
     public var channel: String?
     public var keep: Int
@@ -121,6 +124,13 @@ public struct BakeConfiguration: Sendable {
             return try file.listOrOne(node, key).enumerated().map { try file.scalar($1, "\(key)[\($0)]") }
         }
         let regions = try ImageRegion.read(file)
+        // EnableImageDeprecation takes at most 10 years ahead (EC2 API reference).
+        let deprecateAfterDays: Resolved<Int>? = try settings.resolve(
+            "bake.deprecate_after_days", environment: "KILN_DEPRECATE_AFTER_DAYS")
+        if let days = deprecateAfterDays, !(1...3650).contains(days.value) {
+            throw KilnError.badConfiguration(
+                "bake.deprecate_after_days (\(days.source)): expected 1 to 3650 days, got \(days.value)")
+        }
         let encryptBoot = try settings.require("bake.encrypt_boot", environment: "KILN_ENCRYPT_BOOT", default: false)
             .value
         let accounts = try list("bake.share_with")
@@ -167,6 +177,7 @@ public struct BakeConfiguration: Sendable {
             instanceType: try string("bake.instance_type", env: "KILN_INSTANCE_TYPE")?.value ?? "t3.micro",
             subnet: try string("bake.subnet", env: "KILN_SUBNET_ID")?.value,
             communicator: communicator, variables: variables, regions: regions, encryptBoot: encryptBoot,
+            deprecateAfterDays: deprecateAfterDays?.value,
             shareWith: accounts, channel: channel, keep: keep,
             baseOwner: try string("bake.base.owner", env: "KILN_BASE_OWNER")?.value ?? canonicalOwner,
             baseNamePattern: try string("bake.base.name", env: "KILN_BASE_NAME")?.value ?? ubuntuNamePattern,

@@ -86,6 +86,18 @@ public struct BakeStage {
                 ImageCopy(
                     region: region.name, encrypted: configuration.encrypts(in: region.name), kmsKey: region.kmsKey)
             }, accounts: configuration.shareWith)
+        // Deprecated N days after the bake that last made it current (a reuse
+        // too): other tools find "the current image" by the channel's SSM
+        // parameter, and EC2 hides a deprecated image from new launches' lists.
+        if let days = configuration.deprecateAfterDays {
+            let at = context.clock.now().addingTimeInterval(TimeInterval(days) * 86400)
+            for (region, ami) in result.amis.sorted(by: { $0.key < $1.key }) {
+                let regional = region == client.region ? client : aws.client(region: region)
+                try regional.enableImageDeprecation(imageID: ami, at: at)
+                log.line(
+                    "deprecate: \(ami) in \(region) from \(ISO8601DateFormatter().string(from: at)) (\(days) days)")
+            }
+        }
         if let channel = configuration.channel {
             let parameter = "/kiln/\(inputs.application)/\(configuration.role.rawValue)/\(channel)"
             for (region, ami) in result.amis.sorted(by: { $0.key < $1.key }) {

@@ -62,6 +62,7 @@ def main(argv):
 
     _fix_launch_template_version_user_data()
     _honour_copy_image_encryption()
+    _add_enable_image_deprecation()
     lifetime = common.Lifetime(watch_stdin=not a.no_stdin_watch)
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server(a.host, a.port, app, threaded=True, request_handler=MotoRequestHandler)
@@ -163,3 +164,30 @@ def _honour_copy_image_encryption():
 
     AmisResponse.copy_image = copy_image
     AmisResponse._kiln_copy_encryption = True
+
+
+def _add_enable_image_deprecation():
+    """moto 5.2.5 has no EnableImageDeprecation ("not been implemented").
+    Give it the part Kiln uses (EC2 API reference, EnableImageDeprecation:
+    `ImageId`, `DeprecateAt` "in UTC, in the following format:
+    YYYY-MM-DDTHH:MM:SSZ. If you specify a value for seconds, Amazon EC2
+    rounds the seconds to the nearest minute"; DescribeImages then reports
+    the image's `DeprecationTime`). Not given: the refusal of a date in the
+    past or more than 10 years ahead, and DisableImageDeprecation."""
+    from datetime import datetime, timedelta
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses.amis import AmisResponse
+
+    if hasattr(AmisResponse, "enable_image_deprecation"):
+        return
+
+    def enable_image_deprecation(self):
+        image = self.ec2_backend.describe_images(ami_ids=[self._get_param("ImageId")])[0]
+        at = self._get_param("DeprecateAt")  # moto parses timestamps by the API's model
+        if isinstance(at, str):
+            at = datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ")
+        at = at.replace(second=0) + timedelta(minutes=1 if at.second >= 30 else 0)
+        image.deprecation_time = at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return ActionResult({"Return": True})
+
+    AmisResponse.enable_image_deprecation = enable_image_deprecation

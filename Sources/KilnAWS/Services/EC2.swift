@@ -161,6 +161,20 @@ extension AWSClient {
         _ = try query(.ec2, "ModifyImageAttribute", parameters, mutation: .idempotent)
     }
 
+    /// EnableImageDeprecation: the image is deprecated from `date` on (EC2
+    /// API reference: `DeprecateAt` in UTC as `YYYY-MM-DDTHH:MM:SSZ`, seconds
+    /// rounded to the minute, so whole minutes are sent; not in the past, at
+    /// most 10 years ahead). Sent again, it sets the new time.
+    public func enableImageDeprecation(imageID: String, at date: Date) throws {
+        let minute = Date(timeIntervalSince1970: (date.timeIntervalSince1970 / 60).rounded(.up) * 60)
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        var parameters = QueryParameters()
+        parameters.add("ImageId", imageID)
+        parameters.add("DeprecateAt", formatter.string(from: minute))
+        _ = try query(.ec2, "EnableImageDeprecation", parameters, mutation: .idempotent)
+    }
+
     /// ModifySnapshotAttribute: lets these accounts create volumes from the
     /// snapshot (`Attribute=createVolumePermission`, `OperationType=add`,
     /// `UserId.N`; EC2 API reference).

@@ -64,6 +64,7 @@ extension ConfigSchema {
         "keep": .value, "base": .section(["owner": .value, "name": .value]), "source_ami": .value, "packer": .value,
         // A list of regions, or a mapping of region to its settings.
         "regions": .named(.section(["kms_key": .value])), "encrypt_boot": .value,
+        "deprecate_after_days": .value,
     ])
 
     /// `environments.<name>.userdata`: kiln-userdata's settings (UserDataConfiguration).

@@ -71,3 +71,13 @@ def test_copy_image_encrypts_the_copy_with_the_regions_key(moto):
     with pytest.raises(ClientError) as e:
         west.copy_image(SourceImageId=source, SourceRegion="us-east-1", Name="bad", KmsKeyId="alias/kiln-test")
     assert e.value.response["Error"]["Code"] == "InvalidParameterDependency"
+
+
+def test_enable_image_deprecation_sets_the_deprecation_time(moto):
+    """moto 5.2.5 has no EnableImageDeprecation; the stand-in adds it, seconds
+    rounded to the minute as EC2 documents."""
+    ec2 = client("ec2", moto["url"])
+    image = ec2.register_image(Name="deprecated", RootDeviceName="/dev/sda1")["ImageId"]
+    ec2.enable_image_deprecation(ImageId=image, DeprecateAt="2031-03-04T05:06:40Z")
+    found = ec2.describe_images(ImageIds=[image])["Images"][0]
+    assert found["DeprecationTime"] == "2031-03-04T05:07:00.000Z"
