@@ -189,6 +189,16 @@ public struct BakeConfiguration: Sendable {
     /// The bake region's KMS key, when `bake.regions` gives one.
     public func kmsKey(in region: String) -> String? { regions.first { $0.name == region }?.kmsKey }
 
+    /// What the bake key holds of the encryption, in `home` and each of
+    /// `regions`: nil when nothing is encrypted.
+    public func encryptionKeyLine(home: String) -> String? {
+        let names = [home] + regions.map(\.name).filter { $0 != home }
+        guard names.contains(where: encrypts(in:)) else { return nil }
+        return names.sorted().map { region in
+            "\(region)=\(encrypts(in: region) ? kmsKey(in: region) ?? "default" : "none")"
+        }.joined(separator: " ")
+    }
+
     /// Whether the image in `region` is encrypted: everywhere when the bake
     /// encrypts its own, and wherever a KMS key is given.
     public func encrypts(in region: String) -> Bool { encryptBoot || kmsKey(in: region) != nil }

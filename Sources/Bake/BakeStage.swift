@@ -55,6 +55,7 @@ public struct BakeStage {
             playbooksPath: configuration.playbooks,
             variables: configuration.variables, instanceType: configuration.instanceType,
             communicator: configuration.communicator, day: configuration.role == .base ? baseDay : nil,
+            encryption: configuration.encryptionKeyLine(home: client.region),
             projectDirectory: projectDirectory)
         log.line("bake key: \(key.value)\(configuration.role == .base ? " (base image of \(baseDay.text), UTC)" : "")")
 
@@ -88,7 +89,7 @@ public struct BakeStage {
             }, accounts: configuration.shareWith)
         // Deprecated N days after the bake that last made it current (a reuse
         // too): other tools find "the current image" by the channel's SSM
-        // parameter, and EC2 hides a deprecated image from new launches' lists.
+        // parameter; the accounts it is shared with no longer list it by default.
         if let days = configuration.deprecateAfterDays {
             let at = context.clock.now().addingTimeInterval(TimeInterval(days) * 86400)
             for (region, ami) in result.amis.sorted(by: { $0.key < $1.key }) {

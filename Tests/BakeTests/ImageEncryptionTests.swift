@@ -86,6 +86,32 @@ import Testing
         }
     }
 
+    /// The bake key did not hold the encryption: a project that added a
+    /// region's KMS key reused its unencrypted image and copies. An
+    /// encrypted bake is another key (an unencrypted one keeps its old key).
+    @Test func addingARegionsKeyIsANewBakeWithAnEncryptedCopy() throws {
+        try withStandIn("moto") { moto in
+            _ = try Self.kmsKey(moto: moto, region: "us-west-2", alias: "alias/kiln-west")
+            let project = try BakeProject(moto: moto, kilnYML: kilnYML("  regions: [us-east-1, us-west-2]"))
+            let plain = try project.bake()
+            #expect(plain.code == 0, "\(plain.output)")
+            let first = try project.image()
+            try kilnYML("  regions: {us-east-1: {}, us-west-2: {kms_key: alias/kiln-west}}").write(
+                toFile: project.folder.file("kiln.yml"), atomically: true, encoding: .utf8)
+            Thread.sleep(forTimeInterval: 1.1)  // image names hold the second
+            let encrypted = try project.bake()
+            #expect(encrypted.code == 0, "\(encrypted.output)")
+            let second = try project.image()
+            #expect(second["outcome"] as? String == "baked", "\(second)")
+            #expect(second["bakeKey"] as? String != first["bakeKey"] as? String)
+            let west = BakeProject.client(moto, region: "us-west-2")
+            let copy = try #require((second["amis"] as? [String: String])?["us-west-2"])
+            let image = try #require(try west.describeImages(imageIDs: [copy]).first)
+            let snapshots = try west.query(.ec2, "DescribeSnapshots", ["SnapshotId.1": image.snapshotIDs[0]])
+            #expect(snapshots.path("snapshotSet")?.all("item").first?.string("encrypted") == "true")
+        }
+    }
+
     /// The bake region's key (or `bake.encrypt_boot`) reaches the template
     /// as `encrypt_boot` and `kms_key_id`; the plain list form still works.
     @Test func theBakeRegionsKeyIsTheTemplatesEncryptBoot() throws {
