@@ -64,6 +64,16 @@ variable "communicator" {
   default     = "ssh"
   description = "ssh, or none when nothing may connect to the builder (stand-in tests)."
 }
+variable "encrypt_boot" {
+  type        = bool
+  default     = false
+  description = "Encrypt the AMI's volumes (bake.encrypt_boot, or a kms_key for the bake region in bake.regions)."
+}
+variable "kms_key_id" {
+  type        = string
+  default     = ""
+  description = "The bake region's KMS key from bake.regions; empty: the account's default EBS key."
+}
 variable "ssh_username" {
   type    = string
   default = "ubuntu"
@@ -91,6 +101,9 @@ source "amazon-ebs" "kiln" {
     delay_seconds = 15
     max_attempts  = 120
   }
+
+  encrypt_boot = var.encrypt_boot
+  kms_key_id   = var.kms_key_id
 
   tags          = var.tags
   snapshot_tags = var.tags

@@ -40,7 +40,15 @@ public struct BakeConfiguration: Sendable {
     public var communicator: String
     /// The project's own Packer variables (`bake.variables`).
     public var variables: [String: String]
-    public var regions: [String]
+    /// The regions the image is in: the bake region's entry (when listed)
+    /// holds its KMS key for Packer, the others' for their copies.
+    public var regions: [ImageRegion]
+    /// Encrypt the image's volumes (`bake.encrypt_boot`, or a KMS key given
+    /// for the bake region): Packer's `encrypt_boot`, and every copy.
+    public var encryptBoot: Bool
+    /// Days after this bake (a reuse counts) at which EC2 deprecates the
+    /// image in every region (`bake.deprecate_after_days`); nil: never.
+    public var deprecateAfterDays: Int?
     public var shareWith: [String]
     public var channel: String?
     public var keep: Int
@@ -115,7 +123,16 @@ public struct BakeConfiguration: Sendable {
             guard let node = file.node(key) else { return [] }
             return try file.listOrOne(node, key).enumerated().map { try file.scalar($1, "\(key)[\($0)]") }
         }
-        let regions = try list("bake.regions")
+        let regions = try ImageRegion.read(file)
+        // EnableImageDeprecation takes at most 10 years ahead (EC2 API reference).
+        let deprecateAfterDays: Resolved<Int>? = try settings.resolve(
+            "bake.deprecate_after_days", environment: "KILN_DEPRECATE_AFTER_DAYS")
+        if let days = deprecateAfterDays, !(1...3650).contains(days.value) {
+            throw KilnError.badConfiguration(
+                "bake.deprecate_after_days (\(days.source)): expected 1 to 3650 days, got \(days.value)")
+        }
+        let encryptBoot = try settings.require("bake.encrypt_boot", environment: "KILN_ENCRYPT_BOOT", default: false)
+            .value
         let accounts = try list("bake.share_with")
         for (index, account) in accounts.enumerated() where !(account.count == 12 && account.allSatisfy(\.isNumber)) {
             let node = file.node("bake.share_with").map { file.listOrOne($0, "") }?[index]
@@ -159,14 +176,32 @@ public struct BakeConfiguration: Sendable {
             application: application, role: role, template: template, playbooks: playbooks, packer: packer,
             instanceType: try string("bake.instance_type", env: "KILN_INSTANCE_TYPE")?.value ?? "t3.micro",
             subnet: try string("bake.subnet", env: "KILN_SUBNET_ID")?.value,
-            communicator: communicator, variables: variables, regions: regions, shareWith: accounts, channel: channel,
-            keep: keep,
+            communicator: communicator, variables: variables, regions: regions, encryptBoot: encryptBoot,
+            deprecateAfterDays: deprecateAfterDays?.value,
+            shareWith: accounts, channel: channel, keep: keep,
             baseOwner: try string("bake.base.owner", env: "KILN_BASE_OWNER")?.value ?? canonicalOwner,
             baseNamePattern: try string("bake.base.name", env: "KILN_BASE_NAME")?.value ?? ubuntuNamePattern,
             pinnedSourceAMI: pinned?.value, pinnedSourceLocation: pinned.map { "\($0.source)" })
     }
 
     static func relative(_ path: String, to folder: String) -> String { BakeKey.relative(path, to: folder) }
+
+    /// The bake region's KMS key, when `bake.regions` gives one.
+    public func kmsKey(in region: String) -> String? { regions.first { $0.name == region }?.kmsKey }
+
+    /// What the bake key holds of the encryption, in `home` and each of
+    /// `regions`: nil when nothing is encrypted.
+    public func encryptionKeyLine(home: String) -> String? {
+        let names = [home] + regions.map(\.name).filter { $0 != home }
+        guard names.contains(where: encrypts(in:)) else { return nil }
+        return names.sorted().map { region in
+            "\(region)=\(encrypts(in: region) ? kmsKey(in: region) ?? "default" : "none")"
+        }.joined(separator: " ")
+    }
+
+    /// Whether the image in `region` is encrypted: everywhere when the bake
+    /// encrypts its own, and wherever a KMS key is given.
+    public func encrypts(in region: String) -> Bool { encryptBoot || kmsKey(in: region) != nil }
 
     /// `packer/kiln.pkr.hcl` in the project; else the one Kiln ships: in
     /// `../share/kiln/packer` beside the executable (an installed Kiln), or in
@@ -184,5 +219,49 @@ public struct BakeConfiguration: Sendable {
             }
         }
         return candidates.first { FileManager.default.fileExists(atPath: $0) }
+    }
+}
+
+/// One region of `bake.regions`: `[eu-west-1, us-east-1]`, or
+/// `{eu-west-1: {kms_key: alias/images}, us-east-1: {}}`.
+public struct ImageRegion: Sendable, Equatable {
+    public var name: String
+    /// The KMS key (key id, key ARN, alias name or alias ARN, as CopyImage
+    /// and Packer's `kms_key_id` take it) the image's snapshots there are encrypted with.
+    public var kmsKey: String?
+
+    public init(name: String, kmsKey: String? = nil) {
+        self.name = name
+        self.kmsKey = kmsKey
+    }
+
+    static func read(_ file: ConfigFile) throws -> [ImageRegion] {
+        guard let node = file.node("bake.regions") else { return [] }
+        var regions: [ImageRegion] = []
+        if case .mapping(let entries, _) = node {
+            for (name, value) in entries {
+                let keyPath = "bake.regions.\(name)"
+                var kmsKey: String?
+                switch value {
+                case .mapping:
+                    let fields = try file.mapping(value, keyPath, allowed: ["kms_key"])
+                    kmsKey = try fields["kms_key"].map { try file.scalar($0, "\(keyPath).kms_key") }
+                case .scalar(let text, _) where text.isEmpty || text == "null" || text == "~":
+                    kmsKey = nil
+                default:
+                    throw KilnError.badConfiguration(
+                        "\(file.location(value)): \(keyPath): expected a mapping such as {kms_key: alias/images}")
+                }
+                if let kmsKey, kmsKey.isEmpty {
+                    throw KilnError.badConfiguration("\(file.location(value)): \(keyPath).kms_key: empty")
+                }
+                regions.append(ImageRegion(name: name, kmsKey: kmsKey))
+            }
+        } else {
+            for (index, item) in file.listOrOne(node, "bake.regions").enumerated() {
+                regions.append(ImageRegion(name: try file.scalar(item, "bake.regions[\(index)]")))
+            }
+        }
+        return regions
     }
 }

@@ -9,8 +9,9 @@ import KilnCore
 /// In it: the role, the day (base role only: see `BakeDay`), the application, the resolved source AMI id, the
 /// artifact's SHA-256, every file of the Packer template (a file, or a
 /// folder's `PackerTemplate.files`), every file of the playbook tree (path
-/// and bytes), the project's Packer variables, the instance type and the
-/// communicator. Not in it: the image name, the time, the pipeline and the
+/// and bytes), the project's Packer variables, the instance type, the
+/// communicator and, when the image is encrypted anywhere, each region's
+/// encryption. Not in it: the image name, the time, the pipeline and the
 /// tags, which differ on every run without changing what is installed.
 public struct BakeKey: Sendable, Equatable {
     public let value: String
@@ -23,7 +24,7 @@ public struct BakeKey: Sendable, Equatable {
     public init(
         role: BakeRole, application: String, sourceAMI: String, artifactSHA256: String?, artifactPath: String? = nil,
         template: PackerTemplate, playbooksPath: String, variables: [String: String], instanceType: String,
-        communicator: String, day: BakeDay? = nil, projectDirectory: String = "/"
+        communicator: String, day: BakeDay? = nil, encryption: String? = nil, projectDirectory: String = "/"
     ) throws {
         let playbooks = try Self.tree(playbooksPath)
         var lines = [
@@ -44,6 +45,9 @@ public struct BakeKey: Sendable, Equatable {
         // fixes) whether or not Ubuntu published a new image: its key
         // changes every day, and a re-run on the same day reuses.
         if let day { lines.append("day \(day.text)") }
+        // An encrypted image is another image (and so are its copies with
+        // other keys); unencrypted bakes keep the keys they had before.
+        if let encryption { lines.append("encryption \(encryption)") }
         // Lengths first, so that no value can pose as a key (`a=b` + `c` vs `a` + `b=c`).
         for (key, value) in variables.sorted(by: { $0.key < $1.key }) {
             lines.append("variable \(key.utf8.count):\(key)=\(value.utf8.count):\(value)")

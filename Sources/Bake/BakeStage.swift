@@ -55,6 +55,7 @@ public struct BakeStage {
             playbooksPath: configuration.playbooks,
             variables: configuration.variables, instanceType: configuration.instanceType,
             communicator: configuration.communicator, day: configuration.role == .base ? baseDay : nil,
+            encryption: configuration.encryptionKeyLine(home: client.region),
             projectDirectory: projectDirectory)
         log.line("bake key: \(key.value)\(configuration.role == .base ? " (base image of \(baseDay.text), UTC)" : "")")
 
@@ -81,8 +82,23 @@ public struct BakeStage {
         // finishes what a killed run left.
         let tags = try images.tags(of: result.amiID)
         result.amis = try ImageDistribution(log: log, images: images, aws: aws, clock: context.clock).distribute(
-            imageID: result.amiID, name: result.name, tags: tags, regions: configuration.regions,
-            accounts: configuration.shareWith)
+            imageID: result.amiID, name: result.name, tags: tags,
+            copies: configuration.regions.filter { $0.name != client.region }.map { region in
+                ImageCopy(
+                    region: region.name, encrypted: configuration.encrypts(in: region.name), kmsKey: region.kmsKey)
+            }, accounts: configuration.shareWith)
+        // Deprecated N days after the bake that last made it current (a reuse
+        // too): other tools find "the current image" by the channel's SSM
+        // parameter; the accounts it is shared with no longer list it by default.
+        if let days = configuration.deprecateAfterDays {
+            let at = context.clock.now().addingTimeInterval(TimeInterval(days) * 86400)
+            for (region, ami) in result.amis.sorted(by: { $0.key < $1.key }) {
+                let regional = region == client.region ? client : aws.client(region: region)
+                try regional.enableImageDeprecation(imageID: ami, at: at)
+                log.line(
+                    "deprecate: \(ami) in \(region) from \(ISO8601DateFormatter().string(from: at)) (\(days) days)")
+            }
+        }
         if let channel = configuration.channel {
             let parameter = "/kiln/\(inputs.application)/\(configuration.role.rawValue)/\(channel)"
             for (region, ami) in result.amis.sorted(by: { $0.key < $1.key }) {
@@ -200,6 +216,10 @@ public struct BakeStage {
             "application_version": .string(inputs.version),
             "artifact": .string(inputs.artifactPath ?? ""), "artifact_sha256": .string(inputs.artifactSHA256 ?? ""),
             "playbooks_dir": .string(configuration.playbooks), "communicator": .string(configuration.communicator),
+            // Packer's amazon-ebs encrypts the AMI's volumes itself (kms_key_id
+            // empty: the account's default EBS key).
+            "encrypt_boot": .bool(configuration.encrypts(in: client.region)),
+            "kms_key_id": .string(configuration.kmsKey(in: client.region) ?? ""),
             // Only when AWS_ENDPOINT_URL(_EC2) points elsewhere (a stand-in): Packer's
             // SDK does not read those variables itself.
             "ec2_endpoint": .string(
@@ -217,10 +237,13 @@ public struct BakeStage {
         // Packer talks to its plugins over Unix sockets in TMPDIR, whose
         // paths may hold 107 bytes (unix(7)): a deep TMPDIR makes it crash.
         environment["TMPDIR"] = scratch
-        let plainRun = PackerRun(
-            packer: configuration.packer, template: configuration.template.path, variables: variables,
-            environment: environment, workingDirectory: configuration.template.folder)
-        let run = configuration.template.isFolder ? plainRun : try withPluginsIfSupported(plainRun, scratch: scratch)
+        environment["PACKER_PLUGIN_PATH"] = PackerPlugins.pluginPath(
+            job: environment["PACKER_PLUGIN_PATH"], projectDirectory: projectDirectory)
+        let run = try prepare(
+            PackerRun(
+                packer: configuration.packer, template: configuration.template.path, variables: variables,
+                environment: environment, workingDirectory: configuration.template.folder),
+            template: configuration.template, scratch: scratch)
 
         let outcome: PackerRun.Outcome
         do {
@@ -272,27 +295,41 @@ public struct BakeStage {
         return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// Packer 1.7+ wants the amazon plugin declared (and `packer init`):
-    /// `plugins.pkr.hcl` beside the template is added, in a folder of its own
-    /// with the template, only for such a Packer; 1.6.6 builds the file alone.
-    func withPluginsIfSupported(_ run: PackerRun, scratch: String) throws -> PackerRun {
-        let plugins = ((run.template as NSString).deletingLastPathComponent as NSString).appendingPathComponent(
-            "plugins.pkr.hcl")
-        guard FileManager.default.fileExists(atPath: plugins) else { return run }
-        let version = try PackerRun.version(packer: run.packer, runner: context.runner, environment: run.environment)
-        guard version.lexicographicallyPrecedes([1, 7]) == false else { return run }
-        let folder = "\(scratch)/template"
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: "\(folder)/kiln.pkr.hcl", withDestinationPath: run.template)
-        try FileManager.default.createSymbolicLink(atPath: "\(folder)/plugins.pkr.hcl", withDestinationPath: plugins)
-        _ = try context.log.section("kiln_packer_init", title: "packer init", collapsed: true) {
-            try context.runner.check(
-                Command(run.packer, ["init", folder], environment: run.environment), what: "packer init",
-                failure: .serviceUnavailable)
+    /// Reads Packer's version once and takes the plugin path it decides
+    /// (`PackerPlugins`): Kiln's own `plugins.pkr.hcl` beside a one-file
+    /// template joins it, in a folder of this bake's own, only for a Packer
+    /// that knows `required_plugins` (1.7+); `packer init` runs when a file
+    /// of the template declares them.
+    func prepare(_ run: PackerRun, template: PackerTemplate, scratch: String) throws -> PackerRun {
+        let version = try PackerVersion.detect(packer: run.packer, runner: context.runner, environment: run.environment)
+        var run = run
+        var files = template.files
+        let companion = (template.folder as NSString).appendingPathComponent("plugins.pkr.hcl")
+        if !template.isFolder, version.supportsInit, FileManager.default.fileExists(atPath: companion) {
+            let folder = "\(scratch)/template"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(
+                atPath: "\(folder)/\((template.path as NSString).lastPathComponent)", withDestinationPath: template.path
+            )
+            try FileManager.default.createSymbolicLink(
+                atPath: "\(folder)/plugins.pkr.hcl", withDestinationPath: companion)
+            run.template = folder
+            files.append(companion)
         }
-        var withPlugins = run
-        withPlugins.template = folder
-        return withPlugins
+        let plugins = try PackerPlugins.plan(
+            version: version, packer: run.packer, files: files, pluginPath: run.environment["PACKER_PLUGIN_PATH"],
+            projectDirectory: projectDirectory)
+        context.log.line(plugins.describe(version: version, projectDirectory: projectDirectory))
+        if case .initialise = plugins.step {
+            _ = try context.log.section("kiln_packer_init", title: "packer init", collapsed: true) {
+                try context.runner.check(
+                    Command(
+                        run.packer, ["init", run.template], environment: run.environment,
+                        workingDirectory: run.workingDirectory),
+                    what: "packer init", failure: .serviceUnavailable)
+            }
+        }
+        return run
     }
 
     func write(_ result: ImageResult) throws {

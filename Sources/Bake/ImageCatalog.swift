@@ -176,36 +176,56 @@ public struct ImageDistribution: Sendable {
         self.clock = clock
     }
 
+    /// Copies the image to each of `copies`' regions and shares it, there
+    /// and at home, with `accounts`: the AMIs by region.
     public func distribute(
-        imageID: String, name: String, tags: [String: String], regions: [String], accounts: [String]
+        imageID: String, name: String, tags: [String: String], copies: [ImageCopy], accounts: [String]
     ) throws -> [String: String] {
         let home = images.client.region
         var amis = [home: imageID]
-        let others = Array(Set(regions).subtracting([home])).sorted()
+        var seen: Set<String> = [home]
+        let others = copies.filter { seen.insert($0.region).inserted }.sorted { $0.region < $1.region }
         if !others.isEmpty {
             let key = tags[KilnTag.bakeKey] ?? ""
             // Concurrently: a copy takes minutes in AWS.
-            let results = Parallel.map(others) { region in
-                try copy(
-                    imageID: imageID, name: name, key: key, tags: tags,
-                    to: ImageCatalog(client: aws.client(region: region)))
+            let results = Parallel.map(others) { copy in
+                try self.copy(
+                    imageID: imageID, name: name, key: key, tags: tags, as: copy,
+                    to: ImageCatalog(client: aws.client(region: copy.region)))
             }
-            for (region, result) in zip(others, results) {
-                amis[region] = try result.get()
+            for (copy, result) in zip(others, results) {
+                amis[copy.region] = try result.get()
             }
         }
         if !accounts.isEmpty {
             for (region, ami) in amis.sorted(by: { $0.key < $1.key }) {
                 let client = region == home ? images.client : aws.client(region: region)
-                try client.addLaunchPermission(imageID: ami, accountIDs: accounts)
-                log.line("shared \(ami) in \(region) with \(accounts.joined(separator: ", "))")
+                try share(ami, in: client, with: accounts)
             }
         }
         return amis
     }
 
+    /// The launch permission, and the snapshots' createVolumePermission:
+    /// without it the other account cannot create the volumes an instance
+    /// of the image boots from, when the snapshot is encrypted or when it
+    /// copies the image (EC2 User Guide, "Share an AMI with specific AWS
+    /// accounts": "you must also share any customer managed keys used to
+    /// encrypt snapshots"; "Share an Amazon EBS snapshot"). The KMS key's
+    /// grant for that account is the key policy's, outside Kiln.
+    func share(_ ami: String, in client: AWSClient, with accounts: [String]) throws {
+        try client.addLaunchPermission(imageID: ami, accountIDs: accounts)
+        let snapshots = try client.describeImages(imageIDs: [ami]).first?.snapshotIDs ?? []
+        for snapshot in snapshots {
+            try client.addCreateVolumePermission(snapshotID: snapshot, accountIDs: accounts)
+        }
+        let listed = snapshots.isEmpty ? "" : " (and its snapshots \(snapshots.joined(separator: ", ")))"
+        log.line("shared \(ami)\(listed) in \(client.region) with \(accounts.joined(separator: ", "))")
+    }
+
     func copy(
-        imageID: String, name: String, key: String, tags: [String: String], to target: ImageCatalog
+        imageID: String, name: String, key: String, tags: [String: String], as request: ImageCopy,
+        to target: ImageCatalog
     ) throws -> String {
         let region = target.client.region
         if let existing = Self.existing(key: key, in: target) {
@@ -216,7 +236,8 @@ public struct ImageDistribution: Sendable {
         // The bake key as client token: a retried or re-run copy lands once.
         let copied = try target.client.copyImage(
             sourceImageID: imageID, sourceRegion: images.client.region, name: name,
-            description: "kiln-bake copy of \(imageID)", clientToken: String(key.prefix(64)))
+            description: "kiln-bake copy of \(imageID)", clientToken: String(key.prefix(64)),
+            encrypted: request.encrypted, kmsKeyID: request.kmsKey)
         // The image can be tagged at once (so a re-run finds it); its snapshots exist when it is available.
         try target.client.createTags(resources: [copied], tags: tags)
         let deadline = clock.now().addingTimeInterval(copyTimeout)
@@ -240,7 +261,8 @@ public struct ImageDistribution: Sendable {
             clock.sleep(copyPoll)
         }
         try target.tag(imageID: copied, tags: tags)
-        log.line("copy: \(imageID) -> \(copied) in \(region), tagged")
+        let encryption = request.encrypted ? ", encrypted with \(request.kmsKey ?? "the default EBS key")" : ""
+        log.line("copy: \(imageID) -> \(copied) in \(region)\(encryption), tagged")
         return copied
     }
 
@@ -249,5 +271,20 @@ public struct ImageDistribution: Sendable {
         let images =
             (try? catalog.client.describeImages(owners: ["self"], filters: [("tag:\(KilnTag.bakeKey)", [key])])) ?? []
         return ImageCatalog.newestFirst(images.filter { $0.state == .available || $0.state == .pending }).first?.id
+    }
+}
+
+/// One copy of the image: its region, and how its snapshots are encrypted.
+public struct ImageCopy: Sendable, Equatable {
+    public var region: String
+    /// CopyImage's `Encrypted`: set for an encrypted bake and wherever a key is given.
+    public var encrypted: Bool
+    /// CopyImage's `KmsKeyId` (a key of that region); nil: the region's default EBS key.
+    public var kmsKey: String?
+
+    public init(region: String, encrypted: Bool, kmsKey: String?) {
+        self.region = region
+        self.encrypted = encrypted
+        self.kmsKey = kmsKey
     }
 }

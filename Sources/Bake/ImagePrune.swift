@@ -47,7 +47,8 @@ public struct ImagePrune {
         guard keep >= 1 else { throw KilnError.usage("--keep: keep at least 1 image") }
         let home = aws.client()
         var decisions: [PruneDecision] = []
-        for region in [home.region] + Array(Set(configuration.regions).subtracting([home.region])).sorted() {
+        for region in [home.region] + Array(Set(configuration.regions.map(\.name)).subtracting([home.region])).sorted()
+        {
             let client = region == home.region ? home : aws.client(region: region)
             decisions += try prune(client: client, application: configuration.application, keep: keep)
         }

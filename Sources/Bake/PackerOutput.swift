@@ -4,7 +4,10 @@ import KilnCore
 
 /// Packer's `-machine-readable` output: one record a line,
 /// `timestamp,target,type,data...`. Commas inside data are written as
-/// `%!(PACKER_COMMA)`, new lines as `\n` (two characters), carriage returns as `\r`.
+/// `%!(PACKER_COMMA)`, new lines as `\n` (two characters), carriage returns as
+/// `\r` (Packer's "Machine-Readable Output" in its Commands overview,
+/// developer.hashicorp.com/packer/docs/commands: "Format for Machine-Readable
+/// Output").
 public struct PackerRecord: Sendable, Equatable {
     public var timestamp: String
     public var target: String
@@ -20,6 +23,22 @@ public struct PackerRecord: Sendable, Equatable {
         target = fields[1]
         type = fields[2]
         data = fields.dropFirst(3).map(Self.unescape)
+    }
+
+    /// The line as Packer shows it to a person, for the log: a `ui` record
+    /// (`ui,say|message|error,<text>`: "the output ... that would've normally
+    /// gone to the console if Packer were running in human-readable mode",
+    /// the same page) is its text, unescaped, in full; provisioner output,
+    /// Ansible's too, is such a `ui,message` record whose text Packer has
+    /// already prefixed with the build's name. Every other record (artifacts,
+    /// error counts, the build's own error record, which repeats a `ui,error`)
+    /// is for parsing only: nil. A line that is no record (a plugin's plain
+    /// output, a crash) is shown as it is.
+    public static func humanText(_ line: Substring) -> String? {
+        guard let record = PackerRecord(line: line) else { return String(line) }
+        guard record.type == "ui", record.data.count >= 2, ["say", "message", "error"].contains(record.data[0])
+        else { return nil }
+        return record.data.dropFirst().joined(separator: ",")
     }
 
     public static func unescape(_ text: String) -> String {

@@ -11,6 +11,7 @@ public struct PackerRun: Sendable {
     public static let kilnVariables = [
         "source_ami", "ami_name", "region", "instance_type", "subnet_id", "tags", "role", "application",
         "application_version", "artifact", "artifact_sha256", "playbooks_dir", "ec2_endpoint", "communicator",
+        "encrypt_boot", "kms_key_id",
     ]
 
     public var packer: String
@@ -23,11 +24,13 @@ public struct PackerRun: Sendable {
 
     public enum VariableValue: Sendable, Equatable, Encodable {
         case string(String)
+        case bool(Bool)
         case map([String: String])
         public func encode(to encoder: any Encoder) throws {
             var container = encoder.singleValueContainer()
             switch self {
             case .string(let text): try container.encode(text)
+            case .bool(let value): try container.encode(value)
             case .map(let map): try container.encode(map)
             }
         }
@@ -86,31 +89,11 @@ public struct PackerRun: Sendable {
         return environment
     }
 
-    /// `packer version`'s number (`Packer v1.6.6` -> [1, 6, 6]).
-    public static func version(packer: String, runner: ProcessRunner, environment: [String: String]) throws -> [Int] {
-        let result = try runner.run(Command(packer, ["version"], environment: environment), output: .capture)
-        let text = String(decoding: result.standardOutput, as: UTF8.self)
-        guard result.termination.succeeded,
-            let word = text.split(whereSeparator: \.isWhitespace).first(where: {
-                $0.hasPrefix("v") && $0.dropFirst().first?.isNumber == true
-            })
-        else {
-            throw KilnError(
-                .badConfiguration,
-                "\(packer) version: not a Packer I understand (\(result.termination)): \(text.prefix(200))")
-        }
-        return word.dropFirst().split(separator: ".").map { Int($0.prefix(while: \.isNumber)) ?? 0 }
-    }
-
     /// Writes the var file and runs the build.
     public func build(runner: ProcessRunner, log: LogWriter, varFile: String) throws -> Outcome {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try encoder.encode(variables), to: varFile)
-        var runner = runner
-        // The whole output is parsed after the run (the artifact lines come
-        // last); it is also streamed live into the log.
-        runner.tailLimit = 8 << 20
         let command = Command(
             packer, ["build", "-machine-readable", "-color=false", "-var-file=\(varFile)", template],
             environment: environment, workingDirectory: workingDirectory)
@@ -118,8 +101,12 @@ public struct PackerRun: Sendable {
             "kiln_packer", title: "packer build \((template as NSString).lastPathComponent)", collapsed: true
         ) {
             // GitLab's SIGTERM becomes SIGINT: Packer's signal to stop and clean up.
-            try runner.run(command, forwarding: { _ in SIGINT })
+            // The machine-readable stream is kept whole for parsing after the
+            // run (the artifact lines come last); the log shows its `ui` lines
+            // as Packer shows them to a person, as they come.
+            try runner.run(command, output: .rendered(PackerRecord.humanText), forwarding: { _ in SIGINT })
         }
-        return Outcome(output: PackerOutput(text: result.tail), result: result)
+        return Outcome(
+            output: PackerOutput(text: String(decoding: result.standardOutput, as: UTF8.self)), result: result)
     }
 }

@@ -104,12 +104,9 @@ final class BakeProject: @unchecked Sendable {
     func bakeRecordingPackerEnvironment(
         _ extra: [String: String]
     ) throws -> (run: (code: Int32?, output: String), environment: String) {
-        let dump = folder.file("packer-environment.txt")
-        let fakePacker = folder.file("fake-packer")
-        try "#!/bin/sh\nenv > \"\(dump)\"\nexit 1\n".write(toFile: fakePacker, atomically: true, encoding: .utf8)
-        chmod(fakePacker, 0o755)
-        let run = try bake(["--packer", fakePacker], environment: extra)
-        return (run, try String(contentsOfFile: dump, encoding: .utf8))
+        let packer = try FakePacker(in: folder.file("fake-packer-bin"))
+        let run = try bake(["--packer", packer.path], environment: extra)
+        return (run, packer.buildEnvironment ?? "")
     }
 
     func image() throws -> [String: Any] {
@@ -148,4 +145,50 @@ func kilnYML(_ extra: String = "") -> String {
       instance_type: t3.micro
     \(extra)
     """
+}
+
+/// A fake `packer` (only Packer 1.6.6 is real here): `packer version` says
+/// `Packer v<version>`; every call's arguments are recorded, one line each,
+/// and `build`'s environment; `init` succeeds; `build` prints an error
+/// record in Packer's machine-readable form and fails, so nothing is launched.
+struct FakePacker {
+    let folder: String
+    var path: String { "\(folder)/packer" }
+
+    init(in folder: String, version: String = "1.6.6") throws {
+        self.folder = folder
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let script = """
+            #!/bin/sh
+            printf '%s\\n' "$*" >> "\(folder)/calls.txt"
+            case "$1" in
+              version) echo "Packer v\(version)" ;;
+              init) env > "\(folder)/init-environment.txt" ;;
+              build)
+                env > "\(folder)/build-environment.txt"
+                for argument in "$@"; do
+                  case "$argument" in -var-file=*) cp "${argument#-var-file=}" "\(folder)/variables.json" ;; esac
+                done
+                echo "1796152506,,ui,error,Build 'amazon-ebs.kiln' errored: the fake packer builds nothing"
+                exit 1 ;;
+            esac
+            exit 0
+
+            """
+        try script.write(toFile: "\(folder)/packer", atomically: true, encoding: .utf8)
+        chmod("\(folder)/packer", 0o755)
+    }
+
+    /// Each call's arguments, in order.
+    var calls: [String] {
+        ((try? String(contentsOfFile: "\(folder)/calls.txt", encoding: .utf8)) ?? "").split(separator: "\n").map(
+            String.init)
+    }
+    var buildEnvironment: String? { try? String(contentsOfFile: "\(folder)/build-environment.txt", encoding: .utf8) }
+    /// The var file Kiln gave `build`, as JSON.
+    var buildVariables: [String: Any] {
+        guard let data = FileManager.default.contents(atPath: "\(folder)/variables.json") else { return [:] }
+        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+    }
+    var initEnvironment: String? { try? String(contentsOfFile: "\(folder)/init-environment.txt", encoding: .utf8) }
 }

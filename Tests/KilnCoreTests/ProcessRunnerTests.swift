@@ -80,6 +80,25 @@ private func waitFor(_ path: String, seconds: Double = 10) -> String? {
         #expect(sink.text.contains("note"))
     }
 
+    /// A tool's machine-readable output (Packer's): kept whole for the
+    /// caller, shown as rendered lines, lines split across writes put
+    /// together, the last line without a new line rendered too, secrets masked.
+    @Test func rendersStandardOutputLineByLineAndKeepsItWhole() throws {
+        let sink = MemorySink()
+        let result = try makeRunner(sink, secrets: ["tok-123456"]).run(
+            .shell("printf '1,ui,say,hel'; sleep 0.2; printf 'lo tok-123456\\n1,artifact,x\\n'; printf 'plain end'"),
+            output: .rendered { line in
+                line.hasPrefix("1,ui,say,") ? String(line.dropFirst(9)) : line.hasPrefix("1,") ? nil : "| " + line
+            })
+        #expect(
+            String(decoding: result.standardOutput, as: UTF8.self)
+                == "1,ui,say,hello tok-123456\n1,artifact,x\nplain end")
+        #expect(sink.text.contains("hello [MASKED]\n"))
+        #expect(!sink.text.contains("ui,say") && !sink.text.contains("artifact,x"))
+        #expect(sink.text.contains("| plain end\n"))
+        #expect(result.tail == "hello [MASKED]\n| plain end")
+    }
+
     @Test func masksSecretsInChildOutputAndTail() throws {
         let sink = MemorySink()
         // The secret is printed in two pieces by two writes of the child.

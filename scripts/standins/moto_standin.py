@@ -78,6 +78,8 @@ def main(argv):
         settings.INITIAL_NO_AUTH_ACTION_COUNT = float(a.verify_signatures)
 
     _fix_launch_template_version_user_data()
+    _honour_copy_image_encryption()
+    _add_enable_image_deprecation()
     lifetime = common.Lifetime(watch_stdin=not a.no_stdin_watch)
     app = DomainDispatcherApplication(create_backend_app)
     store = None
@@ -131,8 +133,8 @@ def _fix_launch_template_version_user_data():
     """moto 5.2.5's CreateLaunchTemplateVersion keeps LaunchTemplateData.UserData
     as it came (CreateLaunchTemplate decodes it with parse_user_data), so an
     Auto Scaling group launching from such a version fails an assertion with
-    HTTP 500. Decode it the same way, as AWS does: the one change the
-    stand-in makes to moto, and only to match AWS's behaviour."""
+    HTTP 500. Decode it the same way, as AWS does: a change the stand-in
+    makes to moto only to match AWS's behaviour."""
     from moto.ec2.responses.launch_templates import LaunchTemplates
     from moto.ec2.utils import parse_user_data
     original = LaunchTemplates._get_param
@@ -154,3 +156,69 @@ def _fix_launch_template_version_user_data():
     if not getattr(LaunchTemplates, "_kiln_user_data_fix", False):
         LaunchTemplates.create_launch_template_version = create_launch_template_version
         LaunchTemplates._kiln_user_data_fix = True
+
+
+def _honour_copy_image_encryption():
+    """moto 5.2.5's CopyImage ignores Encrypted and KmsKeyId: the copy's
+    snapshot is never encrypted. Give it what AWS does (EC2 API reference,
+    CopyImage: "Encrypted: Specifies whether the destination snapshots of
+    the copied image should be encrypted"; "KmsKeyId: ... If you specify a
+    KMS key, you must also set the encrypted state to true"; the key may be
+    given as key id, key ARN, alias name or alias ARN, and is looked up in
+    the destination region): the copy's snapshot is encrypted, its KmsKeyId
+    the key's ARN from moto's KMS in that region. KmsKeyId without Encrypted
+    is AWS's InvalidParameterDependency. What moto still does not check:
+    whether the caller may use the key, and KMS grants for other accounts."""
+    from moto.ec2.exceptions import InvalidParameterDependency
+    from moto.ec2.responses.amis import AmisResponse
+    from moto.kms import kms_backends
+
+    if getattr(AmisResponse, "_kiln_copy_encryption", False):
+        return
+    original = AmisResponse.copy_image
+
+    def copy_image(self):
+        encrypted = self._get_bool_param("Encrypted", False)
+        key = self._get_param("KmsKeyId")
+        if key and not encrypted:
+            raise InvalidParameterDependency("KmsKeyId", "Encrypted")
+        result = original(self)
+        if encrypted:
+            image = self.ec2_backend.amis[result.result["ImageId"]]
+            arn = None
+            if key:
+                kms = kms_backends[self.current_account][self.region]
+                arn = kms.describe_key(kms.any_id_to_key_id(key)).arn
+            image.ebs_snapshot.encrypted = True
+            image.ebs_snapshot.kms_key_id = arn
+        return result
+
+    AmisResponse.copy_image = copy_image
+    AmisResponse._kiln_copy_encryption = True
+
+
+def _add_enable_image_deprecation():
+    """moto 5.2.5 has no EnableImageDeprecation ("not been implemented").
+    Give it the part Kiln uses (EC2 API reference, EnableImageDeprecation:
+    `ImageId`, `DeprecateAt` "in UTC, in the following format:
+    YYYY-MM-DDTHH:MM:SSZ. If you specify a value for seconds, Amazon EC2
+    rounds the seconds to the nearest minute"; DescribeImages then reports
+    the image's `DeprecationTime`). Not given: the refusal of a date in the
+    past or more than 10 years ahead, and DisableImageDeprecation."""
+    from datetime import datetime, timedelta
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses.amis import AmisResponse
+
+    if hasattr(AmisResponse, "enable_image_deprecation"):
+        return
+
+    def enable_image_deprecation(self):
+        image = self.ec2_backend.describe_images(ami_ids=[self._get_param("ImageId")])[0]
+        at = self._get_param("DeprecateAt")  # moto parses timestamps by the API's model
+        if isinstance(at, str):
+            at = datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ")
+        at = at.replace(second=0) + timedelta(minutes=1 if at.second >= 30 else 0)
+        image.deprecation_time = at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return ActionResult({"Return": True})
+
+    AmisResponse.enable_image_deprecation = enable_image_deprecation

@@ -130,7 +130,7 @@ extension AWSClient {
     /// when none is given) makes retries land once.
     public func copyImage(
         sourceImageID: String, sourceRegion: String, name: String, description: String? = nil,
-        clientToken: String? = nil
+        clientToken: String? = nil, encrypted: Bool = false, kmsKeyID: String? = nil
     ) throws -> String {
         var parameters = QueryParameters()
         parameters.add("SourceImageId", sourceImageID)
@@ -138,6 +138,10 @@ extension AWSClient {
         parameters.add("Name", name)
         parameters.add("Description", description)
         parameters.add("ClientToken", clientToken ?? UUID().uuidString)
+        // EC2 API reference, CopyImage: "If you specify a KMS key, you must
+        // also set the encrypted state to true."
+        if encrypted || kmsKeyID != nil { parameters.add("Encrypted", "true") }
+        parameters.add("KmsKeyId", kmsKeyID)
         let root = try query(.ec2, "CopyImage", parameters, mutation: .idempotent)
         return try AnswerDecoder(.ec2, "CopyImage").required(root, "imageId")
     }
@@ -155,6 +159,32 @@ extension AWSClient {
             parameters.add("LaunchPermission.Add.\(index + 1).UserId", account)
         }
         _ = try query(.ec2, "ModifyImageAttribute", parameters, mutation: .idempotent)
+    }
+
+    /// EnableImageDeprecation: the image is deprecated from `date` on (EC2
+    /// API reference: `DeprecateAt` in UTC as `YYYY-MM-DDTHH:MM:SSZ`, seconds
+    /// rounded to the minute, so whole minutes are sent; not in the past, at
+    /// most 10 years ahead). Sent again, it sets the new time.
+    public func enableImageDeprecation(imageID: String, at date: Date) throws {
+        let minute = Date(timeIntervalSince1970: (date.timeIntervalSince1970 / 60).rounded(.up) * 60)
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        var parameters = QueryParameters()
+        parameters.add("ImageId", imageID)
+        parameters.add("DeprecateAt", formatter.string(from: minute))
+        _ = try query(.ec2, "EnableImageDeprecation", parameters, mutation: .idempotent)
+    }
+
+    /// ModifySnapshotAttribute: lets these accounts create volumes from the
+    /// snapshot (`Attribute=createVolumePermission`, `OperationType=add`,
+    /// `UserId.N`; EC2 API reference).
+    public func addCreateVolumePermission(snapshotID: String, accountIDs: [String]) throws {
+        var parameters = QueryParameters()
+        parameters.add("SnapshotId", snapshotID)
+        parameters.add("Attribute", "createVolumePermission")
+        parameters.add("OperationType", "add")
+        parameters.addList("UserId", accountIDs)
+        _ = try query(.ec2, "ModifySnapshotAttribute", parameters, mutation: .idempotent)
     }
 
     // MARK: tags

@@ -60,8 +60,11 @@ extension ConfigSchema {
     /// `bake`: kiln-bake's settings (BakeConfiguration).
     public static let bake = ConfigSchema.section([
         "template": .value, "playbooks": .value, "instance_type": .value, "subnet": .value,
-        "communicator": .value, "variables": .value, "regions": .value, "share_with": .value, "channel": .value,
+        "communicator": .value, "variables": .value, "share_with": .value, "channel": .value,
         "keep": .value, "base": .section(["owner": .value, "name": .value]), "source_ami": .value, "packer": .value,
+        // A list of regions, or a mapping of region to its settings.
+        "regions": .named(.section(["kms_key": .value])), "encrypt_boot": .value,
+        "deprecate_after_days": .value,
     ])
 
     /// `environments.<name>.userdata`: kiln-userdata's settings (UserDataConfiguration).

@@ -57,6 +57,12 @@ public struct ProcessRunner: Sendable {
         /// Keep standard output for the caller (`terraform output -json`);
         /// it is not logged. Standard error still is.
         case capture
+        /// Keep standard output for the caller and show it in the log line
+        /// by line as `render` turns each line into text for a person (nil:
+        /// the line is not shown): a tool's machine-readable output that Kiln
+        /// parses (Packer's `-machine-readable`). The tail holds the rendered
+        /// lines and standard error.
+        case rendered(@Sendable (Substring) -> String?)
     }
 
     public let log: LogWriter
@@ -105,6 +111,14 @@ public struct ProcessRunner: Sendable {
         var tailMask = MaskingStream(mask: log.secrets)
         var tail = Tail(limit: tailLimit)
         var captured = Data()
+        // .rendered: the part of standard output after its last new line.
+        var partialLine: [UInt8] = []
+        func render(_ line: ArraySlice<UInt8>, with render: (Substring) -> String?) {
+            guard let text = render(Substring(decoding: line, as: UTF8.self)) else { return }
+            let bytes = Array((text + "\n").utf8)
+            outStream.write(bytes)
+            tail.append(tailMask.feed(bytes))
+        }
         var open: [Int32] = [child.standardOutput!, child.standardError!]
         defer { open.forEach { close($0) } }
         for fd in open { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
@@ -141,11 +155,22 @@ public struct ProcessRunner: Sendable {
                 if count > 0 {
                     let chunk = buffer[0..<count]
                     if entry.fd == child.standardOutput {
-                        if output == .capture { captured.append(contentsOf: chunk) } else { outStream.write(chunk) }
+                        switch output {
+                        case .log:
+                            outStream.write(chunk)
+                            tail.append(tailMask.feed(chunk))
+                        case .capture:
+                            captured.append(contentsOf: chunk)
+                        case .rendered(let renderer):
+                            captured.append(contentsOf: chunk)
+                            partialLine.append(contentsOf: chunk)
+                            while let newline = partialLine.firstIndex(of: UInt8(ascii: "\n")) {
+                                render(partialLine[..<newline], with: renderer)
+                                partialLine.removeSubrange(...newline)
+                            }
+                        }
                     } else {
                         errStream.write(chunk)
-                    }
-                    if entry.fd == child.standardError || output == .log {
                         tail.append(tailMask.feed(chunk))
                     }
                 } else if count == 0 || (errno != EAGAIN && errno != EINTR) {
@@ -176,6 +201,9 @@ public struct ProcessRunner: Sendable {
             if let killAt, termination == nil, now >= killAt {
                 child.signalGroup(SIGKILL)
             }
+        }
+        if case .rendered(let renderer) = output, !partialLine.isEmpty {
+            render(partialLine[...], with: renderer)
         }
         outStream.finish()
         errStream.finish()

@@ -33,6 +33,7 @@ def client(service, url, **kw):
     from botocore.config import Config
     kw.setdefault("aws_access_key_id", "testing")
     kw.setdefault("aws_secret_access_key", "testing")
+    kw.setdefault("region_name", "us-east-1")
     cfg = kw.pop("config", None) or Config(retries={"total_max_attempts": 1, "mode": "standard"},
                                            connect_timeout=5, read_timeout=30)
-    return boto3.client(service, endpoint_url=url, region_name="us-east-1", config=cfg, **kw)
+    return boto3.client(service, endpoint_url=url, config=cfg, **kw)

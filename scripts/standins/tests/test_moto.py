@@ -44,3 +44,40 @@ def test_signature_verification_after_n_actions():
             bad_asg.describe_auto_scaling_groups()
         print("autoscaling bad signature:", e.value.response["Error"])
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] in (400, 403)
+
+
+def test_copy_image_encrypts_the_copy_with_the_regions_key(moto):
+    """The stand-in gives moto's CopyImage AWS's Encrypted and KmsKeyId
+    (moto 5.2.5 ignores both): the copy's snapshot is encrypted with the
+    destination region's key, named by its alias."""
+    home = client("ec2", moto["url"], region_name="us-east-1")
+    west = client("ec2", moto["url"], region_name="us-west-2")
+    kms = client("kms", moto["url"], region_name="us-west-2")
+    key = kms.create_key()["KeyMetadata"]
+    kms.create_alias(AliasName="alias/kiln-test", TargetKeyId=key["KeyId"])
+    source = home.register_image(Name="src", RootDeviceName="/dev/sda1")["ImageId"]
+    plain = west.copy_image(SourceImageId=source, SourceRegion="us-east-1", Name="plain")["ImageId"]
+    copied = west.copy_image(SourceImageId=source, SourceRegion="us-east-1", Name="enc",
+                             Encrypted=True, KmsKeyId="alias/kiln-test")["ImageId"]
+
+    def snapshot(image):
+        found = west.describe_images(ImageIds=[image])["Images"][0]
+        snap = found["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+        return west.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]
+
+    assert snapshot(copied)["Encrypted"] is True
+    assert snapshot(copied)["KmsKeyId"] == key["Arn"]
+    assert snapshot(plain)["Encrypted"] is False
+    with pytest.raises(ClientError) as e:
+        west.copy_image(SourceImageId=source, SourceRegion="us-east-1", Name="bad", KmsKeyId="alias/kiln-test")
+    assert e.value.response["Error"]["Code"] == "InvalidParameterDependency"
+
+
+def test_enable_image_deprecation_sets_the_deprecation_time(moto):
+    """moto 5.2.5 has no EnableImageDeprecation; the stand-in adds it, seconds
+    rounded to the minute as EC2 documents."""
+    ec2 = client("ec2", moto["url"])
+    image = ec2.register_image(Name="deprecated", RootDeviceName="/dev/sda1")["ImageId"]
+    ec2.enable_image_deprecation(ImageId=image, DeprecateAt="2031-03-04T05:06:40Z")
+    found = ec2.describe_images(ImageIds=[image])["Images"][0]
+    assert found["DeprecationTime"] == "2031-03-04T05:07:00.000Z"
