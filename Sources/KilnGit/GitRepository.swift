@@ -273,24 +273,21 @@ public final class GitRepository {
 
     /// `git describe --tags`: the nearest tag and the distance from it
     /// (`v1.2.0`, `v1.2.0-3-gabc1234`), or nil when no tag reaches the commit.
+    /// Computed as git does (TagDescriber), not with `git_describe_commit`, which
+    /// took 0.2 s on a 20k-commit history where git takes 0.03 s (issue 17).
     public func describe(_ sha: String) -> String? {
         guard var oid = try? Self.oid(sha) else { return nil }
+        var describer = TagDescriber(repository: pointer)
+        guard let (name, depth) = describer.describe(sha) else { return nil }
+        if depth == 0 { return name }
         var commit: OpaquePointer?
         guard git_object_lookup(&commit, pointer, &oid, GIT_OBJECT_COMMIT) == 0 else { return nil }
         defer { git_object_free(commit) }
-        var options = git_describe_options()
-        git_describe_options_init(&options, UInt32(GIT_DESCRIBE_OPTIONS_VERSION))
-        options.describe_strategy = GIT_DESCRIBE_TAGS.rawValue
-        var result: OpaquePointer?
-        guard git_describe_commit(&result, commit, &options) == 0 else { return nil }
-        defer { git_describe_result_free(result) }
-        var format = git_describe_format_options()
-        git_describe_format_options_init(&format, UInt32(GIT_DESCRIBE_FORMAT_OPTIONS_VERSION))
-        format.abbreviated_size = 7
+        // The shortest unique prefix of at least core.abbrev (7) characters, as before.
         var buffer = git_buf()
         defer { git_buf_dispose(&buffer) }
-        guard git_describe_format(&buffer, result, &format) == 0, let text = buffer.ptr else { return nil }
-        return String(cString: text)
+        guard git_object_short_id(&buffer, commit) == 0, let text = buffer.ptr else { return nil }
+        return "\(name)-\(depth)-g\(String(cString: text))"
     }
 
     // MARK: helpers
