@@ -51,4 +51,22 @@ import Testing
         }
         #expect(described == all.count - 1, "every commit but the untagged root has a tag below it")
     }
+
+    /// git abbreviates to more than 7 digits once the packs hold 2^14 objects or more (object-name.c,
+    /// `repo_find_unique_abbrev_r`: `msb(count) + 1` bits, half of them rounded up as hex digits): 16,400
+    /// packed blobs make it 8, and Kiln's version string must say the same.
+    @Test func abbreviatesAsGitDoesForTheRepositorysSize() throws {
+        let fixture = try GitFixture()
+        let work = try fixture.makeProject("group/big")
+        let tagged = try fixture.commit(work, ["a.txt": "a\n"], message: "Tagged")
+        try fixture.git(["tag", "-a", "v1.0", "-m", "release", tagged], in: work)
+        // 16,400 small files in one commit, then one pack (git counts packed objects only).
+        var files: [String: String] = ["a.txt": "b\n"]
+        for index in 0..<16_400 { files["blobs/b\(index)"] = "\(index)\n" }
+        let head = try fixture.commit(work, files, message: "After")
+        try fixture.git(["repack", "-a", "-d", "-q"], in: work)
+        let git = try fixture.git(["describe", "--tags", head], in: work)
+        #expect(git == "v1.0-1-g\(head.prefix(8))", "the premise: git abbreviates to 8 here")
+        #expect(try GitRepository.open(at: work).describe(head) == git)
+    }
 }
