@@ -45,7 +45,9 @@ struct GitCheckout {
                     into: &submodules, received: &received)
             }
         }
-        let version = repository.repository.describe(request.commit) ?? String(request.commit.prefix(8))
+        let version = clock.time("describe") {
+            repository.repository.describe(request.commit) ?? String(request.commit.prefix(8))
+        }
         let info = try repository.repository.commitInfo(request.commit)
         log.line("checked out \(request.commit) (\(version)): \(info.subject)")
         return checkout.result(

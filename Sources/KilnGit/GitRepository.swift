@@ -273,24 +273,69 @@ public final class GitRepository {
 
     /// `git describe --tags`: the nearest tag and the distance from it
     /// (`v1.2.0`, `v1.2.0-3-gabc1234`), or nil when no tag reaches the commit.
+    /// Computed as git does (TagDescriber), not with `git_describe_commit`, which
+    /// took 0.2 s on a 20k-commit history where git takes 0.03 s (issue 17).
     public func describe(_ sha: String) -> String? {
-        guard var oid = try? Self.oid(sha) else { return nil }
-        var commit: OpaquePointer?
-        guard git_object_lookup(&commit, pointer, &oid, GIT_OBJECT_COMMIT) == 0 else { return nil }
-        defer { git_object_free(commit) }
-        var options = git_describe_options()
-        git_describe_options_init(&options, UInt32(GIT_DESCRIBE_OPTIONS_VERSION))
-        options.describe_strategy = GIT_DESCRIBE_TAGS.rawValue
-        var result: OpaquePointer?
-        guard git_describe_commit(&result, commit, &options) == 0 else { return nil }
-        defer { git_describe_result_free(result) }
-        var format = git_describe_format_options()
-        git_describe_format_options_init(&format, UInt32(GIT_DESCRIBE_FORMAT_OPTIONS_VERSION))
-        format.abbreviated_size = 7
-        var buffer = git_buf()
-        defer { git_buf_dispose(&buffer) }
-        guard git_describe_format(&buffer, result, &format) == 0, let text = buffer.ptr else { return nil }
-        return String(cString: text)
+        guard (try? Self.oid(sha)) != nil else { return nil }
+        var describer = TagDescriber(repository: pointer)
+        guard let (name, depth) = describer.describe(sha) else { return nil }
+        if depth == 0 { return name }
+        return "\(name)-\(depth)-g\(abbreviated(sha))"
+    }
+
+    /// git's abbreviated id (object-name.c, `repo_find_unique_abbrev_r`): `core.abbrev` when it is a number,
+    /// else ("auto", the default) half the bits of the packed object count rounded up, at least 7 (`msb(count)
+    /// + 1` bits, `DIV_ROUND_UP(len, 2)` hex digits); then longer until no other object shares the prefix.
+    /// libgit2's `git_object_short_id` starts from 7 always, which on a 400k-object repository is 3 digits short
+    /// of what `git describe` prints.
+    func abbreviated(_ sha: String) -> String {
+        var length = 7
+        var config: OpaquePointer?
+        var configured: Int32 = 0
+        if git_repository_config_snapshot(&config, pointer) == 0 {
+            if git_config_get_int32(&configured, config, "core.abbrev") == 0, configured >= 4 {
+                length = Int(min(configured, 40))
+            } else {
+                let count = packedObjectCount
+                if count > 0 {
+                    let msb = UInt64.bitWidth - 1 - UInt64(count).leadingZeroBitCount
+                    length = max(7, (msb + 1 + 1) / 2)
+                }
+            }
+            git_config_free(config)
+        }
+        while length < 40 {
+            var prefix = git_oid()
+            var object: OpaquePointer?
+            let text = String(sha.prefix(length))
+            guard git_oid_fromstrn(&prefix, text, length) == 0 else { break }
+            let found = git_object_lookup_prefix(&object, pointer, &prefix, length, GIT_OBJECT_ANY)
+            git_object_free(object)
+            if found != GIT_EAMBIGUOUS.rawValue { break }
+            length += 1
+        }
+        return String(sha.prefix(length))
+    }
+
+    /// The objects the packs hold, from each index's fan-out table (gitformat-pack(5): version 2 starts with
+    /// `\377tOc`, 2, then 256 counts, the last of them the total; version 1 has the counts first): git's
+    /// `repo_approximate_object_count` (loose objects are not counted).
+    var packedObjectCount: Int {
+        let folder = (gitDirectory as NSString).appendingPathComponent("objects/pack")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        var total = 0
+        for name in names where name.hasSuffix(".idx") {
+            guard let handle = FileHandle(forReadingAtPath: (folder as NSString).appendingPathComponent(name)) else {
+                continue
+            }
+            defer { try? handle.close() }
+            guard let head = try? handle.read(upToCount: 8 + 256 * 4), head.count >= 256 * 4 else { continue }
+            let bytes = [UInt8](head)
+            let version2 = bytes.count == 8 + 256 * 4 && bytes[0..<4] == [0xFF, 0x74, 0x4F, 0x63]
+            let last = (version2 ? 8 : 0) + 255 * 4
+            total += bytes[last..<(last + 4)].reduce(0) { $0 << 8 | Int($1) }
+        }
+        return total
     }
 
     // MARK: helpers
