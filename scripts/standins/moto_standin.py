@@ -1,10 +1,18 @@
 """`standin moto`: moto's server in-process (ThreadedMotoServer-like) on loopback.
 
     scripts/standin moto [--host 127.0.0.1] [--port 0] [--region us-east-1]
-                         [--verify-signatures N] [--no-stdin-watch] [-v]
+                         [--verify-signatures N] [--bodies [--images-dir DIR] [--apt-repo URL]] [--no-stdin-watch] [-v]
 
 Ready line: {"ready", "name": "moto", "url", "host", "port", "pid", "region",
              "verify_signatures_after": N or null}
+  with --bodies also "bodies": true, "images_dir", "run_dir", "bodies_url" (GET it, or
+  bodies_url + "/INSTANCE-ID", for each body's state, tree and console: standins/bodies.py).
+
+--bodies gives instances of moto's stock Ubuntu images, and of images made from
+them by CreateImage, a running body (scripts/standins/bodies.py; needs root and
+the base root file system scripts/setup-rootfs makes in --images-dir, default
+$KILN_IMAGES_DIR or .kiln-images). Without it, instances are records only (the
+tag-driven fleet stand-in answers for them).
 
 --verify-signatures N sets INITIAL_NO_AUTH_ACTION_COUNT=N (before moto is
 imported): the first N authorisable actions (any service, counted across the
@@ -35,7 +43,16 @@ def main(argv):
                    help="make an IAM user NAME with an allow-all policy and an access key, then verify every "
                         "later call's SigV4 signature; the key is in the ready line "
                         "(access_key_id, secret_access_key, account_id)")
+    p.add_argument("--bodies", action="store_true",
+                   help="run a body for each instance of an image with a tree (standins/bodies.py)")
+    p.add_argument("--images-dir", default=None, metavar="DIR",
+                   help="the image store's folder (default $KILN_IMAGES_DIR or <repo>/.kiln-images)")
+    p.add_argument("--apt-repo", default=None, metavar="URL",
+                   help="with --bodies: every body's apt reads this loopback repository "
+                        "(/etc/apt/sources.list.d/kiln-loopback.list, `deb [trusted=yes] URL ./`)")
     a = p.parse_args(argv)
+    if a.apt_repo:
+        common.check_loopback(a.apt_repo)
     if a.signed_user:
         # The three set-up calls below are the unauthenticated ones.
         a.verify_signatures = 3
@@ -63,6 +80,13 @@ def main(argv):
     _fix_launch_template_version_user_data()
     lifetime = common.Lifetime(watch_stdin=not a.no_stdin_watch)
     app = DomainDispatcherApplication(create_backend_app)
+    store = None
+    if a.bodies:
+        from . import bodies
+        store = bodies.ImageStore(a.images_dir or bodies.default_images_dir(), apt_repo=a.apt_repo)
+        if store.cleaned:
+            log.info("cleaned up after crashed stand-ins: %s", ", ".join(store.cleaned))
+        app = bodies.install(store)(app)
     server = make_server(a.host, a.port, app, threaded=True, request_handler=MotoRequestHandler)
     host, port = server.server_address[:2]
     t = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
@@ -70,14 +94,21 @@ def main(argv):
     url = "http://%s:%d" % (host, port)
     log.info("moto serving on %s", url)
     extra = {}
-    if a.signed_user:
-        extra = _make_signed_user(url, a.region, a.signed_user)
-    common.announce("moto", url=url, host=host, port=port, region=a.region,
-                    verify_signatures_after=a.verify_signatures, **extra)
-    reason = lifetime.wait()
-    log.info("stopping (%s)", reason)
-    server.shutdown()
-    server.server_close()
+    try:
+        if a.signed_user:
+            extra = _make_signed_user(url, a.region, a.signed_user)
+        if store is not None:
+            extra.update(bodies=True, images_dir=store.images_dir, run_dir=store.run_dir,
+                         bodies_url=url + "/__kiln_bodies")
+        common.announce("moto", url=url, host=host, port=port, region=a.region,
+                        verify_signatures_after=a.verify_signatures, **extra)
+        reason = lifetime.wait()
+        log.info("stopping (%s)", reason)
+        server.shutdown()
+        server.server_close()
+    finally:
+        if store is not None:
+            store.close()
     return 0
 
 
