@@ -10,9 +10,10 @@ no body.
 
 Bodies. RunInstances and Auto Scaling launches (moto's InstanceBackend.run_instances, which both call) start a
 body: an overlay (the image's layers under an upper directory of the instance's own) mounted at
-`run/<run id>/instances/<id>/merged`, booted by body/init.py as PID 1 of `unshare --mount --pid --fork`, on this
+`run/<run id>/instances/<id>/merged`, booted by body/init.py as PID 1 of `unshare --mount --uts --ipc --pid`, on this
 network namespace (loopback), its binds held to the instance's private 127.x address. StopInstances stops it and
-keeps its upper directory, StartInstances boots it again, TerminateInstances (and scale-in, which calls it) stops
+keeps its upper directory, StartInstances boots it again (RebootInstances: both), TerminateInstances (and
+scale-in, which calls it) stops
 it and removes its directory. GetConsoleOutput answers the body's console (cloud-init and the units).
 
 The hooks observe moto's models (each calls moto's own method first and acts on what it did); none changes an
@@ -337,8 +338,10 @@ class ImageStore:
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "KILN_BODY": "%s/%s" % (self.run, body.instance_id), "PYTHONUNBUFFERED": "1"}
         # setpriv --pdeathsig: the body dies with this worker thread (the stand-in); unshare --kill-child: the
-        # PID namespace (every process of the body) dies with unshare.
-        argv = ["setpriv", "--pdeathsig", "KILL", "unshare", "--mount", "--pid", "--fork", "--kill-child",
+        # PID namespace (every process of the body) dies with unshare. --uts: cloud-init's set_hostname names the
+        # body, not this machine; --ipc: the body's System V IPC is its own.
+        argv = ["setpriv", "--pdeathsig", "KILL", "unshare", "--mount", "--uts", "--ipc", "--pid", "--fork",
+                "--kill-child",
                 "--propagation", "private", "--", sys.executable, "-S", INIT, config]
         with self.lock:
             body.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console,
@@ -378,6 +381,12 @@ class ImageStore:
     def start(self, instance_id):
         body = self.bodies.get(instance_id)
         if body is not None:
+            self.submit(self._boot, body)
+
+    def reboot(self, instance_id):
+        body = self.bodies.get(instance_id)
+        if body is not None and body.state == "running":
+            self.submit(self._stop, body)
             self.submit(self._boot, body)
 
     def terminate(self, instance_id):
@@ -421,10 +430,11 @@ class ImageStore:
             bodies = list(self.bodies.values())
         for body in bodies:
             if body.process is not None and body.process.poll() is None:
-                try:
-                    os.killpg(body.process.pid, signal.SIGTERM)
-                except OSError:
-                    pass
+                for pid in _children(body.process.pid) or [body.process.pid]:
+                    try:
+                        os.kill(pid, signal.SIGTERM)
+                    except OSError:
+                        pass
         for body in bodies:
             self._halt(body)
         done = self.submit(None)
@@ -436,12 +446,14 @@ class ImageStore:
 
 
 def _stop_group(process):
-    """SIGTERM to the body (its init stops its units), then SIGKILL to its process group."""
+    """SIGTERM to the body's init (PID 1 of its namespace: it stops its units, as an instance shutting down stops
+    its services), then, when the body is still there after STOP_TIMEOUT, SIGKILL to its process group."""
     if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except OSError:
-            pass
+        for pid in _children(process.pid) or [process.pid]:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
         try:
             process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -451,6 +463,18 @@ def _stop_group(process):
     except OSError:
         pass
     process.wait()
+
+
+def _children(pid):
+    """The pids `pid`'s threads forked (/proc/PID/task/TID/children): for unshare --fork, the body's init."""
+    found = []
+    try:
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                found += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return found
 
 
 def _public_key(instance):
@@ -496,6 +520,7 @@ def install(store):
     create_image = AmiBackend.create_image
     deregister_image = AmiBackend.deregister_image
     instance_start, instance_stop, instance_terminate = Instance.start, Instance.stop, Instance.terminate
+    instance_reboot = Instance.reboot
     get_console_output = General.get_console_output
 
     def run_instances_with_bodies(self, image_id, *args, **kwargs):
@@ -520,6 +545,10 @@ def install(store):
         store.terminate(self.id)
         return previous
 
+    def reboot_with_body(self):
+        instance_reboot(self)
+        store.reboot(self.id)
+
     def create_image_with_tree(self, instance_id, *args, **kwargs):
         ami = create_image(self, instance_id, *args, **kwargs)
         store.submit(store.create_image, instance_id, ami.id).wait()
@@ -540,6 +569,7 @@ def install(store):
 
     InstanceBackend.run_instances = run_instances_with_bodies
     Instance.start, Instance.stop, Instance.terminate = start_with_body, stop_with_body, terminate_with_body
+    Instance.reboot = reboot_with_body
     AmiBackend.create_image = create_image_with_tree
     AmiBackend.deregister_image = deregister_image_and_tree
     General.get_console_output = console_of_body

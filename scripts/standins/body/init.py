@@ -1,5 +1,5 @@
 """PID 1 of one instance body (scripts/standins/bodies.py starts it under
-`unshare --mount --pid --fork`): boots the instance's tree the way an EC2
+`unshare --mount --uts --ipc --pid --fork`): boots the instance's tree the way an EC2
 Ubuntu instance boots, without systemd.
 
     python3 init.py CONFIG.json     # {"tree", "address", "instance_id", "hostname"}
@@ -31,7 +31,8 @@ import time
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # cloud-init is run by this init in order (step 2 and 4); systemd's own units have no systemd to talk to.
-NOT_SUPERVISED = re.compile(r"^(cloud-.*|systemd-.*|getty@.*|serial-getty@.*|e2scrub.*|fstrim|apt-daily.*)\.(service|timer)$")
+NOT_SUPERVISED = re.compile(
+    r"^(cloud-.*|systemd-.*|getty@.*|serial-getty@.*|e2scrub.*|fstrim|apt-daily.*)\.(service|timer)$")
 DEVICES = ["null", "zero", "full", "random", "urandom", "tty"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -55,6 +56,14 @@ def mount(source, target, fstype=None, options=None, bind=False):
 def prepare_tree(tree, address, seed):
     """What the kernel and systemd give an instance before its units start."""
     mount("proc", os.path.join(tree, "proc"), "proc", "nosuid,nodev,noexec")
+    # The body shares this machine's kernel and network namespace: its root may not change their settings
+    # (sysctl), as a container runtime keeps /proc/sys read-only.
+    for name in ("sys", "sysrq-trigger"):
+        path = os.path.join(tree, "proc", name)
+        if not os.path.exists(path):
+            continue  # a kernel built without it (CONFIG_MAGIC_SYSRQ)
+        mount(path, path, bind=True)
+        mount("none", path, options="remount,bind,ro")
     dev = os.path.join(tree, "dev")
     mount("tmpfs", dev, "tmpfs", "mode=0755,nosuid")
     for name in DEVICES:

@@ -6,6 +6,7 @@ Needs root and the base root file system (scripts/setup runs scripts/setup-rootf
 import json
 import os
 import signal
+import socket
 import subprocess
 import textwrap
 import time
@@ -71,6 +72,9 @@ def wait_until(check, what, state_of):
         value = check()
         if value:
             return value
+        state = state_of()
+        if state and state["state"] == "running" and state["pid"] is None:
+            pytest.fail("%s: the body's init exited; its console:\n%s" % (what, console(state)[-4000:]))
         if time.monotonic() > deadline:
             state = state_of()
             pytest.fail("%s: not within %.0fs; the body's console:\n%s" % (what, BOOT_WAIT, console(state)[-4000:]))
@@ -99,12 +103,22 @@ def http_get(address, path):
 
 
 def test_a_stock_image_body_answers_ssh_with_its_launch_key_and_runs_a_shell_user_data(world, tmp_path):
+    host_name = socket.gethostname()
     instance_id, address = launch(world, user_data="#!/bin/sh\necho \"shell user data ran as $(id -un)\" "
                                                    "> /var/tmp/shell-user-data\n")
     state = wait_booted(world, instance_id)
+    # cloud-init set the body's hostname in the body's own UTS namespace, not this machine's.
+    assert socket.gethostname() == host_name
     result = ssh(world, address, "id -un; sudo -n id -un; hostname")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ubuntu", "root", "ip-" + address.replace(".", "-")]
+    # Nothing in a body reaches past loopback for a name (no name server; its own name in /etc/hosts), and its
+    # root cannot change this machine's kernel settings.
+    names = ssh(world, address, "grep -c nameserver /etc/resolv.conf; getent hosts $(hostname) | cut -d' ' -f1")
+    assert names.stdout.split() == ["0", "127.0.1.1"], names
+    sysctl = ssh(world, address, "sudo -n sh -c 'cat /proc/sys/kernel/printk_ratelimit "
+                                 "> /proc/sys/kernel/printk_ratelimit'")
+    assert sysctl.returncode != 0 and "Read-only file system" in sysctl.stderr, sysctl
     with open(os.path.join(state["tree"], "var/tmp/shell-user-data")) as f:
         assert f.read() == "shell user data ran as root\n"
 
@@ -192,7 +206,8 @@ def test_create_image_of_a_changed_instance_gives_an_image_whose_units_run_confi
         f.write(HELLO_SERVER)
     with open(os.path.join(tree, "etc/systemd/system/hello.service"), "w") as f:
         f.write(HELLO_UNIT)
-    os.symlink("/etc/systemd/system/hello.service", os.path.join(tree, "etc/systemd/system/multi-user.target.wants/hello.service"))
+    os.symlink("/etc/systemd/system/hello.service",
+               os.path.join(tree, "etc/systemd/system/multi-user.target.wants/hello.service"))
     os.remove(os.path.join(tree, "etc/motd"))  # a deletion (an overlay whiteout) is part of the image too
     ec2 = world["ec2"]
     ec2.stop_instances(InstanceIds=[builder_id])
@@ -225,6 +240,7 @@ def test_stop_keeps_the_copy_start_boots_it_again_terminate_removes_it(world):
     ec2.stop_instances(InstanceIds=[instance_id])
     stopped = body(world, instance_id)
     assert stopped["state"] == "stopped" and stopped["pid"] is None and stopped["tree"] is None
+    assert "ssh.service: stopped" in console(stopped) and "[kiln-body] stopped" in console(stopped)
     assert os.path.exists(os.path.join(stopped["upper"], "var/tmp/kept"))
     assert ssh(world, address, "true").returncode == 255
 
@@ -236,6 +252,24 @@ def test_stop_keeps_the_copy_start_boots_it_again_terminate_removes_it(world):
     assert body(world, instance_id) is None
     assert not os.path.exists(os.path.dirname(stopped["upper"]))
     assert ssh(world, address, "true").returncode == 255
+
+
+def test_auto_scaling_launches_bodies_and_scale_in_removes_them(world):
+    ec2, autoscaling = world["ec2"], client("autoscaling", world["moto"]["url"])
+    template = ec2.create_launch_template(LaunchTemplateName="bodies", LaunchTemplateData={
+        "ImageId": world["stock"], "InstanceType": "t3.micro", "KeyName": "kiln-launch",
+        "UserData": __import__("base64").b64encode(b"#!/bin/sh\necho from-the-template > /var/tmp/lt\n").decode()})
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="bodies", MinSize=0, MaxSize=2, DesiredCapacity=1, VPCZoneIdentifier=world["subnet"],
+        LaunchTemplate={"LaunchTemplateId": template["LaunchTemplate"]["LaunchTemplateId"], "Version": "1"})
+    instance_id = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["bodies"])[
+        "AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
+    state = wait_booted(world, instance_id)
+    with open(os.path.join(state["tree"], "var/tmp/lt")) as f:
+        assert f.read() == "from-the-template\n"
+    autoscaling.set_desired_capacity(AutoScalingGroupName="bodies", DesiredCapacity=0)
+    assert body(world, instance_id) is None
+    assert not os.path.exists(os.path.dirname(state["upper"]))
 
 
 def test_an_image_without_a_tree_gives_instances_without_bodies(world):
@@ -299,3 +333,13 @@ def test_a_killed_stand_in_is_cleaned_up_by_the_next_start_and_nothing_else(tmp_
     os.rmdir(stranger)
     with open(tmp_path / "next.log") as f:
         assert "cleaning up after stand-in pid %d (run %s)" % (int(run.split("-")[0]), run) in f.read()
+
+
+def test_bodies_without_a_base_root_file_system_say_what_to_run(tmp_path):
+    from standins.harness import command
+    result = subprocess.run(command("moto", "--bodies", "--images-dir", str(tmp_path)), env=standin_env(),
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert result.returncode == 1 and result.stdout == ""
+    assert ("standin moto --bodies: no base root file system in %s/base (run scripts/setup, which runs "
+            "scripts/setup-rootfs)" % tmp_path) in result.stderr
+    assert os.listdir(tmp_path) == [], "nothing is made when the stand-in cannot start"
