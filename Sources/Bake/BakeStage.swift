@@ -207,6 +207,11 @@ public struct BakeStage {
             KilnTag.sourceAMI: source,
             KilnTag.builtAt: builtAt.string(from: started),
         ]
+        // Only when AWS_ENDPOINT_URL(_EC2) points elsewhere (a stand-in): Packer's
+        // SDK does not read those variables itself.
+        let ec2Endpoint =
+            context.job["AWS_ENDPOINT_URL_EC2"] ?? context.job["AWS_ENDPOINT_URL"] != nil
+            ? client.endpoints.url(for: .ec2) : ""
         var variables: [String: PackerRun.VariableValue] = configuration.variables.mapValues { .string($0) }
         variables.merge([
             "source_ami": .string(source), "ami_name": .string(name), "region": .string(client.region),
@@ -220,12 +225,10 @@ public struct BakeStage {
             // empty: the account's default EBS key).
             "encrypt_boot": .bool(configuration.encrypts(in: client.region)),
             "kms_key_id": .string(configuration.kmsKey(in: client.region) ?? ""),
-            // Only when AWS_ENDPOINT_URL(_EC2) points elsewhere (a stand-in): Packer's
-            // SDK does not read those variables itself.
-            "ec2_endpoint": .string(
-                context.job["AWS_ENDPOINT_URL_EC2"] ?? context.job["AWS_ENDPOINT_URL"] != nil
-                    ? client.endpoints.url(for: .ec2) : ""),
+            "ec2_endpoint": .string(ec2Endpoint),
         ]) { $1 }
+        // Only what a loopback world needs, and only where the project's own variables do not say otherwise.
+        variables.merge(PackerRun.loopbackVariables(ec2Endpoint: ec2Endpoint)) { own, _ in own }
 
         let credentials = try client.credentials.resolved().credentials
         let scratch = try Self.makeScratchFolder(temporary: context.job["TMPDIR"] ?? NSTemporaryDirectory())
