@@ -68,6 +68,19 @@ variable "ssh_username" {
   type    = string
   default = "ubuntu"
 }
+# Set by kiln-bake only when EC2 is a stand-in on loopback (the instance
+# bodies of `scripts/standin moto --bodies`): there the builder's only
+# address is its private 127.x one. null leaves Packer's own behaviour
+# (public address if the instance has one, else private; the subnet's
+# public-address setting).
+variable "ssh_interface" {
+  type    = string
+  default = null
+}
+variable "associate_public_ip_address" {
+  type    = bool
+  default = null
+}
 
 source "amazon-ebs" "kiln" {
   region        = var.region
@@ -80,9 +93,11 @@ source "amazon-ebs" "kiln" {
   skip_region_validation  = var.ec2_endpoint != ""
   skip_metadata_api_check = var.ec2_endpoint != ""
 
-  communicator = var.communicator
-  ssh_username = var.ssh_username
-  ssh_timeout  = "10m"
+  communicator                = var.communicator
+  ssh_username                = var.ssh_username
+  ssh_timeout                 = "10m"
+  ssh_interface               = var.ssh_interface
+  associate_public_ip_address = var.associate_public_ip_address
 
   # Packer's waiting (instance running, AMI available, ...), here rather
   # than in AWS_MAX_ATTEMPTS, which is Kiln's retry setting and never
@@ -104,17 +119,27 @@ build {
   sources = ["source.amazon-ebs.kiln"]
 
   # kiln:provisioners-begin
-  # Ansible over Packer's SSH connection: base.yml or app.yml.
+  # Ansible straight to the builder's sshd (base.yml or app.yml), as the
+  # SSH communicator reaches it, with the communicator's key. Not through
+  # Packer's local SSH proxy (use_proxy = true, the default): it offers
+  # only an ssh-rsa host key, which OpenSSH 8.8 and later refuse ("no
+  # matching host key type found. Their offer: ssh-rsa": packer-plugin-
+  # ansible issues 69 and 140, fixed in the plugin by PR 162, not in
+  # Debian's Packer 1.6.6), and it fails OpenSSH 9's scp, which speaks SFTP
+  # (issues 100 and 110). Straight to sshd none of that applies, and no
+  # host-key or scp option is needed; the plugin (Packer 1.7+) has the same
+  # setting. Pipelining: one SSH round trip per task instead of several.
   provisioner "ansible" {
     playbook_file = "${var.playbooks_dir}/${var.role}.yml"
     user          = var.ssh_username
+    use_proxy     = false
     extra_arguments = [
       "--extra-vars", "kiln_application=${var.application}",
       "--extra-vars", "kiln_version=${var.application_version}",
       "--extra-vars", "kiln_artifact=${var.artifact}",
       "--extra-vars", "kiln_artifact_sha256=${var.artifact_sha256}",
     ]
-    ansible_env_vars = ["ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=True"]
+    ansible_env_vars = ["ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=True", "ANSIBLE_PIPELINING=True"]
   }
   # kiln:provisioners-end
 }

@@ -191,6 +191,11 @@ public struct BakeStage {
             KilnTag.sourceAMI: source,
             KilnTag.builtAt: builtAt.string(from: started),
         ]
+        // Only when AWS_ENDPOINT_URL(_EC2) points elsewhere (a stand-in): Packer's
+        // SDK does not read those variables itself.
+        let ec2Endpoint =
+            context.job["AWS_ENDPOINT_URL_EC2"] ?? context.job["AWS_ENDPOINT_URL"] != nil
+            ? client.endpoints.url(for: .ec2) : ""
         var variables: [String: PackerRun.VariableValue] = configuration.variables.mapValues { .string($0) }
         variables.merge([
             "source_ami": .string(source), "ami_name": .string(name), "region": .string(client.region),
@@ -200,12 +205,10 @@ public struct BakeStage {
             "application_version": .string(inputs.version),
             "artifact": .string(inputs.artifactPath ?? ""), "artifact_sha256": .string(inputs.artifactSHA256 ?? ""),
             "playbooks_dir": .string(configuration.playbooks), "communicator": .string(configuration.communicator),
-            // Only when AWS_ENDPOINT_URL(_EC2) points elsewhere (a stand-in): Packer's
-            // SDK does not read those variables itself.
-            "ec2_endpoint": .string(
-                context.job["AWS_ENDPOINT_URL_EC2"] ?? context.job["AWS_ENDPOINT_URL"] != nil
-                    ? client.endpoints.url(for: .ec2) : ""),
+            "ec2_endpoint": .string(ec2Endpoint),
         ]) { $1 }
+        // Only what a loopback world needs, and only where the project's own variables do not say otherwise.
+        variables.merge(PackerRun.loopbackVariables(ec2Endpoint: ec2Endpoint)) { own, _ in own }
 
         let credentials = try client.credentials.resolved().credentials
         let scratch = try Self.makeScratchFolder(temporary: context.job["TMPDIR"] ?? NSTemporaryDirectory())

@@ -23,14 +23,29 @@ public struct PackerRun: Sendable {
 
     public enum VariableValue: Sendable, Equatable, Encodable {
         case string(String)
+        case bool(Bool)
         case map([String: String])
         public func encode(to encoder: any Encoder) throws {
             var container = encoder.singleValueContainer()
             switch self {
             case .string(let text): try container.encode(text)
+            case .bool(let value): try container.encode(value)
             case .map(let map): try container.encode(map)
             }
         }
+    }
+
+    /// What only a world on loopback needs (EC2 a stand-in on 127.0.0.0/8, whose
+    /// instance bodies listen on their private 127.x address): SSH to the
+    /// private address, and no public one, which moto would make up off the
+    /// machine. The shipped template declares both with a null default, so
+    /// that against AWS Packer keeps its own behaviour. Nothing for AWS.
+    public static func loopbackVariables(ec2Endpoint: String) -> [String: VariableValue] {
+        guard let host = URLComponents(string: ec2Endpoint)?.host else { return [:] }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false).map { UInt8($0) }
+        let inLoopbackNet = octets.count == 4 && octets.allSatisfy { $0 != nil } && octets[0] == 127
+        guard host == "localhost" || inLoopbackNet else { return [:] }
+        return ["ssh_interface": .string("private_ip"), "associate_public_ip_address": .bool(false)]
     }
 
     public struct Outcome: Sendable {

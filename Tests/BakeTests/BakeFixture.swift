@@ -66,12 +66,18 @@ final class BakeProject: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: folder.file("kiln"), withIntermediateDirectories: true)
         let name = "kiln/demo-\(version).tar.gz"
         try Data(content.utf8).write(to: URL(fileURLWithPath: folder.file(name)))
+        try writeBuildJSON(artifact: name, version: version)
+    }
+
+    /// build.json naming the artifact at `name` (in the project folder).
+    func writeBuildJSON(artifact name: String, version: String) throws {
         let digest = try SHA256Digest.hex(ofFileAt: folder.file(name))
+        let size = try FileManager.default.attributesOfItem(atPath: folder.file(name))[.size] as? Int ?? 0
         let json: [String: Any] = [
             "schema": "kiln.build", "version": 1, "producer": ["name": "kiln-build", "version": "test"],
             "createdAt": "2026-01-01T00:00:00Z", "application": "demo", "applicationVersion": version,
             "commit": String(repeating: "a", count: 40), "outcome": "passed",
-            "artifact": ["path": name, "size": content.utf8.count, "sha256": digest, "kind": "tar.gz"],
+            "artifact": ["path": name, "size": size, "sha256": digest, "kind": "tar.gz"],
             "commands": [],
         ]
         try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])

@@ -74,7 +74,9 @@ def register_app_ami(ec2, name, tags):
 
 def build_world(endpoint, region="us-east-1", environments=("test", "live"), desired=2,
                 health_port=8080, health="healthy", boot_delay=0.0, flap_period=1.0,
-                app="demo", verify=True, verify_timeout=20.0, credentials=None):
+                app="demo", verify=True, verify_timeout=20.0, credentials=None, ami=None):
+    """The world Terraform would make. `ami`: the groups start on that image (a real release, baked on
+    instance bodies: scripts/demo) instead of a registered image the fleet stand-in answers for by its tags."""
     common.check_loopback(endpoint)
     if isinstance(environments, str):
         environments = [e for e in environments.split(",") if e]
@@ -95,8 +97,9 @@ def build_world(endpoint, region="us-east-1", environments=("test", "live"), des
         "IpProtocol": "tcp", "FromPort": health_port, "ToPort": health_port,
         "IpRanges": [{"CidrIp": VPC_CIDR}]}])
 
-    ami = register_app_ami(ec2, "%s-app-%d" % (app, int(time.time() * 1000)),
-                           app_ami_tags(app, health, boot_delay, flap_period))
+    if ami is None:
+        ami = register_app_ami(ec2, "%s-app-%d" % (app, int(time.time() * 1000)),
+                               app_ami_tags(app, health, boot_delay, flap_period))
 
     out = {
         "region": _out(region),

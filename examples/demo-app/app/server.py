@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The demo application: a tiny HTTP service with a health endpoint.
 
-GET /health answers 200 "ok" once the service is ready; GET / says which
-release runs. It reads its settings from /etc/demo/env (written at boot by
-the user_init script) and the environment."""
+GET /health answers 200 once the service is ready, with the release that
+answers and its environment (JSON: status, version, environment); GET / says
+the same. It reads its settings from /etc/demo/env (written at boot by the
+user_init script) and the environment."""
 import http.server
 import json
 import os
@@ -23,13 +24,15 @@ def settings(path="/etc/demo/env"):
     return values
 
 
+def health():
+    """What /health answers: this release and the environment user_init configured."""
+    return {"app": "demo", "status": "ok", "version": VERSION, "environment": settings().get("ENVIRONMENT", "?")}
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        if self.path == "/health":
-            body, status = b"ok\n", 200
-        elif self.path == "/":
-            body = json.dumps({"app": "demo", "version": VERSION, "environment": settings().get("ENVIRONMENT", "?")}).encode()
-            status = 200
+        if self.path in ("/health", "/"):
+            body, status = (json.dumps(health()) + "\n").encode(), 200
         else:
             body, status = b"not found\n", 404
         self.send_response(status)

@@ -18,5 +18,13 @@ class SettingsTests(unittest.TestCase):
         self.assertEqual(server.settings("/nonexistent/demo/env"), {})
 
 
+class HealthTests(unittest.TestCase):
+    def test_reports_the_release_and_its_environment(self):
+        answer = server.health()
+        self.assertEqual(answer["status"], "ok")
+        self.assertEqual(answer["version"], server.VERSION)
+        self.assertIn("environment", answer)
+
+
 if __name__ == "__main__":
     unittest.main()
