@@ -61,6 +61,8 @@ public struct RotationReport: Sendable, Equatable {
     public var lowestHealthy = Int.max
     public var largestGroup = 0
     public var failure: RotationFailure?
+    /// Poll by poll, for rotation-<env>.svg.
+    public var timeline = RotationTimeline()
 }
 
 /// Why a group is rolled back.
@@ -124,6 +126,9 @@ public struct Rotation: Sendable {
     }
 
     private func now() -> Date { clock.now() }
+    /// Seconds since the rotation started, for the report and the timeline.
+    private func elapsed() -> Double { now().timeIntervalSince(started) }
+    var alarms: AlarmWatch { AlarmWatch(names: configuration.health.alarms, client: client) }
     private func sleep(_ seconds: TimeInterval) { clock.sleep(seconds) }
 
     // MARK: the run
@@ -143,6 +148,7 @@ public struct Rotation: Sendable {
                 return RotationReport(outcome: .nothingToDo, fromVersion: currentVersion, toVersion: currentVersion)
             }
             try plan(state: state, instances: instances, release: release.digest).check()
+            try alarms.checkExist(environment: configuration.environment)
             let toVersion = try createVersion(template: template.id, from: currentVersion, release: release)
             let suspended = ["AZRebalance"] + configuration.suspend
             let byKiln = suspended.filter { !state.suspendedProcesses.contains($0) }
@@ -177,6 +183,7 @@ public struct Rotation: Sendable {
                 to: release.digest, journal: &journal, report: &report, observer: observer, direction: .forward)
         } catch let failure as RotationFailure {
             report.failure = failure
+            report.timeline.mark(.failure, failure.description, at: elapsed())
             log.error("rotate: \(failure)")
             guard rollbackOnFailure else {
                 journal.phase = .failed
@@ -229,6 +236,7 @@ public struct Rotation: Sendable {
     ) throws -> RotationReport {
         report.failure = cause.failure
         report.outcome = .rolledBack
+        report.timeline.mark(.rollback, "rolling back to version \(journal.fromVersion)", at: elapsed())
         journal.phase = .rollingBack(nil)
         try journal.save(client, group: group)
         let (state, _) = try observer.poll()
@@ -273,6 +281,7 @@ public struct Rotation: Sendable {
         var lastHeartbeat = now()
         var seenNew = Set<String>()
         var soakUntil: Date?
+        var soakHeld: String?
         var firstBatchDone = false
         let totalOld: Int
         do {
@@ -289,6 +298,14 @@ public struct Rotation: Sendable {
             configuration.strategy == .canary && totalOld > 1
             ? 1 + Int((Double(totalOld - 1) / Double(batchSize)).rounded(.up))
             : max(1, Int((Double(totalOld) / Double(batchSize)).rounded(.up)))
+        // Checkpoints and alarms gate the way forward; a rollback returns to
+        // what ran before and stops for neither.
+        var checkpointStops =
+            direction == .forward
+            ? configuration.checkpoints?.stops(
+                batches: RotationPlan.batches(strategy: configuration.strategy, old: totalOld, batchSize: batchSize))
+                ?? [] : []
+        let alarms = direction == .forward ? self.alarms : AlarmWatch(names: [], client: client)
 
         while true {
             if now().timeIntervalSince(lastHeartbeat) >= Self.heartbeatEvery {
@@ -318,6 +335,7 @@ public struct Rotation: Sendable {
                 lastSetDesired = state.desiredCapacity
             }
             if let failure = judge(gate, targetGroups: state.targetGroupARNs, new) { throw failure }
+            if let failure = try alarms.check() { throw failure }
             for instance in new where !seenNew.contains(instance.id) {
                 seenNew.insert(instance.id)
                 report.launched.append(
@@ -344,6 +362,10 @@ public struct Rotation: Sendable {
                 + new.filter { gate.passed($0.id) }.count
             report.lowestHealthy = min(report.lowestHealthy, healthy)
             report.largestGroup = max(report.largestGroup, live.count)
+            report.timeline.record(
+                RotationTimeline.Sample(
+                    seconds: elapsed(), healthy: healthy, groupSize: live.count,
+                    newRelease: direction == .forward ? new.count : old.count))
 
             let pending = new.filter { !gate.passed($0.id) }
             if !pending.isEmpty {
@@ -364,7 +386,8 @@ public struct Rotation: Sendable {
             if let until = soakUntil {
                 if now() < until { sleep(configuration.health.poll); continue }
                 soakUntil = nil
-                log.line("rotate: the canary held through its soak")
+                log.line("rotate: \(soakHeld ?? "the canary held through its soak")")
+                soakHeld = nil
             }
             let excess = new.count + old.count - desired
             if excess > 0 && !old.isEmpty {
@@ -383,6 +406,23 @@ public struct Rotation: Sendable {
                     )
                 }
                 firstBatchDone = true
+                report.timeline.mark(
+                    .batchConfirmed, "batch \(min(batchIndex, plannedBatches)) of \(plannedBatches)", at: elapsed())
+                if let stop = checkpointStops.first, stop.afterBatch <= batchIndex,
+                    let checkpoints = configuration.checkpoints
+                {
+                    checkpointStops.removeFirst()
+                    let until = now().addingTimeInterval(checkpoints.soak)
+                    soakUntil = max(soakUntil ?? until, until)
+                    soakHeld = "checkpoint \(stop.label) held through its soak"
+                    report.timeline.mark(.checkpoint, "checkpoint \(stop.label)", at: elapsed())
+                    log.line(
+                        """
+                        rotate: checkpoint \(stop.label) (\(stop.replaced) of \(stop.total) replaced): \
+                        soaking for \(LogWriter.formatDuration(checkpoints.soak)), the gate still watching
+                        """
+                    )
+                }
                 // What is left is known without another poll: the next batch
                 // starts at once (a poll would only confirm the terminations).
                 if soakUntil != nil || old.isEmpty { continue }
@@ -422,6 +462,8 @@ public struct Rotation: Sendable {
             lastSetDesired = target
             batchStarted = now()
             report.batches = batchIndex
+            report.timeline.mark(
+                .batchStarted, "\(direction.label) \(min(batchIndex, plannedBatches))/\(plannedBatches)", at: elapsed())
             log.line(
                 """
                 rotate: \(direction.label): batch \(min(batchIndex, plannedBatches)) of \(plannedBatches): \
