@@ -190,6 +190,6 @@ extension Rotation {
         let (state, instances) = try GroupObserver(client: client, group: group).poll()
         let template = try launchTemplate(of: state)
         _ = try numericVersion(template)
-        return plan(state: state, instances: instances, release: release)
+        return plan(state: state, instances: instances, release: release, warmPool: try warmPool())
     }
 }

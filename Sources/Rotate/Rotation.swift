@@ -147,7 +147,7 @@ public struct Rotation: Sendable {
                 log.line("rotate: every instance of \(group) already runs release \(release.digest): nothing to do")
                 return RotationReport(outcome: .nothingToDo, fromVersion: currentVersion, toVersion: currentVersion)
             }
-            try plan(state: state, instances: instances, release: release.digest).check()
+            try plan(state: state, instances: instances, release: release.digest, warmPool: warmPool()).check()
             try alarms.checkExist(environment: configuration.environment)
             let toVersion = try createVersion(template: template.id, from: currentVersion, release: release)
             let suspended = ["AZRebalance"] + configuration.suspend
@@ -172,7 +172,8 @@ public struct Rotation: Sendable {
         }
         do {
             try client.updateAutoScalingGroup(
-                group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.toVersion)"))
+                group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.toVersion)"),
+                inMixedInstancesPolicy: state.usesMixedInstancesPolicy)
             log.line(
                 """
                 rotate: \(group) now launches version \(journal.toVersion) (release \(release.digest), \
@@ -244,7 +245,8 @@ public struct Rotation: Sendable {
         let oldRelease = try versionRelease(template.id, journal.fromVersion)
         log.line("rotate: rolling \(group) back to version \(journal.fromVersion) (release \(oldRelease))")
         try client.updateAutoScalingGroup(
-            group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.fromVersion)"))
+            group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.fromVersion)"),
+            inMixedInstancesPolicy: state.usesMixedInstancesPolicy)
         do {
             try converge(to: oldRelease, journal: &journal, report: &report, observer: observer, direction: .back)
         } catch let rollbackFailure as RotationFailure {
@@ -480,6 +482,16 @@ public struct Rotation: Sendable {
     /// group which of them took effect.
     private func terminate(_ instances: [ObservedInstance], report: inout RotationReport, direction: Direction) throws {
         let client = client
+        // Scale-in protection keeps an instance from the group's own choice
+        // of what to retire ("Use instance scale-in protection", EC2 Auto
+        // Scaling user guide); Kiln retires old instances on purpose, so it
+        // lifts the protection first, in one call for the batch.
+        let protected = instances.filter(\.protectedFromScaleIn).map(\.id)
+        if !protected.isEmpty {
+            try client.setInstanceProtection(group, protected, protected: false)
+            log.line(
+                "rotate: \(direction.label): removed scale-in protection from \(protected.joined(separator: ", "))")
+        }
         let outcomes = Parallel.map(instances) { instance in
             _ = try client.terminateInstanceInAutoScalingGroup(instance.id, shouldDecrementDesiredCapacity: true)
         }
@@ -629,7 +641,13 @@ public struct Rotation: Sendable {
     }
 
     /// The plan for the group as it stands.
-    func plan(state: AutoScalingGroup, instances: [ObservedInstance], release: String) -> RotationPlan {
-        RotationPlan.make(configuration: configuration, state: state, instances: instances, release: release)
+    func plan(
+        state: AutoScalingGroup, instances: [ObservedInstance], release: String, warmPool: WarmPool?
+    ) -> RotationPlan {
+        RotationPlan.make(
+            configuration: configuration, state: state, instances: instances, release: release, warmPool: warmPool)
     }
+
+    /// The group's warm pool, if it has one (a plan refusal: `GroupRefusals`).
+    func warmPool() throws -> WarmPool? { try client.describeWarmPool(group) }
 }

@@ -25,7 +25,8 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
     public var checkpointSoak: TimeInterval = 0
 
     static func make(
-        configuration: RotateConfiguration, state: AutoScalingGroup, instances: [ObservedInstance], release: String
+        configuration: RotateConfiguration, state: AutoScalingGroup, instances: [ObservedInstance], release: String,
+        warmPool: WarmPool? = nil
     ) -> RotationPlan {
         let live = instances.filter { !$0.lifecycleState.isTerminating }
         let old = live.filter { $0.release != release }.count
@@ -88,7 +89,17 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
             calls["elasticloadbalancing:DescribeTargetHealth"] = (polls + 1) * state.targetGroupARNs.count
         }
 
-        var problems: [String] = []
+        var problems = GroupRefusals.problems(state: state, instances: instances, warmPool: warmPool)
+        let protected = live.filter { $0.release != release && $0.protectedFromScaleIn }.count
+        if protected > 0 {
+            checks.append(
+                "\(protected) old instance(s) scale-in protected: the protection is removed as each is retired")
+            calls["autoscaling:SetInstanceProtection"] = batches.count
+        }
+        if state.usesMixedInstancesPolicy {
+            checks.append("mixed instances policy: the new version goes into the policy's launch template")
+        }
+        calls["autoscaling:DescribeWarmPool"] = 1
         if live.isEmpty || state.desiredCapacity == 0 {
             problems.append(
                 """
