@@ -168,9 +168,9 @@ public struct RotateStage {
                     """
                     \(configuration.autoScalingGroup), release \(release.digest) \
                     (\(image.application) \(image.applicationVersion)), \
-                    version \(report.fromVersion) to \(report.toVersion)\
-                    \(report.failure.map { "; failed: \($0)" } ?? "")
-                    """)
+                    version \(report.fromVersion) to \(report.toVersion)
+                    """,
+                failure: report.failure?.description)
             try AtomicFile.write(
                 Data(picture.svg.utf8), to: context.artifacts.path(RotationPicture.fileName(environment: environment)))
             try context.artifacts.write(

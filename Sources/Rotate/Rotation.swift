@@ -408,8 +408,14 @@ public struct Rotation: Sendable {
                     )
                 }
                 firstBatchDone = true
+                // Before any launch of this run (a rollback's first step, a
+                // resumed run) it retires what an earlier batch left over.
                 report.timeline.mark(
-                    .batchConfirmed, "batch \(min(batchIndex, plannedBatches)) of \(plannedBatches)", at: elapsed())
+                    .batchConfirmed,
+                    batchIndex == 0
+                        ? "\(direction.label): retired \(retiring.count) left over"
+                        : "\(direction.label) \(min(batchIndex, plannedBatches))/\(plannedBatches)",
+                    at: elapsed())
                 if let stop = checkpointStops.first, stop.afterBatch <= batchIndex,
                     let checkpoints = configuration.checkpoints
                 {

@@ -13,14 +13,17 @@ public struct RotationPicture: Sendable {
     /// `rotation test: release 4f1c... (demo v2.0.0), rolled-back`.
     public var title: String
     public var subtitle: String
+    /// Why it failed, in red under the subtitle (cut to fit; whole in the SVG's title).
+    public var failure: String?
 
     /// `rotation-<env>.svg`, beside `rotation-<env>.json`.
     public static func fileName(environment: String) -> String { "rotation-\(environment).svg" }
 
-    public init(timeline: RotationTimeline, title: String, subtitle: String) {
+    public init(timeline: RotationTimeline, title: String, subtitle: String, failure: String? = nil) {
         self.timeline = timeline
         self.title = title
         self.subtitle = subtitle
+        self.failure = failure
     }
 
     /// The three lines drawn from the samples, with their colours.
@@ -95,13 +98,17 @@ public struct RotationPicture: Sendable {
     public var svg: String {
         let geometry = Geometry(timeline)
         var children: [XMLElement] = [
-            XMLElement(name: "title", text: "\(title): \(subtitle)"),
+            XMLElement(name: "title", text: "\(title): \(subtitle)\(failure.map { "; failed: \($0)" } ?? "")"),
             XMLElement(
                 name: "rect",
                 attributes: ["width": "100%", "height": "100%", "fill": "#ffffff"]),
             text(title, x: Geometry.left, y: 28, size: 16, weight: "bold"),
-            text(subtitle, x: Geometry.left, y: 48, size: 12, fill: "#444444"),
+            text(subtitle, x: Geometry.left, y: 46, size: 12, fill: "#444444"),
         ]
+        if let failure {
+            let shown = failure.count > 130 ? "\(failure.prefix(129))…" : failure
+            children.append(text("failed: \(shown)", x: Geometry.left, y: 61, size: 11, fill: Self.colour(.failure)))
+        }
         children += axes(geometry)
         children += events(geometry)
         for series in Series.allCases where !timeline.samples.isEmpty {
