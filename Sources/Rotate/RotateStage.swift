@@ -160,6 +160,19 @@ public struct RotateStage {
             dotenv.set(
                 "KILN_LAUNCH_TEMPLATE_VERSION",
                 "\(report.outcome == .rolledBack ? report.fromVersion : report.toVersion)")
+            // The picture beside the report, on every outcome that writes the report.
+            let picture = RotationPicture(
+                timeline: report.timeline,
+                title: "kiln-rotate \(environment): \(report.outcome.rawValue)",
+                subtitle:
+                    """
+                    \(configuration.autoScalingGroup), release \(release.digest) \
+                    (\(image.application) \(image.applicationVersion)), \
+                    version \(report.fromVersion) to \(report.toVersion)
+                    """,
+                failure: report.failure?.description)
+            try AtomicFile.write(
+                Data(picture.svg.utf8), to: context.artifacts.path(RotationPicture.fileName(environment: environment)))
             try context.artifacts.write(
                 result, fileName: RotationResult.fileName(environment: environment), dotenv: dotenv,
                 dotenvFileName: "rotation-\(environment).env")
@@ -177,6 +190,6 @@ extension Rotation {
         let (state, instances) = try GroupObserver(client: client, group: group).poll()
         let template = try launchTemplate(of: state)
         _ = try numericVersion(template)
-        return plan(state: state, instances: instances, release: release)
+        return plan(state: state, instances: instances, release: release, warmPool: try warmPool())
     }
 }

@@ -61,6 +61,8 @@ public struct RotationReport: Sendable, Equatable {
     public var lowestHealthy = Int.max
     public var largestGroup = 0
     public var failure: RotationFailure?
+    /// Poll by poll, for rotation-<env>.svg.
+    public var timeline = RotationTimeline()
 }
 
 /// Why a group is rolled back.
@@ -124,6 +126,9 @@ public struct Rotation: Sendable {
     }
 
     private func now() -> Date { clock.now() }
+    /// Seconds since the rotation started, for the report and the timeline.
+    private func elapsed() -> Double { now().timeIntervalSince(started) }
+    var alarms: AlarmWatch { AlarmWatch(names: configuration.health.alarms, client: client) }
     private func sleep(_ seconds: TimeInterval) { clock.sleep(seconds) }
 
     // MARK: the run
@@ -142,7 +147,8 @@ public struct Rotation: Sendable {
                 log.line("rotate: every instance of \(group) already runs release \(release.digest): nothing to do")
                 return RotationReport(outcome: .nothingToDo, fromVersion: currentVersion, toVersion: currentVersion)
             }
-            try plan(state: state, instances: instances, release: release.digest).check()
+            try plan(state: state, instances: instances, release: release.digest, warmPool: warmPool()).check()
+            try alarms.checkExist(environment: configuration.environment)
             let toVersion = try createVersion(template: template.id, from: currentVersion, release: release)
             let suspended = ["AZRebalance"] + configuration.suspend
             let byKiln = suspended.filter { !state.suspendedProcesses.contains($0) }
@@ -166,7 +172,8 @@ public struct Rotation: Sendable {
         }
         do {
             try client.updateAutoScalingGroup(
-                group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.toVersion)"))
+                group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.toVersion)"),
+                inMixedInstancesPolicy: state.usesMixedInstancesPolicy)
             log.line(
                 """
                 rotate: \(group) now launches version \(journal.toVersion) (release \(release.digest), \
@@ -177,6 +184,7 @@ public struct Rotation: Sendable {
                 to: release.digest, journal: &journal, report: &report, observer: observer, direction: .forward)
         } catch let failure as RotationFailure {
             report.failure = failure
+            report.timeline.mark(.failure, failure.description, at: elapsed())
             log.error("rotate: \(failure)")
             guard rollbackOnFailure else {
                 journal.phase = .failed
@@ -229,6 +237,7 @@ public struct Rotation: Sendable {
     ) throws -> RotationReport {
         report.failure = cause.failure
         report.outcome = .rolledBack
+        report.timeline.mark(.rollback, "rolling back to version \(journal.fromVersion)", at: elapsed())
         journal.phase = .rollingBack(nil)
         try journal.save(client, group: group)
         let (state, _) = try observer.poll()
@@ -236,7 +245,8 @@ public struct Rotation: Sendable {
         let oldRelease = try versionRelease(template.id, journal.fromVersion)
         log.line("rotate: rolling \(group) back to version \(journal.fromVersion) (release \(oldRelease))")
         try client.updateAutoScalingGroup(
-            group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.fromVersion)"))
+            group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.fromVersion)"),
+            inMixedInstancesPolicy: state.usesMixedInstancesPolicy)
         do {
             try converge(to: oldRelease, journal: &journal, report: &report, observer: observer, direction: .back)
         } catch let rollbackFailure as RotationFailure {
@@ -273,6 +283,7 @@ public struct Rotation: Sendable {
         var lastHeartbeat = now()
         var seenNew = Set<String>()
         var soakUntil: Date?
+        var soakHeld: String?
         var firstBatchDone = false
         let totalOld: Int
         do {
@@ -289,6 +300,14 @@ public struct Rotation: Sendable {
             configuration.strategy == .canary && totalOld > 1
             ? 1 + Int((Double(totalOld - 1) / Double(batchSize)).rounded(.up))
             : max(1, Int((Double(totalOld) / Double(batchSize)).rounded(.up)))
+        // Checkpoints and alarms gate the way forward; a rollback returns to
+        // what ran before and stops for neither.
+        var checkpointStops =
+            direction == .forward
+            ? configuration.checkpoints?.stops(
+                batches: RotationPlan.batches(strategy: configuration.strategy, old: totalOld, batchSize: batchSize))
+                ?? [] : []
+        let alarms = direction == .forward ? self.alarms : AlarmWatch(names: [], client: client)
 
         while true {
             if now().timeIntervalSince(lastHeartbeat) >= Self.heartbeatEvery {
@@ -318,6 +337,7 @@ public struct Rotation: Sendable {
                 lastSetDesired = state.desiredCapacity
             }
             if let failure = judge(gate, targetGroups: state.targetGroupARNs, new) { throw failure }
+            if let failure = try alarms.check() { throw failure }
             for instance in new where !seenNew.contains(instance.id) {
                 seenNew.insert(instance.id)
                 report.launched.append(
@@ -344,6 +364,10 @@ public struct Rotation: Sendable {
                 + new.filter { gate.passed($0.id) }.count
             report.lowestHealthy = min(report.lowestHealthy, healthy)
             report.largestGroup = max(report.largestGroup, live.count)
+            report.timeline.record(
+                RotationTimeline.Sample(
+                    seconds: elapsed(), healthy: healthy, groupSize: live.count,
+                    newRelease: direction == .forward ? new.count : old.count))
 
             let pending = new.filter { !gate.passed($0.id) }
             if !pending.isEmpty {
@@ -364,7 +388,8 @@ public struct Rotation: Sendable {
             if let until = soakUntil {
                 if now() < until { sleep(configuration.health.poll); continue }
                 soakUntil = nil
-                log.line("rotate: the canary held through its soak")
+                log.line("rotate: \(soakHeld ?? "the canary held through its soak")")
+                soakHeld = nil
             }
             let excess = new.count + old.count - desired
             if excess > 0 && !old.isEmpty {
@@ -383,6 +408,29 @@ public struct Rotation: Sendable {
                     )
                 }
                 firstBatchDone = true
+                // Before any launch of this run (a rollback's first step, a
+                // resumed run) it retires what an earlier batch left over.
+                report.timeline.mark(
+                    .batchConfirmed,
+                    batchIndex == 0
+                        ? "\(direction.label): retired \(retiring.count) left over"
+                        : "\(direction.label) \(min(batchIndex, plannedBatches))/\(plannedBatches)",
+                    at: elapsed())
+                if let stop = checkpointStops.first, stop.afterBatch <= batchIndex,
+                    let checkpoints = configuration.checkpoints
+                {
+                    checkpointStops.removeFirst()
+                    let until = now().addingTimeInterval(checkpoints.soak)
+                    soakUntil = max(soakUntil ?? until, until)
+                    soakHeld = "checkpoint \(stop.label) held through its soak"
+                    report.timeline.mark(.checkpoint, "checkpoint \(stop.label)", at: elapsed())
+                    log.line(
+                        """
+                        rotate: checkpoint \(stop.label) (\(stop.replaced) of \(stop.total) replaced): \
+                        soaking for \(LogWriter.formatDuration(checkpoints.soak)), the gate still watching
+                        """
+                    )
+                }
                 // What is left is known without another poll: the next batch
                 // starts at once (a poll would only confirm the terminations).
                 if soakUntil != nil || old.isEmpty { continue }
@@ -422,6 +470,8 @@ public struct Rotation: Sendable {
             lastSetDesired = target
             batchStarted = now()
             report.batches = batchIndex
+            report.timeline.mark(
+                .batchStarted, "\(direction.label) \(min(batchIndex, plannedBatches))/\(plannedBatches)", at: elapsed())
             log.line(
                 """
                 rotate: \(direction.label): batch \(min(batchIndex, plannedBatches)) of \(plannedBatches): \
@@ -438,6 +488,16 @@ public struct Rotation: Sendable {
     /// group which of them took effect.
     private func terminate(_ instances: [ObservedInstance], report: inout RotationReport, direction: Direction) throws {
         let client = client
+        // Scale-in protection keeps an instance from the group's own choice
+        // of what to retire ("Use instance scale-in protection", EC2 Auto
+        // Scaling user guide); Kiln retires old instances on purpose, so it
+        // lifts the protection first, in one call for the batch.
+        let protected = instances.filter(\.protectedFromScaleIn).map(\.id)
+        if !protected.isEmpty {
+            try client.setInstanceProtection(group, protected, protected: false)
+            log.line(
+                "rotate: \(direction.label): removed scale-in protection from \(protected.joined(separator: ", "))")
+        }
         let outcomes = Parallel.map(instances) { instance in
             _ = try client.terminateInstanceInAutoScalingGroup(instance.id, shouldDecrementDesiredCapacity: true)
         }
@@ -587,7 +647,13 @@ public struct Rotation: Sendable {
     }
 
     /// The plan for the group as it stands.
-    func plan(state: AutoScalingGroup, instances: [ObservedInstance], release: String) -> RotationPlan {
-        RotationPlan.make(configuration: configuration, state: state, instances: instances, release: release)
+    func plan(
+        state: AutoScalingGroup, instances: [ObservedInstance], release: String, warmPool: WarmPool?
+    ) -> RotationPlan {
+        RotationPlan.make(
+            configuration: configuration, state: state, instances: instances, release: release, warmPool: warmPool)
     }
+
+    /// The group's warm pool, if it has one (a plan refusal: `GroupRefusals`).
+    func warmPool() throws -> WarmPool? { try client.describeWarmPool(group) }
 }

@@ -20,9 +20,13 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
     public var checks: [String]
     public var expectedCalls: [String: Int]
     public var problems: [String]
+    /// Where the checkpoints stop the rotation, and for how long.
+    public var checkpointStops: [Checkpoints.Stop] = []
+    public var checkpointSoak: TimeInterval = 0
 
     static func make(
-        configuration: RotateConfiguration, state: AutoScalingGroup, instances: [ObservedInstance], release: String
+        configuration: RotateConfiguration, state: AutoScalingGroup, instances: [ObservedInstance], release: String,
+        warmPool: WarmPool? = nil
     ) -> RotationPlan {
         let live = instances.filter { !$0.lifecycleState.isTerminating }
         let old = live.filter { $0.release != release }.count
@@ -30,17 +34,7 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
         let batchSize =
             configuration.strategy == .blueGreen
             ? max(1, old) : configuration.batch.instances(of: max(1, state.desiredCapacity))
-        var batches: [Int] = []
-        var remaining = old
-        if configuration.strategy == .canary && remaining > 0 {
-            batches.append(1)
-            remaining -= 1
-        }
-        while remaining > 0 {
-            let size = min(batchSize, remaining)
-            batches.append(size)
-            remaining -= size
-        }
+        let batches = Self.batches(strategy: configuration.strategy, old: old, batchSize: batchSize)
         let largest = state.desiredCapacity + (batches.max() ?? 0)
         var checks = ["Auto Scaling InService and Healthy"]
         if !state.targetGroupARNs.isEmpty { checks.append("healthy in \(state.targetGroupARNs.count) target group(s)") }
@@ -61,6 +55,10 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
             \(LogWriter.formatDuration(configuration.health.timeout)) per batch
             """
         )
+        if !configuration.health.alarms.isEmpty {
+            checks.append(
+                "CloudWatch alarms not in ALARM, once a poll: " + configuration.health.alarms.joined(separator: ", "))
+        }
         let pollsPerBatch = max(
             1,
             Int(
@@ -82,11 +80,26 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
             calls["autoscaling:SuspendProcesses"] = 1
             calls["autoscaling:ResumeProcesses"] = 1
         }
+        if !configuration.health.alarms.isEmpty {
+            // One more before anything changes: every alarm exists.
+            calls["cloudwatch:DescribeAlarms"] =
+                (polls + 1) * Int((Double(configuration.health.alarms.count) / 100).rounded(.up))
+        }
         if !state.targetGroupARNs.isEmpty {
             calls["elasticloadbalancing:DescribeTargetHealth"] = (polls + 1) * state.targetGroupARNs.count
         }
 
-        var problems: [String] = []
+        var problems = GroupRefusals.problems(state: state, instances: instances, warmPool: warmPool)
+        let protected = live.filter { $0.release != release && $0.protectedFromScaleIn }.count
+        if protected > 0 {
+            checks.append(
+                "\(protected) old instance(s) scale-in protected: the protection is removed as each is retired")
+            calls["autoscaling:SetInstanceProtection"] = batches.count
+        }
+        if state.usesMixedInstancesPolicy {
+            checks.append("mixed instances policy: the new version goes into the policy's launch template")
+        }
+        calls["autoscaling:DescribeWarmPool"] = 1
         if live.isEmpty || state.desiredCapacity == 0 {
             problems.append(
                 """
@@ -106,10 +119,32 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
         if configuration.maxUnavailable >= max(1, state.desiredCapacity) {
             problems.append("max_unavailable \(configuration.maxUnavailable) would let every instance go")
         }
-        return RotationPlan(
+        var plan = RotationPlan(
             group: state.name, strategy: configuration.strategy, desired: state.desiredCapacity, minSize: state.minSize,
             maxSize: state.maxSize, old: old, new: new, batches: batches, largestGroup: largest, checks: checks,
             expectedCalls: calls, problems: problems)
+        if let checkpoints = configuration.checkpoints {
+            plan.checkpointStops = checkpoints.stops(batches: batches)
+            plan.checkpointSoak = checkpoints.soak
+        }
+        return plan
+    }
+
+    /// The instances each batch replaces: a canary's one first, then
+    /// `batchSize` at a time.
+    static func batches(strategy: RotationStrategy, old: Int, batchSize: Int) -> [Int] {
+        var batches: [Int] = []
+        var remaining = old
+        if strategy == .canary && remaining > 0 {
+            batches.append(1)
+            remaining -= 1
+        }
+        while remaining > 0 {
+            let size = min(batchSize, remaining)
+            batches.append(size)
+            remaining -= size
+        }
+        return batches
     }
 
     /// Refuses a plan that cannot work (exit 78), before anything changes.
@@ -131,6 +166,14 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
                 "  batch \(index + 1) of \(batches.count): launch \(size) (group \(desired + size)), "
                     + "wait for the gate, terminate \(size) old (group \(desired))"
             )
+            for stop in checkpointStops where stop.afterBatch == index + 1 {
+                lines.append(
+                    """
+                      checkpoint \(stop.label) (\(stop.replaced) of \(stop.total) replaced): \
+                    soak \(LogWriter.formatDuration(checkpointSoak)), the gate still watching
+                    """
+                )
+            }
         }
         lines.append(
             "  largest group: \(largestGroup)"

@@ -78,6 +78,7 @@ def main(argv):
         settings.INITIAL_NO_AUTH_ACTION_COUNT = float(a.verify_signatures)
 
     _fix_launch_template_version_user_data()
+    _fix_mixed_instances_policy_update()
     lifetime = common.Lifetime(watch_stdin=not a.no_stdin_watch)
     app = DomainDispatcherApplication(create_backend_app)
     store = None
@@ -131,8 +132,9 @@ def _fix_launch_template_version_user_data():
     """moto 5.2.5's CreateLaunchTemplateVersion keeps LaunchTemplateData.UserData
     as it came (CreateLaunchTemplate decodes it with parse_user_data), so an
     Auto Scaling group launching from such a version fails an assertion with
-    HTTP 500. Decode it the same way, as AWS does: the one change the
-    stand-in makes to moto, and only to match AWS's behaviour."""
+    HTTP 500. Decode it the same way, as AWS does: like the mixed instances
+    policy fix below, a change the stand-in makes to moto only to match
+    AWS's behaviour."""
     from moto.ec2.responses.launch_templates import LaunchTemplates
     from moto.ec2.utils import parse_user_data
     original = LaunchTemplates._get_param
@@ -154,3 +156,45 @@ def _fix_launch_template_version_user_data():
     if not getattr(LaunchTemplates, "_kiln_user_data_fix", False):
         LaunchTemplates.create_launch_template_version = create_launch_template_version
         LaunchTemplates._kiln_user_data_fix = True
+
+
+def _fix_mixed_instances_policy_update():
+    """moto 5.2.5's UpdateAutoScalingGroup sets the group's MixedInstancesPolicy
+    to whatever the request holds: a request that names only sizes drops the
+    policy, one that names only its launch template drops its overrides and
+    instances distribution. AWS changes only what a request names ("Any
+    properties that you don't specify are not changed by this update request",
+    EC2 Auto Scaling API Reference, UpdateAutoScalingGroup): merge the
+    request's policy into the group's, lists and the launch template
+    specification replaced whole, as AWS does."""
+    import copy
+    from moto.autoscaling.models import FakeAutoScalingGroup
+
+    def merged(current, given):
+        if not isinstance(current, dict) or not isinstance(given, dict):
+            return copy.deepcopy(given)
+        out = copy.deepcopy(current)
+        for key, value in given.items():
+            # A launch template specification is one value (an id or a name,
+            # and a version): replaced whole, never mixed with the old one.
+            whole = key == "LaunchTemplateSpecification"
+            out[key] = copy.deepcopy(value) if whole else merged(current.get(key), value)
+        return out
+
+    original = FakeAutoScalingGroup.update
+
+    def update(self, *args, **kwargs):
+        given = kwargs.get("mixed_instances_policy")
+        kept = self.mixed_instances_policy
+        if kept is None or kwargs.get("launch_template"):
+            return original(self, *args, **kwargs)
+        policy = merged(kept, given if given is not None else {})
+        spec = policy.get("LaunchTemplate", {}).get("LaunchTemplateSpecification", {})
+        if spec.get("LaunchTemplateId"):
+            spec.pop("LaunchTemplateName", None)  # moto stores both; it accepts one
+        kwargs["mixed_instances_policy"] = policy
+        return original(self, *args, **kwargs)
+
+    if not getattr(FakeAutoScalingGroup, "_kiln_mixed_policy_fix", False):
+        FakeAutoScalingGroup.update = update
+        FakeAutoScalingGroup._kiln_mixed_policy_fix = True
