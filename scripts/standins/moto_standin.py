@@ -62,7 +62,7 @@ def main(argv):
 
     _fix_launch_template_version_user_data()
     lifetime = common.Lifetime(watch_stdin=not a.no_stdin_watch)
-    app = DomainDispatcherApplication(create_backend_app)
+    app = _one_at_a_time(DomainDispatcherApplication(create_backend_app))
     server = make_server(a.host, a.port, app, threaded=True, request_handler=MotoRequestHandler)
     host, port = server.server_address[:2]
     t = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
@@ -79,6 +79,26 @@ def main(argv):
     server.shutdown()
     server.server_close()
     return 0
+
+
+def _one_at_a_time(app):
+    """moto's backends are not thread-safe: two requests on one group at once
+    read and write its desired capacity and instance list without a lock, and
+    a decrement is lost, a terminated instance is registered with a target
+    group (400 InvalidTarget), or moto fails with HTTP 500
+    (tests/test_moto_race.py). Requests are still read and answered on their
+    own threads; moto itself runs one request at a time, body included."""
+    import threading
+    lock = threading.Lock()
+
+    def serialised(environ, start_response):
+        with lock:
+            body = app(environ, start_response)
+            try:
+                return [b"".join(body)]
+            finally:
+                getattr(body, "close", lambda: None)()
+    return serialised
 
 
 def _make_signed_user(url, region, name):
