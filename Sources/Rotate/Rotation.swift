@@ -41,6 +41,7 @@ public struct RolledBack: ExitStatusProviding, CustomStringConvertible, Sendable
 public struct LeftInPlace: ExitStatusProviding, CustomStringConvertible, Sendable {
     public let failure: RotationFailure
     public let group: String
+    public let report: RotationReport
     public var exitStatus: KilnExit { .serviceUnavailable }
     public var description: String {
         """
@@ -48,6 +49,17 @@ public struct LeftInPlace: ExitStatusProviding, CustomStringConvertible, Sendabl
         its journal kept, for a person to look at; 'kiln-rotate rollback' undoes it
         """
     }
+}
+
+/// A run that stopped part-way: `error` (AWS past its retries, a refusal,
+/// the job cancelled) says why and decides the exit code; `report` is what
+/// was known when it stopped, for rotation-<env>.json (outcome
+/// `interrupted`). The journal stays on the group for the next run. The
+/// stage writes the report and throws `error` itself, so this carries
+/// rather than maps.
+public struct RotationInterrupted: Error, Sendable {
+    public let error: any Error
+    public let report: RotationReport
 }
 
 /// The outcome the stage reports.
@@ -106,14 +118,18 @@ public struct Rotation: Sendable {
     let runID: String
     let clock: Clock
     let started: Date
+    /// The job's cancellation (GitLab's SIGTERM): checked at every poll, so
+    /// that a cancelled run stops between two AWS calls and writes its report.
+    let cancellation: Cancellation
 
     var group: String { configuration.autoScalingGroup }
     static let heartbeatEvery: TimeInterval = 20
 
     public init(
         client: AWSClient, http: HTTPClient, log: LogWriter, configuration: RotateConfiguration, runID: String,
-        clock: Clock = .system
+        clock: Clock = .system, cancellation: Cancellation = .process
     ) {
+        self.cancellation = cancellation
         self.client = client
         self.http = http
         self.log = log
@@ -125,6 +141,11 @@ public struct Rotation: Sendable {
 
     private func now() -> Date { clock.now() }
     private func sleep(_ seconds: TimeInterval) { clock.sleep(seconds) }
+
+    /// Stops the run when the job was cancelled: between two steps, never inside one.
+    private func checkCancelled() throws {
+        if let signal = cancellation.signal { throw CancelledBySignal(signal: signal) }
+    }
 
     // MARK: the run
 
@@ -155,18 +176,50 @@ public struct Rotation: Sendable {
         }
         guard var journal else { fatalError("set above") }
         var report = RotationReport(outcome: .deployed, fromVersion: journal.fromVersion, toVersion: journal.toVersion)
+        // While a rotation runs, a SIGTERM is ours to act on (the process
+        // does not exit at once): the run stops at its next step and reports.
+        let registration = cancellation.onCancel { _ in }
+        defer { registration.end() }
+        do {
+            return try run(
+                release, journal: &journal, report: &report, template: template.id,
+                observer: observer, rollbackOnFailure: rollbackOnFailure)
+        } catch let error as RolledBack {
+            throw error
+        } catch let error as LeftInPlace {
+            throw error
+        } catch {
+            report.outcome = .interrupted
+            report.failure = report.failure ?? RotationFailure(instance: nil, check: "run", answer: "\(error)")
+            throw RotationInterrupted(error: error, report: report)
+        }
+    }
 
-        if journal.phase.isRollback {
+    /// The rotation once its journal is on the group: from the phase the
+    /// journal records to a finished rotation, a rollback, or a failure left in place.
+    private func run(
+        _ release: ReleaseSpecification, journal: inout RotationJournal, report: inout RotationReport,
+        template: String, observer: GroupObserver, rollbackOnFailure: Bool
+    ) throws -> RotationReport {
+        switch journal.phase {
+        case .finishing(rollback: false):
+            // Every instance was on the release when the killed run began its last phase.
+            try finish(&journal)
+            log.line("rotate: \(group) runs release \(release.digest) on every instance")
+            return report
+        case .rollingBack, .finishing(rollback: true):
             // A killed run was rolling back: finish that first.
             let failure = RotationFailure(
                 instance: nil, check: "earlier run", answer: "was rolling back when it stopped")
             throw RolledBack(
                 failure: failure,
                 report: try rollBack(&journal, report: &report, because: .failed(failure), observer: observer))
+        default:
+            break
         }
         do {
             try client.updateAutoScalingGroup(
-                group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.toVersion)"))
+                group, launchTemplate: LaunchTemplateSpecification(id: template, version: "\(journal.toVersion)"))
             log.line(
                 """
                 rotate: \(group) now launches version \(journal.toVersion) (release \(release.digest), \
@@ -181,13 +234,14 @@ public struct Rotation: Sendable {
             guard rollbackOnFailure else {
                 journal.phase = .failed
                 try? journal.save(client, group: group)
-                throw LeftInPlace(failure: failure, group: group)
+                report.outcome = .left
+                throw LeftInPlace(failure: failure, group: group, report: report)
             }
             throw RolledBack(
                 failure: failure,
                 report: try rollBack(&journal, report: &report, because: .failed(failure), observer: observer))
         }
-        try finish(journal)
+        try finish(&journal)
         log.line("rotate: \(group) runs release \(release.digest) on every instance")
         return report
     }
@@ -249,7 +303,7 @@ public struct Rotation: Sendable {
                 """
             )
         }
-        try finish(journal, lastRotation: false)
+        try finish(&journal, rollback: true)
         log.line("rotate: \(group) is back on version \(journal.fromVersion): the environment is as it was")
         return report
     }
@@ -269,28 +323,27 @@ public struct Rotation: Sendable {
         var desired = journal.desiredCapacity
         var lastSetDesired: Int?
         var batchStarted = now()
-        var batchIndex = 0
+        var batchNumber = 0
         var lastHeartbeat = now()
         var seenNew = Set<String>()
         var soakUntil: Date?
-        var firstBatchDone = false
-        let totalOld: Int
-        do {
-            let (_, instances) = try observer.poll()
-            totalOld = instances.filter { $0.release != release }.count
-        }
-        let batchSize: Int = {
-            switch configuration.strategy {
-            case .blueGreen: return max(1, totalOld)
-            default: return configuration.batch.instances(of: max(1, journal.desiredCapacity))
-            }
-        }()
-        let plannedBatches =
-            configuration.strategy == .canary && totalOld > 1
-            ? 1 + Int((Double(totalOld - 1) / Double(batchSize)).rounded(.up))
-            : max(1, Int((Double(totalOld) / Double(batchSize)).rounded(.up)))
+        var soaked = false
+        let first = try observer.poll().instances
+        let toReplaceNow = first.filter { $0.release != release && !$0.lifecycleState.isTerminating }.count
+        // Going forward, every instance of the group at the start is replaced:
+        // the schedule is the plan's, over the starting desired capacity, and
+        // a resumed run finds its place in it by how many are replaced (so it
+        // numbers on). Going back, only the new release's instances are.
+        let schedule = RolloutSchedule(
+            strategy: configuration.strategy, batch: configuration.batch,
+            desired: max(1, journal.desiredCapacity),
+            toReplace: direction == .forward ? max(journal.desiredCapacity, toReplaceNow) : toReplaceNow)
+        // Instances on `release` before this run began were not launched by
+        // it (going back: the old release's, checked again through the gate).
+        let there: Set<String> = direction == .back ? Set(first.filter { $0.release == release }.map(\.id)) : []
 
         while true {
+            try checkCancelled()
             if now().timeIntervalSince(lastHeartbeat) >= Self.heartbeatEvery {
                 journal.heartbeat = now()
                 try journal.save(client, group: group)
@@ -318,7 +371,7 @@ public struct Rotation: Sendable {
                 lastSetDesired = state.desiredCapacity
             }
             if let failure = judge(gate, targetGroups: state.targetGroupARNs, new) { throw failure }
-            for instance in new where !seenNew.contains(instance.id) {
+            for instance in new where !seenNew.contains(instance.id) && !there.contains(instance.id) {
                 seenNew.insert(instance.id)
                 report.launched.append(
                     ReplacedInstance(
@@ -329,7 +382,9 @@ public struct Rotation: Sendable {
                 report.launched[index].healthySeconds = now().timeIntervalSince(started)
             }
             // More launches than the batches need: the group is churning replacements.
-            if seenNew.count > desired + batchSize + configuration.batch.instances(of: max(1, desired)) {
+            if seenNew.count > desired + (schedule.batches.max() ?? 1)
+                + configuration.batch.instances(of: max(1, desired))
+            {
                 throw RotationFailure(
                     instance: nil, check: "replacements",
                     answer:
@@ -339,9 +394,13 @@ public struct Rotation: Sendable {
                         """
                 )
             }
+            // What serves: old instances by Auto Scaling's word (they are not
+            // probed), new ones by their last check (a resumed run or a
+            // rollback judges the instances already there at its first poll,
+            // and they serve before they have passed `consecutive` checks).
             let healthy =
                 old.filter { $0.inService && $0.healthStatus == .healthy }.count
-                + new.filter { gate.passed($0.id) }.count
+                + new.filter { gate.serving($0.id) }.count
             report.lowestHealthy = min(report.lowestHealthy, healthy)
             report.largestGroup = max(report.largestGroup, live.count)
 
@@ -370,10 +429,15 @@ public struct Rotation: Sendable {
             if excess > 0 && !old.isEmpty {
                 // A batch is healthy: retire as many old instances as it added.
                 let retiring = Array(old.prefix(excess))
-                try terminate(retiring, report: &report, direction: direction)
+                try retire(retiring, report: &report, direction: direction, observer: observer)
                 lastSetDesired = state.desiredCapacity - retiring.count
                 old.removeFirst(retiring.count)
-                if configuration.strategy == .canary && !firstBatchDone && configuration.canarySoak > 0 {
+                // The canary soaks once it alone is replaced (also in a resumed run).
+                let replacedNow = schedule.batches.reduce(0, +) - old.count
+                if configuration.strategy == .canary && direction == .forward && configuration.canarySoak > 0
+                    && replacedNow == 1 && !soaked
+                {
+                    soaked = true
                     soakUntil = now().addingTimeInterval(configuration.canarySoak)
                     log.line(
                         """
@@ -382,7 +446,6 @@ public struct Rotation: Sendable {
                         """
                     )
                 }
-                firstBatchDone = true
                 // What is left is known without another poll: the next batch
                 // starts at once (a poll would only confirm the terminations).
                 if soakUntil != nil || old.isEmpty { continue }
@@ -398,7 +461,9 @@ public struct Rotation: Sendable {
                 return
             }
             // Launch the next batch first (surge), raising max if it must.
-            let surge = configuration.strategy == .canary && !firstBatchDone ? 1 : min(batchSize, old.count)
+            let replaced = max(0, schedule.batches.reduce(0, +) - old.count)
+            let next = schedule.next(afterReplacing: replaced) ?? (schedule.count, old.count)
+            let surge = min(next.size, old.count)
             let target = new.count + old.count + surge
             if target > state.maxSize {
                 guard configuration.raiseMaxSize else {
@@ -413,18 +478,18 @@ public struct Rotation: Sendable {
                 }
                 try client.updateAutoScalingGroup(group, maxSize: target)
             }
-            batchIndex += 1
-            journal.phase = direction.phase(batch: min(batchIndex, plannedBatches), of: plannedBatches)
+            batchNumber = next.number
+            journal.phase = direction.phase(batch: batchNumber, of: schedule.count)
             journal.heartbeat = now()
             try journal.save(client, group: group)
             lastHeartbeat = now()
             try client.setDesiredCapacity(group, target)
             lastSetDesired = target
             batchStarted = now()
-            report.batches = batchIndex
+            report.batches = batchNumber
             log.line(
                 """
-                rotate: \(direction.label): batch \(min(batchIndex, plannedBatches)) of \(plannedBatches): \
+                rotate: \(direction.label): batch \(batchNumber) of \(schedule.count): \
                 launching \(surge) (desired \(target)), \(old.count) old left
                 """
             )
@@ -434,18 +499,59 @@ public struct Rotation: Sendable {
 
     /// Terminates a batch's old instances at once (one call each, in
     /// parallel), lowering the desired capacity by as many. A call that
-    /// fails is reported after the others have run; a re-run sees from the
-    /// group which of them took effect.
-    private func terminate(_ instances: [ObservedInstance], report: inout RotationReport, direction: Direction) throws {
+    /// fails may still have taken effect (TerminateInstanceInAutoScalingGroup
+    /// is sent once): the group is read back, and only the instances it
+    /// still holds in service are sent again, under the retry policy. The
+    /// log and the report name only the terminations AWS confirmed.
+    private func retire(
+        _ instances: [ObservedInstance], report: inout RotationReport, direction: Direction,
+        observer: GroupObserver
+    ) throws {
         let client = client
-        let outcomes = Parallel.map(instances) { instance in
-            _ = try client.terminateInstanceInAutoScalingGroup(instance.id, shouldDecrementDesiredCapacity: true)
+        var remaining = instances
+        var attempt = 0
+        while true {
+            attempt += 1
+            let outcomes = Parallel.map(remaining) { instance in
+                _ = try client.terminateInstanceInAutoScalingGroup(instance.id, shouldDecrementDesiredCapacity: true)
+            }
+            var failed: [(instance: ObservedInstance, error: any Error)] = []
+            for (instance, outcome) in zip(remaining, outcomes) {
+                switch outcome {
+                case .success:
+                    confirmTerminated(instance, report: &report, direction: direction)
+                case .failure(let error):
+                    failed.append((instance, error))
+                }
+            }
+            guard let firstFailure = failed.first else { return }
+            // Read back before acting again: which of the failed calls took effect?
+            let held = Dictionary(
+                try observer.poll().instances.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+            remaining = []
+            for (instance, error) in failed {
+                if let still = held[instance.id], !still.lifecycleState.isTerminating {
+                    log.warning("rotate: \(direction.label): terminating \(instance.id) failed: \(error)")
+                    remaining.append(instance)
+                } else {
+                    confirmTerminated(instance, report: &report, direction: direction, readBack: true)
+                }
+            }
+            if remaining.isEmpty { return }
+            let transient = failed.allSatisfy {
+                ($0.error as? any ExitStatusProviding)?.exitStatus == .temporaryFailure
+            }
+            guard transient, attempt < client.retry.maxAttempts else { throw firstFailure.error }
+            client.retry.sleep(client.retry.delay(after: attempt))
         }
-        for instance in instances {
-            report.terminated.append(instance.id)
-            log.line("rotate: \(direction.label): terminated \(instance.id) (\(instance.release))")
-        }
-        for case .failure(let error) in outcomes { throw error }
+    }
+
+    private func confirmTerminated(
+        _ instance: ObservedInstance, report: inout RotationReport, direction: Direction, readBack: Bool = false
+    ) {
+        report.terminated.append(instance.id)
+        let how = readBack ? ", its call failed but the group no longer holds it" : ""
+        log.line("rotate: \(direction.label): terminated \(instance.id) (\(instance.release))\(how)")
     }
 
     /// Between two polls of AWS, the new instances' HTTP probes run every
@@ -460,6 +566,7 @@ public struct Rotation: Sendable {
             configuration.health.url == nil
             ? configuration.health.poll : min(configuration.health.probeInterval, configuration.health.poll)
         while true {
+            try checkCancelled()
             let left = nextPoll.timeIntervalSince(now())
             if left <= 0 { return }
             sleep(min(interval, left))
@@ -478,12 +585,20 @@ public struct Rotation: Sendable {
     // MARK: the group's state before and after
 
     /// Sizes and suspended processes back as they were, the journal gone,
-    /// and the rotation recorded for `kiln-rotate rollback`.
-    private func finish(_ journal: RotationJournal, lastRotation: Bool = true) throws {
+    /// and the rotation recorded for `kiln-rotate rollback`. The journal's
+    /// phase says `finishing` first: each step here is idempotent, and a run
+    /// that finds the phase does only these steps, so a failure or a kill
+    /// part-way through is finished by the next run.
+    private func finish(_ journal: inout RotationJournal, rollback: Bool = false) throws {
+        if journal.phase != .finishing(rollback: rollback) {
+            journal.phase = .finishing(rollback: rollback)
+            journal.heartbeat = now()
+            try journal.save(client, group: group)
+        }
         try client.updateAutoScalingGroup(
             group, minSize: journal.minSize, maxSize: journal.maxSize, desiredCapacity: journal.desiredCapacity)
         if !journal.suspendedByKiln.isEmpty { try client.resumeProcesses(group, journal.suspendedByKiln) }
-        if lastRotation {
+        if !rollback {
             try client.createOrUpdateTags(
                 autoScalingGroup: group,
                 tags: [
@@ -523,6 +638,8 @@ public struct Rotation: Sendable {
             let template = try launchTemplate(of: state)
             journal.toVersion = try createVersion(template: template.id, from: journal.fromVersion, release: release)
             journal.release = release.digest
+            // Its batches (or its last phase) were another release's: this one starts its own.
+            journal.phase = .starting
         } else {
             log.line("rotate: continuing rotation \(journal.run) (\(journal.phase), heartbeat \(Int(age))s old)")
         }

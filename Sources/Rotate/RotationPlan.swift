@@ -27,20 +27,10 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
         let live = instances.filter { !$0.lifecycleState.isTerminating }
         let old = live.filter { $0.release != release }.count
         let new = live.count - old
-        let batchSize =
-            configuration.strategy == .blueGreen
-            ? max(1, old) : configuration.batch.instances(of: max(1, state.desiredCapacity))
-        var batches: [Int] = []
-        var remaining = old
-        if configuration.strategy == .canary && remaining > 0 {
-            batches.append(1)
-            remaining -= 1
-        }
-        while remaining > 0 {
-            let size = min(batchSize, remaining)
-            batches.append(size)
-            remaining -= size
-        }
+        let batches = RolloutSchedule(
+            strategy: configuration.strategy, batch: configuration.batch, desired: state.desiredCapacity,
+            toReplace: old
+        ).batches
         let largest = state.desiredCapacity + (batches.max() ?? 0)
         var checks = ["Auto Scaling InService and Healthy"]
         if !state.targetGroupARNs.isEmpty { checks.append("healthy in \(state.targetGroupARNs.count) target group(s)") }
