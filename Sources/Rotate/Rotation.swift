@@ -312,22 +312,15 @@ public struct Rotation: Sendable {
 
     /// Replaces every instance not on `release` by one that is, batch by
     /// batch, never letting the healthy capacity fall below the starting
-    /// desired capacity (less max_unavailable). Decided from what the group
-    /// holds at each poll, so a re-run continues where a killed one stopped
-    /// and never raises the desired capacity twice.
+    /// desired capacity. The decisions are `Rollout.step`'s, from what the
+    /// group holds at each poll, so a re-run continues where a killed one
+    /// stopped and never raises the desired capacity twice; this runs them.
     private func converge(
         to release: String, journal: inout RotationJournal, report: inout RotationReport, observer: GroupObserver,
         direction: Direction
     ) throws {
         let gate = HealthGate(settings: configuration.health, targetGroups: [], http: http)
-        var desired = journal.desiredCapacity
-        var lastSetDesired: Int?
-        var batchStarted = now()
-        var batchNumber = 0
         var lastHeartbeat = now()
-        var seenNew = Set<String>()
-        var soakUntil: Date?
-        var soaked = false
         let first = try observer.poll().instances
         let toReplaceNow = first.filter { $0.release != release && !$0.lifecycleState.isTerminating }.count
         // Going forward, every instance of the group at the start is replaced:
@@ -341,6 +334,16 @@ public struct Rotation: Sendable {
         // Instances on `release` before this run began were not launched by
         // it (going back: the old release's, checked again through the gate).
         let there: Set<String> = direction == .back ? Set(first.filter { $0.release == release }.map(\.id)) : []
+        var rollout = Rollout(
+            schedule: schedule, direction: direction, configuration: configuration, desired: journal.desiredCapacity,
+            there: there, now: now())
+        var cadence = PollCadence(poll: configuration.health.poll, probeInterval: configuration.health.probeInterval)
+        // How many instances of the release the group should hold once the batch under way is launched.
+        var expectedOnRelease = 0
+        defer {
+            report.lowestHealthy = min(report.lowestHealthy, rollout.lowestHealthy)
+            report.largestGroup = max(report.largestGroup, rollout.largestGroup)
+        }
 
         while true {
             try checkCancelled()
@@ -351,149 +354,103 @@ public struct Rotation: Sendable {
             }
             let (state, instances) = try observer.poll()
             let live = instances.filter { !$0.lifecycleState.isTerminating && $0.lifecycleState != .standby }
-            let new = live.filter { $0.release == release }
-            var old = live.filter { $0.release != release }
             for instance in instances where instance.lifecycleState.isWaitingOnHook {
                 log.warning("rotate: \(instance.id) waits in \(instance.lifecycleState): a lifecycle hook holds it")
             }
-            // Someone else changed the desired capacity: follow them.
-            if let set = lastSetDesired, state.desiredCapacity != set {
-                let change = state.desiredCapacity - set
-                desired = max(0, desired + change)
-                log.warning(
-                    """
-                    rotate: \(group)'s desired capacity was changed to \(state.desiredCapacity) by someone else; \
-                    the rotation now ends at \(desired)
-                    """
-                )
-                journal.desiredCapacity = desired
-                try journal.save(client, group: group)
-                lastSetDesired = state.desiredCapacity
-            }
-            if let failure = judge(gate, targetGroups: state.targetGroupARNs, new) { throw failure }
-            for instance in new where !seenNew.contains(instance.id) && !there.contains(instance.id) {
-                seenNew.insert(instance.id)
-                report.launched.append(
-                    ReplacedInstance(
-                        instance: instance.id, firstSeenSeconds: now().timeIntervalSince(started), healthySeconds: nil))
-            }
-            for index in report.launched.indices
-            where report.launched[index].healthySeconds == nil && gate.passed(report.launched[index].instance) {
-                report.launched[index].healthySeconds = now().timeIntervalSince(started)
-            }
-            // More launches than the batches need: the group is churning replacements.
-            if seenNew.count > desired + (schedule.batches.max() ?? 1)
-                + configuration.batch.instances(of: max(1, desired))
-            {
-                throw RotationFailure(
-                    instance: nil, check: "replacements",
-                    answer:
-                        """
-                        \(seenNew.count) instances of the release launched where \(desired) are needed: \
-                        new instances keep being replaced
-                        """
-                )
-            }
-            // What serves: old instances by Auto Scaling's word (they are not
-            // probed), new ones by their last check (a resumed run or a
-            // rollback judges the instances already there at its first poll,
-            // and they serve before they have passed `consecutive` checks).
-            let healthy =
-                old.filter { $0.inService && $0.healthStatus == .healthy }.count
-                + new.filter { gate.serving($0.id) }.count
-            report.lowestHealthy = min(report.lowestHealthy, healthy)
-            report.largestGroup = max(report.largestGroup, live.count)
-
-            let pending = new.filter { !gate.passed($0.id) }
-            if !pending.isEmpty {
-                if now().timeIntervalSince(batchStarted) > configuration.health.timeout {
-                    let instance = pending[0]
-                    throw RotationFailure(
-                        instance: instance.id, check: "health gate",
-                        answer:
-                            """
-                            not healthy after \(LogWriter.formatDuration(configuration.health.timeout)): \
-                            \(gate.lastProblem(instance.id) ?? "no answer yet")
-                            """
-                    )
-                }
-                try probeUntilNextPoll(gate, targetGroups: state.targetGroupARNs, new)
-                continue
-            }
-            if let until = soakUntil {
-                if now() < until { sleep(configuration.health.poll); continue }
-                soakUntil = nil
-                log.line("rotate: the canary held through its soak")
-            }
-            let excess = new.count + old.count - desired
-            if excess > 0 && !old.isEmpty {
-                // A batch is healthy: retire as many old instances as it added.
-                let retiring = Array(old.prefix(excess))
-                try retire(retiring, report: &report, direction: direction, observer: observer)
-                lastSetDesired = state.desiredCapacity - retiring.count
-                old.removeFirst(retiring.count)
-                // The canary soaks once it alone is replaced (also in a resumed run).
-                let replacedNow = schedule.batches.reduce(0, +) - old.count
-                if configuration.strategy == .canary && direction == .forward && configuration.canarySoak > 0
-                    && replacedNow == 1 && !soaked
-                {
-                    soaked = true
-                    soakUntil = now().addingTimeInterval(configuration.canarySoak)
+            let new = live.filter { $0.release == release }
+            let failure = judge(gate, targetGroups: state.targetGroupARNs, new)
+            let nextPoll = cadence.observed(
+                everyInstanceKnown: new.count >= expectedOnRelease && new.allSatisfy { $0.privateIP != nil }, at: now())
+            var observation = RolloutObservation(
+                now: now(), desiredCapacity: state.desiredCapacity, maxSize: state.maxSize,
+                members: live.map { instance in
+                    RolloutMember(
+                        id: instance.id, onRelease: instance.release == release,
+                        inServiceAndHealthy: instance.inService && instance.healthStatus == .healthy,
+                        gate: gate.passed(instance.id) ? .passed : gate.serving(instance.id) ? .serving : .pending,
+                        problem: gate.lastProblem(instance.id))
+                }, failure: failure)
+            // One poll may take several steps: a retirement is known without another poll.
+            stepping: while true {
+                let (action, notes) = rollout.step(observation)
+                try record(notes, journal: &journal)
+                recordLaunched(rollout, report: &report, gate: gate)
+                switch action {
+                case .fail(let failure):
+                    throw failure
+                case .probe:
+                    try probeUntilNextPoll(gate, targetGroups: state.targetGroupARNs, new, within: nextPoll)
+                    break stepping
+                case .wait(let seconds):
+                    sleep(min(seconds, configuration.health.poll))
+                    break stepping
+                case .retire(let ids):
+                    let byID = Dictionary(live.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+                    try retire(ids.compactMap { byID[$0] }, report: &report, direction: direction, observer: observer)
+                    observation = observation.retiring(ids)
+                case .fill(let desired):
+                    try client.setDesiredCapacity(group, desired)
+                    expectedOnRelease = desired
+                    sleep(cadence.launched(at: now()))
+                    break stepping
+                case .launch(let batch, let of, let surge, let desired, let raiseMaxTo):
+                    if let raiseMaxTo { try client.updateAutoScalingGroup(group, maxSize: raiseMaxTo) }
+                    journal.phase = direction.phase(batch: batch, of: of)
+                    journal.heartbeat = now()
+                    try journal.save(client, group: group)
+                    lastHeartbeat = now()
+                    try client.setDesiredCapacity(group, desired)
+                    report.batches = batch
+                    let left = observation.members.filter { !$0.onRelease }.count
+                    expectedOnRelease = desired - left
                     log.line(
                         """
-                        rotate: canary \(new.first?.id ?? "") is healthy; \
-                        soaking for \(LogWriter.formatDuration(configuration.canarySoak))
+                        rotate: \(direction.label): batch \(batch) of \(of): \
+                        launching \(surge) (desired \(desired)), \(left) old left
                         """
                     )
+                    sleep(cadence.launched(at: now()))
+                    break stepping
+                case .finish:
+                    return
                 }
-                // What is left is known without another poll: the next batch
-                // starts at once (a poll would only confirm the terminations).
-                if soakUntil != nil || old.isEmpty { continue }
             }
-            if old.isEmpty {
-                if new.count < desired {
-                    try client.setDesiredCapacity(group, desired)
-                    lastSetDesired = desired
-                    batchStarted = now()
-                    sleep(configuration.health.poll)
-                    continue
-                }
-                return
+        }
+    }
+
+    /// The notes of a step, in the log (and the journal, for a followed desired capacity).
+    private func record(_ notes: [RolloutNote], journal: inout RotationJournal) throws {
+        for note in notes {
+            switch note {
+            case .desiredChanged(let to, let endsAt):
+                log.warning(
+                    """
+                    rotate: \(group)'s desired capacity was changed to \(to) by someone else; \
+                    the rotation now ends at \(endsAt)
+                    """
+                )
+                journal.desiredCapacity = endsAt
+                try journal.save(client, group: group)
+            case .pauseStarted(let batch, let first, let seconds):
+                let what = configuration.strategy == .canary && batch == 1 ? "canary \(first)" : "batch \(batch)"
+                log.line("rotate: \(what) is healthy; soaking for \(LogWriter.formatDuration(seconds))")
+            case .pauseHeld:
+                log.line(
+                    configuration.strategy == .canary
+                        ? "rotate: the canary held through its soak" : "rotate: the batch held through its soak")
             }
-            // Launch the next batch first (surge), raising max if it must.
-            let replaced = max(0, schedule.batches.reduce(0, +) - old.count)
-            let next = schedule.next(afterReplacing: replaced) ?? (schedule.count, old.count)
-            let surge = min(next.size, old.count)
-            let target = new.count + old.count + surge
-            if target > state.maxSize {
-                guard configuration.raiseMaxSize else {
-                    throw RotationFailure(
-                        instance: nil, check: "capacity",
-                        answer:
-                            """
-                            the surge needs \(target) instances but max size is \(state.maxSize) \
-                            and raise_max_size is false
-                            """
-                    )
-                }
-                try client.updateAutoScalingGroup(group, maxSize: target)
-            }
-            batchNumber = next.number
-            journal.phase = direction.phase(batch: batchNumber, of: schedule.count)
-            journal.heartbeat = now()
-            try journal.save(client, group: group)
-            lastHeartbeat = now()
-            try client.setDesiredCapacity(group, target)
-            lastSetDesired = target
-            batchStarted = now()
-            report.batches = batchNumber
-            log.line(
-                """
-                rotate: \(direction.label): batch \(batchNumber) of \(schedule.count): \
-                launching \(surge) (desired \(target)), \(old.count) old left
-                """
-            )
-            sleep(configuration.health.poll)
+        }
+    }
+
+    /// The instances this run launched, with when each was first seen and through the gate.
+    private func recordLaunched(_ rollout: Rollout, report: inout RotationReport, gate: HealthGate) {
+        for id in rollout.launched where !report.launched.contains(where: { $0.instance == id }) {
+            report.launched.append(
+                ReplacedInstance(instance: id, firstSeenSeconds: now().timeIntervalSince(started), healthySeconds: nil))
+        }
+        for index in report.launched.indices
+        where report.launched[index].healthySeconds == nil && gate.passed(report.launched[index].instance) {
+            report.launched[index].healthySeconds = now().timeIntervalSince(started)
         }
     }
 
@@ -559,9 +516,10 @@ public struct Rotation: Sendable {
     /// poll said of Auto Scaling and the target groups. The next poll comes
     /// at once when they have all passed, so a batch waits for its boot,
     /// not for the poll interval.
-    private func probeUntilNextPoll(_ gate: HealthGate, targetGroups: [String], _ instances: [ObservedInstance]) throws
-    {
-        let nextPoll = now().addingTimeInterval(configuration.health.poll)
+    private func probeUntilNextPoll(
+        _ gate: HealthGate, targetGroups: [String], _ instances: [ObservedInstance], within wait: TimeInterval
+    ) throws {
+        let nextPoll = now().addingTimeInterval(wait)
         let interval =
             configuration.health.url == nil
             ? configuration.health.poll : min(configuration.health.probeInterval, configuration.health.poll)

@@ -17,6 +17,10 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
     /// Instances launched in each batch.
     public var batches: [Int]
     public var largestGroup: Int
+    /// The group cannot grow (at its max, `raise_max_size: false`): each
+    /// batch terminates up to `maxUnavailable` old instances first.
+    public var terminateFirst = false
+    public var maxUnavailable = 0
     public var checks: [String]
     public var expectedCalls: [String: Int]
     public var problems: [String]
@@ -85,7 +89,11 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
                 """
             )
         }
-        if largest > state.maxSize && !configuration.raiseMaxSize {
+        // A group that cannot grow, with room to go below: terminate first,
+        // never more than max_unavailable below the start.
+        let terminateFirst =
+            largest > state.maxSize && !configuration.raiseMaxSize && configuration.maxUnavailable > 0
+        if largest > state.maxSize && !configuration.raiseMaxSize && !terminateFirst {
             problems.append(
                 """
                 the surge needs \(largest) instances but \(state.name)'s max size is \(state.maxSize) \
@@ -98,7 +106,9 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
         }
         return RotationPlan(
             group: state.name, strategy: configuration.strategy, desired: state.desiredCapacity, minSize: state.minSize,
-            maxSize: state.maxSize, old: old, new: new, batches: batches, largestGroup: largest, checks: checks,
+            maxSize: state.maxSize, old: old, new: new, batches: batches,
+            largestGroup: terminateFirst ? state.maxSize : largest, terminateFirst: terminateFirst,
+            maxUnavailable: configuration.maxUnavailable, checks: checks,
             expectedCalls: calls, problems: problems)
     }
 
@@ -114,12 +124,22 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
             "plan for \(group): \(strategy.rawValue), \(old) instance(s) to replace, \(new) already on the release"
         ]
         lines.append("  sizes now: min \(minSize), max \(maxSize), desired \(desired)")
-        var step = 0
-        for (index, size) in batches.enumerated() {
-            step += 1
+        if terminateFirst {
             lines.append(
-                "  batch \(index + 1) of \(batches.count): launch \(size) (group \(desired + size)), "
-                    + "wait for the gate, terminate \(size) old (group \(desired))"
+                "  \(group) cannot grow (max size \(maxSize), raise_max_size false): each batch terminates up to "
+                    + "\(maxUnavailable) old first (max_unavailable), launches as many, waits for the gate; "
+                    + "healthy capacity never below \(desired - maxUnavailable)")
+        }
+        for (index, size) in batches.enumerated() {
+            let room = max(0, maxSize - desired)
+            let intoRoom = room > 0 ? " (launching \(room) first, into the room)" : ""
+            lines.append(
+                terminateFirst
+                    ? "  batch \(index + 1) of \(batches.count): replace \(size): terminate first, up to "
+                        + "\(maxUnavailable) at a time (group \(desired - maxUnavailable)), launch as many "
+                        + "(group \(desired)), wait for the gate\(intoRoom)"
+                    : "  batch \(index + 1) of \(batches.count): launch \(size) (group \(desired + size)), "
+                        + "wait for the gate, terminate \(size) old (group \(desired))"
             )
         }
         lines.append(

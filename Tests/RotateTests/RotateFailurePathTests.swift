@@ -157,3 +157,27 @@ func configureFaults(_ proxy: StandIn, _ settings: [String: Any]) throws {
         #expect(json["lowestHealthy"] as? Int == 3, "\(json)")
     }
 }
+
+/// Issue 16, item 4: a group at its max that may not grow is rolled by
+/// terminating first, never more than `max_unavailable` below the start.
+@Suite struct RotateCapacityTests {
+    @Test func aGroupAtItsMaxTerminatesFirstWithinMaxUnavailable() throws {
+        let world = try RotateWorld(desired: 4)
+        try world.client.updateAutoScalingGroup(world.group, maxSize: 4)
+        let ami = try world.makeAMI(health: "healthy", bootDelay: 0.5)
+        try world.prepare(ami: ami, rotate: "      raise_max_size: false\n      max_unavailable: 1")
+        let (planCode, plan) = try world.rotate(["plan"])
+        #expect(planCode == 0, "\(plan)")
+        #expect(plan.contains("terminate first"), "\(plan)")
+        let sampler = HealthSampler(world: world)
+        let (code, output) = try world.rotate()
+        let samples = sampler.stop()
+        #expect(code == 0, "\(output)")
+        #expect(try world.imagesOfGroup() == Array(repeating: ami, count: 4))
+        let state = try world.groupState()
+        #expect(state.maxSize == 4 && state.desiredCapacity == 4)
+        #expect((world.rotation["largestGroup"] as? Int ?? 99) <= 4, "\(world.rotation)")
+        #expect((samples.min() ?? 0) >= 3, "healthy fell below 4 - max_unavailable: \(samples)")
+        #expect((world.rotation["lowestHealthy"] as? Int ?? 0) >= 3)
+    }
+}
