@@ -92,6 +92,10 @@ final class HealthGate {
 
     func passed(_ id: String) -> Bool { records[id]?.passed ?? false }
 
+    /// Whether the instance serves by its last check: passed, or its last
+    /// check passed (what the healthy count reports; the gate wants `consecutive`).
+    func serving(_ id: String) -> Bool { records[id].map { $0.passed || $0.passesInARow > 0 } ?? false }
+
     /// Judges the instances once; returns the first fail-fast failure.
     func judge(_ instances: [ObservedInstance], now: Date) -> RotationFailure? {
         for instance in instances {

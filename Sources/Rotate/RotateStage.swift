@@ -71,7 +71,7 @@ public struct RotateStage {
         let client = aws.client()
         let rotation = Rotation(
             client: client, http: aws.http, log: context.log, configuration: configuration, runID: runID,
-            clock: context.clock)
+            clock: context.clock, cancellation: context.runner.cancellation)
         let started = context.clock.now()
 
         if case .rollback = action {
@@ -140,6 +140,15 @@ public struct RotateStage {
             } catch let rolledBack as RolledBack {
                 report = rolledBack.report
                 thrown = rolledBack
+            } catch let left as LeftInPlace {
+                report = left.report
+                thrown = left
+            } catch let interrupted as RotationInterrupted {
+                // The report first (`artifacts: when: always` shows it), then the
+                // exit code of what stopped the run: 75 for AWS past its
+                // retries, so that the template's `retry: exit_codes` fires.
+                report = interrupted.report
+                thrown = interrupted.error
             }
             let result = RotationResult(
                 environment: environment, autoScalingGroup: configuration.autoScalingGroup, release: release.digest,

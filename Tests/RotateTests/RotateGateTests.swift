@@ -133,9 +133,10 @@ private func rotateSection(_ text: String) throws -> RotateConfiguration {
     }
 
     @Test func thePlanPrintsTheStopsTheRotationFollows() {
-        let batches = RotationPlan.batches(strategy: .rolling, old: 6, batchSize: 2)
+        // One schedule for the plan and the run (RolloutSchedule); the checkpoints are placed on it.
+        let batches = RolloutSchedule(strategy: .rolling, batch: .count(2), desired: 6, toReplace: 6).batches
         #expect(batches == [2, 2, 2])
-        #expect(RotationPlan.batches(strategy: .canary, old: 5, batchSize: 2) == [1, 2, 2])
+        #expect(RolloutSchedule(strategy: .canary, batch: .count(2), desired: 5, toReplace: 5).batches == [1, 2, 2])
     }
 
     @Test func checkpointSettingsAreReadAndBadOnesNamed() throws {

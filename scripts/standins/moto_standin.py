@@ -80,7 +80,8 @@ def main(argv):
     _fix_launch_template_version_user_data()
     _fix_mixed_instances_policy_update()
     lifetime = common.Lifetime(watch_stdin=not a.no_stdin_watch)
-    app = DomainDispatcherApplication(create_backend_app)
+    # The lock sits around moto alone; the bodies' own path (/__kiln_bodies) is served beside it.
+    app = _one_at_a_time(DomainDispatcherApplication(create_backend_app))
     store = None
     if a.bodies:
         from . import bodies
@@ -111,6 +112,26 @@ def main(argv):
         if store is not None:
             store.close()
     return 0
+
+
+def _one_at_a_time(app):
+    """moto's backends are not thread-safe: two requests on one group at once
+    read and write its desired capacity and instance list without a lock, and
+    a decrement is lost, a terminated instance is registered with a target
+    group (400 InvalidTarget), or moto fails with HTTP 500
+    (tests/test_moto_race.py). Requests are still read and answered on their
+    own threads; moto itself runs one request at a time, body included."""
+    import threading
+    lock = threading.Lock()
+
+    def serialised(environ, start_response):
+        with lock:
+            body = app(environ, start_response)
+            try:
+                return [b"".join(body)]
+            finally:
+                getattr(body, "close", lambda: None)()
+    return serialised
 
 
 def _make_signed_user(url, region, name):
