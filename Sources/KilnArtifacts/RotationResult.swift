@@ -39,6 +39,11 @@ public struct RotationResult: ArtifactPayload, Equatable {
         case nothingToDo = "nothing-to-do"
         /// The release failed its health gate and the group is back on the release before it.
         case rolledBack = "rolled-back"
+        /// The release failed with `--no-rollback`: the group is left as it stood, its journal kept.
+        case left
+        /// The run stopped part-way (AWS past its retries, a refusal, a cancelled job): the journal
+        /// is kept, and the next run finishes or rolls back what this one began.
+        case interrupted
     }
 
     public var environment: String

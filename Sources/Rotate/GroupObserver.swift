@@ -17,6 +17,8 @@ public struct ObservedInstance: Sendable, Equatable {
     public let privateDNS: String?
     /// Target group ARN → its state there.
     public let targetHealth: [String: TargetHealthState]
+    /// Scale-in protected: removed before Kiln retires it (`Rotation.terminate`).
+    public var protectedFromScaleIn = false
 
     public var inService: Bool { lifecycleState == .inService }
 }
@@ -57,7 +59,7 @@ final class GroupObserver {
                 release: details?.tags[KilnTag.release] ?? "image:\(imageID)", imageID: imageID,
                 privateIP: details?.privateIPAddress, publicIP: details?.publicIPAddress,
                 privateDNS: details?.privateDNSName,
-                targetHealth: health[member.id] ?? [:])
+                targetHealth: health[member.id] ?? [:], protectedFromScaleIn: member.protectedFromScaleIn)
         }
         return (group, instances)
     }
@@ -89,6 +91,10 @@ final class HealthGate {
     }
 
     func passed(_ id: String) -> Bool { records[id]?.passed ?? false }
+
+    /// Whether the instance serves by its last check: passed, or its last
+    /// check passed (what the healthy count reports; the gate wants `consecutive`).
+    func serving(_ id: String) -> Bool { records[id].map { $0.passed || $0.passesInARow > 0 } ?? false }
 
     /// Judges the instances once; returns the first fail-fast failure.
     func judge(_ instances: [ObservedInstance], now: Date) -> RotationFailure? {

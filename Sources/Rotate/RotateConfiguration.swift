@@ -54,6 +54,8 @@ public struct HealthSettings: Sendable, Equatable {
     public var expectBody: String?
     /// Per-probe time limit.
     public var probeTimeout: TimeInterval = 2
+    /// CloudWatch alarms that fail the batch when any is in ALARM (`AlarmWatch`).
+    public var alarms: [String] = []
 }
 
 /// `environments.<env>.rotate` of kiln.yml, with flags over it.
@@ -76,6 +78,9 @@ public struct RotateConfiguration: Sendable, Equatable {
     /// (the load balancer's address); handed to GitLab's environment page as
     /// `KILN_ENVIRONMENT_URL` in rotation-<env>.env.
     public var environmentURL: String?
+    /// Pauses with the gate still watching, after the batches that reach
+    /// these shares of the instances to replace (`checkpoints`, `checkpoint_soak`).
+    public var checkpoints: Checkpoints?
 
     static let keys = ConfigSchema.rotate.keys
 
@@ -147,6 +152,8 @@ public struct RotateConfiguration: Sendable, Equatable {
         if let node = fields["raise_max_size"] {
             configuration.raiseMaxSize = try file.value(node, "\(keyPath).raise_max_size")
         }
+        configuration.checkpoints = try Checkpoints.load(
+            fields["checkpoints"], soak: fields["checkpoint_soak"], keyPath: keyPath, file: file)
         if let node = fields["suspend"] {
             configuration.suspend = try file.listOrOne(node, "\(keyPath).suspend").enumerated().map {
                 try file.scalar($1, "\(keyPath).suspend[\($0)]")
@@ -192,6 +199,9 @@ public struct RotateConfiguration: Sendable, Equatable {
                         value, "\(healthPath).url", "only \(known.joined(separator: ", ")) may stand in braces")
                 }
                 configuration.health.url = url
+            }
+            if let value = health["alarms"] {
+                configuration.health.alarms = try AlarmWatch.names(value, "\(healthPath).alarms", file: file)
             }
             if let value = health["expect_body"] {
                 configuration.health.expectBody = try file.scalar(value, "\(healthPath).expect_body")

@@ -71,7 +71,7 @@ public struct RotateStage {
         let client = aws.client()
         let rotation = Rotation(
             client: client, http: aws.http, log: context.log, configuration: configuration, runID: runID,
-            clock: context.clock)
+            clock: context.clock, cancellation: context.runner.cancellation)
         let started = context.clock.now()
 
         if case .rollback = action {
@@ -140,6 +140,15 @@ public struct RotateStage {
             } catch let rolledBack as RolledBack {
                 report = rolledBack.report
                 thrown = rolledBack
+            } catch let left as LeftInPlace {
+                report = left.report
+                thrown = left
+            } catch let interrupted as RotationInterrupted {
+                // The report first (`artifacts: when: always` shows it), then the
+                // exit code of what stopped the run: 75 for AWS past its
+                // retries, so that the template's `retry: exit_codes` fires.
+                report = interrupted.report
+                thrown = interrupted.error
             }
             let result = RotationResult(
                 environment: environment, autoScalingGroup: configuration.autoScalingGroup, release: release.digest,
@@ -160,6 +169,19 @@ public struct RotateStage {
             dotenv.set(
                 "KILN_LAUNCH_TEMPLATE_VERSION",
                 "\(report.outcome == .rolledBack ? report.fromVersion : report.toVersion)")
+            // The picture beside the report, on every outcome that writes the report.
+            let picture = RotationPicture(
+                timeline: report.timeline,
+                title: "kiln-rotate \(environment): \(report.outcome.rawValue)",
+                subtitle:
+                    """
+                    \(configuration.autoScalingGroup), release \(release.digest) \
+                    (\(image.application) \(image.applicationVersion)), \
+                    version \(report.fromVersion) to \(report.toVersion)
+                    """,
+                failure: report.failure?.description)
+            try AtomicFile.write(
+                Data(picture.svg.utf8), to: context.artifacts.path(RotationPicture.fileName(environment: environment)))
             try context.artifacts.write(
                 result, fileName: RotationResult.fileName(environment: environment), dotenv: dotenv,
                 dotenvFileName: "rotation-\(environment).env")
@@ -177,6 +199,6 @@ extension Rotation {
         let (state, instances) = try GroupObserver(client: client, group: group).poll()
         let template = try launchTemplate(of: state)
         _ = try numericVersion(template)
-        return plan(state: state, instances: instances, release: release)
+        return plan(state: state, instances: instances, release: release, warmPool: try warmPool())
     }
 }

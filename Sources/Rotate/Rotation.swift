@@ -41,6 +41,7 @@ public struct RolledBack: ExitStatusProviding, CustomStringConvertible, Sendable
 public struct LeftInPlace: ExitStatusProviding, CustomStringConvertible, Sendable {
     public let failure: RotationFailure
     public let group: String
+    public let report: RotationReport
     public var exitStatus: KilnExit { .serviceUnavailable }
     public var description: String {
         """
@@ -48,6 +49,17 @@ public struct LeftInPlace: ExitStatusProviding, CustomStringConvertible, Sendabl
         its journal kept, for a person to look at; 'kiln-rotate rollback' undoes it
         """
     }
+}
+
+/// A run that stopped part-way: `error` (AWS past its retries, a refusal,
+/// the job cancelled) says why and decides the exit code; `report` is what
+/// was known when it stopped, for rotation-<env>.json (outcome
+/// `interrupted`). The journal stays on the group for the next run. The
+/// stage writes the report and throws `error` itself, so this carries
+/// rather than maps.
+public struct RotationInterrupted: Error, Sendable {
+    public let error: any Error
+    public let report: RotationReport
 }
 
 /// The outcome the stage reports.
@@ -61,6 +73,8 @@ public struct RotationReport: Sendable, Equatable {
     public var lowestHealthy = Int.max
     public var largestGroup = 0
     public var failure: RotationFailure?
+    /// Poll by poll, for rotation-<env>.svg.
+    public var timeline = RotationTimeline()
 }
 
 /// Why a group is rolled back.
@@ -106,14 +120,18 @@ public struct Rotation: Sendable {
     let runID: String
     let clock: Clock
     let started: Date
+    /// The job's cancellation (GitLab's SIGTERM): checked at every poll, so
+    /// that a cancelled run stops between two AWS calls and writes its report.
+    let cancellation: Cancellation
 
     var group: String { configuration.autoScalingGroup }
     static let heartbeatEvery: TimeInterval = 20
 
     public init(
         client: AWSClient, http: HTTPClient, log: LogWriter, configuration: RotateConfiguration, runID: String,
-        clock: Clock = .system
+        clock: Clock = .system, cancellation: Cancellation = .process
     ) {
+        self.cancellation = cancellation
         self.client = client
         self.http = http
         self.log = log
@@ -124,7 +142,15 @@ public struct Rotation: Sendable {
     }
 
     private func now() -> Date { clock.now() }
+    /// Seconds since the rotation started, for the report and the timeline.
+    private func elapsed() -> Double { now().timeIntervalSince(started) }
+    var alarms: AlarmWatch { AlarmWatch(names: configuration.health.alarms, client: client) }
     private func sleep(_ seconds: TimeInterval) { clock.sleep(seconds) }
+
+    /// Stops the run when the job was cancelled: between two steps, never inside one.
+    private func checkCancelled() throws {
+        if let signal = cancellation.signal { throw CancelledBySignal(signal: signal) }
+    }
 
     // MARK: the run
 
@@ -142,7 +168,9 @@ public struct Rotation: Sendable {
                 log.line("rotate: every instance of \(group) already runs release \(release.digest): nothing to do")
                 return RotationReport(outcome: .nothingToDo, fromVersion: currentVersion, toVersion: currentVersion)
             }
-            try plan(state: state, instances: instances, release: release.digest).check()
+            // Refusals (standby, warm pool, ...) and unknown alarms before anything changes.
+            try plan(state: state, instances: instances, release: release.digest, warmPool: warmPool()).check()
+            try alarms.checkExist(environment: configuration.environment)
             let toVersion = try createVersion(template: template.id, from: currentVersion, release: release)
             let suspended = ["AZRebalance"] + configuration.suspend
             let byKiln = suspended.filter { !state.suspendedProcesses.contains($0) }
@@ -155,18 +183,52 @@ public struct Rotation: Sendable {
         }
         guard var journal else { fatalError("set above") }
         var report = RotationReport(outcome: .deployed, fromVersion: journal.fromVersion, toVersion: journal.toVersion)
+        // While a rotation runs, a SIGTERM is ours to act on (the process
+        // does not exit at once): the run stops at its next step and reports.
+        let registration = cancellation.onCancel { _ in }
+        defer { registration.end() }
+        do {
+            return try run(
+                release, journal: &journal, report: &report, template: template.id,
+                mixedInstances: state.usesMixedInstancesPolicy, observer: observer,
+                rollbackOnFailure: rollbackOnFailure)
+        } catch let error as RolledBack {
+            throw error
+        } catch let error as LeftInPlace {
+            throw error
+        } catch {
+            report.outcome = .interrupted
+            report.failure = report.failure ?? RotationFailure(instance: nil, check: "run", answer: "\(error)")
+            throw RotationInterrupted(error: error, report: report)
+        }
+    }
 
-        if journal.phase.isRollback {
+    /// The rotation once its journal is on the group: from the phase the
+    /// journal records to a finished rotation, a rollback, or a failure left in place.
+    private func run(
+        _ release: ReleaseSpecification, journal: inout RotationJournal, report: inout RotationReport,
+        template: String, mixedInstances: Bool, observer: GroupObserver, rollbackOnFailure: Bool
+    ) throws -> RotationReport {
+        switch journal.phase {
+        case .finishing(rollback: false):
+            // Every instance was on the release when the killed run began its last phase.
+            try finish(&journal)
+            log.line("rotate: \(group) runs release \(release.digest) on every instance")
+            return report
+        case .rollingBack, .finishing(rollback: true):
             // A killed run was rolling back: finish that first.
             let failure = RotationFailure(
                 instance: nil, check: "earlier run", answer: "was rolling back when it stopped")
             throw RolledBack(
                 failure: failure,
                 report: try rollBack(&journal, report: &report, because: .failed(failure), observer: observer))
+        default:
+            break
         }
         do {
             try client.updateAutoScalingGroup(
-                group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.toVersion)"))
+                group, launchTemplate: LaunchTemplateSpecification(id: template, version: "\(journal.toVersion)"),
+                inMixedInstancesPolicy: mixedInstances)
             log.line(
                 """
                 rotate: \(group) now launches version \(journal.toVersion) (release \(release.digest), \
@@ -177,17 +239,19 @@ public struct Rotation: Sendable {
                 to: release.digest, journal: &journal, report: &report, observer: observer, direction: .forward)
         } catch let failure as RotationFailure {
             report.failure = failure
+            report.timeline.mark(.failure, failure.description, at: elapsed())
             log.error("rotate: \(failure)")
             guard rollbackOnFailure else {
                 journal.phase = .failed
                 try? journal.save(client, group: group)
-                throw LeftInPlace(failure: failure, group: group)
+                report.outcome = .left
+                throw LeftInPlace(failure: failure, group: group, report: report)
             }
             throw RolledBack(
                 failure: failure,
                 report: try rollBack(&journal, report: &report, because: .failed(failure), observer: observer))
         }
-        try finish(journal)
+        try finish(&journal)
         log.line("rotate: \(group) runs release \(release.digest) on every instance")
         return report
     }
@@ -229,6 +293,7 @@ public struct Rotation: Sendable {
     ) throws -> RotationReport {
         report.failure = cause.failure
         report.outcome = .rolledBack
+        report.timeline.mark(.rollback, "rolling back to version \(journal.fromVersion)", at: elapsed())
         journal.phase = .rollingBack(nil)
         try journal.save(client, group: group)
         let (state, _) = try observer.poll()
@@ -236,7 +301,8 @@ public struct Rotation: Sendable {
         let oldRelease = try versionRelease(template.id, journal.fromVersion)
         log.line("rotate: rolling \(group) back to version \(journal.fromVersion) (release \(oldRelease))")
         try client.updateAutoScalingGroup(
-            group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.fromVersion)"))
+            group, launchTemplate: LaunchTemplateSpecification(id: template.id, version: "\(journal.fromVersion)"),
+            inMixedInstancesPolicy: state.usesMixedInstancesPolicy)
         do {
             try converge(to: oldRelease, journal: &journal, report: &report, observer: observer, direction: .back)
         } catch let rollbackFailure as RotationFailure {
@@ -249,7 +315,7 @@ public struct Rotation: Sendable {
                 """
             )
         }
-        try finish(journal, lastRotation: false)
+        try finish(&journal, rollback: true)
         log.line("rotate: \(group) is back on version \(journal.fromVersion): the environment is as it was")
         return report
     }
@@ -258,39 +324,61 @@ public struct Rotation: Sendable {
 
     /// Replaces every instance not on `release` by one that is, batch by
     /// batch, never letting the healthy capacity fall below the starting
-    /// desired capacity (less max_unavailable). Decided from what the group
-    /// holds at each poll, so a re-run continues where a killed one stopped
-    /// and never raises the desired capacity twice.
+    /// desired capacity. The decisions are `Rollout.step`'s, from what the
+    /// group holds at each poll, so a re-run continues where a killed one
+    /// stopped and never raises the desired capacity twice; this runs them.
     private func converge(
         to release: String, journal: inout RotationJournal, report: inout RotationReport, observer: GroupObserver,
         direction: Direction
     ) throws {
         let gate = HealthGate(settings: configuration.health, targetGroups: [], http: http)
-        var desired = journal.desiredCapacity
-        var lastSetDesired: Int?
-        var batchStarted = now()
-        var batchIndex = 0
         var lastHeartbeat = now()
-        var seenNew = Set<String>()
-        var soakUntil: Date?
-        var firstBatchDone = false
-        let totalOld: Int
-        do {
-            let (_, instances) = try observer.poll()
-            totalOld = instances.filter { $0.release != release }.count
+        let first = try observer.poll().instances
+        let toReplaceNow = first.filter { $0.release != release && !$0.lifecycleState.isTerminating }.count
+        // Going forward, every instance of the group at the start is replaced:
+        // the schedule is the plan's, over the starting desired capacity, and
+        // a resumed run finds its place in it by how many are replaced (so it
+        // numbers on). Going back, only the new release's instances are.
+        let schedule = RolloutSchedule(
+            strategy: configuration.strategy, batch: configuration.batch,
+            desired: max(1, journal.desiredCapacity),
+            toReplace: direction == .forward ? max(journal.desiredCapacity, toReplaceNow) : toReplaceNow)
+        // Instances on `release` before this run began were not launched by
+        // it (going back: the old release's, checked again through the gate).
+        let there: Set<String> = direction == .back ? Set(first.filter { $0.release == release }.map(\.id)) : []
+        var rollout = Rollout(
+            schedule: schedule, direction: direction, configuration: configuration, desired: journal.desiredCapacity,
+            there: there, now: now())
+        // Checkpoints and alarms gate the way forward; a rollback returns to
+        // what ran before and stops for neither. A checkpoint is a pause of
+        // the schedule's (with the canary's soak, the longer holds).
+        let checkpoints =
+            direction == .forward ? configuration.checkpoints?.stops(batches: schedule.batches) ?? [] : []
+        for stop in checkpoints {
+            rollout.pauses[stop.afterBatch] = max(
+                rollout.pauses[stop.afterBatch] ?? 0, configuration.checkpoints?.soak ?? 0)
         }
-        let batchSize: Int = {
-            switch configuration.strategy {
-            case .blueGreen: return max(1, totalOld)
-            default: return configuration.batch.instances(of: max(1, journal.desiredCapacity))
+        let checkpointAfter = Dictionary(
+            checkpoints.map { ($0.afterBatch, $0) }, uniquingKeysWith: { first, _ in first })
+        let alarms = direction == .forward ? self.alarms : AlarmWatch(names: [], client: client)
+        var cadence = PollCadence(poll: configuration.health.poll, probeInterval: configuration.health.probeInterval)
+        // How many instances of the release the group should hold once the batch under way is launched.
+        var expectedOnRelease = 0
+        defer {
+            report.lowestHealthy = min(report.lowestHealthy, rollout.lowestHealthy)
+            report.largestGroup = max(report.largestGroup, rollout.largestGroup)
+            // The picture counts the instances of the release deployed, going back too.
+            for sample in rollout.samples {
+                report.timeline.record(
+                    RotationTimeline.Sample(
+                        seconds: sample.time.timeIntervalSince(started), healthy: sample.healthy,
+                        groupSize: sample.groupSize,
+                        newRelease: direction == .forward ? sample.onRelease : sample.groupSize - sample.onRelease))
             }
-        }()
-        let plannedBatches =
-            configuration.strategy == .canary && totalOld > 1
-            ? 1 + Int((Double(totalOld - 1) / Double(batchSize)).rounded(.up))
-            : max(1, Int((Double(totalOld) / Double(batchSize)).rounded(.up)))
+        }
 
         while true {
+            try checkCancelled()
             if now().timeIntervalSince(lastHeartbeat) >= Self.heartbeatEvery {
                 journal.heartbeat = now()
                 try journal.save(client, group: group)
@@ -298,154 +386,195 @@ public struct Rotation: Sendable {
             }
             let (state, instances) = try observer.poll()
             let live = instances.filter { !$0.lifecycleState.isTerminating && $0.lifecycleState != .standby }
-            let new = live.filter { $0.release == release }
-            var old = live.filter { $0.release != release }
             for instance in instances where instance.lifecycleState.isWaitingOnHook {
                 log.warning("rotate: \(instance.id) waits in \(instance.lifecycleState): a lifecycle hook holds it")
             }
-            // Someone else changed the desired capacity: follow them.
-            if let set = lastSetDesired, state.desiredCapacity != set {
-                let change = state.desiredCapacity - set
-                desired = max(0, desired + change)
-                log.warning(
-                    """
-                    rotate: \(group)'s desired capacity was changed to \(state.desiredCapacity) by someone else; \
-                    the rotation now ends at \(desired)
-                    """
-                )
-                journal.desiredCapacity = desired
-                try journal.save(client, group: group)
-                lastSetDesired = state.desiredCapacity
-            }
-            if let failure = judge(gate, targetGroups: state.targetGroupARNs, new) { throw failure }
-            for instance in new where !seenNew.contains(instance.id) {
-                seenNew.insert(instance.id)
-                report.launched.append(
-                    ReplacedInstance(
-                        instance: instance.id, firstSeenSeconds: now().timeIntervalSince(started), healthySeconds: nil))
-            }
-            for index in report.launched.indices
-            where report.launched[index].healthySeconds == nil && gate.passed(report.launched[index].instance) {
-                report.launched[index].healthySeconds = now().timeIntervalSince(started)
-            }
-            // More launches than the batches need: the group is churning replacements.
-            if seenNew.count > desired + batchSize + configuration.batch.instances(of: max(1, desired)) {
-                throw RotationFailure(
-                    instance: nil, check: "replacements",
-                    answer:
-                        """
-                        \(seenNew.count) instances of the release launched where \(desired) are needed: \
-                        new instances keep being replaced
-                        """
-                )
-            }
-            let healthy =
-                old.filter { $0.inService && $0.healthStatus == .healthy }.count
-                + new.filter { gate.passed($0.id) }.count
-            report.lowestHealthy = min(report.lowestHealthy, healthy)
-            report.largestGroup = max(report.largestGroup, live.count)
-
-            let pending = new.filter { !gate.passed($0.id) }
-            if !pending.isEmpty {
-                if now().timeIntervalSince(batchStarted) > configuration.health.timeout {
-                    let instance = pending[0]
-                    throw RotationFailure(
-                        instance: instance.id, check: "health gate",
-                        answer:
-                            """
-                            not healthy after \(LogWriter.formatDuration(configuration.health.timeout)): \
-                            \(gate.lastProblem(instance.id) ?? "no answer yet")
-                            """
-                    )
-                }
-                try probeUntilNextPoll(gate, targetGroups: state.targetGroupARNs, new)
-                continue
-            }
-            if let until = soakUntil {
-                if now() < until { sleep(configuration.health.poll); continue }
-                soakUntil = nil
-                log.line("rotate: the canary held through its soak")
-            }
-            let excess = new.count + old.count - desired
-            if excess > 0 && !old.isEmpty {
-                // A batch is healthy: retire as many old instances as it added.
-                let retiring = Array(old.prefix(excess))
-                try terminate(retiring, report: &report, direction: direction)
-                lastSetDesired = state.desiredCapacity - retiring.count
-                old.removeFirst(retiring.count)
-                if configuration.strategy == .canary && !firstBatchDone && configuration.canarySoak > 0 {
-                    soakUntil = now().addingTimeInterval(configuration.canarySoak)
+            let new = live.filter { $0.release == release }
+            // One DescribeAlarms a poll: an alarm in ALARM fails the batch as the gate's own verdict does.
+            let failure = try judge(gate, targetGroups: state.targetGroupARNs, new) ?? alarms.check()
+            let nextPoll = cadence.observed(
+                everyInstanceKnown: new.count >= expectedOnRelease && new.allSatisfy { $0.privateIP != nil }, at: now())
+            var observation = RolloutObservation(
+                now: now(), desiredCapacity: state.desiredCapacity, maxSize: state.maxSize,
+                members: live.map { instance in
+                    RolloutMember(
+                        id: instance.id, onRelease: instance.release == release,
+                        inServiceAndHealthy: instance.inService && instance.healthStatus == .healthy,
+                        gate: gate.passed(instance.id) ? .passed : gate.serving(instance.id) ? .serving : .pending,
+                        problem: gate.lastProblem(instance.id))
+                }, failure: failure)
+            // One poll may take several steps: a retirement is known without another poll.
+            stepping: while true {
+                let (action, notes) = rollout.step(observation)
+                try record(notes, journal: &journal, checkpoints: checkpointAfter, report: &report)
+                recordLaunched(rollout, report: &report, gate: gate)
+                switch action {
+                case .fail(let failure):
+                    throw failure
+                case .probe:
+                    try probeUntilNextPoll(gate, targetGroups: state.targetGroupARNs, new, within: nextPoll)
+                    break stepping
+                case .wait(let seconds):
+                    sleep(min(seconds, configuration.health.poll))
+                    break stepping
+                case .retire(let ids):
+                    // A retirement follows the batch through the gate (or, in a
+                    // group that cannot grow, makes room for the next one).
+                    report.timeline.mark(
+                        .batchConfirmed,
+                        rollout.batchNumber == 0
+                            ? "\(direction.label): retiring \(ids.count) left over"
+                            : "\(direction.label) \(rollout.batchNumber)/\(schedule.count)",
+                        at: elapsed())
+                    let byID = Dictionary(live.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+                    try retire(ids.compactMap { byID[$0] }, report: &report, direction: direction, observer: observer)
+                    observation = observation.retiring(ids)
+                case .fill(let desired):
+                    try client.setDesiredCapacity(group, desired)
+                    expectedOnRelease = desired
+                    sleep(cadence.launched(at: now()))
+                    break stepping
+                case .launch(let batch, let of, let surge, let desired, let raiseMaxTo):
+                    if let raiseMaxTo { try client.updateAutoScalingGroup(group, maxSize: raiseMaxTo) }
+                    journal.phase = direction.phase(batch: batch, of: of)
+                    journal.heartbeat = now()
+                    try journal.save(client, group: group)
+                    lastHeartbeat = now()
+                    try client.setDesiredCapacity(group, desired)
+                    report.batches = batch
+                    report.timeline.mark(.batchStarted, "\(direction.label) \(batch)/\(of)", at: elapsed())
+                    let left = observation.members.filter { !$0.onRelease }.count
+                    expectedOnRelease = desired - left
                     log.line(
                         """
-                        rotate: canary \(new.first?.id ?? "") is healthy; \
-                        soaking for \(LogWriter.formatDuration(configuration.canarySoak))
+                        rotate: \(direction.label): batch \(batch) of \(of): \
+                        launching \(surge) (desired \(desired)), \(left) old left
                         """
                     )
+                    sleep(cadence.launched(at: now()))
+                    break stepping
+                case .finish:
+                    return
                 }
-                firstBatchDone = true
-                // What is left is known without another poll: the next batch
-                // starts at once (a poll would only confirm the terminations).
-                if soakUntil != nil || old.isEmpty { continue }
             }
-            if old.isEmpty {
-                if new.count < desired {
-                    try client.setDesiredCapacity(group, desired)
-                    lastSetDesired = desired
-                    batchStarted = now()
-                    sleep(configuration.health.poll)
-                    continue
-                }
-                return
+        }
+    }
+
+    /// The notes of a step, in the log (and the journal, for a followed desired capacity).
+    private func record(
+        _ notes: [RolloutNote], journal: inout RotationJournal, checkpoints: [Int: Checkpoints.Stop],
+        report: inout RotationReport
+    ) throws {
+        for note in notes {
+            switch note {
+            case .desiredChanged(let to, let endsAt):
+                log.warning(
+                    """
+                    rotate: \(group)'s desired capacity was changed to \(to) by someone else; \
+                    the rotation now ends at \(endsAt)
+                    """
+                )
+                journal.desiredCapacity = endsAt
+                try journal.save(client, group: group)
+            case .pauseStarted(let batch, _, let seconds) where checkpoints[batch] != nil:
+                let stop = checkpoints[batch]!
+                report.timeline.mark(.checkpoint, "checkpoint \(stop.label)", at: elapsed())
+                log.line(
+                    """
+                    rotate: checkpoint \(stop.label) (\(stop.replaced) of \(stop.total) replaced): \
+                    soaking for \(LogWriter.formatDuration(seconds)), the gate still watching
+                    """
+                )
+            case .pauseHeld(let batch) where checkpoints[batch] != nil:
+                log.line("rotate: checkpoint \(checkpoints[batch]!.label) held through its soak")
+            case .pauseStarted(let batch, let first, let seconds):
+                let what = configuration.strategy == .canary && batch == 1 ? "canary \(first)" : "batch \(batch)"
+                log.line("rotate: \(what) is healthy; soaking for \(LogWriter.formatDuration(seconds))")
+            case .pauseHeld:
+                log.line(
+                    configuration.strategy == .canary
+                        ? "rotate: the canary held through its soak" : "rotate: the batch held through its soak")
             }
-            // Launch the next batch first (surge), raising max if it must.
-            let surge = configuration.strategy == .canary && !firstBatchDone ? 1 : min(batchSize, old.count)
-            let target = new.count + old.count + surge
-            if target > state.maxSize {
-                guard configuration.raiseMaxSize else {
-                    throw RotationFailure(
-                        instance: nil, check: "capacity",
-                        answer:
-                            """
-                            the surge needs \(target) instances but max size is \(state.maxSize) \
-                            and raise_max_size is false
-                            """
-                    )
-                }
-                try client.updateAutoScalingGroup(group, maxSize: target)
-            }
-            batchIndex += 1
-            journal.phase = direction.phase(batch: min(batchIndex, plannedBatches), of: plannedBatches)
-            journal.heartbeat = now()
-            try journal.save(client, group: group)
-            lastHeartbeat = now()
-            try client.setDesiredCapacity(group, target)
-            lastSetDesired = target
-            batchStarted = now()
-            report.batches = batchIndex
-            log.line(
-                """
-                rotate: \(direction.label): batch \(min(batchIndex, plannedBatches)) of \(plannedBatches): \
-                launching \(surge) (desired \(target)), \(old.count) old left
-                """
-            )
-            sleep(configuration.health.poll)
+        }
+    }
+
+    /// The instances this run launched, with when each was first seen and through the gate.
+    private func recordLaunched(_ rollout: Rollout, report: inout RotationReport, gate: HealthGate) {
+        for id in rollout.launched where !report.launched.contains(where: { $0.instance == id }) {
+            report.launched.append(
+                ReplacedInstance(instance: id, firstSeenSeconds: now().timeIntervalSince(started), healthySeconds: nil))
+        }
+        for index in report.launched.indices
+        where report.launched[index].healthySeconds == nil && gate.passed(report.launched[index].instance) {
+            report.launched[index].healthySeconds = now().timeIntervalSince(started)
         }
     }
 
     /// Terminates a batch's old instances at once (one call each, in
     /// parallel), lowering the desired capacity by as many. A call that
-    /// fails is reported after the others have run; a re-run sees from the
-    /// group which of them took effect.
-    private func terminate(_ instances: [ObservedInstance], report: inout RotationReport, direction: Direction) throws {
+    /// fails may still have taken effect (TerminateInstanceInAutoScalingGroup
+    /// is sent once): the group is read back, and only the instances it
+    /// still holds in service are sent again, under the retry policy. The
+    /// log and the report name only the terminations AWS confirmed.
+    private func retire(
+        _ instances: [ObservedInstance], report: inout RotationReport, direction: Direction,
+        observer: GroupObserver
+    ) throws {
         let client = client
-        let outcomes = Parallel.map(instances) { instance in
-            _ = try client.terminateInstanceInAutoScalingGroup(instance.id, shouldDecrementDesiredCapacity: true)
+        // Scale-in protection keeps an instance from the group's own choice
+        // of what to retire ("Use instance scale-in protection", EC2 Auto
+        // Scaling user guide); Kiln retires old instances on purpose, so it
+        // lifts the protection first, in one call for the batch.
+        let protected = instances.filter(\.protectedFromScaleIn).map(\.id)
+        if !protected.isEmpty {
+            try client.setInstanceProtection(group, protected, protected: false)
+            log.line(
+                "rotate: \(direction.label): removed scale-in protection from \(protected.joined(separator: ", "))")
         }
-        for instance in instances {
-            report.terminated.append(instance.id)
-            log.line("rotate: \(direction.label): terminated \(instance.id) (\(instance.release))")
+        var remaining = instances
+        var attempt = 0
+        while true {
+            attempt += 1
+            let outcomes = Parallel.map(remaining) { instance in
+                _ = try client.terminateInstanceInAutoScalingGroup(instance.id, shouldDecrementDesiredCapacity: true)
+            }
+            var failed: [(instance: ObservedInstance, error: any Error)] = []
+            for (instance, outcome) in zip(remaining, outcomes) {
+                switch outcome {
+                case .success:
+                    confirmTerminated(instance, report: &report, direction: direction)
+                case .failure(let error):
+                    failed.append((instance, error))
+                }
+            }
+            guard let firstFailure = failed.first else { return }
+            // Read back before acting again: which of the failed calls took effect?
+            let held = Dictionary(
+                try observer.poll().instances.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+            remaining = []
+            for (instance, error) in failed {
+                if let still = held[instance.id], !still.lifecycleState.isTerminating {
+                    log.warning("rotate: \(direction.label): terminating \(instance.id) failed: \(error)")
+                    remaining.append(instance)
+                } else {
+                    confirmTerminated(instance, report: &report, direction: direction, readBack: true)
+                }
+            }
+            if remaining.isEmpty { return }
+            let transient = failed.allSatisfy {
+                ($0.error as? any ExitStatusProviding)?.exitStatus == .temporaryFailure
+            }
+            guard transient, attempt < client.retry.maxAttempts else { throw firstFailure.error }
+            client.retry.sleep(client.retry.delay(after: attempt))
         }
-        for case .failure(let error) in outcomes { throw error }
+    }
+
+    private func confirmTerminated(
+        _ instance: ObservedInstance, report: inout RotationReport, direction: Direction, readBack: Bool = false
+    ) {
+        report.terminated.append(instance.id)
+        let how = readBack ? ", its call failed but the group no longer holds it" : ""
+        log.line("rotate: \(direction.label): terminated \(instance.id) (\(instance.release))\(how)")
     }
 
     /// Between two polls of AWS, the new instances' HTTP probes run every
@@ -453,13 +582,15 @@ public struct Rotation: Sendable {
     /// poll said of Auto Scaling and the target groups. The next poll comes
     /// at once when they have all passed, so a batch waits for its boot,
     /// not for the poll interval.
-    private func probeUntilNextPoll(_ gate: HealthGate, targetGroups: [String], _ instances: [ObservedInstance]) throws
-    {
-        let nextPoll = now().addingTimeInterval(configuration.health.poll)
+    private func probeUntilNextPoll(
+        _ gate: HealthGate, targetGroups: [String], _ instances: [ObservedInstance], within wait: TimeInterval
+    ) throws {
+        let nextPoll = now().addingTimeInterval(wait)
         let interval =
             configuration.health.url == nil
             ? configuration.health.poll : min(configuration.health.probeInterval, configuration.health.poll)
         while true {
+            try checkCancelled()
             let left = nextPoll.timeIntervalSince(now())
             if left <= 0 { return }
             sleep(min(interval, left))
@@ -478,12 +609,20 @@ public struct Rotation: Sendable {
     // MARK: the group's state before and after
 
     /// Sizes and suspended processes back as they were, the journal gone,
-    /// and the rotation recorded for `kiln-rotate rollback`.
-    private func finish(_ journal: RotationJournal, lastRotation: Bool = true) throws {
+    /// and the rotation recorded for `kiln-rotate rollback`. The journal's
+    /// phase says `finishing` first: each step here is idempotent, and a run
+    /// that finds the phase does only these steps, so a failure or a kill
+    /// part-way through is finished by the next run.
+    private func finish(_ journal: inout RotationJournal, rollback: Bool = false) throws {
+        if journal.phase != .finishing(rollback: rollback) {
+            journal.phase = .finishing(rollback: rollback)
+            journal.heartbeat = now()
+            try journal.save(client, group: group)
+        }
         try client.updateAutoScalingGroup(
             group, minSize: journal.minSize, maxSize: journal.maxSize, desiredCapacity: journal.desiredCapacity)
         if !journal.suspendedByKiln.isEmpty { try client.resumeProcesses(group, journal.suspendedByKiln) }
-        if lastRotation {
+        if !rollback {
             try client.createOrUpdateTags(
                 autoScalingGroup: group,
                 tags: [
@@ -523,6 +662,8 @@ public struct Rotation: Sendable {
             let template = try launchTemplate(of: state)
             journal.toVersion = try createVersion(template: template.id, from: journal.fromVersion, release: release)
             journal.release = release.digest
+            // Its batches (or its last phase) were another release's: this one starts its own.
+            journal.phase = .starting
         } else {
             log.line("rotate: continuing rotation \(journal.run) (\(journal.phase), heartbeat \(Int(age))s old)")
         }
@@ -587,7 +728,13 @@ public struct Rotation: Sendable {
     }
 
     /// The plan for the group as it stands.
-    func plan(state: AutoScalingGroup, instances: [ObservedInstance], release: String) -> RotationPlan {
-        RotationPlan.make(configuration: configuration, state: state, instances: instances, release: release)
+    func plan(
+        state: AutoScalingGroup, instances: [ObservedInstance], release: String, warmPool: WarmPool?
+    ) -> RotationPlan {
+        RotationPlan.make(
+            configuration: configuration, state: state, instances: instances, release: release, warmPool: warmPool)
     }
+
+    /// The group's warm pool, if it has one (a plan refusal: `GroupRefusals`).
+    func warmPool() throws -> WarmPool? { try client.describeWarmPool(group) }
 }

@@ -5,7 +5,8 @@ import KilnCore
 
 /// Where a rotation stands, as its journal records it. In the group's tag
 /// it is text (`starting`, `rolling 2/3`, `rollback`, `rollback 1/2`,
-/// `failed`), read back into this value; nothing compares the text.
+/// `finishing`, `finishing rollback`, `failed`), read back into this value;
+/// nothing compares the text.
 public enum RotationPhase: Sendable, Equatable, CustomStringConvertible {
     /// Batch `number` of `of`.
     public struct Batch: Sendable, Equatable {
@@ -18,12 +19,27 @@ public enum RotationPhase: Sendable, Equatable, CustomStringConvertible {
     case rolling(Batch?)
     /// Going back to the release before; a run that finds this finishes it first.
     case rollingBack(Batch?)
+    /// Every instance is on the release the run converged on (the new one,
+    /// or the old one after a rollback); what is left is the last phase:
+    /// sizes and processes restored, the journal deleted. A run that finds
+    /// this does only that, so the last phase is resumable too.
+    case finishing(rollback: Bool)
     /// Failed with `--no-rollback`: left for a person.
     case failed
 
     public var isRollback: Bool {
-        if case .rollingBack = self { return true }
-        return false
+        switch self {
+        case .rollingBack, .finishing(rollback: true): true
+        default: false
+        }
+    }
+
+    /// The batch the journal records, when the phase is one.
+    public var batch: Batch? {
+        switch self {
+        case .rolling(let batch), .rollingBack(let batch): batch
+        default: nil
+        }
     }
 
     /// The tag's text.
@@ -32,6 +48,7 @@ public enum RotationPhase: Sendable, Equatable, CustomStringConvertible {
         case .starting: "starting"
         case .rolling(let batch): Self.text("rolling", batch)
         case .rollingBack(let batch): Self.text("rollback", batch)
+        case .finishing(let rollback): rollback ? "finishing rollback" : "finishing"
         case .failed: "failed"
         }
     }
@@ -53,6 +70,7 @@ public enum RotationPhase: Sendable, Equatable, CustomStringConvertible {
         switch words.first {
         case "rolling": self = .rolling(batch)
         case "rollback": self = .rollingBack(batch)
+        case "finishing": self = .finishing(rollback: words.count == 2 && words[1] == "rollback")
         case "failed": self = .failed
         default: self = .starting
         }

@@ -17,30 +17,28 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
     /// Instances launched in each batch.
     public var batches: [Int]
     public var largestGroup: Int
+    /// The group cannot grow (at its max, `raise_max_size: false`): each
+    /// batch terminates up to `maxUnavailable` old instances first.
+    public var terminateFirst = false
+    public var maxUnavailable = 0
     public var checks: [String]
     public var expectedCalls: [String: Int]
     public var problems: [String]
+    /// Where the checkpoints stop the rotation, and for how long.
+    public var checkpointStops: [Checkpoints.Stop] = []
+    public var checkpointSoak: TimeInterval = 0
 
     static func make(
-        configuration: RotateConfiguration, state: AutoScalingGroup, instances: [ObservedInstance], release: String
+        configuration: RotateConfiguration, state: AutoScalingGroup, instances: [ObservedInstance], release: String,
+        warmPool: WarmPool? = nil
     ) -> RotationPlan {
         let live = instances.filter { !$0.lifecycleState.isTerminating }
         let old = live.filter { $0.release != release }.count
         let new = live.count - old
-        let batchSize =
-            configuration.strategy == .blueGreen
-            ? max(1, old) : configuration.batch.instances(of: max(1, state.desiredCapacity))
-        var batches: [Int] = []
-        var remaining = old
-        if configuration.strategy == .canary && remaining > 0 {
-            batches.append(1)
-            remaining -= 1
-        }
-        while remaining > 0 {
-            let size = min(batchSize, remaining)
-            batches.append(size)
-            remaining -= size
-        }
+        let batches = RolloutSchedule(
+            strategy: configuration.strategy, batch: configuration.batch, desired: state.desiredCapacity,
+            toReplace: old
+        ).batches
         let largest = state.desiredCapacity + (batches.max() ?? 0)
         var checks = ["Auto Scaling InService and Healthy"]
         if !state.targetGroupARNs.isEmpty { checks.append("healthy in \(state.targetGroupARNs.count) target group(s)") }
@@ -61,6 +59,10 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
             \(LogWriter.formatDuration(configuration.health.timeout)) per batch
             """
         )
+        if !configuration.health.alarms.isEmpty {
+            checks.append(
+                "CloudWatch alarms not in ALARM, once a poll: " + configuration.health.alarms.joined(separator: ", "))
+        }
         let pollsPerBatch = max(
             1,
             Int(
@@ -82,11 +84,26 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
             calls["autoscaling:SuspendProcesses"] = 1
             calls["autoscaling:ResumeProcesses"] = 1
         }
+        if !configuration.health.alarms.isEmpty {
+            // One more before anything changes: every alarm exists.
+            calls["cloudwatch:DescribeAlarms"] =
+                (polls + 1) * Int((Double(configuration.health.alarms.count) / 100).rounded(.up))
+        }
         if !state.targetGroupARNs.isEmpty {
             calls["elasticloadbalancing:DescribeTargetHealth"] = (polls + 1) * state.targetGroupARNs.count
         }
 
-        var problems: [String] = []
+        var problems = GroupRefusals.problems(state: state, instances: instances, warmPool: warmPool)
+        let protected = live.filter { $0.release != release && $0.protectedFromScaleIn }.count
+        if protected > 0 {
+            checks.append(
+                "\(protected) old instance(s) scale-in protected: the protection is removed as each is retired")
+            calls["autoscaling:SetInstanceProtection"] = batches.count
+        }
+        if state.usesMixedInstancesPolicy {
+            checks.append("mixed instances policy: the new version goes into the policy's launch template")
+        }
+        calls["autoscaling:DescribeWarmPool"] = 1
         if live.isEmpty || state.desiredCapacity == 0 {
             problems.append(
                 """
@@ -95,7 +112,11 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
                 """
             )
         }
-        if largest > state.maxSize && !configuration.raiseMaxSize {
+        // A group that cannot grow, with room to go below: terminate first,
+        // never more than max_unavailable below the start.
+        let terminateFirst =
+            largest > state.maxSize && !configuration.raiseMaxSize && configuration.maxUnavailable > 0
+        if largest > state.maxSize && !configuration.raiseMaxSize && !terminateFirst {
             problems.append(
                 """
                 the surge needs \(largest) instances but \(state.name)'s max size is \(state.maxSize) \
@@ -106,10 +127,17 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
         if configuration.maxUnavailable >= max(1, state.desiredCapacity) {
             problems.append("max_unavailable \(configuration.maxUnavailable) would let every instance go")
         }
-        return RotationPlan(
+        var plan = RotationPlan(
             group: state.name, strategy: configuration.strategy, desired: state.desiredCapacity, minSize: state.minSize,
-            maxSize: state.maxSize, old: old, new: new, batches: batches, largestGroup: largest, checks: checks,
+            maxSize: state.maxSize, old: old, new: new, batches: batches,
+            largestGroup: terminateFirst ? state.maxSize : largest, terminateFirst: terminateFirst,
+            maxUnavailable: configuration.maxUnavailable, checks: checks,
             expectedCalls: calls, problems: problems)
+        if let checkpoints = configuration.checkpoints {
+            plan.checkpointStops = checkpoints.stops(batches: batches)
+            plan.checkpointSoak = checkpoints.soak
+        }
+        return plan
     }
 
     /// Refuses a plan that cannot work (exit 78), before anything changes.
@@ -124,13 +152,31 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
             "plan for \(group): \(strategy.rawValue), \(old) instance(s) to replace, \(new) already on the release"
         ]
         lines.append("  sizes now: min \(minSize), max \(maxSize), desired \(desired)")
-        var step = 0
-        for (index, size) in batches.enumerated() {
-            step += 1
+        if terminateFirst {
             lines.append(
-                "  batch \(index + 1) of \(batches.count): launch \(size) (group \(desired + size)), "
-                    + "wait for the gate, terminate \(size) old (group \(desired))"
+                "  \(group) cannot grow (max size \(maxSize), raise_max_size false): each batch terminates up to "
+                    + "\(maxUnavailable) old first (max_unavailable), launches as many, waits for the gate; "
+                    + "healthy capacity never below \(desired - maxUnavailable)")
+        }
+        for (index, size) in batches.enumerated() {
+            let room = max(0, maxSize - desired)
+            let intoRoom = room > 0 ? " (launching \(room) first, into the room)" : ""
+            lines.append(
+                terminateFirst
+                    ? "  batch \(index + 1) of \(batches.count): replace \(size): terminate first, up to "
+                        + "\(maxUnavailable) at a time (group \(desired - maxUnavailable)), launch as many "
+                        + "(group \(desired)), wait for the gate\(intoRoom)"
+                    : "  batch \(index + 1) of \(batches.count): launch \(size) (group \(desired + size)), "
+                        + "wait for the gate, terminate \(size) old (group \(desired))"
             )
+            for stop in checkpointStops where stop.afterBatch == index + 1 {
+                lines.append(
+                    """
+                      checkpoint \(stop.label) (\(stop.replaced) of \(stop.total) replaced): \
+                    soak \(LogWriter.formatDuration(checkpointSoak)), the gate still watching
+                    """
+                )
+            }
         }
         lines.append(
             "  largest group: \(largestGroup)"

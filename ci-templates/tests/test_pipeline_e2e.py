@@ -193,7 +193,10 @@ def test_the_example_pipeline_runs_end_to_end_on_the_stand_ins(tmp_path):
             if "KILN_ENVIRONMENT_URL" in report:
                 assert re.match(r"^https?://[^\s]+$", report["KILN_ENVIRONMENT_URL"]), report
             # What expose_as shows in the merge request is there.
-            assert resolved[kiln.DEPLOY[environment_name]]["artifacts"]["paths"] == [f"kiln/rotation-{environment_name}.json"]
+            exposed = resolved[kiln.DEPLOY[environment_name]]["artifacts"]["paths"]
+            assert exposed == [f"kiln/rotation-{environment_name}.json", f"kiln/rotation-{environment_name}.svg"]
+            for path in exposed:
+                assert (artifacts.parent / path).is_file(), path
 
         # The manual rollback of test, played by hand: test is back on the
         # world's own image, live stays on the release.

@@ -94,8 +94,12 @@ def test_deploy_jobs_never_overlap_and_report_to_the_merge_request(resolved):
         # ci/environments/, "Set a dynamic environment URL"), from its report.
         assert job["environment"]["url"] == "$KILN_ENVIRONMENT_URL"
         assert job["artifacts"]["reports"]["dotenv"] == f"kiln/rotation-{environment}.env"
-        # The report in the merge request: one file, so the link opens it.
-        assert job["artifacts"]["paths"] == [f"kiln/rotation-{environment}.json"]
+        # The report and its picture in the merge request: each path a file,
+        # so each link opens its file (docs ci/yaml/#artifactsexpose_as: "If
+        # a directory is specified and there is more than one file in the
+        # directory, the link is to the job artifacts browser").
+        assert job["artifacts"]["paths"] == [f"kiln/rotation-{environment}.json", f"kiln/rotation-{environment}.svg"]
+        assert job["artifacts"]["when"] == "always", "a failed deploy's picture is the one people open"
         assert gitlab.expose_as_problems(job["artifacts"]) == []
         assert job["artifacts"]["expose_as"] == f"kiln rotation {environment}"
     assert resolved[kiln.DEPLOY["test"]]["environment"]["deployment_tier"] == "testing"

@@ -80,8 +80,10 @@ def main(argv):
     _fix_launch_template_version_user_data()
     _honour_copy_image_encryption()
     _add_enable_image_deprecation()
+    _fix_mixed_instances_policy_update()
     lifetime = common.Lifetime(watch_stdin=not a.no_stdin_watch)
-    app = DomainDispatcherApplication(create_backend_app)
+    # The lock sits around moto alone; the bodies' own path (/__kiln_bodies) is served beside it.
+    app = _one_at_a_time(DomainDispatcherApplication(create_backend_app))
     store = None
     if a.bodies:
         from . import bodies
@@ -114,6 +116,26 @@ def main(argv):
     return 0
 
 
+def _one_at_a_time(app):
+    """moto's backends are not thread-safe: two requests on one group at once
+    read and write its desired capacity and instance list without a lock, and
+    a decrement is lost, a terminated instance is registered with a target
+    group (400 InvalidTarget), or moto fails with HTTP 500
+    (tests/test_moto_race.py). Requests are still read and answered on their
+    own threads; moto itself runs one request at a time, body included."""
+    import threading
+    lock = threading.Lock()
+
+    def serialised(environ, start_response):
+        with lock:
+            body = app(environ, start_response)
+            try:
+                return [b"".join(body)]
+            finally:
+                getattr(body, "close", lambda: None)()
+    return serialised
+
+
 def _make_signed_user(url, region, name):
     """CreateUser, PutUserPolicy (allow all), CreateAccessKey: the key tests sign with."""
     import json
@@ -133,8 +155,9 @@ def _fix_launch_template_version_user_data():
     """moto 5.2.5's CreateLaunchTemplateVersion keeps LaunchTemplateData.UserData
     as it came (CreateLaunchTemplate decodes it with parse_user_data), so an
     Auto Scaling group launching from such a version fails an assertion with
-    HTTP 500. Decode it the same way, as AWS does: a change the stand-in
-    makes to moto only to match AWS's behaviour."""
+    HTTP 500. Decode it the same way, as AWS does: like the mixed instances
+    policy fix below, a change the stand-in makes to moto only to match
+    AWS's behaviour."""
     from moto.ec2.responses.launch_templates import LaunchTemplates
     from moto.ec2.utils import parse_user_data
     original = LaunchTemplates._get_param
@@ -222,3 +245,45 @@ def _add_enable_image_deprecation():
         return ActionResult({"Return": True})
 
     AmisResponse.enable_image_deprecation = enable_image_deprecation
+
+
+def _fix_mixed_instances_policy_update():
+    """moto 5.2.5's UpdateAutoScalingGroup sets the group's MixedInstancesPolicy
+    to whatever the request holds: a request that names only sizes drops the
+    policy, one that names only its launch template drops its overrides and
+    instances distribution. AWS changes only what a request names ("Any
+    properties that you don't specify are not changed by this update request",
+    EC2 Auto Scaling API Reference, UpdateAutoScalingGroup): merge the
+    request's policy into the group's, lists and the launch template
+    specification replaced whole, as AWS does."""
+    import copy
+    from moto.autoscaling.models import FakeAutoScalingGroup
+
+    def merged(current, given):
+        if not isinstance(current, dict) or not isinstance(given, dict):
+            return copy.deepcopy(given)
+        out = copy.deepcopy(current)
+        for key, value in given.items():
+            # A launch template specification is one value (an id or a name,
+            # and a version): replaced whole, never mixed with the old one.
+            whole = key == "LaunchTemplateSpecification"
+            out[key] = copy.deepcopy(value) if whole else merged(current.get(key), value)
+        return out
+
+    original = FakeAutoScalingGroup.update
+
+    def update(self, *args, **kwargs):
+        given = kwargs.get("mixed_instances_policy")
+        kept = self.mixed_instances_policy
+        if kept is None or kwargs.get("launch_template"):
+            return original(self, *args, **kwargs)
+        policy = merged(kept, given if given is not None else {})
+        spec = policy.get("LaunchTemplate", {}).get("LaunchTemplateSpecification", {})
+        if spec.get("LaunchTemplateId"):
+            spec.pop("LaunchTemplateName", None)  # moto stores both; it accepts one
+        kwargs["mixed_instances_policy"] = policy
+        return original(self, *args, **kwargs)
+
+    if not getattr(FakeAutoScalingGroup, "_kiln_mixed_policy_fix", False):
+        FakeAutoScalingGroup.update = update
+        FakeAutoScalingGroup._kiln_mixed_policy_fix = True

@@ -3,7 +3,7 @@ import KilnCore
 import KilnHTTP
 
 /// Kiln's AWS client for one region: the transport, signed with the one
-/// credential chain. The service files (EC2, Auto Scaling, ELBv2, STS, SSM)
+/// credential chain. The service files (EC2, Auto Scaling, ELBv2, STS, SSM, CloudWatch)
 /// add the typed operations.
 public final class AWSClient: Sendable {
     public let transport: AWSTransport

@@ -3,10 +3,17 @@ import KilnCore
 
 /// The AWS services Kiln calls, with what their requests need.
 public enum AWSService: String, Sendable, CaseIterable {
-    case ec2, autoscaling, elasticloadbalancing, sts, ssm
+    case ec2, autoscaling, elasticloadbalancing, sts, ssm, cloudwatch
 
-    /// The name in the signature's credential scope.
-    public var signingName: String { rawValue }
+    /// The name in the signature's credential scope: CloudWatch signs as
+    /// `monitoring` (its endpoint prefix, "Amazon CloudWatch endpoints and
+    /// quotas"); the others sign with their own name.
+    public var signingName: String {
+        switch self {
+        case .cloudwatch: "monitoring"
+        default: rawValue
+        }
+    }
 
     /// The Query API version (`Version=`); SSM speaks JSON 1.1 instead.
     public var apiVersion: String {
@@ -16,6 +23,7 @@ public enum AWSService: String, Sendable, CaseIterable {
         case .elasticloadbalancing: "2015-12-01"
         case .sts: "2011-06-15"
         case .ssm: "2014-11-06"
+        case .cloudwatch: "2010-08-01"
         }
     }
 
@@ -28,6 +36,7 @@ public enum AWSService: String, Sendable, CaseIterable {
         case .elasticloadbalancing: "ELASTIC_LOAD_BALANCING_V2"
         case .sts: "STS"
         case .ssm: "SSM"
+        case .cloudwatch: "CLOUDWATCH"
         }
     }
 
@@ -38,6 +47,7 @@ public enum AWSService: String, Sendable, CaseIterable {
         case .elasticloadbalancing: "elasticloadbalancing"
         case .sts: "sts"
         case .ssm: "ssm"
+        case .cloudwatch: "monitoring"
         }
     }
 }

@@ -29,6 +29,10 @@ public struct AutoScalingGroup: Sendable, Equatable {
     /// The group's launch template (from `LaunchTemplate`, or from a mixed
     /// instances policy's `LaunchTemplateSpecification`).
     public let launchTemplate: LaunchTemplateSpecification?
+    /// The launch template is the one inside a `MixedInstancesPolicy`
+    /// (`MixedInstancesPolicy.LaunchTemplate.LaunchTemplateSpecification`),
+    /// which is where a new version must go (`updateAutoScalingGroup`).
+    public let usesMixedInstancesPolicy: Bool
     public let instances: [AutoScalingInstance]
     public let targetGroupARNs: [String]
     /// Names of the suspended processes (`Launch`, `Terminate`, `ReplaceUnhealthy`, ...).
@@ -49,6 +53,15 @@ public struct AutoScalingInstance: Sendable, Equatable {
     public let instanceType: String?
     public let launchTemplate: LaunchTemplateSpecification?
     public let protectedFromScaleIn: Bool
+}
+
+/// A group's warm pool (DescribeWarmPool's `WarmPoolConfiguration`).
+public struct WarmPool: Sendable, Equatable {
+    public let minSize: Int?
+    public let maxGroupPreparedCapacity: Int?
+    /// `Stopped`, `Running` or `Hibernated`.
+    public let poolState: String?
+    public let status: String?
 }
 
 /// A scaling activity a call started.
@@ -96,9 +109,15 @@ extension AWSClient {
 
     /// UpdateAutoScalingGroup: sizes and/or the launch template (by id, at
     /// an exact version so a rollout knows what new instances get).
+    /// `inMixedInstancesPolicy` sends the template as the mixed instances
+    /// policy's `LaunchTemplate.LaunchTemplateSpecification` and nothing else
+    /// of the policy: "Any properties that you don't specify are not changed
+    /// by this update request" (API Reference, UpdateAutoScalingGroup), so
+    /// the overrides and the On-Demand/Spot distribution stay. Sent as a
+    /// plain `LaunchTemplate` instead, it would replace the policy.
     public func updateAutoScalingGroup(
         _ name: String, minSize: Int? = nil, maxSize: Int? = nil, desiredCapacity: Int? = nil,
-        launchTemplate: LaunchTemplateSpecification? = nil
+        launchTemplate: LaunchTemplateSpecification? = nil, inMixedInstancesPolicy: Bool = false
     ) throws {
         var parameters = QueryParameters()
         parameters.add("AutoScalingGroupName", name)
@@ -106,9 +125,12 @@ extension AWSClient {
         parameters.add("MaxSize", maxSize)
         parameters.add("DesiredCapacity", desiredCapacity)
         if let launchTemplate {
-            parameters.add("LaunchTemplate.LaunchTemplateId", launchTemplate.id)
-            parameters.add("LaunchTemplate.LaunchTemplateName", launchTemplate.id == nil ? launchTemplate.name : nil)
-            parameters.add("LaunchTemplate.Version", launchTemplate.version)
+            let prefix =
+                inMixedInstancesPolicy
+                ? "MixedInstancesPolicy.LaunchTemplate.LaunchTemplateSpecification" : "LaunchTemplate"
+            parameters.add("\(prefix).LaunchTemplateId", launchTemplate.id)
+            parameters.add("\(prefix).LaunchTemplateName", launchTemplate.id == nil ? launchTemplate.name : nil)
+            parameters.add("\(prefix).Version", launchTemplate.version)
         }
         _ = try query(.autoscaling, "UpdateAutoScalingGroup", parameters, mutation: .idempotent)
     }
@@ -136,6 +158,35 @@ extension AWSClient {
         return ScalingActivity(
             id: try answer.required(activity, "ActivityId"), description: activity.string("Description"),
             statusCode: activity.string("StatusCode"))
+    }
+
+    /// SetInstanceProtection: scale-in protection on or off for instances
+    /// of one group, at most 50 a call (API Reference, `InstanceIds`).
+    public func setInstanceProtection(_ groupName: String, _ instanceIDs: [String], protected: Bool) throws {
+        var start = 0
+        while start < instanceIDs.count {
+            let chunk = Array(instanceIDs[start..<min(start + 50, instanceIDs.count)])
+            start += chunk.count
+            var parameters = QueryParameters()
+            parameters.add("AutoScalingGroupName", groupName)
+            parameters.addList("InstanceIds.member", chunk)
+            parameters.add("ProtectedFromScaleIn", protected)
+            _ = try query(.autoscaling, "SetInstanceProtection", parameters, mutation: .idempotent)
+        }
+    }
+
+    /// DescribeWarmPool of one group: its configuration, or nil when it has none.
+    public func describeWarmPool(_ groupName: String) throws -> WarmPool? {
+        var parameters = QueryParameters()
+        parameters.add("AutoScalingGroupName", groupName)
+        let root = try query(.autoscaling, "DescribeWarmPool", parameters)
+        guard let configuration = root.first(named: "WarmPoolConfiguration"), !configuration.children.isEmpty
+        else { return nil }
+        let answer = AnswerDecoder(.autoscaling, "DescribeWarmPool")
+        return WarmPool(
+            minSize: answer.optionalInt(configuration, "MinSize"),
+            maxGroupPreparedCapacity: answer.optionalInt(configuration, "MaxGroupPreparedCapacity"),
+            poolState: configuration.string("PoolState"), status: configuration.string("Status"))
     }
 
     public func setInstanceHealth(
@@ -242,14 +293,14 @@ extension AnswerDecoder {
         for tag in children(group, "Tags", member: "member") {
             if let key = tag.string("Key") { tags[key] = tag.string("Value") ?? "" }
         }
-        let launchTemplate =
-            launchTemplateSpecification(group["LaunchTemplate"])
-            ?? launchTemplateSpecification(
-                group.path("MixedInstancesPolicy", "LaunchTemplate", "LaunchTemplateSpecification"))
+        let plainTemplate = launchTemplateSpecification(group["LaunchTemplate"])
+        let mixedTemplate = launchTemplateSpecification(
+            group.path("MixedInstancesPolicy", "LaunchTemplate", "LaunchTemplateSpecification"))
         return AutoScalingGroup(
             name: try required(group, "AutoScalingGroupName"), arn: group.string("AutoScalingGroupARN"),
             minSize: try requiredInt(group, "MinSize"), maxSize: try requiredInt(group, "MaxSize"),
-            desiredCapacity: try requiredInt(group, "DesiredCapacity"), launchTemplate: launchTemplate,
+            desiredCapacity: try requiredInt(group, "DesiredCapacity"), launchTemplate: plainTemplate ?? mixedTemplate,
+            usesMixedInstancesPolicy: plainTemplate == nil && mixedTemplate != nil,
             instances: try children(group, "Instances", member: "member").map { instance in
                 AutoScalingInstance(
                     id: try required(instance, "InstanceId"),

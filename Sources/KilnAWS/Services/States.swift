@@ -103,3 +103,13 @@ public struct TargetHealthState: AWSState {
     public static let draining: TargetHealthState = "draining"
     public static let unavailable: TargetHealthState = "unavailable"
 }
+
+/// A CloudWatch alarm's state (`StateValue`: OK, ALARM, INSUFFICIENT_DATA).
+public struct AlarmState: AWSState {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    public static let ok: AlarmState = "OK"
+    public static let alarm: AlarmState = "ALARM"
+    public static let insufficientData: AlarmState = "INSUFFICIENT_DATA"
+}

@@ -81,14 +81,14 @@ extension ConfigSchema {
     /// `environments.<name>.rotate.health`: the health gate (RotateConfiguration).
     public static let health = ConfigSchema.section([
         "grace": .value, "consecutive": .value, "poll": .value, "probe_interval": .value, "timeout": .value,
-        "url": .value, "expect_body": .value, "probe_timeout": .value,
+        "url": .value, "expect_body": .value, "probe_timeout": .value, "alarms": .value,
     ])
 
     /// `environments.<name>.rotate`: kiln-rotate's settings (RotateConfiguration).
     public static let rotate = ConfigSchema.section([
         "auto_scaling_group": .section(["terraform": .value]), "strategy": .value, "batch": .value,
         "max_unavailable": .value, "canary_soak": .value, "health": health, "suspend": .value,
-        "raise_max_size": .value, "stale_after": .value,
+        "raise_max_size": .value, "stale_after": .value, "checkpoints": .value, "checkpoint_soak": .value,
     ])
 
     /// `environments.<name>`: what the deploy stages read of one environment.

@@ -81,3 +81,42 @@ def test_enable_image_deprecation_sets_the_deprecation_time(moto):
     ec2.enable_image_deprecation(ImageId=image, DeprecateAt="2031-03-04T05:06:40Z")
     found = ec2.describe_images(ImageIds=[image])["Images"][0]
     assert found["DeprecationTime"] == "2031-03-04T05:07:00.000Z"
+
+
+def test_an_update_changes_only_the_mixed_instances_policy_parts_it_names(moto):
+    """AWS: "Any properties that you don't specify are not changed by this
+    update request" (EC2 Auto Scaling API Reference, UpdateAutoScalingGroup);
+    moto 5.2.5 alone replaces (or, with sizes only, drops) the policy."""
+    ec2 = client("ec2", moto["url"])
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    template = ec2.create_launch_template(
+        LaunchTemplateName="mixed", LaunchTemplateData={"ImageId": ami, "InstanceType": "t3.micro"}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    ec2.create_launch_template_version(LaunchTemplateId=template, SourceVersion="1",
+                                       LaunchTemplateData={"ImageId": ami})
+    autoscaling = client("autoscaling", moto["url"])
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="mixed", MinSize=1, MaxSize=2, DesiredCapacity=1, VPCZoneIdentifier=subnet,
+        MixedInstancesPolicy={
+            "LaunchTemplate": {
+                "LaunchTemplateSpecification": {"LaunchTemplateId": template, "Version": "1"},
+                "Overrides": [{"InstanceType": "t3.micro"}, {"InstanceType": "t3a.micro"}],
+            },
+            "InstancesDistribution": {"OnDemandBaseCapacity": 1},
+        })
+
+    def policy():
+        group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["mixed"])["AutoScalingGroups"][0]
+        assert "LaunchTemplate" not in group
+        return group["MixedInstancesPolicy"]
+
+    autoscaling.update_auto_scaling_group(AutoScalingGroupName="mixed", MaxSize=3)
+    assert policy()["LaunchTemplate"]["LaunchTemplateSpecification"]["Version"] == "1"
+    autoscaling.update_auto_scaling_group(AutoScalingGroupName="mixed", MixedInstancesPolicy={
+        "LaunchTemplate": {"LaunchTemplateSpecification": {"LaunchTemplateId": template, "Version": "2"}}})
+    after = policy()
+    assert after["LaunchTemplate"]["LaunchTemplateSpecification"]["Version"] == "2"
+    assert [o["InstanceType"] for o in after["LaunchTemplate"]["Overrides"]] == ["t3.micro", "t3a.micro"]
+    assert after["InstancesDistribution"]["OnDemandBaseCapacity"] == 1

@@ -1,0 +1,142 @@
+import Foundation
+import KilnAWS
+import KilnCore
+import KilnHTTP
+import KilnTestSupport
+import Testing
+
+@testable import Rotate
+
+extension RotateWorld {
+    /// Nothing a refused rotation may change: the launch template's
+    /// versions, the group's template and instances, no journal, nothing suspended.
+    func expectUntouched(versions: [Int], sourceLocation: SourceLocation = #_sourceLocation) throws {
+        #expect(try launchTemplateVersions() == versions, "a version was made", sourceLocation: sourceLocation)
+        let state = try groupState()
+        #expect(
+            !state.tags.keys.contains { $0.hasPrefix("kiln:rotation:") }, "journal left: \(state.tags)",
+            sourceLocation: sourceLocation)
+        #expect(state.suspendedProcesses.isEmpty, sourceLocation: sourceLocation)
+        #expect(state.launchTemplate?.version == "1", sourceLocation: sourceLocation)
+    }
+}
+
+@Suite struct RotateGroupShapeTests {
+    @Test func aStandbyInstanceIsRefusedWithWhatToDoBeforeAnythingChanges() throws {
+        let world = try RotateWorld(desired: 3)
+        let standby = try #require(world.groupState().instances.first?.id)
+        var parameters = QueryParameters()
+        parameters.add("AutoScalingGroupName", world.group)
+        parameters.addList("InstanceIds.member", [standby])
+        parameters.add("ShouldDecrementDesiredCapacity", true)
+        _ = try world.client.query(.autoscaling, "EnterStandby", parameters, mutation: .idempotent)
+        #expect(try world.groupState().instances.first { $0.id == standby }?.lifecycleState == .standby)
+        let ami = try world.makeAMI(health: "healthy")
+        try world.prepare(ami: ami)
+        let versions = try world.launchTemplateVersions()
+        let (code, output) = try world.rotate()
+        #expect(code == 78, "\(output)")
+        #expect(output.contains("are in Standby (\(standby))"), "\(output)")
+        #expect(output.contains("aws autoscaling exit-standby --auto-scaling-group-name \(world.group)"))
+        try world.expectUntouched(versions: versions)
+        #expect(try world.groupState().instances.first { $0.id == standby }?.lifecycleState == .standby)
+    }
+
+    @Test func scaleInProtectedOldInstancesAreReplacedAfterTheirProtectionIsLifted() throws {
+        let world = try RotateWorld(desired: 4)
+        let old = try world.groupState().instances.map(\.id).sorted()
+        try world.client.setInstanceProtection(world.group, old, protected: true)
+        #expect(try world.groupState().instances.allSatisfy(\.protectedFromScaleIn))
+        let ami = try world.makeAMI(health: "healthy")
+        try world.prepare(ami: ami)
+        let (code, output) = try world.rotate()
+        #expect(code == 0, "\(output)")
+        #expect(output.contains("removed scale-in protection from \(old[0..<2].joined(separator: ", "))"))
+        try world.expectSettled(desired: 4, ami: ami, version: "2")
+        let calls = world.rotation["calls"] as? [String: Int] ?? [:]
+        #expect(calls["autoscaling:SetInstanceProtection"] == 2, "one call a batch: \(calls)")
+    }
+
+    @Test func aMixedInstancesGroupGetsTheNewVersionInsideItsPolicy() throws {
+        let world = try RotateWorld(desired: 1)
+        let template = world.output("test_launch_template_id")
+        let subnets = (world.outputs["subnet_ids"] as? [String: Any])?["value"] as? [String] ?? []
+        // As Terraform's mixed_instances_policy makes it: the template with
+        // instance type overrides and an On-Demand base.
+        let group = "demo-mixed"
+        var parameters = QueryParameters()
+        parameters.add("AutoScalingGroupName", group)
+        parameters.add("MinSize", 2)
+        parameters.add("MaxSize", 4)
+        parameters.add("DesiredCapacity", 2)
+        parameters.add("VPCZoneIdentifier", subnets.joined(separator: ","))
+        let policy = "MixedInstancesPolicy"
+        parameters.add("\(policy).LaunchTemplate.LaunchTemplateSpecification.LaunchTemplateId", template)
+        parameters.add("\(policy).LaunchTemplate.LaunchTemplateSpecification.Version", "1")
+        parameters.add("\(policy).LaunchTemplate.Overrides.member.1.InstanceType", "t3.micro")
+        parameters.add("\(policy).LaunchTemplate.Overrides.member.2.InstanceType", "t3a.micro")
+        parameters.add("\(policy).InstancesDistribution.OnDemandBaseCapacity", 1)
+        _ = try world.client.query(.autoscaling, "CreateAutoScalingGroup", parameters, mutation: .idempotent)
+        func state() throws -> AutoScalingGroup {
+            try #require(world.client.describeAutoScalingGroups(names: [group]).first)
+        }
+        #expect(try state().usesMixedInstancesPolicy)
+        let ami = try world.makeAMI(health: "healthy")
+        try world.prepare(ami: ami)
+        try """
+        environments:
+          test:
+            rotate:
+              auto_scaling_group: \(group)
+              health:
+                url: http://{private_ip}:\(world.healthPort)/health
+                poll: 0.2s
+                consecutive: 2
+                timeout: 20s
+
+        """.write(toFile: world.project.file("kiln.yml"), atomically: true, encoding: .utf8)
+        let (code, output) = try world.rotate()
+        #expect(code == 0, "\(output)")
+        let after = try state()
+        #expect(after.usesMixedInstancesPolicy, "the policy is kept")
+        #expect(after.launchTemplate?.version == "2")
+        #expect(after.minSize == 2 && after.maxSize == 4 && after.desiredCapacity == 2)
+        var describe = QueryParameters()
+        describe.addList("AutoScalingGroupNames.member", [group])
+        let kept = try #require(
+            try world.client.query(.autoscaling, "DescribeAutoScalingGroups", describe).first(
+                named: "MixedInstancesPolicy"))
+        #expect(kept.path("LaunchTemplate", "LaunchTemplateSpecification")?.string("Version") == "2")
+        #expect(
+            kept["LaunchTemplate"]?["Overrides"]?.all("member").compactMap { $0.string("InstanceType") } == [
+                "t3.micro", "t3a.micro",
+            ])
+        #expect(kept.path("InstancesDistribution", "OnDemandBaseCapacity")?.text == "1")
+        let images = try world.client.describeInstances(instanceIDs: after.instances.map(\.id)).map(\.imageID)
+        #expect(images == [ami, ami])
+    }
+
+    @Test func aGroupWithAWarmPoolIsRefusedBeforeAnythingChanges() throws {
+        let world = try RotateWorld(desired: 2)
+        var parameters = QueryParameters()
+        parameters.add("AutoScalingGroupName", world.group)
+        parameters.add("MinSize", 1)
+        parameters.add("PoolState", "Stopped")
+        _ = try world.client.query(.autoscaling, "PutWarmPool", parameters, mutation: .idempotent)
+        #expect(try world.client.describeWarmPool(world.group)?.poolState == "Stopped")
+        let ami = try world.makeAMI(health: "healthy")
+        try world.prepare(ami: ami)
+        let versions = try world.launchTemplateVersions()
+        let (code, output) = try world.rotate()
+        #expect(code == 78, "\(output)")
+        #expect(output.contains("has a warm pool (Stopped, min size 1)"), "\(output)")
+        try world.expectUntouched(versions: versions)
+        let (planCode, plan) = try world.rotate(["plan"])
+        #expect(planCode == 78 && plan.contains("refused:") && plan.contains("warm pool"), "\(plan)")
+    }
+
+    @Test func aGroupWithoutAWarmPoolHasNone() throws {
+        let world = try RotateWorld(desired: 1)
+        #expect(try world.client.describeWarmPool(world.group) == nil)
+    }
+}
