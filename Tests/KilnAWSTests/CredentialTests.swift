@@ -261,6 +261,34 @@ import Testing
             #expect(metadata.refreshes == 1)
         }
     }
+
+    /// A refresh that fails while the credentials are still valid is not
+    /// tried again at every call (it was, before: a broken metadata service
+    /// got one request per AWS call): the next attempt waits 30 s, or half
+    /// the time left when that is less.
+    @Test func aFailedRefreshIsTriedAgainOnlyAfterAPause() throws {
+        try withStandIn("imds", ["--expires-in", "600", "--fail-refresh"]) { imds in
+            let home = TemporaryDirectory()
+            let job = environment(
+                home, ["AWS_EC2_METADATA_DISABLED": "false", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url])
+            let clock = ShiftedClock()
+            let metadata = try chain(job, now: { clock.now })
+            func asked() throws -> Int { try fetchJSON(imds.url + "/__kiln_imds/stats")["credentials"] as? Int ?? -1 }
+            #expect(try metadata.credentials().accessKeyID == "ASIAKILNFAKE0001")
+            #expect(try asked() == 1)
+            clock.shift(by: 400)  // 200 s left: inside the 300 s margin, so a refresh is due
+            for _ in 0..<20 { #expect(try metadata.credentials().accessKeyID == "ASIAKILNFAKE0001") }
+            let afterFirstFailure = try asked()
+            #expect(afterFirstFailure > 1, "the refresh was tried")
+            clock.shift(by: 10)
+            for _ in 0..<20 { #expect(try metadata.credentials().accessKeyID == "ASIAKILNFAKE0001") }
+            #expect(try asked() == afterFirstFailure, "no new attempt within 30 s of the failure")
+            clock.shift(by: 25)
+            #expect(try metadata.credentials().accessKeyID == "ASIAKILNFAKE0001")
+            #expect(try asked() > afterFirstFailure, "tried again once the pause is over")
+            #expect(metadata.refreshes == 0)
+        }
+    }
 }
 
 final class ShiftedClock: @unchecked Sendable {

@@ -2,7 +2,7 @@
 container credentials endpoint, for testing credential providers.
 
     scripts/standin imds [--role kiln-role] [--expires-in SECONDS] [--auth-token TOKEN]
-                         [--refresh-delay SECONDS]
+                         [--refresh-delay SECONDS] [--fail-refresh]
                          [--host 127.0.0.1] [--port 0] [--no-stdin-watch] [-v]
 
 Instance metadata v2, as EC2 answers it:
@@ -18,6 +18,8 @@ Each credentials answer has a new key, ASIAKILNFAKE0001, 0002, ..., secret
 (each new set lasts longer, so a test with a shifted clock can tell a needed
 refresh from a needless one). --refresh-delay holds every credentials answer
 after the first that long (a slow refresh, for testing who waits on it).
+--fail-refresh answers every credentials request after the first with 500 (a
+metadata service that broke after the job started; each is still counted).
 GET /__kiln_imds/stats -> {"tokens", "credentials", "rejected"}.
 Ready line: {"ready", "name": "imds", "url", "host", "port", "pid", "role"}
 """
@@ -43,6 +45,7 @@ def main(argv):
     p.add_argument("--expires-in", type=float, default=3600.0)
     p.add_argument("--auth-token", default=None)
     p.add_argument("--refresh-delay", type=float, default=0.0)
+    p.add_argument("--fail-refresh", action="store_true")
     a = p.parse_args(argv)
     common.check_loopback(a.host)
     common.setup_logging("imds", a.verbose)
@@ -56,6 +59,8 @@ def main(argv):
             n = state["credentials"]
         if n > 1 and a.refresh_delay > 0:
             time.sleep(a.refresh_delay)
+        if n > 1 and a.fail_refresh:
+            return None
         expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=a.expires_in * n)
         return {"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIAKILNFAKE%04d" % n,
                 "SecretAccessKey": "fake-secret-%d" % n, "Token": "fake-session-%d" % n,
@@ -103,7 +108,7 @@ def main(argv):
             if self.path == "/ecs/credentials":
                 if a.auth_token and self.headers.get("Authorization") != a.auth_token:
                     return self._reject("bad container authorization token")
-                return self._send(200, json.dumps(credentials()), "application/json")
+                return self._credentials()
             prefix = "/latest/meta-data/iam/security-credentials/"
             if not self.path.startswith(prefix):
                 return self._send(404, "not found\n")
@@ -116,7 +121,13 @@ def main(argv):
                 return self._send(200, a.role)
             if rest != a.role:
                 return self._send(404, "no such role\n")
-            return self._send(200, json.dumps(credentials()), "application/json")
+            return self._credentials()
+
+        def _credentials(self):
+            answer = credentials()
+            if answer is None:
+                return self._send(500, "internal error (--fail-refresh)\n")
+            return self._send(200, json.dumps(answer), "application/json")
 
     lifetime = common.Lifetime(watch_stdin=not a.no_stdin_watch)
     server = ThreadingHTTPServer((a.host, a.port), Handler)

@@ -26,9 +26,14 @@ public protocol CredentialProvider: Sendable {
 /// call: while one caller refreshes, the others are served the credentials
 /// that are still valid; only when none are valid do they wait for the
 /// refresh, and share its outcome (soto-core's `ExpiringValue` is the model).
+/// A refresh that fails while the current credentials are still valid is
+/// not tried again at every call: the next attempt waits `retryAfterFailure`
+/// (or half the time left, when less remains), so a broken metadata service
+/// or STS sees one call per interval, not one per AWS request.
 public final class CredentialChain: Sendable {
     public let providers: [any CredentialProvider]
     public let refreshMargin: TimeInterval
+    public let retryAfterFailure: TimeInterval
     private let state = Mutex(State())
     private let secrets: SecretMask?
     private let log: LogWriter?
@@ -40,6 +45,9 @@ public final class CredentialChain: Sendable {
         var source: Int?
         var refresh: Refresh?
         var refreshes = 0
+        /// After a failed refresh, while `cached` is still valid: no new
+        /// attempt before this time.
+        var nextAttempt: Date?
     }
 
     /// A refresh under way; callers with nothing valid wait for it.
@@ -64,13 +72,14 @@ public final class CredentialChain: Sendable {
 
     public init(
         providers: [any CredentialProvider], secrets: SecretMask? = nil, log: LogWriter? = nil, clock: Clock = .system,
-        refreshMargin: TimeInterval = 300
+        refreshMargin: TimeInterval = 300, retryAfterFailure: TimeInterval = 30
     ) {
         self.providers = providers
         self.secrets = secrets
         self.log = log
         self.clock = clock
         self.refreshMargin = refreshMargin
+        self.retryAfterFailure = retryAfterFailure
     }
 
     /// Fixed credentials (tests, and the source profile of an assumed role).
@@ -96,6 +105,7 @@ public final class CredentialChain: Sendable {
         let step: Step = state.withLock { state in
             if let cached = state.cached, !expires(cached, within: refreshMargin, of: now) { return .use(cached) }
             let valid = state.cached.flatMap { expires($0, within: 0, of: now) ? nil : $0 }
+            if let valid, let next = state.nextAttempt, now < next { return .use(valid) }
             if let refresh = state.refresh {
                 if let valid { return .use(valid) }
                 return .wait(refresh)
@@ -112,10 +122,17 @@ public final class CredentialChain: Sendable {
         case .refresh(let refresh, let source, let valid):
             let result = Result { try fetch(from: source) }
             state.withLock { state in
-                if case .success(let fresh) = result {
+                switch result {
+                case .success(let fresh):
                     if state.cached != nil { state.refreshes += 1 }
                     state.cached = fresh.resolved
                     state.source = fresh.index
+                    state.nextAttempt = nil
+                case .failure:
+                    if let valid {
+                        let left = valid.credentials.expiration.map { $0.timeIntervalSince(now) } ?? retryAfterFailure
+                        state.nextAttempt = now.addingTimeInterval(min(retryAfterFailure, max(0, left / 2)))
+                    }
                 }
                 state.refresh = nil
             }
