@@ -3,7 +3,9 @@
 # scripts/libgit2-backports; libcurl, Packer, Ansible). Every step is
 # scripts/install-runtime, which the tests also run, so this recipe is
 # tested where no image can be built.
-FROM swift:6.1-bookworm AS build
+# The build image's Swift matches the one the project is built and tested
+# with (6.3); the package itself needs tools version 6.0.
+FROM swift:6.3-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN scripts/install-runtime --prefix /opt/kiln
