@@ -2,6 +2,7 @@
 #define KILN_CLIBGIT2_SHIM_H
 #include <git2.h>
 #include <git2/sys/stream.h>
+#include <git2/sys/transport.h>
 /* libgit2 1.8 moved git_error_set_str (SocketStream.swift reports a stalled
    transfer with it) from git2/errors.h to git2/sys/errors.h. */
 #if LIBGIT2_VER_MAJOR > 1 || (LIBGIT2_VER_MAJOR == 1 && LIBGIT2_VER_MINOR >= 8)
@@ -36,5 +37,19 @@ typedef struct {
     char *host;
     char *port;
 } CKiln_git_socket_stream;
+
+/* Kiln's smart-HTTP subtransport (KilnGit, WholePackTransport.swift): libgit2's
+   own (git_smart_subtransport_http) inside, the upload-pack request rewritten
+   on its way. git2/sys/transport.h: the smart transport calls a subtransport
+   and its streams through these structures, so each starts with libgit2's. */
+typedef struct {
+    git_smart_subtransport parent;
+    git_smart_subtransport *http;
+} CKiln_git_pack_subtransport;
+
+typedef struct {
+    git_smart_subtransport_stream parent;
+    git_smart_subtransport_stream *http;
+} CKiln_git_pack_stream;
 
 #endif

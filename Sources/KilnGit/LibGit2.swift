@@ -8,6 +8,8 @@ public enum LibGit2 {
         _ = git_libgit2_init()
         // Every connection through Kiln's socket stream: a no-progress deadline, cancellation.
         SocketStream.register()
+        // Whole packs, not thin ones, from upload-pack (libgit2's indexer thickens them in quadratic time).
+        WholePackTransport.register()
     }()
 
     public static func initialise() { _ = once }
