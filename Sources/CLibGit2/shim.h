@@ -52,4 +52,11 @@ typedef struct {
     git_smart_subtransport_stream *http;
 } CKiln_git_pack_stream;
 
+/* git_libgit2_opts is variadic: the search path of one configuration level
+   (git2/common.h, GIT_OPT_GET_SEARCH_PATH), where libgit2 also looks for the
+   system and XDG attribute files. */
+static inline int CKiln_git_search_path(int level, git_buf *out) {
+    return git_libgit2_opts(GIT_OPT_GET_SEARCH_PATH, level, out);
+}
+
 #endif
