@@ -59,4 +59,15 @@ static inline int CKiln_git_search_path(int level, git_buf *out) {
     return git_libgit2_opts(GIT_OPT_GET_SEARCH_PATH, level, out);
 }
 
+/* How much of the packs libgit2 keeps mapped (git2/common.h,
+   GIT_OPT_SET_MWINDOW_SIZE and GIT_OPT_SET_MWINDOW_MAPPED_LIMIT; variadic). */
+static inline int CKiln_git_set_pack_windows(size_t window, size_t limit) {
+    int error = git_libgit2_opts(GIT_OPT_SET_MWINDOW_SIZE, window);
+    return error < 0 ? error : git_libgit2_opts(GIT_OPT_SET_MWINDOW_MAPPED_LIMIT, limit);
+}
+static inline int CKiln_git_get_pack_windows(size_t *window, size_t *limit) {
+    int error = git_libgit2_opts(GIT_OPT_GET_MWINDOW_SIZE, window);
+    return error < 0 ? error : git_libgit2_opts(GIT_OPT_GET_MWINDOW_MAPPED_LIMIT, limit);
+}
+
 #endif
