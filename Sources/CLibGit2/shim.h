@@ -2,6 +2,7 @@
 #define KILN_CLIBGIT2_SHIM_H
 #include <git2.h>
 #include <git2/sys/stream.h>
+#include <git2/sys/transport.h>
 /* libgit2 1.8 moved git_error_set_str (SocketStream.swift reports a stalled
    transfer with it) from git2/errors.h to git2/sys/errors.h. */
 #if LIBGIT2_VER_MAJOR > 1 || (LIBGIT2_VER_MAJOR == 1 && LIBGIT2_VER_MINOR >= 8)
@@ -36,5 +37,37 @@ typedef struct {
     char *host;
     char *port;
 } CKiln_git_socket_stream;
+
+/* Kiln's smart-HTTP subtransport (KilnGit, WholePackTransport.swift): libgit2's
+   own (git_smart_subtransport_http) inside, the upload-pack request rewritten
+   on its way. git2/sys/transport.h: the smart transport calls a subtransport
+   and its streams through these structures, so each starts with libgit2's. */
+typedef struct {
+    git_smart_subtransport parent;
+    git_smart_subtransport *http;
+} CKiln_git_pack_subtransport;
+
+typedef struct {
+    git_smart_subtransport_stream parent;
+    git_smart_subtransport_stream *http;
+} CKiln_git_pack_stream;
+
+/* git_libgit2_opts is variadic: the search path of one configuration level
+   (git2/common.h, GIT_OPT_GET_SEARCH_PATH), where libgit2 also looks for the
+   system and XDG attribute files. */
+static inline int CKiln_git_search_path(int level, git_buf *out) {
+    return git_libgit2_opts(GIT_OPT_GET_SEARCH_PATH, level, out);
+}
+
+/* How much of the packs libgit2 keeps mapped (git2/common.h,
+   GIT_OPT_SET_MWINDOW_SIZE and GIT_OPT_SET_MWINDOW_MAPPED_LIMIT; variadic). */
+static inline int CKiln_git_set_pack_windows(size_t window, size_t limit) {
+    int error = git_libgit2_opts(GIT_OPT_SET_MWINDOW_SIZE, window);
+    return error < 0 ? error : git_libgit2_opts(GIT_OPT_SET_MWINDOW_MAPPED_LIMIT, limit);
+}
+static inline int CKiln_git_get_pack_windows(size_t *window, size_t *limit) {
+    int error = git_libgit2_opts(GIT_OPT_GET_MWINDOW_SIZE, window);
+    return error < 0 ? error : git_libgit2_opts(GIT_OPT_GET_MWINDOW_MAPPED_LIMIT, limit);
+}
 
 #endif

@@ -53,6 +53,13 @@ struct CheckoutRun {
     /// The job's environment without its secrets, for the tools Kiln runs for itself (tar).
     let toolEnvironment: [String: String]
     var retry = RetryPolicy(maxAttempts: 4, baseDelay: 1, maxDelay: 8)
+    /// Folders inside the target that a checkout never removes, relative
+    /// to it ("kiln/"): the artifacts folder (earlier jobs' artifacts are
+    /// unpacked there) and the repository cache when it is a `cache:` path
+    /// inside the project. Resolved once: `standardizingPath` reads every
+    /// symbolic link on the way (a readlink per component), and the clean
+    /// asks for every path it looks at.
+    let sparedPaths: [String]
 
     init(
         request: CheckoutRequest, log: LogWriter, runner: ProcessRunner, http: HTTPClient, clock: Clock,
@@ -65,6 +72,13 @@ struct CheckoutRun {
         self.clock = clock
         self.toolEnvironment = toolEnvironment
         retry.sleep = clock.sleep
+        let target = request.target.hasSuffix("/") ? request.target : request.target + "/"
+        sparedPaths = [request.artifactsDirectory, request.cacheDirectory].compactMap { folder in
+            guard let folder else { return nil }
+            let standardized = (folder as NSString).standardizingPath + "/"
+            guard standardized.hasPrefix(target) else { return nil }
+            return String(standardized.dropFirst(target.count))
+        }
     }
 
     func run() throws -> CheckoutResult {
@@ -91,20 +105,6 @@ struct CheckoutRun {
         switch request.strategy {
         case .archive: return try ArchiveCheckout(checkout: self).run()
         case .clone, .fetch: return try GitCheckout(checkout: self).run()
-        }
-    }
-
-    /// Folders inside the target that a checkout never removes, relative
-    /// to it ("kiln/"): the artifacts folder (earlier jobs' artifacts are
-    /// unpacked there) and the repository cache when it is a `cache:` path
-    /// inside the project.
-    var sparedPaths: [String] {
-        let target = request.target.hasSuffix("/") ? request.target : request.target + "/"
-        return [request.artifactsDirectory, request.cacheDirectory].compactMap { folder in
-            guard let folder else { return nil }
-            let standardized = (folder as NSString).standardizingPath + "/"
-            guard standardized.hasPrefix(target) else { return nil }
-            return String(standardized.dropFirst(target.count))
         }
     }
 

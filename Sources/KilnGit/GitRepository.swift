@@ -249,6 +249,8 @@ public final class GitRepository {
         try GitError.check(
             git_checkout_options_init(&options, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "prepare a checkout")
         options.checkout_strategy = GIT_CHECKOUT_FORCE.rawValue
+        // Without an attribute that turns one on, the filters change nothing and cost a realpath(3) per file.
+        if try !contentFiltersMayApply(checkingOut: sha, limitedTo: paths) { options.disable_filters = 1 }
         if let paths {
             // Exact paths: libgit2 then reads only those entries and their folders.
             options.checkout_strategy |= GIT_CHECKOUT_DISABLE_PATHSPEC_MATCH.rawValue

@@ -101,4 +101,46 @@ import Testing
             #expect(try tree(project.path, skipping: ["kiln"]) == tree(reference.path))
         }
     }
+    /// Kiln skips libgit2's content filters when no attribute can turn one on (KilnGit's ContentFilters: each
+    /// filter's attribute lookup costs a realpath(3) per file). Where attributes are set, in a folder's
+    /// `.gitattributes` the index holds or in one the new commit adds, the files are written as git writes
+    /// them: `eol=crlf` converted, `ident` expanded, in a clone and in a warm checkout.
+    @Test func filesWithAttributesAreWrittenAsGitWritesThem() throws {
+        let fixture = try GitFixture()
+        let work = try fixture.makeProject("group/app")
+        let first = try fixture.commit(
+            work,
+            [
+                "plain.txt": "plain\nlines\n", "sub/.gitattributes": "*.txt eol=crlf\n", "sub/deep/c.txt": "c\nd\n",
+                "id.txt": "$Id$\n",
+            ], message: "First")
+        try fixture.push(work)
+        let project = TemporaryDirectory("kiln-project")
+        let reference = TemporaryDirectory("kiln-git-reference")
+        try withGitServer(fixture) { server in
+            let cold = try runCheckout(server: server, project: project.path, commit: first)
+            #expect(cold.exitCode == 0, "\(cold.output)")
+            #expect(read(project.file("sub/deep/c.txt")) == "c\r\nd\r\n", "the folder's eol=crlf, in a clone")
+            #expect(read(project.file("plain.txt")) == "plain\nlines\n")
+
+            // A change under the folder whose attributes the index holds, and a new top .gitattributes.
+            let second = try fixture.commit(
+                work,
+                [
+                    "sub/deep/c.txt": "c\nd\ne\n", ".gitattributes": "plain.txt eol=crlf\nid.txt ident\n",
+                    "plain.txt": "plain\nlines\nmore\n", "id.txt": "$Id$\nchanged\n",
+                ], message: "Second")
+            try fixture.push(work)
+            let warm = try runCheckout(server: server, project: project.path, commit: second)
+            #expect(warm.exitCode == 0, "\(warm.output)")
+            #expect(warm.output.contains("checkout: 4 paths differ from \(first.prefix(8))"), "\(warm.output)")
+
+            try fixture.git(
+                ["clone", "-q", "--no-checkout", "\(fixture.served)/group/app.git", "."], in: reference.path)
+            try fixture.git(["checkout", "-q", "-f", "--detach", second], in: reference.path)
+            #expect(read(reference.file("plain.txt")) == "plain\r\nlines\r\nmore\r\n", "the premise: git converts")
+            #expect(read(reference.file("id.txt"))?.hasPrefix("$Id: ") == true, "the premise: git expands")
+            #expect(try tree(project.path, skipping: ["kiln"]) == tree(reference.path))
+        }
+    }
 }

@@ -6,4 +6,11 @@ import Testing
         #expect(LibGit2.version.hasPrefix("1."))
         #expect(LibGit2.supportsHTTPS)
     }
+
+    /// Packs are mapped in 1 MiB windows, at most 4 MiB at a time: libgit2's defaults (1 GiB, 8 GiB) leave
+    /// every page a checkout read resident, the whole pack on the benchmark's clone (issue 17, peak memory).
+    @Test func mapsPacksInSmallWindows() {
+        #expect(LibGit2.packWindows.window == 1 << 20)
+        #expect(LibGit2.packWindows.limit == 4 << 20)
+    }
 }
