@@ -385,7 +385,8 @@ struct GitCheckout {
             let (child, progress) = try withRetries("submodule \(path)") {
                 try log.section("git_submodule", title: "Submodule \(path)", collapsed: true) {
                     try repository.updateSubmodule(
-                        submodule.name, credentials: request.credentials, limits: checkout.transferLimits,
+                        submodule.name, credentials: request.credentials, depth: request.submoduleDepth,
+                        limits: checkout.transferLimits,
                         progress: checkout.progressReporter("submodule \(path)"))
                 }
             }
