@@ -97,6 +97,8 @@ public struct CheckoutRequest: Sendable {
     /// How much history a new repository receives (`GIT_DEPTH`); a reused one
     /// receives what is new, and is deepened only when the commit is not in it.
     public var depth: FetchDepth
+    /// How much history a new submodule receives (`GIT_SUBMODULE_DEPTH`, else `depth`).
+    public var submoduleDepth: FetchDepth = .unlimited
     public var cacheDirectory: String?
     /// A transfer (git or the archive) that receives and sends nothing for
     /// this long fails with exit 75: `KILN_GIT_TIMEOUT`, `checkout.timeout`, 60 s.
@@ -165,6 +167,7 @@ public struct CheckoutFlags: Sendable {
     public var submodules: SubmoduleStrategy?
     public var cleanFlags: CleanFlags?
     public var depth: Int?
+    public var submoduleDepth: Int?
     public var cacheDirectory: String?
 
     public init() {}
@@ -239,6 +242,22 @@ extension CheckoutRequest {
         if let depth, depth.value < 0 {
             throw KilnError.badConfiguration("checkout.depth (\(depth.source)): must be at least 0, got \(depth.value)")
         }
+        // GIT_SUBMODULE_DEPTH "overwrites the GIT_DEPTH setting for the
+        // submodules only" (GitLab docs, ci/runners/configure_runners.md, "Git
+        // submodule depth"): unset, the submodules get GIT_DEPTH's value; a
+        // depth above 0 is `git submodule update --init --depth N`, 0 the whole
+        // history (gitlab-runner, shells/abstract.go, writeSubmoduleUpdateCmd).
+        // gitlab-runner falls back to GIT_DEPTH on a value that is no number;
+        // Kiln refuses it (78), as it does a bad GIT_DEPTH.
+        let submoduleDepth: Resolved<Int>? = try settings.resolve(
+            "checkout.submodule_depth", parsedFlag: ("submodule-depth", flags.submoduleDepth),
+            environment: "GIT_SUBMODULE_DEPTH")
+        if let submoduleDepth, submoduleDepth.value < 0 {
+            throw KilnError.badConfiguration(
+                """
+                checkout.submodule_depth (\(submoduleDepth.source)): must be at least 0, got \(submoduleDepth.value)
+                """)
+        }
         let cache: Resolved<String>? = try settings.resolve(
             "checkout.cache_dir", parsedFlag: ("cache-dir", flags.cacheDirectory),
             environment: "KILN_CHECKOUT_CACHE_DIR")
@@ -281,6 +300,8 @@ extension CheckoutRequest {
             cacheDirectory: cache?.value, serverURL: server,
             project: project, cleanRequest: clean.request)
         request.noProgressTimeout = timeout.value.value
+        let submoduleCommits = submoduleDepth?.value ?? depth?.value ?? defaultDepth
+        request.submoduleDepth = submoduleCommits == 0 ? .unlimited : .commits(submoduleCommits)
         return request
     }
 }

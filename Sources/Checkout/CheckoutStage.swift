@@ -199,4 +199,9 @@ struct PhaseClock {
         defer { phases[name, default: 0] += Date().timeIntervalSince(started) }
         return try body()
     }
+
+    /// Adds the phases timed inside another (the warm checkout's `walk`, within `checkout`).
+    mutating func add(_ other: PhaseClock) {
+        phases.merge(other.phases, uniquingKeysWith: +)
+    }
 }

@@ -25,7 +25,11 @@ struct GitCheckout {
         var leftovers: [(path: String, ignored: Bool)]?
         do {
             received = try clock.time("fetch") { try fetch(repository.repository, reused: reused) }
-            leftovers = try clock.time("checkout") { try checkout(repository.repository, reused: reused) }
+            var walk = PhaseClock()
+            leftovers = try clock.time("checkout") {
+                try checkout(repository.repository, reused: reused, clock: &walk)
+            }
+            clock.add(walk)
         } catch let error as GitError where reused && !error.isNetwork && !error.isAuthentication {
             // A reused repository that breaks on its own objects (corrupt,
             // truncated) is thrown away and cloned again: a cache must never fail a job.
@@ -33,7 +37,11 @@ struct GitCheckout {
             log.warning("discarding the repository in \(gitDirectory) (\(discarded!)); cloning again")
             repository = try clock.time("prepare") { try prepare(reuse: false, discarded: &discarded) }
             received = try clock.time("fetch") { try fetch(repository.repository, reused: false) }
-            leftovers = try clock.time("checkout") { try checkout(repository.repository, reused: false) }
+            var walk = PhaseClock()
+            leftovers = try clock.time("checkout") {
+                try checkout(repository.repository, reused: false, clock: &walk)
+            }
+            clock.add(walk)
         }
         try clock.time("clean") { try clean(repository.repository, leftovers: leftovers) }
         if reused { clock.time("upkeep") { upkeep(repository.repository) } }
@@ -45,6 +53,7 @@ struct GitCheckout {
                     into: &submodules, received: &received)
             }
         }
+        clock.time("seal") { seal(repository.repository) }
         let version = clock.time("describe") {
             repository.repository.describe(request.commit) ?? String(request.commit.prefix(8))
         }
@@ -201,26 +210,56 @@ struct GitCheckout {
     /// untracked paths for the clean: the walk's, none when the work tree held
     /// nothing before (everything in it is this checkout's), nil when the
     /// clean must look for itself.
-    private func checkout(_ repository: GitRepository, reused: Bool) throws -> [(path: String, ignored: Bool)]? {
+    ///
+    /// When the last checkout sealed the work tree after its clean
+    /// (WorkTreeSeal) and nothing has changed in it since, there is nothing to
+    /// walk for: only the new commit's paths are checked out, and nothing is
+    /// left to clean.
+    private func checkout(
+        _ repository: GitRepository, reused: Bool, clock: inout PhaseClock
+    ) throws -> [(path: String, ignored: Bool)]? {
         let last = WorkTreeRecord.read(repository.gitDirectory)
         WorkTreeRecord.remove(repository.gitDirectory)
+        let seal = WorkTreeSeal.read(repository.gitDirectory)
+        WorkTreeSeal.remove(repository.gitDirectory)
         let empty = checkout.foreignEntries(keepingGit: true).isEmpty
         var leftovers: [(path: String, ignored: Bool)]?
         if reused, !empty, let last, last.workdir == request.target,
             (try? repository.headCommit()) == last.commit, (try? repository.indexMatches(last.commit)) == true
         {
             let flags = request.clean
-            let scan = try repository.scanWorkTree(
-                includeIgnored: flags.enabled && (flags.ignored || flags.onlyIgnored))
-            let paths = Set(try repository.changedPaths(from: last.commit, to: request.commit) + scan.changedTracked)
-            try repository.checkoutDetached(request.commit, limitedTo: paths.sorted())
-            log.line(
-                """
-                checkout: \(paths.count) path\(paths.count == 1 ? "" : "s") differ from \(last.commit.prefix(8)) \
-                and the work tree (\(scan.changedTracked.count) changed since), the rest is as it was
-                """)
-            // An untracked path the new commit tracks now is the checkout's: the clean looks again.
-            leftovers = try scan.untracked.contains(where: { try repository.tracks($0.path) }) ? nil : scan.untracked
+            var sealed = false
+            if let seal, seal.workdir == request.target, seal.commit == last.commit {
+                sealed = try clock.time("sealCheck") {
+                    seal.holds(clean: flags, spared: checkout.sparedPaths, tracked: try repository.trackedPaths())
+                }
+            }
+            if sealed {
+                let paths = try repository.changedPaths(from: last.commit, to: request.commit)
+                try repository.checkoutDetached(request.commit, limitedTo: paths)
+                log.line(
+                    """
+                    checkout: the work tree is as the last checkout sealed it after its clean (\
+                    \(flags.enabled ? "GIT_CLEAN_FLAGS \(flags.text)" : "no clean")), so it is not walked; \
+                    \(paths.count) path\(paths.count == 1 ? "" : "s") differ from \(last.commit.prefix(8))
+                    """)
+                leftovers = []
+            } else {
+                let scan = try clock.time("walk") {
+                    try repository.scanWorkTree(includeIgnored: flags.enabled && (flags.ignored || flags.onlyIgnored))
+                }
+                let paths = Set(
+                    try repository.changedPaths(from: last.commit, to: request.commit) + scan.changedTracked)
+                try repository.checkoutDetached(request.commit, limitedTo: paths.sorted())
+                log.line(
+                    """
+                    checkout: \(paths.count) path\(paths.count == 1 ? "" : "s") differ from \(last.commit.prefix(8)) \
+                    and the work tree (\(scan.changedTracked.count) changed since), the rest is as it was
+                    """)
+                // An untracked path the new commit tracks now is the checkout's: the clean looks again.
+                leftovers =
+                    try scan.untracked.contains(where: { try repository.tracks($0.path) }) ? nil : scan.untracked
+            }
         } else {
             try repository.checkoutDetached(request.commit)
             leftovers = empty ? [] : nil
@@ -242,6 +281,32 @@ struct GitCheckout {
                 guard let error = error as? GitError, error.isNetwork, !error.isAuthentication else { return nil }
                 return error.message
             }, body)
+    }
+
+    /// Seals the work tree as this checkout and its clean left it
+    /// (WorkTreeSeal), for the next checkout to skip its walk when no job
+    /// changed anything in it.
+    private func seal(_ repository: GitRepository) {
+        // The artifacts folder is made now, not by the first artifact
+        // written after the seal: a new folder changes the root's stamp.
+        try? FileManager.default.createDirectory(
+            atPath: request.artifactsDirectory, withIntermediateDirectories: true)
+        let tracked: [String]
+        do { tracked = try repository.trackedPaths() } catch {
+            log.line("clean seal: none, the index cannot be read: \(error)")
+            return
+        }
+        switch WorkTreeSeal.take(
+            workdir: request.target, commit: request.commit, clean: request.clean,
+            spared: checkout.sparedPaths, tracked: tracked)
+        {
+        case .success(let seal):
+            do { try seal.write(repository.gitDirectory) } catch {
+                log.line("clean seal: none, \(WorkTreeSeal.path(repository.gitDirectory)) cannot be written: \(error)")
+            }
+        case .failure(let refusal):
+            log.line("clean seal: none (\(refusal.reason)), so the next checkout walks the work tree")
+        }
     }
 
     // MARK: cleaning
@@ -320,7 +385,8 @@ struct GitCheckout {
             let (child, progress) = try withRetries("submodule \(path)") {
                 try log.section("git_submodule", title: "Submodule \(path)", collapsed: true) {
                     try repository.updateSubmodule(
-                        submodule.name, credentials: request.credentials, limits: checkout.transferLimits,
+                        submodule.name, credentials: request.credentials, depth: request.submoduleDepth,
+                        limits: checkout.transferLimits,
                         progress: checkout.progressReporter("submodule \(path)"))
                 }
             }

@@ -60,13 +60,13 @@ extension GitRepository {
         }
     }
 
-    /// `git submodule update --init` for one submodule: its URL resolved
-    /// against the parent's remote (relative URLs), cloned or fetched with the
-    /// same credentials callback, checked out at the recorded commit.
-    /// Returns the submodule's own repository, for recursion.
+    /// `git submodule update --init [--depth N]` for one submodule: its URL
+    /// resolved against the parent's remote (relative URLs), cloned or fetched
+    /// with the same credentials callback and `depth`, checked out at the
+    /// recorded commit. Returns the submodule's own repository, for recursion.
     public func updateSubmodule(
-        _ name: String, credentials: GitCredentials?, limits: TransferLimits = TransferLimits(),
-        progress: @escaping (TransferProgress) -> Void = { _ in }
+        _ name: String, credentials: GitCredentials?, depth: FetchDepth = .unlimited,
+        limits: TransferLimits = TransferLimits(), progress: @escaping (TransferProgress) -> Void = { _ in }
     ) throws -> (repository: GitRepository, received: TransferProgress) {
         var submodule: OpaquePointer?
         try GitError.check(git_submodule_lookup(&submodule, pointer, name), "look up submodule \(name)")
@@ -81,9 +81,27 @@ extension GitRepository {
         options.fetch_opts.proxy_opts.type = GIT_PROXY_AUTO
         options.checkout_opts.checkout_strategy = GIT_CHECKOUT_FORCE.rawValue
         options.allow_fetch = 1
+        // A libgit2 without shallow support fetches the whole history (LibGit2.supportsShallow).
+        CKiln_git_fetch_options_set_depth(&options.fetch_opts, depth.libgit2)
         let watch = TransferWatch.shared.begin(limits)
         defer { watch?.end() }
         let result = withExtendedLifetime(callbacks) { git_submodule_update(submodule, 1, &options) }
+        if result == GIT_ENOTFOUND.rawValue, depth != .unlimited, let recorded = git_submodule_index_id(submodule) {
+            // The recorded commit is older than the last `depth` commits of the
+            // submodule's default branch: git then fetches that commit itself, at
+            // the same depth (builtin/submodule--helper.c, update_submodule:
+            // "Fetched in submodule path ..., but it did not contain ...").
+            var oid = recorded.pointee
+            let commit = Self.hex(&oid)
+            var child: OpaquePointer?
+            try GitError.check(git_submodule_open(&child, submodule), "open submodule \(name)")
+            let repository = GitRepository(adopting: child!)
+            let received = try repository.fetch(
+                refspecs: [commit], credentials: credentials, tags: .none, depth: depth, limits: limits,
+                progress: progress)
+            try repository.checkoutDetached(commit)
+            return (repository, received)
+        }
         if result < 0 {
             var error = GitError.last(
                 result,

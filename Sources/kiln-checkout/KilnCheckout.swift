@@ -46,6 +46,10 @@ struct KilnCheckout: StageCommand {
     @Option(help: "Commits of history a new repository receives ($GIT_DEPTH, else 20; 0 for all).")
     var depth: Int?
     @Option(
+        name: .customLong("submodule-depth"),
+        help: "Commits of history a new submodule receives ($GIT_SUBMODULE_DEPTH, else the depth; 0 for all).")
+    var submoduleDepth: Int?
+    @Option(
         name: .customLong("cache-dir"),
         help: "Keep the repository here between jobs (a GitLab cache: path) for the fetch strategy.")
     var cacheDirectory: String?
@@ -62,6 +66,7 @@ struct KilnCheckout: StageCommand {
         flags.submodules = submodules
         flags.cleanFlags = cleanFlags
         flags.depth = depth
+        flags.submoduleDepth = submoduleDepth
         flags.cacheDirectory = cacheDirectory
         try CheckoutStage(context: context, http: http, flags: flags).run()
     }

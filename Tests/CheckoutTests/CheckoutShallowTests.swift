@@ -61,6 +61,60 @@ import Testing
         }
     }
 
+    /// `GIT_SUBMODULE_DEPTH` "overwrites the GIT_DEPTH setting for the
+    /// submodules only" (GitLab docs, "Git submodule depth"); unset, the
+    /// submodules get GIT_DEPTH's; 0 is the whole history. A recorded commit
+    /// older than the submodule branch's last N commits is fetched itself, at
+    /// depth N, as `git submodule update --depth N` does.
+    @Test func submodulesAreCutAtGitSubmoduleDepthElseAtGitDepth() throws {
+        let fixture = try GitFixture()
+        let libWork = try fixture.makeProject("group/lib")
+        let lib = try (1...10).map { try fixture.commit(libWork, ["lib.txt": "\($0)\n"], message: "Lib \($0)") }
+        try fixture.push(libWork)
+        let work = try fixture.makeProject("group/app")
+        _ = try history(fixture, work, count: 5)
+        try fixture.git(["submodule", "add", "-q", "\(fixture.served)/group/lib.git", "lib"], in: work)
+        try fixture.git(["config", "-f", ".gitmodules", "submodule.lib.url", "../lib.git"], in: work)
+        let atTip = try fixture.commit(work, ["app.txt": "tip\n"], message: "Lib at its tip")
+        try fixture.push(work, ["main"])
+        try fixture.git(["checkout", "-q", lib[4]], in: "\(work)/lib")
+        try fixture.git(["add", "lib"], in: work)
+        try fixture.git(["commit", "-q", "-m", "Lib at 5"], in: work)
+        let atFive = try fixture.git(["rev-parse", "HEAD"], in: work)
+        try withGitServer(fixture) { server in
+            let cases: [(variables: [String: String], commit: String, app: Int, lib: Int, at: Int)] = [
+                (["GIT_SUBMODULE_DEPTH": "3"], atTip, 6, 3, 10),
+                (["GIT_DEPTH": "2"], atTip, 2, 2, 10),
+                (["GIT_DEPTH": "1", "GIT_SUBMODULE_DEPTH": "0"], atTip, 1, 10, 10),
+                ([:], atTip, 6, 10, 10),  // both default to 20: more than either has
+                (["GIT_SUBMODULE_DEPTH": "3"], atFive, 7, 3, 5),
+            ]
+            for (variables, commit, appCommits, libCommits, at) in cases {
+                if commit == atFive { try fixture.push(work, ["main"]) }
+                let project = TemporaryDirectory("kiln-project")
+                let run = try runCheckout(
+                    server: server, project: project.path, commit: commit,
+                    extra: ["KILN_GIT_STRATEGY": "clone", "GIT_SUBMODULE_STRATEGY": "normal"].merging(variables) {
+                        $1
+                    })
+                #expect(run.exitCode == 0, "\(variables): \(run.output)")
+                #expect(try commitsIn(fixture, project.path) == appCommits, "\(variables): \(run.output)")
+                #expect(try commitsIn(fixture, project.file("lib")) == libCommits, "\(variables)")
+                #expect(try fixture.git(["rev-parse", "HEAD"], in: project.file("lib")) == lib[at - 1])
+                #expect(read(project.file("lib/lib.txt")) == "\(at)\n", "\(variables)")
+                let shallow = FileManager.default.fileExists(atPath: project.file(".git/modules/lib/shallow"))
+                #expect(shallow == (libCommits < 10), "\(variables): the submodule's history is cut")
+            }
+            let project = TemporaryDirectory("kiln-project")
+            let bad = try runCheckout(
+                server: server, project: project.path, commit: atTip,
+                extra: ["GIT_SUBMODULE_STRATEGY": "normal", "GIT_SUBMODULE_DEPTH": "-1"])
+            #expect(bad.exitCode == 78, "\(bad.output)")
+            #expect(bad.output.contains("GIT_SUBMODULE_DEPTH"), "\(bad.output)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: project.path).isEmpty, "nothing written")
+        }
+    }
+
     @Test func aCacheIsDeepenedOnlyWhenThePipelinesCommitIsOlderThanItsHistory() throws {
         let fixture = try GitFixture()
         let work = try fixture.makeProject("group/app")

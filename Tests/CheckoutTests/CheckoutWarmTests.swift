@@ -143,4 +143,105 @@ import Testing
             #expect(try tree(project.path, skipping: ["kiln"]) == tree(reference.path))
         }
     }
+
+    /// The phases checkout.json lists for a run (the walk's and the seal check's among them).
+    func phases(_ run: CheckoutRun) -> Set<String> {
+        Set((run.json["phases"] as? [String: Any] ?? [:]).keys)
+    }
+
+    /// The work tree sealed after Kiln's clean is not walked again while no
+    /// job changed it; anything a job did (a file at any depth, a tracked file
+    /// edited in place with its mtime put back) breaks the seal, and the walk
+    /// and clean happen as before. The cache is a `cache:` folder inside the
+    /// project, as the checkout component has it.
+    @Test func anUntouchedWorkTreeIsNotWalkedAndAJobsWritesAreStillCleaned() throws {
+        let fixture = try GitFixture()
+        let work = try fixture.makeProject("group/app")
+        var files = [".gitignore": "*.log\n", "a.txt": "a\n", "dir/sub/c.txt": "c\n", "gone.txt": "gone\n"]
+        for index in 0..<20 { files["many/f\(index).txt"] = "\(index)\n" }
+        var commits = [try fixture.commit(work, files, message: "First")]
+        try fixture.push(work)
+        let project = TemporaryDirectory("kiln-project")
+        let cache = ["--cache-dir", project.file(".kiln-git")]
+        /// A new commit on the server: a change, an addition, a removal.
+        func nextCommit(_ number: Int) throws -> String {
+            try "a \(number)\n".write(toFile: "\(work)/a.txt", atomically: true, encoding: .utf8)
+            try "\(number)\n".write(toFile: "\(work)/dir/new\(number).txt", atomically: true, encoding: .utf8)
+            if number == 1 { try fixture.git(["rm", "-q", "gone.txt"], in: work) }
+            try fixture.git(["add", "-A"], in: work)
+            try fixture.git(["commit", "-q", "-m", "Commit \(number)"], in: work)
+            try fixture.push(work)
+            return try fixture.git(["rev-parse", "HEAD"], in: work)
+        }
+        /// git's own checkout of `commit`, for comparison.
+        func gitTree(_ commit: String) throws -> [String: String] {
+            let reference = TemporaryDirectory("kiln-git-reference")
+            try fixture.git(
+                ["clone", "-q", "--no-checkout", "\(fixture.served)/group/app.git", "."], in: reference.path)
+            try fixture.git(["checkout", "-q", "-f", "--detach", commit], in: reference.path)
+            return try tree(reference.path)
+        }
+        try withGitServer(fixture) { server in
+            let cold = try runCheckout(server: server, project: project.path, commit: commits[0], arguments: cache)
+            #expect(cold.exitCode == 0, "\(cold.output)")
+
+            // Nothing ran in the folder since: no walk, only the commit's paths.
+            commits.append(try nextCommit(1))
+            let sealed = try runCheckout(server: server, project: project.path, commit: commits[1], arguments: cache)
+            #expect(sealed.exitCode == 0, "\(sealed.output)")
+            #expect(sealed.output.contains("so it is not walked; 3 paths differ"), "\(sealed.output)")
+            #expect(phases(sealed).contains("sealCheck") && !phases(sealed).contains("walk"), "\(sealed.json)")
+            #expect(try tree(project.path, skipping: ["kiln", ".kiln-git"]) == gitTree(commits[1]))
+
+            // A job: an untracked file deep down (only its folder's stamp
+            // moves), an ignored one, and a tracked file edited in place to the
+            // same size with its mtime put back, as `cp -p` or `tar x` leave it.
+            let edited = project.file("many/f3.txt")
+            let mtime = try FileManager.default.attributesOfItem(atPath: edited)[.modificationDate] as! Date
+            let handle = try #require(FileHandle(forWritingAtPath: edited))
+            handle.write(Data("9\n".utf8))
+            try handle.close()
+            try FileManager.default.setAttributes([.modificationDate: mtime], ofItemAtPath: edited)
+            try "left\n".write(toFile: project.file("dir/sub/untracked.txt"), atomically: false, encoding: .utf8)
+            try "left\n".write(toFile: project.file("out.log"), atomically: false, encoding: .utf8)
+            commits.append(try nextCommit(2))
+            let walked = try runCheckout(server: server, project: project.path, commit: commits[2], arguments: cache)
+            #expect(walked.exitCode == 0, "\(walked.output)")
+            #expect(!walked.output.contains("not walked"), "\(walked.output)")
+            #expect(walked.output.contains("(1 changed since)"), "\(walked.output)")
+            #expect(walked.output.contains("clean: removed 2 untracked paths"), "\(walked.output)")
+            #expect(phases(walked).contains("walk"), "\(walked.json)")
+            #expect(try tree(project.path, skipping: ["kiln", ".kiln-git"]) == gitTree(commits[2]))
+
+            // GIT_CLEAN_FLAGS that keep ignored files seal nothing: the ignored
+            // rules can change outside the work tree, so every run walks.
+            try "left\n".write(toFile: project.file("out.log"), atomically: false, encoding: .utf8)
+            let keeping = ["GIT_CLEAN_FLAGS": "-ffd"]
+            for _ in 0..<2 {
+                let run = try runCheckout(
+                    server: server, project: project.path, commit: commits[2], extra: keeping, arguments: cache)
+                #expect(run.exitCode == 0, "\(run.output)")
+                #expect(run.output.contains("clean seal: none (GIT_CLEAN_FLAGS -ffd keeps"), "\(run.output)")
+                #expect(phases(run).contains("walk"), "\(run.json)")
+                #expect(read(project.file("out.log")) == "left\n")
+            }
+
+            // -e keeps what it names, also through a sealed run; other flags
+            // than the seal's walk.
+            try "mine\n".write(toFile: project.file("keep.txt"), atomically: false, encoding: .utf8)
+            let excluding = ["GIT_CLEAN_FLAGS": "-ffdx -e keep.txt"]
+            let first = try runCheckout(
+                server: server, project: project.path, commit: commits[2], extra: excluding, arguments: cache)
+            #expect(phases(first).contains("walk"), "\(first.output)")
+            #expect(read(project.file("out.log")) == nil, "-x removes the ignored file")
+            let second = try runCheckout(
+                server: server, project: project.path, commit: commits[2], extra: excluding, arguments: cache)
+            #expect(second.output.contains("so it is not walked; 0 paths differ"), "\(second.output)")
+            #expect(read(project.file("keep.txt")) == "mine\n")
+            let other = try runCheckout(server: server, project: project.path, commit: commits[2], arguments: cache)
+            #expect(phases(other).contains("walk"), "the seal was for -e keep.txt: \(other.output)")
+            #expect(read(project.file("keep.txt")) == nil)
+            #expect(try tree(project.path, skipping: ["kiln", ".kiln-git"]) == gitTree(commits[2]))
+        }
+    }
 }

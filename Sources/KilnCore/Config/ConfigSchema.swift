@@ -42,7 +42,8 @@ public indirect enum ConfigSchema: Sendable {
 extension ConfigSchema {
     /// `checkout`: kiln-checkout's settings (CheckoutRequest.resolve).
     public static let checkout = ConfigSchema.section([
-        "strategy": .value, "submodules": .value, "clean_flags": .value, "depth": .value, "cache_dir": .value,
+        "strategy": .value, "submodules": .value, "clean_flags": .value, "depth": .value, "submodule_depth": .value,
+        "cache_dir": .value,
         "timeout": .value,
     ])
 
