@@ -132,6 +132,19 @@ build {
   sources = ["source.amazon-ebs.kiln"]
 
   # kiln:provisioners-begin
+  # The build artifact (build.json's, checked against its SHA-256 by
+  # kiln-bake), uploaded for the app role only: app.yml installs it from
+  # there. `except` rather than a second template: Packer 1.6.6 has no
+  # `dynamic` block for provisioners, and refuses a file provisioner with no
+  # source ("Source must be specified."), but it skips, without preparing
+  # it, a provisioner whose `except` names the build, and `except` may be an
+  # expression of the variables.
+  provisioner "file" {
+    except      = var.role == "app" ? [] : ["amazon-ebs.kiln"]
+    source      = var.artifact
+    destination = "/tmp/${basename(var.artifact)}"
+  }
+
   # Ansible straight to the builder's sshd (base.yml or app.yml), as the
   # SSH communicator reaches it, with the communicator's key. Not through
   # Packer's local SSH proxy (use_proxy = true, the default): it offers
@@ -150,6 +163,7 @@ build {
       "--extra-vars", "kiln_application=${var.application}",
       "--extra-vars", "kiln_version=${var.application_version}",
       "--extra-vars", "kiln_artifact=${var.artifact}",
+      "--extra-vars", "kiln_artifact_upload=/tmp/${basename(var.artifact)}",
       "--extra-vars", "kiln_artifact_sha256=${var.artifact_sha256}",
     ]
     ansible_env_vars = ["ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=True", "ANSIBLE_PIPELINING=True"]

@@ -23,10 +23,17 @@ import Testing
             let result = try project.bake()
             #expect(result.code == 0, "\(result.output)")
             #expect(result.output.contains("TASK [Enable the service"), "the playbook did not run:\n\(result.output)")
+            // Packer's file provisioner uploaded the artifact ("Uploading SRC => DST", its ui line), and the
+            // playbook installed that upload rather than copying the artifact itself.
+            #expect(
+                result.output.contains("kiln/demo-v1.0.0.tar.gz => /tmp/demo-v1.0.0.tar.gz"),
+                "the file provisioner did not upload the artifact:\n\(result.output)")
+            #expect(result.output.contains("TASK [Install the artifact the file provisioner uploaded]"))
             let ami = try #require(try project.image()["amiID"] as? String)
 
             let instance = try world.launch(ami)
             let tree = try world.tree(of: instance.id)
+            #expect(!FileManager.default.fileExists(atPath: "\(tree)/tmp/demo-v1.0.0.tar.gz"), "the upload was kept")
             // current -> /opt/demo/releases/v1.0.0, an absolute link: followed inside the tree.
             let release = try FileManager.default.destinationOfSymbolicLink(atPath: "\(tree)/opt/demo/current")
             #expect(release == "/opt/demo/releases/v1.0.0")
@@ -50,6 +57,7 @@ import Testing
             project.pinSource = false
             let result = try project.bake(["--role", "base"])
             #expect(result.code == 0, "\(result.output)")
+            #expect(!result.output.contains("Uploading"), "the base role has no artifact to upload")
             let ami = try #require(try project.image()["amiID"] as? String)
             let tree = try world.tree(of: try world.launch(ami).id)
             let periodic = try String(contentsOfFile: "\(tree)/etc/apt/apt.conf.d/20auto-upgrades", encoding: .utf8)

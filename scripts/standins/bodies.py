@@ -154,6 +154,7 @@ class Body:
         self.console = console
         self.process = None
         self.state = "pending"
+        self.launched = time.monotonic()  # when moto was asked to start it (RunInstances, StartInstances)
 
     @property
     def upper(self):
@@ -333,7 +334,7 @@ class ImageStore:
                 f.write("deb [trusted=yes] %s ./\n" % self.apt_repo)
         config = os.path.join(body.directory, "body.json")
         _write_json(config, {"tree": body.merged, "address": body.address, "instance_id": body.instance_id,
-                             "seed": os.path.join(body.directory, "seed")})
+                             "seed": os.path.join(body.directory, "seed"), "launched": body.launched})
         console = open(body.console, "ab")
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "KILN_BODY": "%s/%s" % (self.run, body.instance_id), "PYTHONUNBUFFERED": "1"}
@@ -381,11 +382,13 @@ class ImageStore:
     def start(self, instance_id):
         body = self.bodies.get(instance_id)
         if body is not None:
+            body.launched = time.monotonic()
             self.submit(self._boot, body)
 
     def reboot(self, instance_id):
         body = self.bodies.get(instance_id)
         if body is not None and body.state == "running":
+            body.launched = time.monotonic()
             self.submit(self._stop, body)
             self.submit(self._boot, body)
 

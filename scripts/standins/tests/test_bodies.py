@@ -231,6 +231,49 @@ def test_create_image_of_a_changed_instance_gives_an_image_whose_units_run_confi
     assert "hello.service: exited 3" in console(body(world, instance_id))
 
 
+def served_host_keys(address):
+    """The fingerprints (SHA256:...) of the host keys the body's sshd offers, as a client sees them."""
+    scan = subprocess.run(["ssh-keyscan", "-T", "10", address], capture_output=True, text=True)
+    fingerprints = subprocess.run(["ssh-keygen", "-l", "-f", "-"], input=scan.stdout, capture_output=True, text=True)
+    return {line.split()[1] for line in fingerprints.stdout.splitlines()}
+
+
+def console_host_keys(world, instance_id):
+    """The fingerprints between cloud-init's BEGIN/END SSH HOST KEY FINGERPRINTS lines in GetConsoleOutput, the
+    block an EC2 console shows (cloud-init's keys-to-console module, `ssh-keygen -l` of each host key)."""
+    output = world["ec2"].get_console_output(InstanceId=instance_id)["Output"]
+    if "-----BEGIN SSH HOST KEY FINGERPRINTS-----" not in output:
+        return set()
+    block = output.split("-----BEGIN SSH HOST KEY FINGERPRINTS-----", 1)[1].split(
+        "-----END SSH HOST KEY FINGERPRINTS-----", 1)[0]
+    return {word for word in block.split() if word.startswith("SHA256:")}
+
+
+def test_every_instance_makes_its_own_ssh_host_keys_and_its_console_shows_their_fingerprints(world):
+    # As on EC2: an image holds no host keys of an instance it will be given to; cloud-init's ssh module makes
+    # them at an instance's first boot (and deletes those an image made from another instance carries).
+    first_id, first_address = launch(world)
+    second_id, second_address = launch(world)
+    wait_booted(world, first_id)
+    wait_booted(world, second_id)
+    first, second = served_host_keys(first_address), served_host_keys(second_address)
+    assert first and second and not first & second, (first, second)
+    assert console_host_keys(world, first_id) == first
+    assert console_host_keys(world, second_id) == second
+
+    # An image made from an instance: its instances do not keep the builder's keys.
+    ec2 = world["ec2"]
+    ec2.stop_instances(InstanceIds=[second_id])
+    image = ec2.create_image(InstanceId=second_id, Name="keys")["ImageId"]
+    ec2.terminate_instances(InstanceIds=[first_id, second_id])
+    child_id, child_address = launch(world, image=image)
+    wait_booted(world, child_id)
+    child = served_host_keys(child_address)
+    assert child and not child & second, (child, second)
+    assert console_host_keys(world, child_id) == child
+    ec2.terminate_instances(InstanceIds=[child_id])
+
+
 def test_stop_keeps_the_copy_start_boots_it_again_terminate_removes_it(world):
     instance_id, address = launch(world)
     state = wait_booted(world, instance_id)
