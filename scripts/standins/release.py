@@ -115,12 +115,14 @@ def loopback_env():
     return env
 
 
-def job_env(base, project, commit, gitserver, token, moto_url, source_ami, subnet, outputs=None):
+def job_env(base, project, commit, gitserver, token, moto_url, source_ami, subnet=None, outputs=None):
     """The CI variables a job of the example's pipeline has, for `commit`, in the job folder `project`."""
     env = dict(base, CI="true", CI_PROJECT_DIR=str(project), CI_PROJECT_NAME="demo", CI_PROJECT_PATH="demo/app",
                CI_REPOSITORY_URL=f"{gitserver['url']}/demo/app.git", CI_SERVER_URL=gitserver["url"],
                CI_COMMIT_SHA=commit, CI_COMMIT_REF_NAME="main", CI_PIPELINE_ID=commit[:6], CI_JOB_TOKEN=token,
-               AWS_ENDPOINT_URL=moto_url, KILN_SOURCE_AMI=source_ami, KILN_SUBNET_ID=subnet)
+               AWS_ENDPOINT_URL=moto_url, KILN_SOURCE_AMI=source_ami)
+    if subnet:
+        env["KILN_SUBNET_ID"] = subnet
     if outputs:
         env["KILN_TERRAFORM_OUTPUTS"] = str(outputs)
     return env
