@@ -42,10 +42,14 @@ part another way:
   have unpacked them; the dotenv files are checked against GitLab's rules,
   and KILN_ENVIRONMENT_URL, when a deploy writes one, must be a URL GitLab
   would take.
+- gcil retries a failed job up to `retry: max` whatever its exit code
+  (GitLab: only on `retry: exit_codes`); Kiln's jobs retry on 75 alone
+  (checked), and gcil's copy has no `retry`.
 - gcil ignores `id_tokens`: the test gives KILN_OIDC_TOKEN itself, and Kiln
   exchanges it with moto's STS (AssumeRoleWithWebIdentity) as in a job.
 - the job image is not used (host mode): the binaries come from PATH.
 """
+import copy
 import json
 import os
 import pathlib
@@ -119,7 +123,15 @@ def test_the_example_pipeline_runs_end_to_end_on_instance_bodies(tmp_path):
     # The catalog project as published, and the example resolved against it.
     published = kiln.publish(tmp_path / "catalog" / "kiln")
     resolved, _ = kiln.resolve_example(published, source)
-    (tmp_path / "pipeline-resolved.yml").write_text(kiln.dump(resolved))
+    # gcil retries a failed job up to retry:max whatever its exit code; GitLab retries only on the codes
+    # retry:exit_codes lists (docs ci/yaml, "retry:exit_codes"). Every Kiln job retries on 75 (a temporary
+    # failure) alone, so gcil's copy has no retry: the rolled-back deploy (exit 3) runs once, as in GitLab.
+    for_gcil = copy.deepcopy(resolved)
+    for name, definition in for_gcil.items():
+        if isinstance(definition, dict) and "retry" in definition:
+            assert definition["retry"].get("exit_codes") == [75], (name, definition["retry"])
+            del definition["retry"]
+    (tmp_path / "pipeline-resolved.yml").write_text(kiln.dump(for_gcil))
     # The example's file with the mapping sits beside the job folder: the
     # first job's kiln-checkout makes the job folder exactly the commit (as in
     # GitLab), which would take the mapping out of a copy inside it.
@@ -196,6 +208,9 @@ def test_the_example_pipeline_runs_end_to_end_on_instance_bodies(tmp_path):
                   f"{time.monotonic() - started:.1f}s, exit {result.returncode}", flush=True)
             output = result.stdout + result.stderr
             assert token not in output, f"{name} printed the job token"
+            # Each job's log beside the job folder, as GitLab keeps it, for a failure's reader.
+            (tmp_path / "jobs").mkdir(exist_ok=True)
+            (tmp_path / "jobs" / f"{folder.name}-{name}.log").write_text(output)
             return result.returncode, output
 
         outputs_by_job = {}
