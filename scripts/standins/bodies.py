@@ -245,6 +245,12 @@ class ImageStore:
                 return self.images[image_id]
         return None
 
+    def adopt(self, image_id, tree):
+        """An image whose tree was made before this stand-in started: a cached release (one CreateImage layer on
+        the base, standins/release.py), registered at start. Its folder is not this store's: never removed."""
+        with self.lock:
+            self.images[image_id] = [Layer(os.path.abspath(tree), removable=False), self.base_layer]
+
     def create_image(self, instance_id, image_id):
         body = self.bodies.get(instance_id)
         if body is None:

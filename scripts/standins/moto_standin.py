@@ -1,18 +1,23 @@
 """`standin moto`: moto's server in-process (ThreadedMotoServer-like) on loopback.
 
     scripts/standin moto [--host 127.0.0.1] [--port 0] [--region us-east-1]
-                         [--verify-signatures N] [--bodies [--images-dir DIR] [--apt-repo URL]] [--no-stdin-watch] [-v]
+                         [--verify-signatures N] [--bodies [--images-dir DIR] [--apt-repo URL] [--release-image DIR]...]
+                         [--no-stdin-watch] [-v]
 
 Ready line: {"ready", "name": "moto", "url", "host", "port", "pid", "region",
              "verify_signatures_after": N or null}
   with --bodies also "bodies": true, "images_dir", "run_dir", "bodies_url" (GET it, or
-  bodies_url + "/INSTANCE-ID", for each body's state, tree and console: standins/bodies.py).
+  bodies_url + "/INSTANCE-ID", for each body's state, tree and console: standins/bodies.py), and
+  "release_images": [{"image_id", "region", "version", "commit", "dir"}] for each --release-image.
 
 --bodies gives instances of moto's stock Ubuntu images, and of images made from
 them by CreateImage, a running body (scripts/standins/bodies.py; needs root and
 the base root file system scripts/setup-rootfs makes in --images-dir, default
 $KILN_IMAGES_DIR or .kiln-images). Without it, instances are records only (the
-tag-driven fleet stand-in answers for them).
+tag-driven fleet stand-in answers for them). --release-image DIR (with --bodies;
+repeatable) registers a cached release (`standin release-image`, standins/release.py)
+as an AMI in --region before the ready line, tagged as its bake tagged it, its
+instances bodies of that tree.
 
 --verify-signatures N sets INITIAL_NO_AUTH_ACTION_COUNT=N (before moto is
 imported): the first N authorisable actions (any service, counted across the
@@ -50,7 +55,11 @@ def main(argv):
     p.add_argument("--apt-repo", default=None, metavar="URL",
                    help="with --bodies: every body's apt reads this loopback repository "
                         "(/etc/apt/sources.list.d/kiln-loopback.list, `deb [trusted=yes] URL ./`)")
+    p.add_argument("--release-image", action="append", default=[], metavar="DIR",
+                   help="with --bodies: register this cached release (standin release-image) as an AMI at start")
     a = p.parse_args(argv)
+    if a.release_image and not a.bodies:
+        p.error("--release-image needs --bodies (a release is a tree for instance bodies)")
     if a.apt_repo:
         common.check_loopback(a.apt_repo)
     if a.signed_user:
@@ -86,8 +95,11 @@ def main(argv):
     app = _one_at_a_time(DomainDispatcherApplication(create_backend_app))
     store = None
     if a.bodies:
-        from . import bodies
-        store = bodies.ImageStore(a.images_dir or bodies.default_images_dir(), apt_repo=a.apt_repo)
+        from . import bodies, release
+        images_dir = a.images_dir or bodies.default_images_dir()
+        for folder in a.release_image:
+            release.read_release(folder, images_dir)  # before anything is made: a stale one is refused
+        store = bodies.ImageStore(images_dir, apt_repo=a.apt_repo)
         if store.cleaned:
             log.info("cleaned up after crashed stand-ins: %s", ", ".join(store.cleaned))
         app = bodies.install(store)(app)
@@ -103,7 +115,9 @@ def main(argv):
             extra = _make_signed_user(url, a.region, a.signed_user)
         if store is not None:
             extra.update(bodies=True, images_dir=store.images_dir, run_dir=store.run_dir,
-                         bodies_url=url + "/__kiln_bodies")
+                         bodies_url=url + "/__kiln_bodies",
+                         release_images=[release.register(url, a.region, store, os.path.abspath(folder))
+                                         for folder in a.release_image])
         common.announce("moto", url=url, host=host, port=port, region=a.region,
                         verify_signatures_after=a.verify_signatures, **extra)
         reason = lifetime.wait()

@@ -3,12 +3,17 @@
     scripts/standin world --endpoint URL [--region us-east-1]
         [--environments test,live] [--desired 2] [--health-port 8080]
         [--health healthy|never|flap] [--boot-delay SECONDS] [--flap-period SECONDS]
-        [--app demo] [--no-verify]
+        [--app demo] [--ami ID] [--subnets CIDR,CIDR] [--no-verify]
 
 One-shot: prints one JSON object (the shape of `terraform output -json`) and exits 0.
 Keys: vpc_id, subnet_ids, security_group_id, app_ami_id, region, and per
 environment E: E_asg_name, E_launch_template_id, E_launch_template_name,
 E_launch_template_version, E_target_group_arn.
+
+--ami ID: the groups start on that image (a real earlier release: `standin moto --bodies --release-image DIR`
+names it in its ready line) instead of one registered here for the fleet stand-in to answer for by its tags.
+--subnets: the VPC's subnets (default 127.0.1.0/24,127.0.2.0/24; moto gives instances addresses from the
+first): bodies of two worlds on one machine must not share an address.
 
 Library use: `build_world(endpoint, **opts) -> dict` (same dict).
 Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment
@@ -74,9 +79,10 @@ def register_app_ami(ec2, name, tags):
 
 def build_world(endpoint, region="us-east-1", environments=("test", "live"), desired=2,
                 health_port=8080, health="healthy", boot_delay=0.0, flap_period=1.0,
-                app="demo", verify=True, verify_timeout=20.0, credentials=None, ami=None):
+                app="demo", verify=True, verify_timeout=20.0, credentials=None, ami=None, subnets=None):
     """The world Terraform would make. `ami`: the groups start on that image (a real release, baked on
-    instance bodies: scripts/demo) instead of a registered image the fleet stand-in answers for by its tags."""
+    instance bodies: standins/release.py) instead of a registered image the fleet stand-in answers for by its
+    tags. `subnets`: CIDRs in 127.0.0.0/16 (default SUBNETS), one per availability zone a, b, ..."""
     common.check_loopback(endpoint)
     if isinstance(environments, str):
         environments = [e for e in environments.split(",") if e]
@@ -87,7 +93,8 @@ def build_world(endpoint, region="us-east-1", environments=("test", "live"), des
     vpc_id = ec2.create_vpc(CidrBlock=VPC_CIDR)["Vpc"]["VpcId"]
     ec2.create_tags(Resources=[vpc_id], Tags=[{"Key": "Name", "Value": "%s-vpc" % app}])
     subnet_ids = []
-    for cidr, az in SUBNETS:
+    zones = [(cidr, "abcdef"[n]) for n, cidr in enumerate(subnets)] if subnets else SUBNETS
+    for cidr, az in zones:
         sid = ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr,
                                 AvailabilityZone=region + az)["Subnet"]["SubnetId"]
         subnet_ids.append(sid)
@@ -198,13 +205,16 @@ def main(argv):
     p.add_argument("--boot-delay", type=float, default=0.0)
     p.add_argument("--flap-period", type=float, default=1.0)
     p.add_argument("--app", default="demo")
+    p.add_argument("--ami", default=None, metavar="ID", help="start the groups on this image")
+    p.add_argument("--subnets", default=None, metavar="CIDR,CIDR", help="the VPC's subnets (in 127.0.0.0/16)")
     p.add_argument("--no-verify", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     common.setup_logging("world", a.verbose)
     out = build_world(a.endpoint, region=a.region, environments=a.environments, desired=a.desired,
                       health_port=a.health_port, health=a.health, boot_delay=a.boot_delay,
-                      flap_period=a.flap_period, app=a.app, verify=not a.no_verify)
+                      flap_period=a.flap_period, app=a.app, verify=not a.no_verify, ami=a.ami,
+                      subnets=[c for c in (a.subnets or "").split(",") if c] or None)
     json.dump(out, sys.stdout, indent=2)
     sys.stdout.write("\n")
     sys.stdout.flush()
