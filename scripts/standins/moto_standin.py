@@ -397,10 +397,11 @@ def _honour_termination_lifecycle_hooks():
             for state, protected in kept.items():
                 state.protected_from_scale_in = protected
         if hooks:
+            # Back in the group, waiting; instances it launched stay too.
             chosen = [s for s in before if s not in self.instance_states]
             for state in chosen:
                 _hold(state, hooks)
-            self.instance_states = [s for s in before if s in self.instance_states or s in chosen]
+            self.instance_states = self.instance_states + chosen
 
     original_terminate = AutoScalingBackend.terminate_instance
 

@@ -88,6 +88,11 @@ def test_scale_in_with_a_termination_hook_waits_until_the_action_is_completed(mo
     assert waiting[0] not in after and after[waiting[1]] == "Terminating:Wait"
     assert _ec2_state(ec2, waiting[0]) in ("shutting-down", "terminated")
     assert _states(asg, group)[0] == 1
+    # The group launches again when desired goes up, the waiting one still waiting.
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=3)
+    desired, states = _states(asg, group)
+    assert desired == 3 and states[waiting[1]] == "Terminating:Wait"
+    assert sum(1 for s in states.values() if s == "InService") == 3, states
 
 
 def test_continue_waits_for_the_other_hooks_and_abandon_does_not(moto):
