@@ -366,6 +366,8 @@ extension RotateWorld {
         #expect(output.contains("largest group: 8"))
         #expect(output.contains("HTTP http://{private_ip}"))
         #expect(output.contains("autoscaling:SetDesiredCapacity 3"))
+        #expect(output.contains("retirement: detach-and-terminate (no termination lifecycle hook)"), "\(output)")
+        #expect(output.contains("autoscaling:DetachInstances 3, "), "\(output)")
         #expect(try world.launchTemplateVersions() == [1])
     }
 }
