@@ -15,6 +15,11 @@ public enum KilnTag {
     // On instances, through the launch template version's TagSpecifications
     // (kiln-rotate): the release, the application and its version.
     public static let release = "kiln:release"
+    /// Put by kiln-rotate on old instances before it detaches them from their
+    /// group (the value is the group's name), so that a run killed between the
+    /// detach and the termination leaves instances the next run can find
+    /// and terminate: once detached, the group no longer names them.
+    public static let retiring = "kiln:retiring"
 
     // On Auto Scaling groups (kiln-rotate): the last rotation's launch
     // template versions (`1>2`, for `kiln-rotate rollback`), the release the

@@ -14,6 +14,18 @@ public enum RotationStrategy: String, Sendable, Codable, CaseIterable, SettingVa
     public init?(settingText: String) { self.init(rawValue: settingText) }
 }
 
+/// How a rotation retires a batch's old instances: in bulk, a few calls a
+/// batch whatever its size, chosen per group (issue 16, item 3).
+public enum RetirementMethod: String, Sendable, Codable, CaseIterable {
+    /// The group has a termination lifecycle hook: scale-in protection on the
+    /// new instances, then the desired capacity lowered by the batch, so the
+    /// group's own scale-in picks the old instances and honours the hook.
+    case scaleIn = "scale-in"
+    /// No termination hook: DetachInstances (desired lowered with them), then
+    /// one EC2 TerminateInstances for the lot.
+    case detachAndTerminate = "detach-and-terminate"
+}
+
 /// What happened to one instance the rotation launched.
 public struct ReplacedInstance: Codable, Sendable, Equatable {
     public var instance: String
@@ -65,12 +77,14 @@ public struct RotationResult: ArtifactPayload, Equatable {
     public var durationSeconds: Double
     /// AWS requests by `service:Action`, retries included.
     public var calls: [String: Int]
+    /// How old instances were retired (absent when nothing was to do).
+    public var retirement: RetirementMethod?
 
     public init(
         environment: String, autoScalingGroup: String, release: String, application: String, applicationVersion: String,
         amiID: String, strategy: RotationStrategy, outcome: Outcome, fromVersion: Int, toVersion: Int, batches: Int,
         launched: [ReplacedInstance], terminated: [String], lowestHealthy: Int?, largestGroup: Int, failure: String?,
-        durationSeconds: Double, calls: [String: Int]
+        durationSeconds: Double, calls: [String: Int], retirement: RetirementMethod? = nil
     ) {
         self.environment = environment
         self.autoScalingGroup = autoScalingGroup
@@ -90,6 +104,7 @@ public struct RotationResult: ArtifactPayload, Equatable {
         self.failure = failure
         self.durationSeconds = durationSeconds
         self.calls = calls
+        self.retirement = retirement
     }
 
     /// The file name of an environment's artifact.

@@ -36,13 +36,19 @@ struct RolloutObservation: Sendable, Equatable {
     /// The gate's fail-fast verdict (an instance that passed and turned
     /// unhealthy, one the group took out of service).
     var failure: RotationFailure?
+    /// Old instances retired and not gone yet: terminating in the group
+    /// (`Terminating:Wait` while a lifecycle hook holds them), or detached
+    /// and not yet terminated. They never serve, and the rotation is not
+    /// finished until they are gone.
+    var leaving = 0
 
-    /// What the group holds once `ids` are terminated with a decrement:
-    /// known without another poll.
+    /// What the group holds once `ids` are retired with a decrement: known
+    /// without another poll (they leave; the next poll says when they are gone).
     func retiring(_ ids: [String]) -> RolloutObservation {
         var next = self
         next.members.removeAll { ids.contains($0.id) }
         next.desiredCapacity -= ids.count
+        next.leaving += ids.count
         next.failure = nil
         return next
     }
@@ -54,9 +60,13 @@ enum RolloutAction: Sendable, Equatable {
     case probe
     /// Nothing to do until then (a soak): poll again after this long.
     case wait(TimeInterval)
-    /// Terminate these old instances, lowering the desired capacity by as many;
-    /// then step again on `observation.retiring(ids)`, with no poll between.
+    /// Retire these old instances, lowering the desired capacity by as many
+    /// (in bulk: `RetirementMethod`); then step again on
+    /// `observation.retiring(ids)`, with no poll between.
     case retire([String])
+    /// Every instance is on the release, through the gate, but `count` retired
+    /// ones have not left yet: poll again (soon) until they have.
+    case awaitDeparture(Int)
     /// Raise the desired capacity to `desired` (and max size to `raiseMaxTo`
     /// first, when set): batch `batch` of `of`, `surge` new instances.
     case launch(batch: Int, of: Int, surge: Int, desired: Int, raiseMaxTo: Int?)
@@ -246,6 +256,7 @@ struct Rollout: Sendable {
                 }
                 return (.fill(desired), notes)
             }
+            if observation.leaving > 0 { return (.awaitDeparture(observation.leaving), notes) }
             return (.finish, notes)
         }
         // Launch the next batch first (surge), raising max if it must. Old

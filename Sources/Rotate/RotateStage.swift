@@ -160,7 +160,7 @@ public struct RotateStage {
                 largestGroup: report.largestGroup,
                 failure: report.failure?.description,
                 durationSeconds: (context.clock.since(started) * 10).rounded() / 10,
-                calls: client.calls.snapshot)
+                calls: client.calls.snapshot, retirement: report.retirement)
             var dotenv = Dotenv()
             dotenv.set("KILN_RELEASE", release.digest)
             // GitLab's "dynamic environment URL": the job's own dotenv report
@@ -199,6 +199,8 @@ extension Rotation {
         let (state, instances) = try GroupObserver(client: client, group: group).poll()
         let template = try launchTemplate(of: state)
         _ = try numericVersion(template)
-        return plan(state: state, instances: instances, release: release, warmPool: try warmPool())
+        return plan(
+            state: state, instances: instances, release: release, warmPool: try warmPool(),
+            retirement: try retirementChoice())
     }
 }

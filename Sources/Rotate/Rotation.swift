@@ -73,6 +73,8 @@ public struct RotationReport: Sendable, Equatable {
     public var lowestHealthy = Int.max
     public var largestGroup = 0
     public var failure: RotationFailure?
+    /// How old instances are retired in this group.
+    public var retirement: RetirementMethod?
     /// Poll by poll, for rotation-<env>.svg.
     public var timeline = RotationTimeline()
 }
@@ -169,20 +171,27 @@ public struct Rotation: Sendable {
                 return RotationReport(outcome: .nothingToDo, fromVersion: currentVersion, toVersion: currentVersion)
             }
             // Refusals (standby, warm pool, ...) and unknown alarms before anything changes.
-            try plan(state: state, instances: instances, release: release.digest, warmPool: warmPool()).check()
+            let retirement = try retirementChoice()
+            try plan(
+                state: state, instances: instances, release: release.digest, warmPool: warmPool(),
+                retirement: retirement
+            ).check()
             try alarms.checkExist(environment: configuration.environment)
+            log.line("rotate: retirement: \(retirement.explanation)")
             let toVersion = try createVersion(template: template.id, from: currentVersion, release: release)
             let suspended = ["AZRebalance"] + configuration.suspend
             let byKiln = suspended.filter { !state.suspendedProcesses.contains($0) }
             journal = RotationJournal(
                 run: runID, release: release.digest, fromVersion: currentVersion, toVersion: toVersion,
                 minSize: state.minSize, maxSize: state.maxSize, desiredCapacity: state.desiredCapacity,
-                suspendedByKiln: byKiln, phase: .starting, heartbeat: now())
+                suspendedByKiln: byKiln, phase: .starting, heartbeat: now(), retirement: retirement.method)
             try journal!.save(client, group: group)
             if !byKiln.isEmpty { try client.suspendProcesses(group, byKiln) }
         }
         guard var journal else { fatalError("set above") }
+        try chooseRetirement(&journal)
         var report = RotationReport(outcome: .deployed, fromVersion: journal.fromVersion, toVersion: journal.toVersion)
+        report.retirement = journal.retirement
         // While a rotation runs, a SIGTERM is ours to act on (the process
         // does not exit at once): the run stops at its next step and reports.
         let registration = cancellation.onCancel { _ in }
@@ -212,7 +221,7 @@ public struct Rotation: Sendable {
         switch journal.phase {
         case .finishing(rollback: false):
             // Every instance was on the release when the killed run began its last phase.
-            try finish(&journal)
+            try finish(&journal, report: &report)
             log.line("rotate: \(group) runs release \(release.digest) on every instance")
             return report
         case .rollingBack, .finishing(rollback: true):
@@ -251,7 +260,7 @@ public struct Rotation: Sendable {
                 failure: failure,
                 report: try rollBack(&journal, report: &report, because: .failed(failure), observer: observer))
         }
-        try finish(&journal)
+        try finish(&journal, report: &report)
         log.line("rotate: \(group) runs release \(release.digest) on every instance")
         return report
     }
@@ -262,8 +271,10 @@ public struct Rotation: Sendable {
         let observer = GroupObserver(client: client, group: group)
         let (state, _) = try observer.poll()
         if var journal = try claim(RotationJournal(tags: state.tags), release: nil, state: state) {
+            try chooseRetirement(&journal)
             var report = RotationReport(
                 outcome: .rolledBack, fromVersion: journal.fromVersion, toVersion: journal.toVersion)
+            report.retirement = journal.retirement
             return try rollBack(&journal, report: &report, because: .byHand, observer: observer)
         }
         let versions = (state.tags[KilnTag.lastRotation] ?? "").split(separator: ">").compactMap { Int($0) }
@@ -277,10 +288,11 @@ public struct Rotation: Sendable {
             minSize: state.minSize, maxSize: state.maxSize, desiredCapacity: state.desiredCapacity,
             suspendedByKiln: ["AZRebalance"].filter { !state.suspendedProcesses.contains($0) },
             phase: .rollingBack(nil),
-            heartbeat: now())
+            heartbeat: now(), retirement: try retirementChoice().method)
         try journal.save(client, group: group)
         if !journal.suspendedByKiln.isEmpty { try client.suspendProcesses(group, journal.suspendedByKiln) }
         var report = RotationReport(outcome: .rolledBack, fromVersion: versions[0], toVersion: versions[1])
+        report.retirement = journal.retirement
         return try rollBack(&journal, report: &report, because: .byHand, observer: observer)
     }
 
@@ -315,7 +327,7 @@ public struct Rotation: Sendable {
                 """
             )
         }
-        try finish(&journal, rollback: true)
+        try finish(&journal, rollback: true, report: &report)
         log.line("rotate: \(group) is back on version \(journal.fromVersion): the environment is as it was")
         return report
     }
@@ -361,6 +373,14 @@ public struct Rotation: Sendable {
         let checkpointAfter = Dictionary(
             checkpoints.map { ($0.afterBatch, $0) }, uniquingKeysWith: { first, _ in first })
         let alarms = direction == .forward ? self.alarms : AlarmWatch(names: [], client: client)
+        let retirement = journal.retirement ?? .detachAndTerminate
+        var departures = Departures()
+        // A killed run may have detached instances it did not terminate.
+        if retirement == .detachAndTerminate {
+            try terminateLeftDetached(
+                holding: Set(first.map(\.id)), report: &report, direction: direction, atEnd: false)
+        }
+        var awaitingAnnounced = false
         var cadence = PollCadence(poll: configuration.health.poll, probeInterval: configuration.health.probeInterval)
         // How many instances of the release the group should hold once the batch under way is launched.
         var expectedOnRelease = 0
@@ -385,9 +405,10 @@ public struct Rotation: Sendable {
                 lastHeartbeat = now()
             }
             let (state, instances) = try observer.poll()
-            let live = instances.filter { !$0.lifecycleState.isTerminating && $0.lifecycleState != .standby }
-            for instance in instances where instance.lifecycleState.isWaitingOnHook {
-                log.warning("rotate: \(instance.id) waits in \(instance.lifecycleState): a lifecycle hook holds it")
+            let leaving = try observeDepartures(
+                instances, release: release, departures: &departures, report: &report, direction: direction)
+            let live = instances.filter {
+                !$0.lifecycleState.isTerminating && $0.lifecycleState != .standby && departures.detached[$0.id] == nil
             }
             let new = live.filter { $0.release == release }
             // One DescribeAlarms a poll: an alarm in ALARM fails the batch as the gate's own verdict does.
@@ -402,7 +423,7 @@ public struct Rotation: Sendable {
                         inServiceAndHealthy: instance.inService && instance.healthStatus == .healthy,
                         gate: gate.passed(instance.id) ? .passed : gate.serving(instance.id) ? .serving : .pending,
                         problem: gate.lastProblem(instance.id))
-                }, failure: failure)
+                }, failure: failure, leaving: leaving)
             // One poll may take several steps: a retirement is known without another poll.
             stepping: while true {
                 let (action, notes) = rollout.step(observation)
@@ -427,8 +448,24 @@ public struct Rotation: Sendable {
                             : "\(direction.label) \(rollout.batchNumber)/\(schedule.count)",
                         at: elapsed())
                     let byID = Dictionary(live.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-                    try retire(ids.compactMap { byID[$0] }, report: &report, direction: direction, observer: observer)
+                    try retire(
+                        ids.compactMap { byID[$0] }, keeping: live.filter { $0.release == release },
+                        desiredAfter: observation.desiredCapacity - ids.count, method: retirement, group: state,
+                        departures: &departures, direction: direction, observer: observer)
                     observation = observation.retiring(ids)
+                case .awaitDeparture(let count):
+                    let held = instances.contains { $0.lifecycleState.isWaitingOnHook }
+                    if !awaitingAnnounced {
+                        awaitingAnnounced = true
+                        let why = held ? " (a lifecycle hook holds them)" : ""
+                        log.line(
+                            "rotate: \(direction.label): every instance is on the release; "
+                                + "waiting for \(count) retired instance(s) to leave\(why)")
+                    }
+                    // A hook may hold them for its heartbeat timeout: poll at the
+                    // interval then; a detached one is terminated at the next poll.
+                    sleep(held ? configuration.health.poll : cadence.quickest)
+                    break stepping
                 case .fill(let desired):
                     try client.setDesiredCapacity(group, desired)
                     expectedOnRelease = desired
@@ -510,73 +547,6 @@ public struct Rotation: Sendable {
         }
     }
 
-    /// Terminates a batch's old instances at once (one call each, in
-    /// parallel), lowering the desired capacity by as many. A call that
-    /// fails may still have taken effect (TerminateInstanceInAutoScalingGroup
-    /// is sent once): the group is read back, and only the instances it
-    /// still holds in service are sent again, under the retry policy. The
-    /// log and the report name only the terminations AWS confirmed.
-    private func retire(
-        _ instances: [ObservedInstance], report: inout RotationReport, direction: Direction,
-        observer: GroupObserver
-    ) throws {
-        let client = client
-        // Scale-in protection keeps an instance from the group's own choice
-        // of what to retire ("Use instance scale-in protection", EC2 Auto
-        // Scaling user guide); Kiln retires old instances on purpose, so it
-        // lifts the protection first, in one call for the batch.
-        let protected = instances.filter(\.protectedFromScaleIn).map(\.id)
-        if !protected.isEmpty {
-            try client.setInstanceProtection(group, protected, protected: false)
-            log.line(
-                "rotate: \(direction.label): removed scale-in protection from \(protected.joined(separator: ", "))")
-        }
-        var remaining = instances
-        var attempt = 0
-        while true {
-            attempt += 1
-            let outcomes = Parallel.map(remaining) { instance in
-                _ = try client.terminateInstanceInAutoScalingGroup(instance.id, shouldDecrementDesiredCapacity: true)
-            }
-            var failed: [(instance: ObservedInstance, error: any Error)] = []
-            for (instance, outcome) in zip(remaining, outcomes) {
-                switch outcome {
-                case .success:
-                    confirmTerminated(instance, report: &report, direction: direction)
-                case .failure(let error):
-                    failed.append((instance, error))
-                }
-            }
-            guard let firstFailure = failed.first else { return }
-            // Read back before acting again: which of the failed calls took effect?
-            let held = Dictionary(
-                try observer.poll().instances.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-            remaining = []
-            for (instance, error) in failed {
-                if let still = held[instance.id], !still.lifecycleState.isTerminating {
-                    log.warning("rotate: \(direction.label): terminating \(instance.id) failed: \(error)")
-                    remaining.append(instance)
-                } else {
-                    confirmTerminated(instance, report: &report, direction: direction, readBack: true)
-                }
-            }
-            if remaining.isEmpty { return }
-            let transient = failed.allSatisfy {
-                ($0.error as? any ExitStatusProviding)?.exitStatus == .temporaryFailure
-            }
-            guard transient, attempt < client.retry.maxAttempts else { throw firstFailure.error }
-            client.retry.sleep(client.retry.delay(after: attempt))
-        }
-    }
-
-    private func confirmTerminated(
-        _ instance: ObservedInstance, report: inout RotationReport, direction: Direction, readBack: Bool = false
-    ) {
-        report.terminated.append(instance.id)
-        let how = readBack ? ", its call failed but the group no longer holds it" : ""
-        log.line("rotate: \(direction.label): terminated \(instance.id) (\(instance.release))\(how)")
-    }
-
     /// Between two polls of AWS, the new instances' HTTP probes run every
     /// `probe_interval` (they cost no AWS call), judged with what the last
     /// poll said of Auto Scaling and the target groups. The next poll comes
@@ -613,12 +583,15 @@ public struct Rotation: Sendable {
     /// phase says `finishing` first: each step here is idempotent, and a run
     /// that finds the phase does only these steps, so a failure or a kill
     /// part-way through is finished by the next run.
-    private func finish(_ journal: inout RotationJournal, rollback: Bool = false) throws {
+    private func finish(
+        _ journal: inout RotationJournal, rollback: Bool = false, report: inout RotationReport
+    ) throws {
         if journal.phase != .finishing(rollback: rollback) {
             journal.phase = .finishing(rollback: rollback)
             journal.heartbeat = now()
             try journal.save(client, group: group)
         }
+        try finishRetirement(journal.retirement ?? .detachAndTerminate, report: &report)
         try client.updateAutoScalingGroup(
             group, minSize: journal.minSize, maxSize: journal.maxSize, desiredCapacity: journal.desiredCapacity)
         if !journal.suspendedByKiln.isEmpty { try client.resumeProcesses(group, journal.suspendedByKiln) }
@@ -729,10 +702,17 @@ public struct Rotation: Sendable {
 
     /// The plan for the group as it stands.
     func plan(
-        state: AutoScalingGroup, instances: [ObservedInstance], release: String, warmPool: WarmPool?
+        state: AutoScalingGroup, instances: [ObservedInstance], release: String, warmPool: WarmPool?,
+        retirement: RetirementChoice
     ) -> RotationPlan {
         RotationPlan.make(
-            configuration: configuration, state: state, instances: instances, release: release, warmPool: warmPool)
+            configuration: configuration, state: state, instances: instances, release: release, warmPool: warmPool,
+            retirement: retirement)
+    }
+
+    /// A journal written before Kiln retired in bulk names no method: chosen from the group now.
+    func chooseRetirement(_ journal: inout RotationJournal) throws {
+        if journal.retirement == nil { journal.retirement = try retirementChoice().method }
     }
 
     /// The group's warm pool, if it has one (a plan refusal: `GroupRefusals`).

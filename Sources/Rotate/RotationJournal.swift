@@ -94,12 +94,19 @@ public struct RotationJournal: Sendable, Equatable {
     public var suspendedByKiln: [String]
     public var phase: RotationPhase
     public var heartbeat: Date
+    /// How this rotation retires old instances, chosen when it began (a
+    /// resumed run goes on the same way, and its last phase knows whether it
+    /// put scale-in protection on new instances). Absent in a journal Kiln
+    /// wrote before it retired in bulk: chosen again from the group.
+    public var retirement: RetirementMethod?
 
     static let prefix = KilnTag.rotationJournalPrefix
-    static let keys = ["run", "release", "versions", "sizes", "suspended", "phase", "heartbeat"].map { prefix + $0 }
+    static let keys = [
+        "run", "release", "versions", "sizes", "suspended", "phase", "heartbeat", "retirement",
+    ].map { prefix + $0 }
 
     var tags: [String: String] {
-        [
+        var tags = [
             Self.prefix + "run": run,
             Self.prefix + "release": release,
             Self.prefix + "versions": "\(fromVersion)>\(toVersion)",
@@ -108,6 +115,8 @@ public struct RotationJournal: Sendable, Equatable {
             Self.prefix + "phase": phase.description,
             Self.prefix + "heartbeat": ISO8601DateFormatter().string(from: heartbeat),
         ]
+        if let retirement { tags[Self.prefix + "retirement"] = retirement.rawValue }
+        return tags
     }
 
     /// The journal in a group's tags, if one is there.
@@ -128,11 +137,13 @@ public struct RotationJournal: Sendable, Equatable {
         suspendedByKiln = (tags[Self.prefix + "suspended"] ?? "").split(separator: ",").map(String.init)
         phase = RotationPhase(tag: tags[Self.prefix + "phase"])
         self.heartbeat = heartbeat
+        retirement = tags[Self.prefix + "retirement"].flatMap(RetirementMethod.init(rawValue:))
     }
 
     init(
         run: String, release: String, fromVersion: Int, toVersion: Int, minSize: Int, maxSize: Int,
-        desiredCapacity: Int, suspendedByKiln: [String], phase: RotationPhase, heartbeat: Date
+        desiredCapacity: Int, suspendedByKiln: [String], phase: RotationPhase, heartbeat: Date,
+        retirement: RetirementMethod? = nil
     ) {
         self.run = run
         self.release = release
@@ -144,6 +155,7 @@ public struct RotationJournal: Sendable, Equatable {
         self.suspendedByKiln = suspendedByKiln
         self.phase = phase
         self.heartbeat = heartbeat
+        self.retirement = retirement
     }
 
     func save(_ client: AWSClient, group: String) throws {

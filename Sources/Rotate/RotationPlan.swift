@@ -27,10 +27,12 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
     /// Where the checkpoints stop the rotation, and for how long.
     public var checkpointStops: [Checkpoints.Stop] = []
     public var checkpointSoak: TimeInterval = 0
+    /// How each batch's old instances are retired, and why (the group's termination hooks).
+    var retirement = RetirementChoice(hooks: [])
 
     static func make(
         configuration: RotateConfiguration, state: AutoScalingGroup, instances: [ObservedInstance], release: String,
-        warmPool: WarmPool? = nil
+        warmPool: WarmPool? = nil, retirement: RetirementChoice = RetirementChoice(hooks: [])
     ) -> RotationPlan {
         let live = instances.filter { !$0.lifecycleState.isTerminating }
         let old = live.filter { $0.release != release }.count
@@ -74,8 +76,8 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
             "ec2:DescribeLaunchTemplateVersions": 2,
             "autoscaling:UpdateAutoScalingGroup": 2 + (largest > state.maxSize ? 1 : 0),
             "autoscaling:SetDesiredCapacity": batches.count,
-            "autoscaling:TerminateInstanceInAutoScalingGroup": old,
-            "autoscaling:DescribeAutoScalingGroups": polls + 1,
+            "autoscaling:DescribeAutoScalingGroups": polls + 2,
+            "autoscaling:DescribeLifecycleHooks": 1,
             "ec2:DescribeInstances": batches.count + 1,
             "autoscaling:CreateOrUpdateTags": batches.count + 3,
             "autoscaling:DeleteTags": 1,
@@ -95,10 +97,32 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
 
         var problems = GroupRefusals.problems(state: state, instances: instances, warmPool: warmPool)
         let protected = live.filter { $0.release != release && $0.protectedFromScaleIn }.count
-        if protected > 0 {
-            checks.append(
-                "\(protected) old instance(s) scale-in protected: the protection is removed as each is retired")
-            calls["autoscaling:SetInstanceProtection"] = batches.count
+        // Calls a batch, whatever its size (issue 16, item 3).
+        switch retirement.method {
+        case .scaleIn:
+            // Protection on the batch's new instances, the desired capacity
+            // lowered; the protection lifted once at the end.
+            calls["autoscaling:SetInstanceProtection"] = batches.count + (protected > 0 ? batches.count : 0) + 1
+            calls["autoscaling:SetDesiredCapacity"] = 2 * batches.count
+            if protected > 0 {
+                checks.append(
+                    "\(protected) old instance(s) scale-in protected: the protection is removed as each is retired")
+            }
+            if configuration.suspend.contains("Terminate") {
+                problems.append(
+                    """
+                    suspend lists Terminate, but \(state.name) has a termination lifecycle hook: its old \
+                    instances are retired by the group's own scale-in, which Terminate would stop
+                    """
+                )
+            }
+        case .detachAndTerminate:
+            // The tag that names detached instances, the detach (20 a call), one termination.
+            calls["ec2:CreateTags"] = batches.count
+            calls["autoscaling:DetachInstances"] = batches.map { ($0 + 19) / 20 }.reduce(0, +)
+            calls["ec2:TerminateInstances"] = batches.count
+            // Instances a killed run detached: looked for at the start and in the last phase.
+            calls["ec2:DescribeInstances", default: 0] += 2
         }
         if state.usesMixedInstancesPolicy {
             checks.append("mixed instances policy: the new version goes into the policy's launch template")
@@ -137,6 +161,7 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
             plan.checkpointStops = checkpoints.stops(batches: batches)
             plan.checkpointSoak = checkpoints.soak
         }
+        plan.retirement = retirement
         return plan
     }
 
@@ -167,7 +192,7 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
                         + "\(maxUnavailable) at a time (group \(desired - maxUnavailable)), launch as many "
                         + "(group \(desired)), wait for the gate\(intoRoom)"
                     : "  batch \(index + 1) of \(batches.count): launch \(size) (group \(desired + size)), "
-                        + "wait for the gate, terminate \(size) old (group \(desired))"
+                        + "wait for the gate, retire \(size) old (group \(desired))"
             )
             for stop in checkpointStops where stop.afterBatch == index + 1 {
                 lines.append(
@@ -178,6 +203,7 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
                 )
             }
         }
+        lines.append("  retirement: " + retirement.explanation)
         lines.append(
             "  largest group: \(largestGroup)"
                 + (largestGroup > maxSize ? " (max size raised from \(maxSize) for the run, then restored)" : "")

@@ -28,6 +28,10 @@ import Testing
         var maxSize: Int
         var instances: [Instance]
         var nextID = 0
+        /// Retired instances and when they are gone: at once, or held (a
+        /// termination lifecycle hook's Terminating:Wait) for `departure`.
+        var leaving: [(id: String, goneAt: Date)] = []
+        var departure: TimeInterval = 0
         let health: Health
         let boot: TimeInterval = 1
         let passAfter: TimeInterval = 0.4
@@ -68,7 +72,16 @@ import Testing
                     RolloutMember(
                         id: $0.id, onRelease: $0.onRelease, inServiceAndHealthy: true, gate: gate($0),
                         problem: serves($0) ? nil : "HTTP 503")
-                }, failure: failure)
+                }, failure: failure, leaving: leavingCount)
+        }
+
+        var leavingCount: Int { leaving.filter { $0.goneAt > now }.count }
+
+        /// The group lets `ids` go, lowering desired by as many (they never serve again).
+        mutating func retire(_ ids: [String]) {
+            instances.removeAll { ids.contains($0.id) }
+            desired -= ids.count
+            leaving += ids.map { ($0, now.addingTimeInterval(departure)) }
         }
 
         /// Auto Scaling launches up to the desired capacity (never above max).
@@ -92,6 +105,9 @@ import Testing
         var lowestReported = Int.max
         var largest = 0
         var steps = 0
+        /// Retired instances not yet gone when the step function said `finish`.
+        var leftLeaving = 0
+        var awaited = 0
     }
 
     static func configuration(_ strategy: RotationStrategy, _ batch: BatchSize) -> RotateConfiguration {
@@ -114,9 +130,10 @@ import Testing
     /// `killAfter` steps in, the rollout is dropped and a fresh one goes on.
     static func drive(
         _ configuration: RotateConfiguration, desired: Int, health: Health, killAfter: Int? = nil,
-        maxSize: Int? = nil
+        maxSize: Int? = nil, departure: TimeInterval = 0
     ) -> Outcome {
         var model = Model(desired: desired, maxSize: maxSize ?? desired * 3, health: health)
+        model.departure = departure
         var rollout = rollout(configuration, desired: desired, now: model.now)
         var outcome = Outcome()
         var observation = model.observation
@@ -135,12 +152,14 @@ import Testing
             switch action {
             case .fail, .finish:
                 outcome.lowestReported = min(outcome.lowestReported, rollout.lowestHealthy)
+                outcome.leftLeaving = model.leavingCount
                 return outcome
             case .retire(let ids):
-                model.instances.removeAll { ids.contains($0.id) }
-                model.desired -= ids.count
+                model.retire(ids)
                 observation = observation.retiring(ids)
                 continue
+            case .awaitDeparture:
+                outcome.awaited += 1
             case .launch(let batch, let of, _, let target, let raise):
                 if let raise { model.maxSize = raise }
                 outcome.launches.append((batch, of))
@@ -200,6 +219,35 @@ import Testing
         #expect(cases > 500, "\(cases) cases")
     }
 
+    /// Retired instances that take a while to go (a termination lifecycle
+    /// hook holds them in Terminating:Wait, or a detached one is terminated
+    /// at the next poll): they never count as serving, the rotation goes on
+    /// with its batches, and it finishes only once they are gone; also when
+    /// killed after any step and resumed (issue 16, item 3).
+    @Test(arguments: RotationStrategy.allCases)
+    func retiredInstancesThatLeaveSlowlyHoldOnlyTheFinish(strategy: RotationStrategy) {
+        var cases = 0
+        for desired in 1...6 {
+            for batch in Self.batches {
+                let configuration = Self.configuration(strategy, batch)
+                let schedule = RolloutSchedule(strategy: strategy, batch: batch, desired: desired, toReplace: desired)
+                let plain = Self.drive(configuration, desired: desired, health: .healthy, departure: 1.2)
+                for killAfter in [nil] + Array(1...plain.steps).map(Optional.some) {
+                    cases += 1
+                    let run = Self.drive(
+                        configuration, desired: desired, health: .healthy, killAfter: killAfter, departure: 1.2)
+                    var label: String { "\(strategy) \(batch) of \(desired), killed after \(killAfter ?? -1)" }
+                    #expect(run.last == .finish, "\(label): \(String(describing: run.last))")
+                    #expect(run.leftLeaving == 0, "\(label): finished with \(run.leftLeaving) still leaving")
+                    #expect(run.lowestServing >= desired, "\(label)")
+                    #expect(run.launches.map(\.batch) == Array(1...schedule.count), "\(label)")
+                }
+                #expect(plain.awaited > 0, "\(strategy) \(batch) of \(desired): never waited for a departure")
+            }
+        }
+        #expect(cases > 100, "\(cases) cases")
+    }
+
     @Test func aGroupAtItsMaxWithoutRaiseIsRefusedAtTheFirstLaunch() {
         var configuration = Self.configuration(.rolling, .count(2))
         configuration.raiseMaxSize = false
@@ -239,8 +287,7 @@ import Testing
                 pauses += notes.filter { if case .pauseStarted(batch: 1, _, _) = $0 { true } else { false } }.count
                 if action == .finish { break }
                 if case .retire(let ids) = action {
-                    model.instances.removeAll { ids.contains($0.id) }
-                    model.desired -= ids.count
+                    model.retire(ids)
                     observation = observation.retiring(ids)
                     continue
                 }

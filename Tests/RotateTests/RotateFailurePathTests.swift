@@ -43,20 +43,22 @@ func configureFaults(_ proxy: StandIn, _ settings: [String: Any]) throws {
         try world.expectSettled(desired: 2, ami: ami, version: "2")
     }
 
-    /// Every TerminateInstanceInAutoScalingGroup fails (HTTP 500, its effect
-    /// unknown): the run reads the group back and tries again under the
-    /// retry policy, then stops with 75, never claiming a termination.
+    /// Every DetachInstances fails (HTTP 500, its effect unknown: it is sent
+    /// once): the run reads the group back and tries again under the retry
+    /// policy, then stops with 75, never claiming a detach or a termination.
     @Test func aTerminationThatFailsIsNeverLoggedAsDone() throws {
         let world = try RotateWorld(desired: 2)
         let ami = try world.makeAMI(health: "healthy")
         try world.prepare(ami: ami)
         try withStandIn("faults", ["--upstream", world.moto.url]) { proxy in
             try configureFaults(
-                proxy, ["error5xx": 1.0, "only_actions": ["TerminateInstanceInAutoScalingGroup"]])
+                proxy, ["error5xx": 1.0, "only_actions": ["DetachInstances"]])
             let environment = ["AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "3"]
             let (code, output) = try world.rotate([], environment: environment)
             #expect(code == 75, "\(output)")
             #expect(!output.contains("terminated i-"), "\(output)")
+            #expect(!output.contains("detached i-"), "\(output)")
+            #expect(output.contains("detaching from \(world.group) failed"), "\(output)")
             #expect(world.rotation["outcome"] as? String == "interrupted")
             #expect((world.rotation["terminated"] as? [String]) == [])
             // Fewer faults: the same call failing now and then is retried within the run.

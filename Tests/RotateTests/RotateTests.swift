@@ -33,7 +33,11 @@ import Testing
         #expect((json["launched"] as? [[String: Any]])?.count == 6)
         let calls = json["calls"] as? [String: Int] ?? [:]
         #expect(calls["autoscaling:SetDesiredCapacity"] == 3)
-        #expect(calls["autoscaling:TerminateInstanceInAutoScalingGroup"] == 6)
+        // No termination lifecycle hook: each batch detached in one call and terminated in one.
+        #expect(json["retirement"] as? String == "detach-and-terminate")
+        #expect(calls["autoscaling:DetachInstances"] == 3, "\(calls)")
+        #expect(calls["ec2:TerminateInstances"] == 3, "\(calls)")
+        #expect(calls["autoscaling:TerminateInstanceInAutoScalingGroup"] == nil)
         #expect(output.contains("batch 3 of 3"))
         #expect(GitLabDotenv.violations(world.read("kiln/rotation-test.env") ?? "x") == [])
         #expect(world.read("kiln/rotation-test.env")?.contains("KILN_LAUNCH_TEMPLATE_VERSION=2\n") == true)
@@ -362,6 +366,8 @@ extension RotateWorld {
         #expect(output.contains("largest group: 8"))
         #expect(output.contains("HTTP http://{private_ip}"))
         #expect(output.contains("autoscaling:SetDesiredCapacity 3"))
+        #expect(output.contains("retirement: detach-and-terminate (no termination lifecycle hook)"), "\(output)")
+        #expect(output.contains("autoscaling:DetachInstances 3, "), "\(output)")
         #expect(try world.launchTemplateVersions() == [1])
     }
 }

@@ -90,6 +90,8 @@ def main(argv):
     _honour_copy_image_encryption()
     _add_enable_image_deprecation()
     _fix_mixed_instances_policy_update()
+    _honour_termination_lifecycle_hooks()
+    _deregister_detached_instances()
     lifetime = common.Lifetime(watch_stdin=not a.no_stdin_watch)
     # The lock sits around moto alone; the bodies' own path (/__kiln_bodies) is served beside it.
     app = _one_at_a_time(DomainDispatcherApplication(create_backend_app))
@@ -142,6 +144,7 @@ def _one_at_a_time(app):
 
     def serialised(environ, start_response):
         with lock:
+            _advance_lifecycle_actions()
             body = app(environ, start_response)
             try:
                 return [b"".join(body)]
@@ -301,3 +304,201 @@ def _fix_mixed_instances_policy_update():
     if not getattr(FakeAutoScalingGroup, "_kiln_mixed_policy_fix", False):
         FakeAutoScalingGroup.update = update
         FakeAutoScalingGroup._kiln_mixed_policy_fix = True
+
+
+# Lifecycle hooks for termination (moto 5.2.5 stores them and never acts on
+# them, and answers CompleteLifecycleAction with HTTP 500). What AWS does,
+# from the Amazon EC2 Auto Scaling User Guide, "How lifecycle hooks work"
+# (lifecycle-hooks-overview.html) and "Complete a lifecycle action"
+# (completing-lifecycle-hooks.html), and the API Reference for
+# CompleteLifecycleAction and RecordLifecycleActionHeartbeat:
+# - an instance the group terminates (scale-in, TerminateInstanceInAutoScalingGroup)
+#   while the group has an autoscaling:EC2_INSTANCE_TERMINATING hook goes to
+#   Terminating:Wait and stays there until the action is completed or the
+#   hook's HeartbeatTimeout ends (default 3600 s), then Terminating:Proceed,
+#   then it is terminated;
+# - RecordLifecycleActionHeartbeat restarts the timeout, never past the
+#   global timeout (100 times the heartbeat timeout or 48 hours, whichever is smaller);
+# - on a terminating instance both results let it terminate: CONTINUE lets the
+#   group's other hooks finish first, ABANDON stops the remaining ones;
+# - an instance in a wait state is not InService: it does not count toward the
+#   capacity the group keeps, and the group does not pick it for scale-in again.
+# A Terminating:Proceed instance is shown by one request after the one that
+# put it there, then terminated; moto has no notification targets, so no
+# token is ever sent: CompleteLifecycleAction names the instance (a token
+# of our own, kiln-<instance>, is accepted too).
+TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+GLOBAL_TIMEOUT = 172800
+
+
+def _termination_hooks(group):
+    return [hook for hook in group.autoscaling_backend.lifecycle_hooks.values()
+            if hook.auto_scaling_group_name == group.name and hook.lifecycle_transition == TERMINATING]
+
+
+def _hold(state, hooks):
+    """Put an instance state in Terminating:Wait for these hooks."""
+    import time
+    now = time.time()
+    state.lifecycle_state = "Terminating:Wait"
+    state.kiln_waiting_on = {hook.name: now + hook.heartbeat_timeout for hook in hooks}
+    state.kiln_global_deadline = now + min(GLOBAL_TIMEOUT, 100 * max(h.heartbeat_timeout for h in hooks))
+    state.kiln_proceed_seen = False
+
+
+def _proceed(state):
+    state.lifecycle_state = "Terminating:Proceed"
+    state.kiln_waiting_on = {}
+    state.kiln_proceed_seen = False
+
+
+def _advance_lifecycle_actions():
+    """Before each request: timed-out waits proceed, and instances that were
+    seen in Terminating:Proceed are terminated and leave their group."""
+    import time
+    from moto.autoscaling.models import autoscaling_backends
+    now = time.time()
+    for account in list(autoscaling_backends.keys()):
+        for region in list(autoscaling_backends[account].keys()):
+            backend = autoscaling_backends[account][region]
+            for group in list(backend.autoscaling_groups.values()):
+                gone = []
+                for state in group.instance_states:
+                    if state.lifecycle_state == "Terminating:Proceed":
+                        if state.kiln_proceed_seen:
+                            gone.append(state)
+                        else:
+                            state.kiln_proceed_seen = True
+                    elif state.lifecycle_state == "Terminating:Wait":
+                        waiting = {name: at for name, at in state.kiln_waiting_on.items() if at > now}
+                        if not waiting or now >= state.kiln_global_deadline:
+                            _proceed(state)
+                            state.kiln_proceed_seen = True  # this request shows it
+                if gone:
+                    group.instance_states = [s for s in group.instance_states if s not in gone]
+                    backend.ec2_backend.terminate_instances([s.instance.id for s in gone])
+
+
+def _honour_termination_lifecycle_hooks():
+    from moto.autoscaling.exceptions import ValidationError
+    from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup, TerminateInstanceActivity
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import EmptyResult
+
+    if getattr(FakeAutoScalingGroup, "_kiln_lifecycle_hooks", False):
+        return
+    original_set_desired = FakeAutoScalingGroup.set_desired_capacity
+
+    def set_desired_capacity(self, new_capacity):
+        # moto picks what to scale in from every unprotected instance state,
+        # including ones already leaving: only InService instances are
+        # candidates ("Use instance scale-in protection": protected ones never
+        # are; a waiting one is already on its way out).
+        leaving = [s for s in self.instance_states if s.lifecycle_state != "InService"]
+        kept = {s: s.protected_from_scale_in for s in leaving}
+        for state in leaving:
+            state.protected_from_scale_in = True
+        hooks = _termination_hooks(self)
+        before = list(self.instance_states)
+        ec2 = self.autoscaling_backend.ec2_backend
+        if hooks:
+            ec2.terminate_instances = lambda ids: []  # held instead, below
+        try:
+            original_set_desired(self, new_capacity)
+        finally:
+            if hooks:
+                del ec2.terminate_instances
+            for state, protected in kept.items():
+                state.protected_from_scale_in = protected
+        if hooks:
+            # Back in the group, waiting; instances it launched stay too.
+            chosen = [s for s in before if s not in self.instance_states]
+            for state in chosen:
+                _hold(state, hooks)
+            self.instance_states = self.instance_states + chosen
+
+    original_terminate = AutoScalingBackend.terminate_instance
+
+    def terminate_instance(self, instance_id, should_decrement):
+        state = next((s for g in self.autoscaling_groups.values() for s in g.instance_states
+                      if s.instance.id == instance_id), None)
+        hooks = _termination_hooks(state.auto_scaling_group) if state is not None else []
+        if not hooks:
+            return original_terminate(self, instance_id, should_decrement)
+        group = state.auto_scaling_group
+        original_size = group.desired_capacity
+        if state.lifecycle_state == "InService":
+            _hold(state, hooks)
+            if should_decrement:
+                group.desired_capacity -= 1
+            # Without the decrement the group launches a replacement now.
+            group.set_desired_capacity(group.desired_capacity)
+        return TerminateInstanceActivity(state.instance, original_size)
+
+    def waiting_state(backend, group_name, hook_name, instance_id, token):
+        if not instance_id and token and token.startswith("kiln-"):
+            instance_id = token[len("kiln-"):]
+        group = backend.autoscaling_groups.get(group_name)
+        hook = backend.lifecycle_hooks.get(f"{group_name}_{hook_name}")
+        state = next((s for s in (group.instance_states if group else []) if s.instance.id == instance_id), None)
+        if hook is None or state is None or hook_name not in getattr(state, "kiln_waiting_on", {}):
+            # AWS's answer when there is nothing to complete.
+            raise ValidationError(f"No active Lifecycle Action found with instance ID {instance_id}")
+        return hook, state
+
+    def complete_lifecycle_action(self):
+        hook, state = waiting_state(
+            self.autoscaling_backend, self._get_param("AutoScalingGroupName"),
+            self._get_param("LifecycleHookName"), self._get_param("InstanceId"),
+            self._get_param("LifecycleActionToken"))
+        result = self._get_param("LifecycleActionResult")
+        if result not in ("CONTINUE", "ABANDON"):
+            raise ValidationError("LifecycleActionResult must be CONTINUE or ABANDON")
+        state.kiln_waiting_on.pop(hook.name, None)
+        if result == "ABANDON" or not state.kiln_waiting_on:
+            _proceed(state)
+        return EmptyResult()
+
+    def record_lifecycle_action_heartbeat(self):
+        import time
+        hook, state = waiting_state(
+            self.autoscaling_backend, self._get_param("AutoScalingGroupName"),
+            self._get_param("LifecycleHookName"), self._get_param("InstanceId"),
+            self._get_param("LifecycleActionToken"))
+        state.kiln_waiting_on[hook.name] = min(time.time() + hook.heartbeat_timeout, state.kiln_global_deadline)
+        return EmptyResult()
+
+    FakeAutoScalingGroup.set_desired_capacity = set_desired_capacity
+    AutoScalingBackend.terminate_instance = terminate_instance
+    AutoScalingResponse.complete_lifecycle_action = complete_lifecycle_action
+    AutoScalingResponse.record_lifecycle_action_heartbeat = record_lifecycle_action_heartbeat
+    FakeAutoScalingGroup._kiln_lifecycle_hooks = True
+
+
+def _deregister_detached_instances():
+    """moto 5.2.5's DetachInstances leaves the instances registered in the
+    group's target groups. AWS deregisters them (API Reference,
+    DetachInstances: "If there are target groups attached to the Auto
+    Scaling group, the instances are deregistered from the target groups")."""
+    from moto.autoscaling.models import AutoScalingBackend
+
+    if getattr(AutoScalingBackend, "_kiln_detach_deregisters", False):
+        return
+    original = AutoScalingBackend.detach_instances
+
+    def detach_instances(self, group_name, instance_ids, should_decrement):
+        group = self.autoscaling_groups[group_name]
+        held = {s.instance.id for s in group.instance_states}
+        activities = original(self, group_name, instance_ids, should_decrement)
+        detached = [i for i in instance_ids if i in held]
+        for arn in group.target_group_arns if detached else []:
+            target_group = self.elbv2_backend.target_groups.get(arn)
+            if target_group is not None:
+                registered = {t for t in target_group.targets}
+                gone = [{"Id": i} for i in detached if i in registered]
+                if gone:
+                    self.elbv2_backend.deregister_targets(arn, gone)
+        return activities
+
+    AutoScalingBackend.detach_instances = detach_instances
+    AutoScalingBackend._kiln_detach_deregisters = True

@@ -42,6 +42,9 @@ public struct AutoScalingGroup: Sendable, Equatable {
     public let healthCheckGracePeriod: Int?
     /// Set while the group is being deleted.
     public let status: String?
+    /// `NewInstancesProtectedFromScaleIn`: the group launches every instance
+    /// scale-in protected (the user's choice, which a rotation keeps).
+    public var newInstancesProtectedFromScaleIn = false
 }
 
 /// An instance as its group sees it.
@@ -80,6 +83,11 @@ public struct LifecycleHook: Sendable, Equatable {
     public let heartbeatTimeout: Int?
     public let globalTimeout: Int?
     public let defaultResult: String?
+
+    /// The transition of a hook that holds terminating instances.
+    public static let terminating = "autoscaling:EC2_INSTANCE_TERMINATING"
+    /// Holds instances the group terminates (scale-in, TerminateInstanceInAutoScalingGroup).
+    public var holdsTerminations: Bool { transition == Self.terminating }
 }
 
 /// The health Kiln reports for an instance with SetInstanceHealth.
@@ -158,6 +166,36 @@ extension AWSClient {
         return ScalingActivity(
             id: try answer.required(activity, "ActivityId"), description: activity.string("Description"),
             statusCode: activity.string("StatusCode"))
+    }
+
+    /// DetachInstances, at most 20 instances a call (API Reference,
+    /// DetachInstances: "You can specify up to 20 instances"). Sent once: the
+    /// effect of a call whose answer was lost is read back from the group
+    /// by the caller, never guessed (a detached instance is no longer a
+    /// member, and a second send naming it is refused). The instances are
+    /// deregistered from the group's target groups; without the decrement
+    /// the group launches replacements.
+    public func detachInstances(
+        _ groupName: String, _ instanceIDs: [String], shouldDecrementDesiredCapacity: Bool
+    ) throws -> [ScalingActivity] {
+        var activities: [ScalingActivity] = []
+        var start = 0
+        let answer = AnswerDecoder(.autoscaling, "DetachInstances")
+        while start < instanceIDs.count {
+            let chunk = Array(instanceIDs[start..<min(start + 20, instanceIDs.count)])
+            start += chunk.count
+            var parameters = QueryParameters()
+            parameters.add("AutoScalingGroupName", groupName)
+            parameters.addList("InstanceIds.member", chunk)
+            parameters.add("ShouldDecrementDesiredCapacity", shouldDecrementDesiredCapacity)
+            let root = try query(.autoscaling, "DetachInstances", parameters, mutation: .once)
+            activities += try answer.items(root, "Activities", member: "member").map { activity in
+                ScalingActivity(
+                    id: try answer.required(activity, "ActivityId"), description: activity.string("Description"),
+                    statusCode: activity.string("StatusCode"))
+            }
+        }
+        return activities
     }
 
     /// SetInstanceProtection: scale-in protection on or off for instances
@@ -316,6 +354,7 @@ extension AnswerDecoder {
                 try required($0, "ProcessName")
             },
             tags: tags, healthCheckType: group.string("HealthCheckType"),
-            healthCheckGracePeriod: optionalInt(group, "HealthCheckGracePeriod"), status: group.string("Status"))
+            healthCheckGracePeriod: optionalInt(group, "HealthCheckGracePeriod"), status: group.string("Status"),
+            newInstancesProtectedFromScaleIn: bool(group, "NewInstancesProtectedFromScaleIn"))
     }
 }
