@@ -208,7 +208,10 @@ class World:
         """Until the fleet serves health 200 on every instance of the group."""
         deadline = time.monotonic() + (timeout or 30 + self.desired * 0.5)
         while True:
-            healthy = [i for i in self.fleet_instances() if i.get("healthy_now")]
+            try:
+                healthy = [i for i in self.fleet_instances() if i.get("healthy_now")]
+            except OSError:  # the fleet busy starting hundreds of listeners: ask again
+                healthy = []
             if len(healthy) >= self.desired:
                 return
             if time.monotonic() > deadline:
@@ -578,7 +581,7 @@ def render(records, info, opts, case="small", reference=None):
     lines.append(
         "A group of %d instances is moved onto a new AMI, %s at a time (%d batches of up to %d), by each tool in "
         "turn; each run gets a fresh "
-        "world on loopback (moto, the fleet simulator answering health on each instance's own 127.0.1.x address, "
+        "world on loopback (moto, the fleet simulator answering health on each instance's own 127.0.x.y address, "
         "the group, its launch template and target group), with the new release's instances answering health 503 "
         "for %g s after they appear, then 200. Every AWS call goes through the fault proxy (no faults), which counts "
         "them; the new launch template version is made by Kiln itself, and for Ansible and the script by this "
