@@ -938,9 +938,10 @@ def main(argv):
     p.add_argument("--case", default=",".join(CASES),
                    help="which of %s, comma-separated (default all: one command reproduces every table)"
                    % ",".join(CASES))
-    p.add_argument("--runs", type=int, default=2, help="runs per tool in the small case, interleaved (default 2)")
-    p.add_argument("--ansible-runs", type=int, default=1,
-                   help="runs of Ansible in the small case (default 1: its 10 s sleeps make it minutes a run)")
+    p.add_argument("--runs", type=int, default=2, help="runs of each Kiln tool in the small case, interleaved (default 2)")
+    p.add_argument("--other-runs", type=int, default=1,
+                   help="runs of Ansible and the AWS CLI script in the small case (default 1: Ansible's 10 s sleeps "
+                        "make it a minute or more a run)")
     p.add_argument("--large-runs", type=int, default=1, help="runs per tool in the large case (default 1)")
     p.add_argument("--tools", default=DEFAULT_TOOLS["small"],
                    help="the small case's tools, some of %s (default %s)" % (",".join(TOOLS), DEFAULT_TOOLS["small"]))
@@ -988,7 +989,7 @@ def main(argv):
         opts.throttle_list = [float(x) for x in opts.throttles.split(",") if x.strip()]
     except ValueError:
         fail("--throttles: expected probabilities, such as 0.1,0.5", 64)
-    if (min(opts.runs, opts.ansible_runs, opts.large_runs, opts.desired, opts.large_desired, opts.groups,
+    if (min(opts.runs, opts.other_runs, opts.large_runs, opts.desired, opts.large_desired, opts.groups,
             opts.group_size, opts.kiln_consecutive) < 1 or opts.boot_delay < 0
             or any(not 0 <= t <= 1 for t in opts.throttle_list)):
         fail("counts must be at least 1, the boot delay at least 0, throttling between 0 and 1", 64)
@@ -1038,11 +1039,11 @@ def main(argv):
                 case_opts = opts if case == "small" else argparse_copy(
                     opts, desired=opts.large_desired, batch=opts.large_batch, tools=opts.large_tools,
                     runs=opts.large_runs)
-                rounds = max(case_opts.runs, opts.ansible_runs if "ansible" in case_opts.tools else 0)
-                for index in range(1, rounds + 1):
+                runs_of = lambda tool: case_opts.runs if tool.startswith("kiln") else opts.other_runs  # noqa: E731
+                for index in range(1, max(runs_of(t) for t in case_opts.tools) + 1):
                     order = case_opts.tools if index % 2 else list(reversed(case_opts.tools))  # drift hits all alike
                     for tool in order:
-                        if index > (opts.ansible_runs if tool == "ansible" else case_opts.runs):
+                        if index > runs_of(tool):
                             continue
                         say("%s, run %d: %s" % (case, index, tool))
                         records.append(one_run(tool, index, case_opts, env, work, bin_dir))
