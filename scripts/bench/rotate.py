@@ -1,9 +1,21 @@
 #!/usr/bin/env python3
-"""scripts/bench/rotate.py: rolling a 20-instance group, Kiln against Ansible and a hand-written AWS CLI script.
+"""scripts/bench/rotate.py: kiln-rotate at the limit, in three cases, each written to its own section.
 
-    scripts/bench/rotate.py [--runs 3] [--tools kiln,ansible,awscli] [--desired 20] [--batch 5]
-                            [--boot-delay 2] [--kiln-poll 2] [--kiln-probe-interval 0.1] [--kiln-consecutive 2] [--cli-poll 0.5]
-                            [--output docs/benchmarks.md | --no-write] [--bin-dir DIR] [--json FILE]
+    scripts/bench/rotate.py [--case small,large,groups] [--bin-dir DIR] [--runs 2] [--other-runs 1]
+                            [--tools kiln,kiln-default,ansible,awscli] [--desired 20] [--batch 5]
+                            [--large-desired 200] [--large-batch 20%] [--large-tools kiln] [--large-runs 1]
+                            [--groups 20] [--group-size 5] [--group-batch 2] [--throttles 0.1,0.5] [--seed 16]
+                            [--boot-delay 2] [--kiln-poll 2] [--kiln-probe-interval 0.1] [--kiln-consecutive 2]
+                            [--cli-poll 0.5] [--output docs/benchmarks.md | --no-write] [--json FILE]
+
+With no arguments (or only --bin-dir) it runs every case and writes every table:
+  small   a group of 20, batches of 5, 2 s boot: Kiln with the benchmark's settings, Kiln with the README's default
+          poll, Ansible's amazon.aws.autoscaling_group and an AWS CLI script, side by side (below);
+  large   a group of 200, batches of 20%: Kiln (ratio to the lower bound, calls per batch and per instance);
+  groups  20 groups of 5 rotated by 20 kiln-rotate processes at once against one moto behind the fault proxy at
+          AWS's rates (`faults --aws-rates`: EC2's published token buckets, Auto Scaling's of the same shape) with
+          10% random throttling, then 50% with the deploy template's `retry:` emulated; every group checked
+          afterwards for suspended processes, journal tags, protection and sizes.
 
 Every run of every tool gets a fresh world on loopback: one `scripts/standin
 moto`, the fleet simulator (`scripts/standin fleet`, real HTTP health
@@ -15,13 +27,13 @@ counted the same way for every tool. The new release is an AMI copied from
 the world's, tagged so the fleet answers its health with 503 for the first
 2 seconds after an instance appears, then 200.
 
-The tools, each replacing all 20 instances, 5 at a time:
+The small case's tools, each replacing all 20 instances, 5 at a time:
 
   - Kiln: the release build of `kiln-rotate --environment test` in a
     project folder holding kiln.yml (batch 5, health url on the instance's
-    private address, AWS polled every 2 s, the health URL probed every 0.1 s in between, 2 passes in a row), image.json and
-    userdata-test.json (written here, as kiln-bake and kiln-userdata would).
-    Kiln makes its own launch template version.
+    private address, AWS polled every 2 s, the health URL probed every 0.1 s in between, 2 passes in a row),
+    image.json and userdata-test.json (written here, as kiln-bake and kiln-userdata would).
+    Kiln makes its own launch template version. `kiln-default`: the same with no `poll` (Kiln's default, 5 s).
   - Ansible: `ansible-playbook` (Debian's ansible, collection amazon.aws)
     running `amazon.aws.autoscaling_group` with `replace_all_instances`,
     `replace_batch_size: 5`, `lt_check: false`, `wait_for_instances`, and the
@@ -40,9 +52,10 @@ against the lower bound (batches x boot delay = 4 x 2 s), AWS calls in all
 and per replaced instance (the proxy's count; Kiln's own count from
 rotation-test.json beside it), the fewest instances answering health 200
 during the run (sampled from the fleet every 0.2 s), and whether the group
-ended with 20 InService instances of the new AMI all answering 200. It writes
-the section between `<!-- bench:rotate:start -->` and `<!-- bench:rotate:end -->`
-of docs/benchmarks.md, keeping the rest of the file.
+ended with 20 InService instances of the new AMI all answering 200. Each case
+writes its section of docs/benchmarks.md (between `<!-- bench:rotate:start -->`
+and `<!-- bench:rotate:end -->`, `bench:rotate-large`, `bench:rotate-groups`)
+as soon as it is measured, keeping the rest of the file.
 
 Nothing leaves 127.0.0.0/8: proxies are unset, instance metadata is disabled,
 credentials are fake, every endpoint is a loopback stand-in, and only private
