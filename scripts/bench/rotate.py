@@ -423,7 +423,7 @@ def run_tool(tool, world, opts, env, work, bin_dir):
 
 def one_run(tool, index, opts, base_env, root_work, bin_dir):
     import subprocess
-    work = os.path.join(root_work, "%s-%d" % (tool, index))
+    work = os.path.join(root_work, "%s-%s-%d" % (getattr(opts, "case_name", "small"), tool, index))
     os.makedirs(work)
     began = time.monotonic()
     world = World(opts, base_env, work)
@@ -1049,9 +1049,9 @@ def main(argv):
             benchlib.warn_if_busy(load_before)
             records = []
             if case in ("small", "large"):
-                case_opts = opts if case == "small" else argparse_copy(
+                case_opts = argparse_copy(opts, case_name=case) if case == "small" else argparse_copy(
                     opts, desired=opts.large_desired, batch=opts.large_batch, tools=opts.large_tools,
-                    runs=opts.large_runs)
+                    runs=opts.large_runs, case_name=case)
                 runs_of = lambda tool: case_opts.runs if tool.startswith("kiln") else opts.other_runs  # noqa: E731
                 for index in range(1, max(runs_of(t) for t in case_opts.tools) + 1):
                     order = case_opts.tools if index % 2 else list(reversed(case_opts.tools))  # drift hits all alike
