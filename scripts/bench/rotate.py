@@ -181,7 +181,7 @@ class World:
         self.environments = list(environments)
         try:
             self.moto = self._start("moto", [], env)
-            self.fleet = self._start("fleet", ["--endpoint", self.moto.url, "--poll", "0.1"], env)
+            self.fleet = self._start("fleet", ["--endpoint", self.moto.url, "--poll", str(opts.fleet_poll)], env)
             self.health_port = int(self.fleet.ready["health_port"])
             self.outputs = json.loads(benchlib.standin_oneshot(
                 "world", ["--endpoint", self.moto.url, "--desired", str(opts.desired),
@@ -828,6 +828,10 @@ def groups_case(label, throttle, retry, opts, env, root_work, bin_dir):
                         code = 124
                 spec["exits"].append(code)
                 spec["seconds"].append(time.monotonic() - started)
+                if code != 0:  # why: the attempt's last lines, for the section and the lead
+                    with open(os.path.join(work, "%s-%d.out" % (e, attempt + 1))) as f:
+                        spec.setdefault("failures", []).append(
+                            {"attempt": attempt + 1, "exit": code, "tail": [x.rstrip("\n") for x in f][-3:]})
                 if code == 0 or not retry or (retry[1] is not None and code not in retry[1]):
                     return
 
@@ -852,6 +856,7 @@ def groups_case(label, throttle, retry, opts, env, root_work, bin_dir):
         "dirty": sum(1 for s in states.values() if s["left"]),
         "retries_used": sum(len(j["exits"]) - 1 for j in jobs.values()),
         "exits": {e: j["exits"] for e, j in jobs.items()},
+        "failed_attempts": {e: j["failures"] for e, j in jobs.items() if j.get("failures")},
         "job_seconds": {e: j["seconds"] for e, j in jobs.items()},
         "states": states, "calls": total_calls(stats["calls"]),
         "rate_refused": total_calls(faults.get("rate", {})), "random_throttled": total_calls(faults.get("throttle", {})),
@@ -927,6 +932,13 @@ def render_groups(records, info, opts):
             lines.append("%d%% throttling, refused by the buckets: %s." % (round(r["throttle"] * 100), ", ".join(
                 "`%s` %d" % (k, n) for k, n in sorted(r["refused_by_action"].items()))))
             lines.append("")
+    for r in records:
+        if r.get("failed_attempts"):
+            lines.append("%d%% throttling, attempts that failed: %s." % (round(r["throttle"] * 100), "; ".join(
+                "%s attempt %d exit %d (`%s`)" % (e, f["attempt"], f["exit"], (f["tail"] or [""])[-2 if len(
+                    f["tail"]) > 1 else -1].strip()[:160].replace("|", "\\|"))
+                for e, fs in sorted(r["failed_attempts"].items()) for f in fs)))
+            lines.append("")
     verdicts = []
     for r in records:
         ok = r["finished"] == r["groups"] and not r["dirty"]
@@ -964,6 +976,12 @@ def main(argv):
     p.add_argument("--batch", default="5", help="small case: instances per batch, or a share: 25%% (default 5)")
     p.add_argument("--large-desired", type=int, default=200, help="large case: instances (default 200)")
     p.add_argument("--large-batch", default="20%", help="large case: batch (default 20%%)")
+    p.add_argument("--fleet-poll", type=float, default=0.1,
+                   help="the fleet simulator's DescribeInstances poll, seconds (default 0.1): a new instance's boot "
+                        "clock starts when the fleet first sees it")
+    p.add_argument("--large-fleet-poll", type=float, default=0.5,
+                   help="the same for the large case (default 0.5: moto serves one request at a time, and a 0.1 s "
+                        "poll of 400 instances kept it busy, so the tool's own calls queued behind the fleet's)")
     p.add_argument("--groups", type=int, default=20, help="groups case: groups, one kiln-rotate each (default 20)")
     p.add_argument("--group-size", type=int, default=5, help="groups case: instances per group (default 5)")
     p.add_argument("--group-batch", default="2", help="groups case: Kiln's batch (default 2)")
@@ -1045,13 +1063,14 @@ def main(argv):
     try:
         for case in opts.cases:
             case_began = time.monotonic()
+            case_date = time.strftime("%Y-%m-%d %H:%M %Z")  # as machine_facts writes it, at this case's start
             load_before = benchlib.load_average()
             benchlib.warn_if_busy(load_before)
             records = []
             if case in ("small", "large"):
                 case_opts = argparse_copy(opts, case_name=case) if case == "small" else argparse_copy(
                     opts, desired=opts.large_desired, batch=opts.large_batch, tools=opts.large_tools,
-                    runs=opts.large_runs, case_name=case)
+                    runs=opts.large_runs, case_name=case, fleet_poll=opts.large_fleet_poll)
                 runs_of = lambda tool: case_opts.runs if tool.startswith("kiln") else opts.other_runs  # noqa: E731
                 for index in range(1, max(runs_of(t) for t in case_opts.tools) + 1):
                     order = case_opts.tools if index % 2 else list(reversed(case_opts.tools))  # drift hits all alike
@@ -1067,7 +1086,7 @@ def main(argv):
                     records.append(groups_case("%d-%d" % (i + 1, round(throttle * 100)), throttle, retry, opts,
                                                env, work, bin_dir))
             case_info = dict(info, load="%.2f before, %.2f after" % (load_before, benchlib.load_average()),
-                             elapsed=time.monotonic() - case_began)
+                             elapsed=time.monotonic() - case_began, date=case_date)
             if case == "groups":
                 section = render_groups(records, case_info, opts)
             else:
