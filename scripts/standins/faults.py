@@ -2,13 +2,19 @@
 
     scripts/standin faults --upstream URL [--throttle P] [--error5xx P] [--drop P]
         [--latency-ms MIN[,MAX]] [--seed N] [--only-services ec2,autoscaling]
-        [--only-actions CreateTags,...] [--host 127.0.0.1] [--port 0] [--no-stdin-watch] [-v]
+        [--only-actions CreateTags,...] [--aws-rates] [--host 127.0.0.1] [--port 0] [--no-stdin-watch] [-v]
 
 Every request is forwarded untouched (method, path, query, all headers including
 Host, body; chunked request bodies are de-chunked and sent with Content-Length)
 to the upstream, and the answer is streamed back — unless, BEFORE forwarding,
-a fault is drawn (in this order: drop, throttle, error5xx; latency is slept
+a fault is drawn (in this order: drop, rate, throttle, error5xx; latency is slept
 first for every proxied request). A faulted request never reaches the upstream.
+
+--aws-rates meters EC2 and Auto Scaling with AWS's token buckets (EC2's
+published sizes and refill rates per action category, and buckets of the same
+shape for Auto Scaling, whose sizes AWS does not publish: see AwsRates), shared
+by every client of the proxy; a request finding its bucket empty gets the
+service's throttling error (fault kind "rate"), before any random fault is drawn.
 
 Service = SigV4 credential scope (Credential=AKID/date/region/SERVICE/aws4_request),
 action = form/query `Action=` or the X-Amz-Target header's operation.
@@ -22,10 +28,11 @@ Faults use each service's error shape:
 
 Control (not forwarded), under /__kiln_faults/:
   GET  stats   {"calls": {svc: {action: n}}, "forwarded": {...},
-                "faults": {"throttle": {svc: {action: n}}, "error5xx": ..., "drop": ...},
-                "config": {...}}
+                "faults": {"throttle": {svc: {action: n}}, "error5xx": ..., "drop": ..., "rate": ...},
+                "config": {...}, "buckets": {"svc:bucket": tokens left} (with aws_rates)}
   POST config  JSON with any of: throttle, error5xx, drop, latency_ms ([min,max] or n),
-               seed, only_services (list|null), only_actions (list|null)
+               seed, only_services (list|null), only_actions (list|null),
+               aws_rates (true: fresh, full buckets; false: no metering)
   POST reset   zero all counters
 
 Ready line: {"ready", "name": "faults", "url", "host", "port", "upstream", "pid"}
@@ -58,6 +65,8 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
               "trailers", "transfer-encoding", "upgrade", "proxy-connection"}
 CRED_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
 FAULT_KINDS = ("throttle", "error5xx", "drop")
+# Refused by AwsRates' token buckets; answered as the service's throttling error.
+RATE = "rate"
 
 
 def identify(headers, path_query, body):
@@ -90,9 +99,23 @@ def identify(headers, path_query, body):
     return service, action, version
 
 
+def request_params(headers, path_query, body):
+    """The query-protocol parameters of a request (query string and form body); {} for JSON-protocol ones."""
+    params = parse_qs(urlsplit(path_query).query, keep_blank_values=True)
+    ctype = (headers.get("Content-Type") or "").lower()
+    if body and not headers.get("X-Amz-Target") and ("x-www-form-urlencoded" in ctype or not ctype):
+        try:
+            params.update(parse_qs(body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            pass
+    return params
+
+
 def fault_response(kind, service, version=None, json_protocol=False):
     """(status, headers, body bytes) of an injected throttle/error5xx in the service's shape."""
     rid = str(uuid.uuid4())
+    if kind == RATE:
+        kind = "throttle"  # the same error as a random throttle: AWS has one throttling error per service
     if service == "ssm" or json_protocol:
         if kind == "throttle":
             status, body = 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
@@ -131,19 +154,22 @@ def _bump(d, service, action):
 
 class State:
     def __init__(self, upstream, throttle=0.0, error5xx=0.0, drop=0.0, latency_ms=(0, 0),
-                 seed=None, only_services=None, only_actions=None):
+                 seed=None, only_services=None, only_actions=None, aws_rates=False, clock=time.monotonic):
         self.upstream = upstream
         self.lock = threading.Lock()
         self.cfg = {}
         self.rng = random.Random(seed)
+        self.clock = clock
+        self.rates = None
         self.configure(dict(throttle=throttle, error5xx=error5xx, drop=drop, latency_ms=latency_ms,
-                            seed=seed, only_services=only_services, only_actions=only_actions))
+                            seed=seed, only_services=only_services, only_actions=only_actions,
+                            aws_rates=aws_rates))
         self.reset()
 
     def reset(self):
         with self.lock:
             self.calls, self.forwarded = {}, {}
-            self.faults = {k: {} for k in FAULT_KINDS}
+            self.faults = {k: {} for k in FAULT_KINDS}  # and RATE once a bucket refused a request
 
     def configure(self, new):
         with self.lock:
@@ -164,13 +190,17 @@ class State:
                     if isinstance(v, str):
                         v = [x for x in v.split(",") if x]
                     self.cfg[k] = list(v) if v else None
+            if "aws_rates" in new:
+                self.cfg["aws_rates"] = bool(new["aws_rates"])
+                self.rates = AwsRates(self.clock) if new["aws_rates"] else None
             if "seed" in new:
                 self.cfg["seed"] = new["seed"]
                 if new["seed"] is not None:
                     self.rng.seed(new["seed"])
 
-    def decide(self, service, action):
-        """Count the call; return (fault kind or None, latency seconds)."""
+    def decide(self, service, action, params=None):
+        """Count the call; return (fault kind or None, latency seconds). `params`: the request's query-protocol
+        parameters, which decide EC2's bucket (filtered or not) and its instance tokens."""
         with self.lock:
             _bump(self.calls, service, action)
             c = self.cfg
@@ -179,14 +209,19 @@ class State:
             eligible = ((not c["only_services"] or service in c["only_services"]) and
                         (not c["only_actions"] or action in c["only_actions"]))
             kind = None
-            if eligible:
-                for k in FAULT_KINDS:
+            drop = c["drop"]
+            if eligible and drop > 0 and (drop >= 1 or self.rng.random() < drop):
+                kind = "drop"
+            elif self.rates is not None and not self.rates.admit(service, action, params or {}):
+                kind = RATE
+            elif eligible:
+                for k in ("throttle", "error5xx"):
                     p = c[k]
                     if p > 0 and (p >= 1 or self.rng.random() < p):
                         kind = k
                         break
             if kind:
-                _bump(self.faults[kind], service, action)
+                _bump(self.faults.setdefault(kind, {}), service, action)
             return kind, latency
 
     def count_forwarded(self, service, action):
@@ -195,8 +230,126 @@ class State:
 
     def stats(self):
         with self.lock:
-            return json.loads(json.dumps({"calls": self.calls, "forwarded": self.forwarded,
-                                          "faults": self.faults, "config": self.cfg}))
+            stats = {"calls": self.calls, "forwarded": self.forwarded, "faults": self.faults, "config": self.cfg}
+            if self.rates is not None:
+                stats["buckets"] = self.rates.levels()
+            return json.loads(json.dumps(stats))
+
+
+# --------------------------------------------------------------------------
+# AWS's own rates: token buckets (`--aws-rates`, or POST config {"aws_rates": true}).
+#
+# EC2's request and resource token buckets, from the EC2 API reference, "Request throttling for the Amazon EC2
+# API" (https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html, formerly
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/throttling.html), per account and Region:
+#   - each API action has a bucket of its own, of its category's size: a request takes one token, and a request
+#     finding its bucket empty fails with RequestLimitExceeded (the other actions' buckets are untouched);
+#   - a bucket refills continuously at its rate, up to its maximum (an empty 100/20 bucket is full after 5 s);
+#   - categories (maximum capacity / refill per second): non-mutating (Describe*, List*, Search*, Get*) 100 / 20;
+#     unfiltered and unpaginated non-mutating (the seven actions in EC2_UNFILTERED, asked for with neither a
+#     filter nor pagination) 50 / 10; mutating 50 / 5; resource-intensive (EC2_RESOURCE_INTENSIVE) 50 / 5;
+#     "uncategorized" actions with buckets of their own (EC2_UNCATEGORIZED, the ones a deploy calls);
+#   - RunInstances, TerminateInstances, StartInstances and StopInstances also take one token per instance from a
+#     resource bucket (1000 / 2, 1000 / 20, 1000 / 2, 1000 / 20): a request needs both buckets.
+# Auto Scaling throttles too (its error is Throttling, 400) but AWS publishes no bucket sizes for it: this model
+# gives it buckets of EC2's shape (Describe* 100 / 20, everything else 50 / 5), which is a guess, not AWS's.
+# Other services pass through unmetered (random throttling still applies to them).
+EC2_UNFILTERED = frozenset((
+    "DescribeInstances", "DescribeInstanceStatus", "DescribeNetworkInterfaces", "DescribeSecurityGroups",
+    "DescribeSnapshots", "DescribeSpotInstanceRequests", "DescribeVolumes"))
+EC2_RESOURCE_INTENSIVE = frozenset((
+    "AcceptVpcPeeringConnection", "AuthorizeSecurityGroupIngress", "CancelSpotInstanceRequests", "CreateKeyPair",
+    "CreateVpcPeeringConnection", "DeleteVpcPeeringConnection", "RejectVpcPeeringConnection",
+    "RevokeSecurityGroupIngress", "RequestSpotInstances"))
+EC2_UNCATEGORIZED = {
+    "CopyImage": (100, 1), "CreateLaunchTemplateVersion": (100, 5), "CreateTags": (100, 10),
+    "DeleteTags": (100, 10), "DeregisterImage": (100, 5), "ModifyImageAttribute": (100, 5),
+    "ModifyLaunchTemplate": (100, 5), "CreateSnapshot": (100, 5), "DeleteSnapshot": (100, 5),
+    "ModifySnapshotAttribute": (100, 5), "CreateVolume": (100, 5), "DeleteVolume": (100, 5)}
+EC2_RESOURCE = {"RunInstances": (1000, 2), "TerminateInstances": (1000, 20), "StartInstances": (1000, 2),
+                "StopInstances": (1000, 20)}
+NON_MUTATING_PREFIXES = ("Describe", "List", "Search", "Get")
+
+
+class TokenBucket:
+    """One bucket: `capacity` tokens, refilled at `rate` a second, starting full; `clock` gives seconds."""
+
+    def __init__(self, capacity, rate, clock):
+        self.capacity, self.rate, self.clock = float(capacity), float(rate), clock
+        self.tokens, self.stamp = float(capacity), clock()
+
+    def available(self):
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        return self.tokens
+
+
+def ec2_request_bucket(action, params):
+    """(bucket name, capacity, rate) of an EC2 action's request bucket."""
+    if action in EC2_UNCATEGORIZED:
+        return (action,) + EC2_UNCATEGORIZED[action]
+    if action in EC2_RESOURCE_INTENSIVE:
+        return (action, 50, 5)
+    if action.startswith(NON_MUTATING_PREFIXES):
+        # "without specifying either pagination or a filter": no Filter.N, MaxResults or NextToken.
+        paged = any(k.startswith("Filter.") or k in ("MaxResults", "NextToken") for k in params)
+        if action in EC2_UNFILTERED and not paged:
+            return (action + " (unfiltered)", 50, 10)
+        return (action, 100, 20)
+    return (action, 50, 5)
+
+
+def instance_count(action, params):
+    """Resource tokens a request takes: RunInstances' MaxCount, else the InstanceId.N it names."""
+    if action == "RunInstances":
+        try:
+            return max(1, int((params.get("MaxCount") or ["1"])[0]))
+        except ValueError:
+            return 1
+    return max(1, sum(1 for k in params if k.startswith("InstanceId.")))
+
+
+class AwsRates:
+    """EC2's published buckets and Auto Scaling's of the same shape (see above), shared by every client of the
+    proxy, as AWS's are shared by every caller in an account and Region."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.buckets = {}
+
+    def _bucket(self, service, name, capacity, rate):
+        key = (service, name)
+        if key not in self.buckets:
+            self.buckets[key] = TokenBucket(capacity, rate, self.clock)
+        return self.buckets[key]
+
+    def needs(self, service, action, params):
+        """[(bucket, tokens)] the request takes, or [] when the service is not metered."""
+        if service == "ec2":
+            wanted = [(self._bucket(service, *ec2_request_bucket(action, params)), 1)]
+            if action in EC2_RESOURCE:
+                wanted.append((self._bucket(service, action + " (instances)", *EC2_RESOURCE[action]),
+                               instance_count(action, params)))
+            return wanted
+        if service == "autoscaling":
+            capacity, rate = (100, 20) if action.startswith(NON_MUTATING_PREFIXES) else (50, 5)
+            return [(self._bucket(service, action, capacity, rate), 1)]
+        return []
+
+    def admit(self, service, action, params):
+        """True and the tokens taken when every bucket the request needs holds enough; else False, none taken
+        (a throttled request costs nothing: AWS refuses it before it runs)."""
+        wanted = self.needs(service, action, params)
+        # 1e-9: a token due at exactly this instant is there, whatever the clock's float rounding.
+        if any(bucket.available() + 1e-9 < tokens for bucket, tokens in wanted):
+            return False
+        for bucket, tokens in wanted:
+            bucket.tokens -= tokens
+        return True
+
+    def levels(self):
+        return {"%s:%s" % key: round(bucket.available(), 2) for key, bucket in sorted(self.buckets.items())}
 
 
 def read_body(handler):
@@ -270,7 +423,7 @@ def make_handler(state):
             if self.path.startswith("/__kiln_faults/"):
                 return self._control(body)
             service, action, version = identify(self.headers, self.path, body)
-            kind, latency = state.decide(service, action)
+            kind, latency = state.decide(service, action, request_params(self.headers, self.path, body))
             if latency:
                 time.sleep(latency)
             if kind == "drop":
@@ -351,13 +504,15 @@ def main(argv):
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--only-services", default=None)
     p.add_argument("--only-actions", default=None)
+    p.add_argument("--aws-rates", action="store_true",
+                   help="meter EC2 and Auto Scaling with AWS's token buckets (see AwsRates)")
     a = p.parse_args(argv)
     common.setup_logging("faults", a.verbose)
     common.check_loopback(a.upstream)
     common.check_loopback(a.host)
     lifetime = common.Lifetime(watch_stdin=not a.no_stdin_watch)
     state = State(a.upstream.rstrip("/"), a.throttle, a.error5xx, a.drop, a.latency_ms, a.seed,
-                  a.only_services, a.only_actions)
+                  a.only_services, a.only_actions, a.aws_rates)
     srv = _Server((a.host, a.port), make_handler(state))
     threading.Thread(target=srv.serve_forever, name="proxy", daemon=True).start()
     host, port = srv.server_address[:2]

@@ -37,6 +37,7 @@ from . import common
 
 log = logging.getLogger("standin.fleet")
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+LISTENER_POLL = 0.5
 
 
 class Behaviour:
@@ -119,7 +120,9 @@ class InstanceListener:
             log.warning("cannot bind %s:%d for %s: %s", self.private_ip, port, self.instance_id, e)
             return
         self.serving_since = time.time()
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), name="health-" + self.instance_id,
+        # serve_forever's poll interval only bounds how long shutdown() waits (a request is served as soon as it
+        # comes); 0.5 s rather than 0.05 s keeps a fleet of hundreds of listeners from waking 20 times a second each.
+        threading.Thread(target=self.server.serve_forever, args=(LISTENER_POLL,), name="health-" + self.instance_id,
                          daemon=True).start()
         log.info("serving health for %s on %s:%d (%s, delay %.1fs)", self.instance_id,
                  self.private_ip, port, behaviour.health, behaviour.boot_delay)
@@ -186,12 +189,20 @@ class Fleet:
                         continue
                     seen[i["InstanceId"]] = i
         with self.lock:
+            # Gone instances' listeners close in parallel, each taking up to LISTENER_POLL: closed one after
+            # another under the lock, 40 terminations held the control endpoint and the next poll for seconds.
+            closing = {}
             for iid in list(self.listeners):
                 if iid not in seen:
-                    self.listeners.pop(iid).close()
+                    gone = self.listeners.pop(iid)
+                    closer = threading.Thread(target=gone.close, name="close-" + iid, daemon=True)
+                    closer.start()
+                    closing[gone.private_ip] = closer
             for iid, inst in seen.items():
                 l = self.listeners.get(iid)
                 if l is None:
+                    if inst.get("PrivateIpAddress") in closing:  # moto gave a released address again
+                        closing[inst["PrivateIpAddress"]].join()
                     self.listeners[iid] = InstanceListener(inst, self.behaviour_for(inst.get("ImageId")),
                                                            self.health_port)
                 else:
@@ -212,8 +223,11 @@ class Fleet:
     def close(self):
         self.stop.set()
         with self.lock:
-            for l in self.listeners.values():
-                l.close()
+            closers = [threading.Thread(target=l.close, daemon=True) for l in self.listeners.values()]
+            for closer in closers:  # in parallel: each waits up to LISTENER_POLL
+                closer.start()
+            for closer in closers:
+                closer.join()
             self.listeners.clear()
 
 

@@ -30,6 +30,22 @@ from . import common
 
 VPC_CIDR = "127.0.0.0/16"
 SUBNETS = [("127.0.1.0/24", "a"), ("127.0.2.0/24", "b")]
+# moto puts a group's instances in its first subnet and keeps a terminated instance's address: a world whose
+# rotations need more addresses than a /24 holds (251 after AWS's five reserved ones: "Subnet CIDR blocks",
+# https://docs.aws.amazon.com/vpc/latest/userguide/subnet-sizing.html) gets wider subnets from 127.0.16.0 on.
+SUBNET_ADDRESSES = 251
+
+
+def subnets_for(addresses):
+    """The world's subnets: SUBNETS, or two of the smallest size (a /23 or wider) holding `addresses`."""
+    if addresses <= SUBNET_ADDRESSES:
+        return SUBNETS
+    prefix = 23
+    while (1 << (32 - prefix)) - 5 < addresses:
+        prefix -= 1
+    size = 1 << (32 - prefix)
+    first = ipaddress.ip_address("127.0.16.0")
+    return [("%s/%d" % (first + i * size, prefix), az) for i, az in enumerate("ab")]
 
 
 def _client(service, endpoint, region, credentials=None):
@@ -93,7 +109,12 @@ def build_world(endpoint, region="us-east-1", environments=("test", "live"), des
     vpc_id = ec2.create_vpc(CidrBlock=VPC_CIDR)["Vpc"]["VpcId"]
     ec2.create_tags(Resources=[vpc_id], Tags=[{"Key": "Name", "Value": "%s-vpc" % app}])
     subnet_ids = []
-    zones = [(cidr, "abcdef"[n]) for n, cidr in enumerate(subnets)] if subnets else SUBNETS
+    # Each group may reach twice its desired size during a rotation, and every instance it ever launched keeps
+    # its address: its old set and a new set at the largest. Given subnets (--subnets) are taken as they are.
+    if subnets:
+        zones = [(cidr, "abcdef"[n]) for n, cidr in enumerate(subnets)]
+    else:
+        zones = subnets_for(len(environments) * max(desired * 2, 1) * 2)
     for cidr, az in zones:
         sid = ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr,
                                 AvailabilityZone=region + az)["Subnet"]["SubnetId"]

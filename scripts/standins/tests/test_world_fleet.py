@@ -123,3 +123,30 @@ def test_fleet_never_and_flap(moto):
         assert seen_never == {503}
         # alternates: at least 200 -> 503 -> 200 -> 503 transitions
         assert set(seen_flap) == {200, 503} and len(seen_flap) >= 4, seen_flap
+
+
+def test_a_world_of_200_has_addresses_for_a_rotation_and_the_fleet_serves_them_all():
+    # moto puts a group's instances in its first subnet and keeps terminated instances' addresses: a /24 (251
+    # usable) ran out when a 200-instance group surged by a batch (moto: "pop from an empty set", HTTP 500).
+    with running("moto") as moto, running("fleet", "--endpoint", moto["url"], "--poll", "0.2") as fleet:
+        port = int(fleet["health_port"])
+        out = run_oneshot("world", "--endpoint", moto["url"], "--desired", "200", "--environments", "test",
+                          "--health-port", str(port))
+        asg, ec2 = client("autoscaling", moto["url"]), client("ec2", moto["url"])
+        name = out["test_asg_name"]["value"]
+        asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=260)  # a surge of 60: 260 > 251
+        group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+        ids = [i["InstanceId"] for i in group["Instances"]]
+        assert len(ids) == 260
+        addresses = set()
+        for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=ids):
+            for r in page["Reservations"]:
+                addresses.update(i["PrivateIpAddress"] for i in r["Instances"])
+        assert len(addresses) == 260 and all(ipaddress.ip_address(a) in NET for a in addresses)
+
+        def serving():
+            status, listing = get(fleet["url"].rstrip("/") + "/instances", timeout=30)
+            return status == 200 and sum(1 for i in listing if i["healthy_now"]) == 260
+        wait_for(serving, timeout=300, step=0.5)
+        some = sorted(addresses)[::50]
+        assert all(get("http://%s:%d/health" % (a, port))[0] == 200 for a in some)
