@@ -12,8 +12,9 @@ E_launch_template_version, E_target_group_arn.
 
 --ami ID: the groups start on that image (a real earlier release: `standin moto --bodies --release-image DIR`
 names it in its ready line) instead of one registered here for the fleet stand-in to answer for by its tags.
---subnets: the VPC's subnets (default 127.0.1.0/24,127.0.2.0/24; moto gives instances addresses from the
-first): bodies of two worlds on one machine must not share an address.
+--subnets: the VPC's subnets (default 127.0.1.0/24,127.0.2.0/24, or wider ones from 127.0.16.0 for big
+groups; moto gives instances addresses from the first): bodies of two worlds on one machine must not share an
+address.
 
 Library use: `build_world(endpoint, **opts) -> dict` (same dict).
 Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment
