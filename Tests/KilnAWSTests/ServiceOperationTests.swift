@@ -359,19 +359,30 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
                 ])
             #expect(try world.client.describeLifecycleHooks(asgName, names: ["other"]).isEmpty)
 
-            // moto 5.2.5 does not implement CompleteLifecycleAction: it answers
-            // HTTP 500 with an HTML page. The client must surface that as an
-            // AWSError (after its retries, kept short here), not crash or hang.
+            // moto 5.2.5 has no CompleteLifecycleAction; the stand-in gives it
+            // AWS's (standins/moto_standin.py). With no action waiting: AWS's
+            // ValidationError (HTTP 400), a refusal (69).
             let client = world.client(retry: RetryPolicy(maxAttempts: 2, baseDelay: 0.001, maxDelay: 0.001))
-            let instance = try #require(client.describeAutoScalingGroups(names: [asgName]).first?.instances.first?.id)
+            let group = try #require(client.describeAutoScalingGroups(names: [asgName]).first)
+            let instance = try #require(group.instances.first?.id)
             let error = thrownError {
                 try client.completeLifecycleAction(
                     asgName, hookName: "kiln-drain", instanceID: instance, result: .proceed)
             }
             let awsError = try #require(error as? AWSError)
             #expect(awsError.action == "CompleteLifecycleAction")
-            #expect(awsError.httpStatus == 500)
-            #expect(awsError.exitStatus == .temporaryFailure)
+            #expect(awsError.httpStatus == 400)
+            #expect(awsError.exitStatus == .serviceUnavailable)
+            // Scaled in, an instance waits on the hook; completing its action lets it go.
+            try client.updateAutoScalingGroup(asgName, minSize: 0, desiredCapacity: group.desiredCapacity - 1)
+            let waiting = try #require(
+                client.describeAutoScalingGroups(names: [asgName]).first?.instances.first {
+                    $0.lifecycleState == .terminatingWait
+                })
+            try client.completeLifecycleAction(
+                asgName, hookName: "kiln-drain", instanceID: waiting.id, result: .proceed)
+            let after = try client.describeAutoScalingGroups(names: [asgName]).first?.instances
+            #expect(after?.first { $0.id == waiting.id }?.lifecycleState == .terminatingProceed)
         }
     }
 
