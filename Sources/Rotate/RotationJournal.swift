@@ -84,6 +84,14 @@ public enum RotationPhase: Sendable, Equatable, CustomStringConvertible {
 /// (no other store to set up), one tag per field: a tag value holds 256
 /// characters at most.
 public struct RotationJournal: Sendable, Equatable {
+    /// A pause under way (the canary's soak, a checkpoint's): the batch it
+    /// follows and when it began, so that a resumed run waits only what
+    /// remains of it.
+    public struct Soak: Sendable, Equatable {
+        public var afterBatch: Int
+        public var started: Date
+    }
+
     public var run: String
     public var release: String
     public var fromVersion: Int
@@ -94,12 +102,22 @@ public struct RotationJournal: Sendable, Equatable {
     public var suspendedByKiln: [String]
     public var phase: RotationPhase
     public var heartbeat: Date
+    /// The last pause begun; kept after it ends (a resumed run finds nothing left of it).
+    public var soak: Soak?
 
     static let prefix = KilnTag.rotationJournalPrefix
-    static let keys = ["run", "release", "versions", "sizes", "suspended", "phase", "heartbeat"].map { prefix + $0 }
+    static let keys = ["run", "release", "versions", "sizes", "suspended", "phase", "heartbeat", "soak"].map {
+        prefix + $0
+    }
+    /// To the millisecond: what a resumed run waits is what remains.
+    static func soakDate() -> ISO8601DateFormatter {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter
+    }
 
     var tags: [String: String] {
-        [
+        var tags = [
             Self.prefix + "run": run,
             Self.prefix + "release": release,
             Self.prefix + "versions": "\(fromVersion)>\(toVersion)",
@@ -108,6 +126,11 @@ public struct RotationJournal: Sendable, Equatable {
             Self.prefix + "phase": phase.description,
             Self.prefix + "heartbeat": ISO8601DateFormatter().string(from: heartbeat),
         ]
+        // `batch 2 since 2026-12-02T02:40:00.123Z`
+        if let soak {
+            tags[Self.prefix + "soak"] = "batch \(soak.afterBatch) since \(Self.soakDate().string(from: soak.started))"
+        }
+        return tags
     }
 
     /// The journal in a group's tags, if one is there.
@@ -128,6 +151,13 @@ public struct RotationJournal: Sendable, Equatable {
         suspendedByKiln = (tags[Self.prefix + "suspended"] ?? "").split(separator: ",").map(String.init)
         phase = RotationPhase(tag: tags[Self.prefix + "phase"])
         self.heartbeat = heartbeat
+        // An unreadable soak reads as none: the run goes on without the rest of that pause.
+        let soakWords = (tags[Self.prefix + "soak"] ?? "").split(separator: " ")
+        if soakWords.count == 4, soakWords[0] == "batch", soakWords[2] == "since", let batch = Int(soakWords[1]),
+            let started = Self.soakDate().date(from: String(soakWords[3]))
+        {
+            soak = Soak(afterBatch: batch, started: started)
+        }
     }
 
     init(
