@@ -53,21 +53,29 @@ public struct RotationResult: ArtifactPayload, Equatable {
         case rolledBack = "rolled-back"
         /// The release failed with `--no-rollback`: the group is left as it stood, its journal kept.
         case left
-        /// The run stopped part-way (AWS past its retries, a refusal, a cancelled job): the journal
-        /// is kept, and the next run finishes or rolls back what this one began.
+        /// The run stopped part-way (AWS past its retries, a cancelled job): the journal is kept,
+        /// and the next run finishes or rolls back what this one began.
         case interrupted
+        /// The run stopped before the rotation began, and changed nothing: bad settings or
+        /// artifacts, a group Kiln will not rotate (standby instances, a warm pool), an unknown
+        /// alarm, another run under way, or AWS failing before the journal was written. `failure`
+        /// says why; the exit code says whether a retry can help (75) or not (65, 78, ...).
+        case refused
     }
 
     public var environment: String
-    public var autoScalingGroup: String
-    public var release: String
-    public var application: String
-    public var applicationVersion: String
-    public var amiID: String
-    public var strategy: RotationStrategy
+    /// The fields below, up to `toVersion`, are absent only from a `refused` report, when the
+    /// run stopped before it knew them (a kiln.yml that does not name the group, an image.json
+    /// that cannot be read, a group whose launch template cannot be read).
+    public var autoScalingGroup: String?
+    public var release: String?
+    public var application: String?
+    public var applicationVersion: String?
+    public var amiID: String?
+    public var strategy: RotationStrategy?
     public var outcome: Outcome
-    public var fromVersion: Int
-    public var toVersion: Int
+    public var fromVersion: Int?
+    public var toVersion: Int?
     public var batches: Int
     public var launched: [ReplacedInstance]
     public var terminated: [String]
@@ -81,8 +89,9 @@ public struct RotationResult: ArtifactPayload, Equatable {
     public var retirement: RetirementMethod?
 
     public init(
-        environment: String, autoScalingGroup: String, release: String, application: String, applicationVersion: String,
-        amiID: String, strategy: RotationStrategy, outcome: Outcome, fromVersion: Int, toVersion: Int, batches: Int,
+        environment: String, autoScalingGroup: String?, release: String?, application: String?,
+        applicationVersion: String?, amiID: String?, strategy: RotationStrategy?, outcome: Outcome, fromVersion: Int?,
+        toVersion: Int?, batches: Int,
         launched: [ReplacedInstance], terminated: [String], lowestHealthy: Int?, largestGroup: Int, failure: String?,
         durationSeconds: Double, calls: [String: Int], retirement: RetirementMethod? = nil
     ) {

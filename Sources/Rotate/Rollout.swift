@@ -164,6 +164,20 @@ struct Rollout: Sendable {
         batchStarted = now
     }
 
+    /// A resumed run: the pause after `batch` began at `started` in an
+    /// earlier run. It is not begun again, and what remains of it is held
+    /// once the batch's instances are through this run's gate; returns the
+    /// seconds that remain (nil: none).
+    mutating func resumePause(after batch: Int, startedAt started: Date, now: Date) -> TimeInterval? {
+        paused.insert(batch)
+        guard let seconds = pauses[batch] else { return nil }
+        let until = started.addingTimeInterval(seconds)
+        guard until > now else { return nil }
+        pausedBatch = batch
+        pauseUntil = until
+        return until.timeIntervalSince(now)
+    }
+
     /// How many of the schedule's instances are replaced when `old` are left.
     private func replaced(leaving old: Int) -> Int { max(0, schedule.batches.reduce(0, +) - old) }
 

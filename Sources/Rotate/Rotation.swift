@@ -62,6 +62,15 @@ public struct RotationInterrupted: Error, Sendable {
     public let report: RotationReport
 }
 
+/// A run that stopped before its journal was on the group, having changed
+/// nothing: `error` says why and decides the exit code (78 for a group Kiln
+/// refuses, 75 for AWS past its retries, ...); the stage reports it as
+/// `refused`, with the launch template version the group was on when known.
+public struct RotationRefused: Error, Sendable {
+    public let error: any Error
+    public let fromVersion: Int?
+}
+
 /// The outcome the stage reports.
 public struct RotationReport: Sendable, Equatable {
     public var outcome: RotationResult.Outcome
@@ -125,6 +134,11 @@ public struct Rotation: Sendable {
     /// The job's cancellation (GitLab's SIGTERM): checked at every poll, so
     /// that a cancelled run stops between two AWS calls and writes its report.
     let cancellation: Cancellation
+    /// Given the picture's timeline so far (from `started`) after every poll,
+    /// with the launch template version rolled to: the stage keeps it beside
+    /// the report, so that a run resuming this rotation draws it whole.
+    var keepTimeline: TimelineSink?
+    typealias TimelineSink = @Sendable (_ timeline: RotationTimeline, _ toVersion: Int) -> Void
 
     var group: String { configuration.autoScalingGroup }
     static let heartbeatEvery: TimeInterval = 20
@@ -158,45 +172,62 @@ public struct Rotation: Sendable {
 
     public func deploy(_ release: ReleaseSpecification, rollbackOnFailure: Bool) throws -> RotationReport {
         let observer = GroupObserver(client: client, group: group)
-        let (state, instances) = try observer.poll()
-        let template = try launchTemplate(of: state)
-        var journal = try claim(RotationJournal(tags: state.tags), release: release, state: state)
-
-        if journal == nil {
-            let currentVersion = try numericVersion(template)
-            if instances.allSatisfy({ $0.release == release.digest }), !instances.isEmpty,
-                try versionRelease(template.id, currentVersion) == release.digest
-            {
-                log.line("rotate: every instance of \(group) already runs release \(release.digest): nothing to do")
-                return RotationReport(outcome: .nothingToDo, fromVersion: currentVersion, toVersion: currentVersion)
+        // Until a journal is on the group, nothing has changed (at most an
+        // unused launch template version was made): a failure up to there is
+        // a refusal, reported as `refused`; after it, the run is under way.
+        var currentVersion: Int?
+        let state: AutoScalingGroup
+        let template: (id: String, version: String)
+        var journal: RotationJournal
+        do {
+            let instances: [ObservedInstance]
+            (state, instances) = try observer.poll()
+            template = try launchTemplate(of: state)
+            if let claimed = try claim(RotationJournal(tags: state.tags), release: release, state: state) {
+                journal = claimed
+            } else {
+                let version = try numericVersion(template)
+                currentVersion = version
+                if instances.allSatisfy({ $0.release == release.digest }), !instances.isEmpty,
+                    try versionRelease(template.id, version) == release.digest
+                {
+                    log.line("rotate: every instance of \(group) already runs release \(release.digest): nothing to do")
+                    return RotationReport(outcome: .nothingToDo, fromVersion: version, toVersion: version)
+                }
+                // Refusals (standby, warm pool, ...) and unknown alarms before anything changes.
+                let retirement = try retirementChoice()
+                try plan(
+                    state: state, instances: instances, release: release.digest, warmPool: warmPool(),
+                    retirement: retirement
+                ).check()
+                try alarms.checkExist(environment: configuration.environment)
+                log.line("rotate: retirement: \(retirement.explanation)")
+                let toVersion = try createVersion(template: template.id, from: version, release: release)
+                let suspended = ["AZRebalance"] + configuration.suspend
+                journal = RotationJournal(
+                    run: runID, release: release.digest, fromVersion: version, toVersion: toVersion,
+                    minSize: state.minSize, maxSize: state.maxSize, desiredCapacity: state.desiredCapacity,
+                    suspendedByKiln: suspended.filter { !state.suspendedProcesses.contains($0) }, phase: .starting,
+                    heartbeat: now(), retirement: retirement.method)
+                try journal.save(client, group: group)
             }
-            // Refusals (standby, warm pool, ...) and unknown alarms before anything changes.
-            let retirement = try retirementChoice()
-            try plan(
-                state: state, instances: instances, release: release.digest, warmPool: warmPool(),
-                retirement: retirement
-            ).check()
-            try alarms.checkExist(environment: configuration.environment)
-            log.line("rotate: retirement: \(retirement.explanation)")
-            let toVersion = try createVersion(template: template.id, from: currentVersion, release: release)
-            let suspended = ["AZRebalance"] + configuration.suspend
-            let byKiln = suspended.filter { !state.suspendedProcesses.contains($0) }
-            journal = RotationJournal(
-                run: runID, release: release.digest, fromVersion: currentVersion, toVersion: toVersion,
-                minSize: state.minSize, maxSize: state.maxSize, desiredCapacity: state.desiredCapacity,
-                suspendedByKiln: byKiln, phase: .starting, heartbeat: now(), retirement: retirement.method)
-            try journal!.save(client, group: group)
-            if !byKiln.isEmpty { try client.suspendProcesses(group, byKiln) }
+        } catch {
+            throw RotationRefused(error: error, fromVersion: currentVersion)
         }
-        guard var journal else { fatalError("set above") }
-        try chooseRetirement(&journal)
         var report = RotationReport(outcome: .deployed, fromVersion: journal.fromVersion, toVersion: journal.toVersion)
-        report.retirement = journal.retirement
         // While a rotation runs, a SIGTERM is ours to act on (the process
         // does not exit at once): the run stops at its next step and reports.
         let registration = cancellation.onCancel { _ in }
         defer { registration.end() }
         do {
+            try chooseRetirement(&journal)
+            report.retirement = journal.retirement
+            // Also on a run that resumes a journal still `starting`: suspending
+            // a suspended process is a no-op, and a kill may have come between
+            // the journal and the suspension.
+            if journal.phase == .starting && !journal.suspendedByKiln.isEmpty {
+                try client.suspendProcesses(group, journal.suspendedByKiln)
+            }
             return try run(
                 release, journal: &journal, report: &report, template: template.id,
                 mixedInstances: state.usesMixedInstancesPolicy, observer: observer,
@@ -372,6 +403,16 @@ public struct Rotation: Sendable {
         }
         let checkpointAfter = Dictionary(
             checkpoints.map { ($0.afterBatch, $0) }, uniquingKeysWith: { first, _ in first })
+        if direction == .forward, let soak = journal.soak,
+            let left = rollout.resumePause(after: soak.afterBatch, startedAt: soak.started, now: now())
+        {
+            log.line(
+                """
+                rotate: the soak after batch \(soak.afterBatch) began in an earlier run; \
+                \(LogWriter.formatDuration(left)) of it left
+                """
+            )
+        }
         let alarms = direction == .forward ? self.alarms : AlarmWatch(names: [], client: client)
         let retirement = journal.retirement ?? .detachAndTerminate
         var departures = Departures()
@@ -387,14 +428,7 @@ public struct Rotation: Sendable {
         defer {
             report.lowestHealthy = min(report.lowestHealthy, rollout.lowestHealthy)
             report.largestGroup = max(report.largestGroup, rollout.largestGroup)
-            // The picture counts the instances of the release deployed, going back too.
-            for sample in rollout.samples {
-                report.timeline.record(
-                    RotationTimeline.Sample(
-                        seconds: sample.time.timeIntervalSince(started), healthy: sample.healthy,
-                        groupSize: sample.groupSize,
-                        newRelease: direction == .forward ? sample.onRelease : sample.groupSize - sample.onRelease))
-            }
+            report.timeline = timeline(report.timeline, adding: rollout.samples, direction: direction)
         }
 
         while true {
@@ -424,6 +458,10 @@ public struct Rotation: Sendable {
                         gate: gate.passed(instance.id) ? .passed : gate.serving(instance.id) ? .serving : .pending,
                         problem: gate.lastProblem(instance.id))
                 }, failure: failure, leaving: leaving)
+            defer {
+                keepTimeline?(
+                    timeline(report.timeline, adding: rollout.samples, direction: direction), journal.toVersion)
+            }
             // One poll may take several steps: a retirement is known without another poll.
             stepping: while true {
                 let (action, notes) = rollout.step(observation)
@@ -472,14 +510,18 @@ public struct Rotation: Sendable {
                     sleep(cadence.launched(at: now()))
                     break stepping
                 case .launch(let batch, let of, let surge, let desired, let raiseMaxTo):
+                    report.batches = batch
+                    // Marked and kept before the journal says so: a run killed
+                    // from here on leaves a picture that shows the batch begun.
+                    report.timeline.mark(.batchStarted, "\(direction.label) \(batch)/\(of)", at: elapsed())
+                    keepTimeline?(
+                        timeline(report.timeline, adding: rollout.samples, direction: direction), journal.toVersion)
                     if let raiseMaxTo { try client.updateAutoScalingGroup(group, maxSize: raiseMaxTo) }
                     journal.phase = direction.phase(batch: batch, of: of)
                     journal.heartbeat = now()
                     try journal.save(client, group: group)
                     lastHeartbeat = now()
                     try client.setDesiredCapacity(group, desired)
-                    report.batches = batch
-                    report.timeline.mark(.batchStarted, "\(direction.label) \(batch)/\(of)", at: elapsed())
                     let left = observation.members.filter { !$0.onRelease }.count
                     expectedOnRelease = desired - left
                     log.line(
@@ -497,12 +539,33 @@ public struct Rotation: Sendable {
         }
     }
 
-    /// The notes of a step, in the log (and the journal, for a followed desired capacity).
+    /// `timeline` with the rollout's samples, from the run's start; the
+    /// picture counts the instances of the release deployed, going back too.
+    private func timeline(
+        _ timeline: RotationTimeline, adding samples: [RolloutSample], direction: Direction
+    ) -> RotationTimeline {
+        var timeline = timeline
+        for sample in samples {
+            timeline.record(
+                RotationTimeline.Sample(
+                    seconds: sample.time.timeIntervalSince(started), healthy: sample.healthy,
+                    groupSize: sample.groupSize,
+                    newRelease: direction == .forward ? sample.onRelease : sample.groupSize - sample.onRelease))
+        }
+        return timeline
+    }
+
+    /// The notes of a step, in the log (and the journal, for a followed desired capacity and a pause begun).
     private func record(
         _ notes: [RolloutNote], journal: inout RotationJournal, checkpoints: [Int: Checkpoints.Stop],
         report: inout RotationReport
     ) throws {
         for note in notes {
+            if case .pauseStarted(let batch, _, _) = note {
+                // In the journal, so that a run resumed during the pause waits only the rest of it.
+                journal.soak = RotationJournal.Soak(afterBatch: batch, started: now())
+                try journal.save(client, group: group)
+            }
             switch note {
             case .desiredChanged(let to, let endsAt):
                 log.warning(
@@ -637,6 +700,7 @@ public struct Rotation: Sendable {
             journal.release = release.digest
             // Its batches (or its last phase) were another release's: this one starts its own.
             journal.phase = .starting
+            journal.soak = nil
         } else {
             log.line("rotate: continuing rotation \(journal.run) (\(journal.phase), heartbeat \(Int(age))s old)")
         }

@@ -84,6 +84,14 @@ public enum RotationPhase: Sendable, Equatable, CustomStringConvertible {
 /// (no other store to set up), one tag per field: a tag value holds 256
 /// characters at most.
 public struct RotationJournal: Sendable, Equatable {
+    /// A pause under way (the canary's soak, a checkpoint's): the batch it
+    /// follows and when it began, so that a resumed run waits only what
+    /// remains of it.
+    public struct Soak: Sendable, Equatable {
+        public var afterBatch: Int
+        public var started: Date
+    }
+
     public var run: String
     public var release: String
     public var fromVersion: Int
@@ -99,11 +107,19 @@ public struct RotationJournal: Sendable, Equatable {
     /// put scale-in protection on new instances). Absent in a journal Kiln
     /// wrote before it retired in bulk: chosen again from the group.
     public var retirement: RetirementMethod?
+    /// The last pause begun; kept after it ends (a resumed run finds nothing left of it).
+    public var soak: Soak?
 
     static let prefix = KilnTag.rotationJournalPrefix
     static let keys = [
-        "run", "release", "versions", "sizes", "suspended", "phase", "heartbeat", "retirement",
+        "run", "release", "versions", "sizes", "suspended", "phase", "heartbeat", "retirement", "soak",
     ].map { prefix + $0 }
+    /// To the millisecond: what a resumed run waits is what remains.
+    static func soakDate() -> ISO8601DateFormatter {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter
+    }
 
     var tags: [String: String] {
         var tags = [
@@ -116,6 +132,10 @@ public struct RotationJournal: Sendable, Equatable {
             Self.prefix + "heartbeat": ISO8601DateFormatter().string(from: heartbeat),
         ]
         if let retirement { tags[Self.prefix + "retirement"] = retirement.rawValue }
+        // `batch 2 since 2026-12-02T02:40:00.123Z`
+        if let soak {
+            tags[Self.prefix + "soak"] = "batch \(soak.afterBatch) since \(Self.soakDate().string(from: soak.started))"
+        }
         return tags
     }
 
@@ -138,6 +158,13 @@ public struct RotationJournal: Sendable, Equatable {
         phase = RotationPhase(tag: tags[Self.prefix + "phase"])
         self.heartbeat = heartbeat
         retirement = tags[Self.prefix + "retirement"].flatMap(RetirementMethod.init(rawValue:))
+        // An unreadable soak reads as none: the run goes on without the rest of that pause.
+        let soakWords = (tags[Self.prefix + "soak"] ?? "").split(separator: " ")
+        if soakWords.count == 4, soakWords[0] == "batch", soakWords[2] == "since", let batch = Int(soakWords[1]),
+            let started = Self.soakDate().date(from: String(soakWords[3]))
+        {
+            soak = Soak(afterBatch: batch, started: started)
+        }
     }
 
     init(

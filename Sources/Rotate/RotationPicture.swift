@@ -1,4 +1,5 @@
 import Foundation
+import KilnArtifacts
 import KilnCore
 
 /// `rotation-<env>.svg`: a rotation drawn from its `RotationTimeline`, so
@@ -106,7 +107,9 @@ public struct RotationPicture: Sendable {
             text(subtitle, x: Geometry.left, y: 46, size: 12, fill: "#444444"),
         ]
         if let failure {
-            let shown = failure.count > 130 ? "\(failure.prefix(129))…" : failure
+            // Cut to the picture's width (the whole text is in the SVG's title).
+            let room = Self.characters(fitting: Geometry.width - Geometry.left - 10, size: 11) - "failed: ".count
+            let shown = failure.count > room ? "\(failure.prefix(room - 1))…" : failure
             children.append(text("failed: \(shown)", x: Geometry.left, y: 61, size: 11, fill: Self.colour(.failure)))
         }
         children += axes(geometry)
@@ -144,7 +147,7 @@ public struct RotationPicture: Sendable {
 
     private func text(
         _ content: String, x: Double, y: Double, size: Int = 11, weight: String? = nil, anchor: String? = nil,
-        fill: String = "#000000", id: String? = nil
+        fill: String = "#000000", id: String? = nil, transform: String? = nil
     ) -> XMLElement {
         var attributes = [
             "x": Self.coordinate(x), "y": Self.coordinate(y), "font-size": "\(size)", "fill": fill,
@@ -152,7 +155,56 @@ public struct RotationPicture: Sendable {
         attributes["font-weight"] = weight
         attributes["text-anchor"] = anchor
         attributes["id"] = id
+        attributes["transform"] = transform
         return XMLElement(name: "text", attributes: attributes, text: content)
+    }
+
+    /// How wide sans-serif text is taken to be: 0.6 em a character, a
+    /// little more than DejaVu Sans's average, so an estimate errs wide.
+    static func width(of text: String, size: Double) -> Double { Double(text.count) * size * 0.6 }
+
+    static func characters(fitting width: Double, size: Double) -> Int { max(1, Int(width / (size * 0.6))) }
+
+    /// Where an event's label goes: beside its line, inside the plot (left of
+    /// the line near the right edge, cut to the room there is), on the first
+    /// row where it meets no label placed before it.
+    struct EventLabel: Equatable {
+        var text: String
+        var x: Double
+        var y: Double
+        var anchor: String?
+        var minX: Double
+        var maxX: Double
+    }
+
+    static let labelSize = 9.0
+    static let labelRows = 8
+
+    static func eventLabels(_ timeline: RotationTimeline, _ geometry: Geometry) -> [EventLabel] {
+        var rowsEnd: [[(Double, Double)]] = Array(repeating: [], count: labelRows)
+        var labels: [EventLabel] = []
+        for event in timeline.events {
+            let x = geometry.x(event.seconds)
+            var content = event.kind == .batchConfirmed ? "ok" : String(event.label.prefix(60))
+            let right = Geometry.right - (x + 3)
+            let left = (x - 3) - Geometry.left
+            let room = max(right, left)
+            let fit = characters(fitting: room, size: labelSize)
+            if content.count > fit { content = "\(content.prefix(max(1, fit - 1)))…" }
+            let width = Self.width(of: content, size: labelSize)
+            let onRight = width <= right
+            let (minX, maxX) = onRight ? (x + 3, x + 3 + width) : (x - 3 - width, x - 3)
+            // The first row free of this label's span; the last row if none is.
+            let row =
+                rowsEnd.firstIndex { spans in spans.allSatisfy { $0.1 + 2 <= minX || maxX + 2 <= $0.0 } }
+                ?? labelRows - 1
+            rowsEnd[row].append((minX, maxX))
+            labels.append(
+                EventLabel(
+                    text: content, x: onRight ? x + 3 : x - 3, y: Geometry.top + 10 + Double(row) * 11,
+                    anchor: onRight ? nil : "end", minX: minX, maxX: maxX))
+        }
+        return labels
     }
 
     private func line(
@@ -182,7 +234,10 @@ public struct RotationPicture: Sendable {
             text(
                 "seconds since the rotation started", x: (Geometry.left + Geometry.right) / 2,
                 y: Geometry.bottom + 36, anchor: "middle"),
-            text("instances", x: Geometry.left - 44, y: Geometry.top - 10),
+            // Along the axis, left of its ticks: clear of the title's lines above the plot.
+            text(
+                "instances", x: 16, y: (Geometry.top + Geometry.bottom) / 2, anchor: "middle",
+                transform: "rotate(-90 16 \(Self.coordinate((Geometry.top + Geometry.bottom) / 2)))"),
         ]
         let countStep = max(1, Int(Self.step(for: Double(geometry.count), most: 8)))
         for count in stride(from: 0, through: geometry.count, by: countStep) {
@@ -211,11 +266,12 @@ public struct RotationPicture: Sendable {
         }
     }
 
-    /// Each event a vertical line, labelled at the top; labels of events close
-    /// together are staggered so they stay readable.
+    /// Each event a vertical line, labelled at the top (`eventLabels`):
+    /// labels of events close together go on rows of their own, so they stay
+    /// readable, and every label stays inside the plot, clear of the legend.
     private func events(_ geometry: Geometry) -> [XMLElement] {
         var parts: [XMLElement] = []
-        for (index, event) in timeline.events.enumerated() {
+        for (event, label) in zip(timeline.events, Self.eventLabels(timeline, geometry)) {
             let x = geometry.x(event.seconds)
             let strong = event.kind == .failure || event.kind == .rollback
             parts.append(
@@ -230,8 +286,7 @@ public struct RotationPicture: Sendable {
                             x, Geometry.top, x, Geometry.bottom, stroke: Self.colour(event.kind),
                             width: strong ? "2" : "1", dash: event.kind == .batchStarted ? "4 3" : nil),
                         text(
-                            event.kind == .batchConfirmed ? "ok" : String(event.label.prefix(60)),
-                            x: x + 3, y: Geometry.top + 10 + Double(index % 4) * 11, size: 9,
+                            label.text, x: label.x, y: label.y, size: Int(Self.labelSize), anchor: label.anchor,
                             fill: Self.colour(event.kind)),
                     ]))
         }

@@ -218,7 +218,16 @@ import Testing
         for mention in mentions {
             #expect(line.contains(mention), "\(label): '\(mention)' in \(line)")
         }
-        #expect(Self.listing(folder.path) == before, "\(label): the project folder changed")
+        // kiln-rotate reports its refusal (outcome `refused`, issue 16) and changes nothing else.
+        let reported =
+            testCase.stage == "kiln-rotate"
+            ? ["kiln/rotation-test.env", "kiln/rotation-test.json", "kiln/rotation-test.svg"] : []
+        #expect(Self.listing(folder.path) == (before + reported).sorted(), "\(label): the project folder changed")
+        if !reported.isEmpty {
+            let report = try String(contentsOfFile: folder.path + "/kiln/rotation-test.json", encoding: .utf8)
+            #expect(report.contains("\"outcome\" : \"refused\""), "\(label): \(report)")
+            for file in reported { try FileManager.default.removeItem(atPath: folder.path + "/" + file) }
+        }
         #expect(Self.listing(temporary.path).isEmpty, "\(label): left in TMPDIR: \(Self.listing(temporary.path))")
     }
 }

@@ -83,6 +83,7 @@ extension RotateWorld {
         let (code, output) = try world.rotate()
         #expect(code == 78, "\(output)")
         #expect(output.contains("environments.test.rotate.health.alarms: no CloudWatch alarm named 'web-5xxx'"))
+        world.expectRefusedReport("no CloudWatch alarm named 'web-5xxx'")
         #expect(try world.launchTemplateVersions() == versions, "no launch template version made")
         let state = try world.groupState()
         #expect(!state.tags.keys.contains { $0.hasPrefix("kiln:rotation:") }, "no journal")

@@ -19,6 +19,26 @@ extension RotateWorld {
         #expect(state.suspendedProcesses.isEmpty, sourceLocation: sourceLocation)
         #expect(state.launchTemplate?.version == "1", sourceLocation: sourceLocation)
     }
+
+    /// The report of a run refused before the rotation began: rotation-test.json
+    /// says `refused` with the reason, names the group when the settings
+    /// were read, claims nothing done, and the picture is beside it.
+    func expectRefusedReport(
+        _ reason: String, group named: Bool = true, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        let json = rotation
+        #expect(json["outcome"] as? String == "refused", "\(json)", sourceLocation: sourceLocation)
+        #expect(
+            (json["failure"] as? String ?? "").contains(reason), "\(json["failure"] ?? "no failure")",
+            sourceLocation: sourceLocation)
+        #expect(
+            json["autoScalingGroup"] as? String == (named ? group : nil), "\(json)", sourceLocation: sourceLocation)
+        #expect(
+            (json["launched"] as? [Any])?.isEmpty == true && (json["terminated"] as? [Any])?.isEmpty == true
+                && json["batches"] as? Int == 0, "\(json)", sourceLocation: sourceLocation)
+        let svg = read("kiln/rotation-test.svg") ?? ""
+        #expect(svg.contains("kiln-rotate test: refused"), "\(svg.prefix(300))", sourceLocation: sourceLocation)
+    }
 }
 
 @Suite struct RotateGroupShapeTests {
@@ -39,6 +59,8 @@ extension RotateWorld {
         #expect(output.contains("are in Standby (\(standby))"), "\(output)")
         #expect(output.contains("aws autoscaling exit-standby --auto-scaling-group-name \(world.group)"))
         try world.expectUntouched(versions: versions)
+        world.expectRefusedReport("are in Standby (\(standby))")
+        #expect(world.rotation["fromVersion"] as? Int == 1, "the version the group is on")
         #expect(try world.groupState().instances.first { $0.id == standby }?.lifecycleState == .standby)
     }
 
@@ -132,6 +154,7 @@ extension RotateWorld {
         #expect(code == 78, "\(output)")
         #expect(output.contains("has a warm pool (Stopped, min size 1)"), "\(output)")
         try world.expectUntouched(versions: versions)
+        world.expectRefusedReport("has a warm pool")
         let (planCode, plan) = try world.rotate(["plan"])
         #expect(planCode == 78 && plan.contains("refused:") && plan.contains("warm pool"), "\(plan)")
     }

@@ -289,9 +289,19 @@ extension RotateWorld {
         try world.prepare(ami: ami)
         let first = try world.startRotate()
         #expect(try eventually { try world.groupState().tags["kiln:rotation:run"] != nil })
-        let (code, output) = try world.rotate([], environment: ["CI_PIPELINE_ID": "8", "CI_JOB_ID": "80"])
+        // The second job has a project folder of its own, as another pipeline's would.
+        let second = TemporaryDirectory("kiln-rotate-second")
+        try FileManager.default.removeItem(atPath: second.path)
+        try FileManager.default.copyItem(atPath: world.project.path, toPath: second.path)
+        let (code, output) = try world.rotate(
+            [], environment: ["CI_PIPELINE_ID": "8", "CI_JOB_ID": "80", "CI_PROJECT_DIR": second.path])
         #expect(code == 75, "\(output)")
         #expect(output.contains("rotation 7/70"))
+        let report =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: second.file("kiln/rotation-test.json")))) as? [String: Any]
+        #expect(report?["outcome"] as? String == "refused", "\(report ?? [:])")
+        #expect((report?["failure"] as? String ?? "").contains("is under way"))
         #expect(first.wait() == .exited(0))
         try world.expectSettled(desired: 2, ami: ami, version: "2")
     }
@@ -345,6 +355,7 @@ extension RotateWorld {
         let (run, _) = try world.rotate()
         #expect(run == 78)
         #expect(try world.launchTemplateVersions() == [1], "no version created")
+        world.expectRefusedReport("max size is 2 and raise_max_size is false")
         // $Latest cannot be rolled back: refused too.
         try world.client.updateAutoScalingGroup(
             world.group, maxSize: 4,

@@ -1,14 +1,14 @@
 """`standin faults`: AWS fault-injecting proxy in front of moto.
 
     scripts/standin faults --upstream URL [--throttle P] [--error5xx P] [--drop P]
-        [--latency-ms MIN[,MAX]] [--seed N] [--only-services ec2,autoscaling]
+        [--error CODE:STATUS[:P]] [--latency-ms MIN[,MAX]] [--seed N] [--only-services ec2,autoscaling]
         [--only-actions CreateTags,...] [--aws-rates] [--host 127.0.0.1] [--port 0] [--no-stdin-watch] [-v]
 
 Every request is forwarded untouched (method, path, query, all headers including
 Host, body; chunked request bodies are de-chunked and sent with Content-Length)
 to the upstream, and the answer is streamed back — unless, BEFORE forwarding,
-a fault is drawn (in this order: drop, rate, throttle, error5xx; latency is slept
-first for every proxied request). A faulted request never reaches the upstream.
+a fault is drawn (in this order: drop, rate, throttle, error5xx, error; latency is
+slept first for every proxied request). A faulted request never reaches the upstream.
 
 --aws-rates meters EC2 and Auto Scaling with AWS's token buckets (EC2's
 published sizes and refill rates per action category, and buckets of the same
@@ -24,6 +24,9 @@ Faults use each service's error shape:
                  400 Throttling / 500 InternalFailure (<ErrorResponse xmlns=ns>...)
   ssm (JSON 1.1) 400 {"__type":"ThrottlingException"} / 500 {"__type":"InternalServerError"}
   drop           request read, socket closed, no response.
+  error          a given code and HTTP status in the same shape (Type Sender below 500,
+                 Receiver from 500), e.g. Auto Scaling's ScalingActivityInProgress:400 or
+                 ResourceContention:500; `times` answers only that many calls with it.
 --only-services / --only-actions restrict fault injection (not counting) to those.
 
 Control (not forwarded), under /__kiln_faults/:
@@ -32,7 +35,8 @@ Control (not forwarded), under /__kiln_faults/:
                 "config": {...}, "buckets": {"svc:bucket": tokens left} (with aws_rates)}
   POST config  JSON with any of: throttle, error5xx, drop, latency_ms ([min,max] or n),
                seed, only_services (list|null), only_actions (list|null),
-               aws_rates (true: fresh, full buckets; false: no metering)
+               aws_rates (true: fresh, full buckets; false: no metering),
+               error ({"code", "status", "p" (default 1), "times" (default: no limit)} | null)
   POST reset   zero all counters
 
 Ready line: {"ready", "name": "faults", "url", "host", "port", "upstream", "pid"}
@@ -64,9 +68,40 @@ ELB_CLASSIC_NS = "http://elasticloadbalancing.amazonaws.com/doc/2012-06-01/"
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailers", "transfer-encoding", "upgrade", "proxy-connection"}
 CRED_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
-FAULT_KINDS = ("throttle", "error5xx", "drop")
+FAULT_KINDS = ("throttle", "error5xx", "drop", "error")
 # Refused by AwsRates' token buckets; answered as the service's throttling error.
 RATE = "rate"
+
+# Messages AWS documents for the codes the tests inject; another code gets a
+# neutral message. Auto Scaling API Reference, "Errors" of each action (e.g.
+# API_UpdateAutoScalingGroup.html, API_TerminateInstanceInAutoScalingGroup.html).
+KNOWN_MESSAGES = {
+    "ScalingActivityInProgress": "The operation can't be performed because there are scaling activities "
+                                 "in progress.",
+    "ResourceContention": "You already have a pending update to an Amazon EC2 Auto Scaling resource "
+                          "(for example, an Auto Scaling group, instance, or load balancer).",
+}
+
+
+def parse_error_spec(spec):
+    """`CODE:STATUS[:P]` (the command line) or a dict (the control API) to the `error` setting."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not parts[0]:
+            raise ValueError("--error wants CODE:STATUS[:P], got %r" % spec)
+        spec = {"code": parts[0], "status": parts[1]}
+        if len(parts) == 3:
+            spec["p"] = parts[2]
+    if not isinstance(spec, dict) or not spec.get("code"):
+        raise ValueError("error wants {code, status[, p, times]}, got %r" % (spec,))
+    status = int(spec.get("status", 400))
+    if not 400 <= status <= 599:
+        raise ValueError("error status %d is not an HTTP error status" % status)
+    times = spec.get("times")
+    return {"code": str(spec["code"]), "status": status, "p": float(spec.get("p", 1.0)),
+            "times": None if times is None else int(times)}
 
 
 def identify(headers, path_query, body):
@@ -111,13 +146,19 @@ def request_params(headers, path_query, body):
     return params
 
 
-def fault_response(kind, service, version=None, json_protocol=False):
-    """(status, headers, body bytes) of an injected throttle/error5xx in the service's shape."""
+def fault_response(kind, service, version=None, json_protocol=False, error=None):
+    """(status, headers, body bytes) of an injected throttle/error5xx/error in the service's shape."""
     rid = str(uuid.uuid4())
     if kind == RATE:
         kind = "throttle"  # the same error as a random throttle: AWS has one throttling error per service
+    given = None
+    if kind == "error":
+        given = (error["status"], error["code"],
+                 KNOWN_MESSAGES.get(error["code"], "Injected by the fault proxy."))
     if service == "ssm" or json_protocol:
-        if kind == "throttle":
+        if given:
+            status, body = given[0], {"__type": given[1], "message": given[2]}
+        elif kind == "throttle":
             status, body = 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
         else:
             status, body = 500, {"__type": "InternalServerError",
@@ -125,7 +166,9 @@ def fault_response(kind, service, version=None, json_protocol=False):
         return status, {"Content-Type": "application/x-amz-json-1.1",
                         "x-amzn-RequestId": rid}, json.dumps(body).encode()
     if service == "ec2":
-        if kind == "throttle":
+        if given:
+            status, code, msg = given
+        elif kind == "throttle":
             status, code, msg = 503, "RequestLimitExceeded", "Request limit exceeded."
         else:
             status, code, msg = 500, "InternalError", "An internal error has occurred"
@@ -136,7 +179,10 @@ def fault_response(kind, service, version=None, json_protocol=False):
         ns = NAMESPACES.get(service)
         if service == "elasticloadbalancing" and version == "2012-06-01":
             ns = ELB_CLASSIC_NS
-        if kind == "throttle":
+        if given:
+            status, code, msg = given
+            typ = "Sender" if status < 500 else "Receiver"
+        elif kind == "throttle":
             status, typ, code, msg = 400, "Sender", "Throttling", "Rate exceeded"
         else:
             status, typ, code, msg = 500, "Receiver", "InternalFailure", \
@@ -154,7 +200,8 @@ def _bump(d, service, action):
 
 class State:
     def __init__(self, upstream, throttle=0.0, error5xx=0.0, drop=0.0, latency_ms=(0, 0),
-                 seed=None, only_services=None, only_actions=None, aws_rates=False, clock=time.monotonic):
+                 seed=None, only_services=None, only_actions=None, aws_rates=False, clock=time.monotonic,
+                 error=None):
         self.upstream = upstream
         self.lock = threading.Lock()
         self.cfg = {}
@@ -163,7 +210,7 @@ class State:
         self.rates = None
         self.configure(dict(throttle=throttle, error5xx=error5xx, drop=drop, latency_ms=latency_ms,
                             seed=seed, only_services=only_services, only_actions=only_actions,
-                            aws_rates=aws_rates))
+                            aws_rates=aws_rates, error=error))
         self.reset()
 
     def reset(self):
@@ -193,14 +240,16 @@ class State:
             if "aws_rates" in new:
                 self.cfg["aws_rates"] = bool(new["aws_rates"])
                 self.rates = AwsRates(self.clock) if new["aws_rates"] else None
+            if "error" in new or "error" not in self.cfg:
+                self.cfg["error"] = parse_error_spec(new.get("error"))
             if "seed" in new:
                 self.cfg["seed"] = new["seed"]
                 if new["seed"] is not None:
                     self.rng.seed(new["seed"])
 
     def decide(self, service, action, params=None):
-        """Count the call; return (fault kind or None, latency seconds). `params`: the request's query-protocol
-        parameters, which decide EC2's bucket (filtered or not) and its instance tokens."""
+        """Count the call; return (fault kind or None, latency seconds, the `error` setting drawn). `params`: the
+        request's query-protocol parameters, which decide EC2's bucket (filtered or not) and its instance tokens."""
         with self.lock:
             _bump(self.calls, service, action)
             c = self.cfg
@@ -215,14 +264,20 @@ class State:
             elif self.rates is not None and not self.rates.admit(service, action, params or {}):
                 kind = RATE
             elif eligible:
-                for k in ("throttle", "error5xx"):
-                    p = c[k]
+                for k in ("throttle", "error5xx", "error"):
+                    if k == "error":
+                        e = c["error"]
+                        p = e["p"] if e and e["times"] != 0 else 0
+                    else:
+                        p = c[k]
                     if p > 0 and (p >= 1 or self.rng.random() < p):
                         kind = k
                         break
+            if kind == "error" and c["error"]["times"] is not None:
+                c["error"]["times"] -= 1
             if kind:
                 _bump(self.faults.setdefault(kind, {}), service, action)
-            return kind, latency
+            return kind, latency, dict(c["error"]) if kind == "error" else None
 
     def count_forwarded(self, service, action):
         with self.lock:
@@ -423,7 +478,7 @@ def make_handler(state):
             if self.path.startswith("/__kiln_faults/"):
                 return self._control(body)
             service, action, version = identify(self.headers, self.path, body)
-            kind, latency = state.decide(service, action, request_params(self.headers, self.path, body))
+            kind, latency, error = state.decide(service, action, request_params(self.headers, self.path, body))
             if latency:
                 time.sleep(latency)
             if kind == "drop":
@@ -433,7 +488,7 @@ def make_handler(state):
                 log.info("%s %s %s", kind, service, action)
                 json_proto = bool(self.headers.get("X-Amz-Target")) and "json" in \
                     (self.headers.get("Content-Type") or "")
-                return self._send(*fault_response(kind, service, version, json_proto))
+                return self._send(*fault_response(kind, service, version, json_proto, error))
             state.count_forwarded(service, action)
             conn = http.client.HTTPConnection(up_host, up_port, timeout=300)
             try:
@@ -500,6 +555,7 @@ def main(argv):
     p.add_argument("--throttle", type=float, default=0.0)
     p.add_argument("--error5xx", type=float, default=0.0)
     p.add_argument("--drop", type=float, default=0.0)
+    p.add_argument("--error", default=None, help="CODE:STATUS[:P] answered instead of forwarding")
     p.add_argument("--latency-ms", default="0", help="MIN[,MAX] milliseconds slept before forwarding")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--only-services", default=None)
@@ -512,7 +568,7 @@ def main(argv):
     common.check_loopback(a.host)
     lifetime = common.Lifetime(watch_stdin=not a.no_stdin_watch)
     state = State(a.upstream.rstrip("/"), a.throttle, a.error5xx, a.drop, a.latency_ms, a.seed,
-                  a.only_services, a.only_actions, a.aws_rates)
+                  a.only_services, a.only_actions, a.aws_rates, error=parse_error_spec(a.error))
     srv = _Server((a.host, a.port), make_handler(state))
     threading.Thread(target=srv.serve_forever, name="proxy", daemon=True).start()
     host, port = srv.server_address[:2]

@@ -25,6 +25,18 @@ public struct AWSError: ExitStatusProviding, CustomStringConvertible, Sendable, 
         "PriorRequestNotComplete", "EC2ThrottledException", "BandwidthLimitExceeded",
     ]
 
+    /// Auto Scaling's answers for a group busy with another activity, listed
+    /// under "Errors" of UpdateAutoScalingGroup, SetDesiredCapacity,
+    /// TerminateInstanceInAutoScalingGroup, DetachInstances, ... in the Amazon
+    /// EC2 Auto Scaling API Reference: ScalingActivityInProgress ("The
+    /// operation can't be performed because there are scaling activities in
+    /// progress", HTTP 400) and ResourceContention ("You already have a
+    /// pending update to an Amazon EC2 Auto Scaling resource", HTTP 500). The
+    /// request was refused and did nothing, so, like throttling, it is asked
+    /// again after a backoff, also a call sent only once, and exit 75 when the
+    /// attempts run out: the group will be free later.
+    static let busyCodes: Set<String> = ["ScalingActivityInProgress", "ResourceContention"]
+
     static let authenticationCodes: Set<String> = [
         "SignatureDoesNotMatch", "InvalidClientTokenId", "AuthFailure", "UnrecognizedClientException",
         "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "ExpiredToken", "ExpiredTokenException",
@@ -33,12 +45,15 @@ public struct AWSError: ExitStatusProviding, CustomStringConvertible, Sendable, 
     ]
 
     public var isThrottling: Bool { Self.throttlingCodes.contains(code) || httpStatus == 429 }
-    public var isServerError: Bool { httpStatus >= 500 && !isThrottling }
+    public var isBusy: Bool { Self.busyCodes.contains(code) }
+    /// Refused without effect, to be asked again later: throttled, or the group busy.
+    public var isRefusedForNow: Bool { isThrottling || isBusy }
+    public var isServerError: Bool { httpStatus >= 500 && !isRefusedForNow }
     public var isAuthentication: Bool { Self.authenticationCodes.contains(code) }
 
     public var exitStatus: KilnExit {
         if isAuthentication { return .permissionDenied }
-        if isThrottling || isServerError { return .temporaryFailure }
+        if isRefusedForNow || isServerError { return .temporaryFailure }
         return .serviceUnavailable
     }
 

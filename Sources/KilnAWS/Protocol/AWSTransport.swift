@@ -120,13 +120,15 @@ public struct AWSTransport: Sendable {
                 let response = try http.send(request)
                 if (200..<300).contains(response.status) { return response }
                 let error = Self.parseError(response, service: service, action: action)
-                let proven = error.isThrottling  // throttled: AWS did nothing
-                guard error.isThrottling || error.isServerError, attempt < retry.maxAttempts,
+                let proven = error.isRefusedForNow  // throttled or busy: AWS did nothing
+                guard proven || error.isServerError, attempt < retry.maxAttempts,
                     proven || mutation != .once
                 else { throw error }
                 retryReason =
                     error.isThrottling
-                    ? "throttled (\(error.code))" : "server error \(error.httpStatus) (\(error.code))"
+                    ? "throttled (\(error.code))"
+                    : error.isBusy
+                        ? "the group is busy (\(error.code))" : "server error \(error.httpStatus) (\(error.code))"
             } catch let error as HTTPError {
                 // Refused or unresolvable: the request never left. Anything
                 // later (dropped, timed out) may have reached AWS.

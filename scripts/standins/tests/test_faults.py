@@ -130,6 +130,57 @@ def test_boto3_sees_faults_and_faulted_calls_never_reach_moto(proxied):
     assert ctl(f["url"], "stats")["calls"] == {}
 
 
+def test_a_given_error_code_in_the_services_shape_for_a_number_of_calls(proxied):
+    """Auto Scaling's errors for a group busy with another activity, as its API
+    Reference lists them (API_UpdateAutoScalingGroup.html, "Errors"):
+    ScalingActivityInProgress is HTTP 400, ResourceContention HTTP 500."""
+    moto, f = proxied
+    u = f["url"]
+    ctl(u, "config", {"error": {"code": "ScalingActivityInProgress", "status": 400, "times": 2},
+                      "only_actions": ["DescribeAutoScalingGroups"]})
+    asg = client("autoscaling", u)
+    for _ in range(2):
+        with pytest.raises(ClientError) as e:
+            asg.describe_auto_scaling_groups()
+        assert e.value.response["Error"]["Code"] == "ScalingActivityInProgress"
+        assert e.value.response["Error"]["Type"] == "Sender"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert "scaling activities in progress" in e.value.response["Error"]["Message"]
+    asg.describe_auto_scaling_groups()  # the third call: forwarded
+    s = ctl(u, "stats")
+    assert s["faults"]["error"]["autoscaling"]["DescribeAutoScalingGroups"] == 2
+    assert s["forwarded"]["autoscaling"]["DescribeAutoScalingGroups"] == 1
+    assert s["config"]["error"]["times"] == 0
+
+    ctl(u, "config", {"error": {"code": "ResourceContention", "status": 500}, "only_actions": None})
+    st, h, body = raw(u, "autoscaling", "SetDesiredCapacity")
+    assert st == 500
+    assert re.fullmatch(r'<ErrorResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><Error>'
+                        r'<Type>Receiver</Type><Code>ResourceContention</Code><Message>You already have a '
+                        r'pending update to an Amazon EC2 Auto Scaling resource \(for example, an Auto Scaling '
+                        r'group, instance, or load balancer\).</Message></Error><RequestId>%s</RequestId>'
+                        r'</ErrorResponse>' % UUID, body), body
+    st, h, body = raw(u, "ec2", "DescribeVpcs")
+    assert st == 500 and "<Response><Errors><Error><Code>ResourceContention</Code>" in body
+    st, h, body = raw(u, "ssm", target="AmazonSSM.GetParameter")
+    assert st == 500 and json.loads(body)["__type"] == "ResourceContention"
+
+    ctl(u, "config", {"error": None})
+    asg.describe_auto_scaling_groups()
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        ctl(u, "config", {"error": {"code": "X", "status": 200}})
+    assert bad.value.code == 400
+
+
+def test_the_error_fault_from_the_command_line(moto):
+    with running("faults", "--upstream", moto["url"], "--error", "ScalingActivityInProgress:400") as f:
+        with pytest.raises(ClientError) as e:
+            client("autoscaling", f["url"]).describe_auto_scaling_groups()
+        assert e.value.response["Error"]["Code"] == "ScalingActivityInProgress"
+        assert ctl(f["url"], "stats")["config"]["error"] == {
+            "code": "ScalingActivityInProgress", "status": 400, "p": 1.0, "times": None}
+
+
 def test_other_services_throttle_via_boto3(proxied):
     moto, f = proxied
     ctl(f["url"], "config", {"throttle": 1.0})
@@ -168,4 +219,4 @@ def test_forwards_untouched_with_signature_verification_and_latency():
         s = ctl(f["url"], "stats")
         assert s["forwarded"]["ec2"] == {"CreateVpc": 1, "CreateTags": 1, "DescribeVpcs": 1}
         assert s["forwarded"]["ssm"] == {"PutParameter": 1}
-        assert s["faults"] == {"throttle": {}, "error5xx": {}, "drop": {}}
+        assert s["faults"] == {"throttle": {}, "error5xx": {}, "drop": {}, "error": {}}

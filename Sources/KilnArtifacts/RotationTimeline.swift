@@ -2,10 +2,11 @@ import Foundation
 
 /// What a rotation saw, poll by poll, and what it did when: the picture's
 /// data (`RotationPicture`). Recorded by the rotation's one thread; a value,
-/// so the report carries it out of every outcome.
-public struct RotationTimeline: Sendable, Equatable {
+/// so the report carries it out of every outcome; kept across the runs of
+/// one rotation in `RotationTimelineRecord`.
+public struct RotationTimeline: Codable, Sendable, Equatable {
     /// One poll of the group.
-    public struct Sample: Sendable, Equatable {
+    public struct Sample: Codable, Sendable, Equatable {
         /// Seconds since the rotation started.
         public var seconds: Double
         /// Instances serving: old ones InService and Healthy, new ones past the gate.
@@ -23,7 +24,7 @@ public struct RotationTimeline: Sendable, Equatable {
         }
     }
 
-    public enum EventKind: String, Sendable, CaseIterable {
+    public enum EventKind: String, Codable, Sendable, CaseIterable {
         case batchStarted = "batch started"
         case batchConfirmed = "batch confirmed"
         case checkpoint
@@ -32,7 +33,7 @@ public struct RotationTimeline: Sendable, Equatable {
     }
 
     /// A moment the rotation acted or decided.
-    public struct Event: Sendable, Equatable {
+    public struct Event: Codable, Sendable, Equatable {
         public var seconds: Double
         public var kind: EventKind
         /// `batch 2 of 3`, `checkpoint 50%`, the failure's text.
