@@ -132,17 +132,25 @@ def test_the_example_playbooks_pass_ansible_syntax_check():
         assert result.returncode == 0, f"{playbook.name}:\n{result.stdout}{result.stderr}"
 
 
-def test_the_default_packer_template_validates_and_its_playbooks_parse():
-    # packer validate with the variables kiln-bake passes; the environment
-    # keeps Packer on loopback (no checkpoint call, a closed proxy port).
+def test_the_default_packer_template_validates_and_its_playbooks_parse(tmp_path):
+    # packer validate with the variables kiln-bake passes, for each role (the
+    # app role's file provisioner needs the artifact; the base role has none,
+    # and the provisioner's `except` skips it); the environment keeps Packer
+    # on loopback (no checkpoint call, a closed proxy port).
     environment = dict(os.environ, CHECKPOINT_DISABLE="1", AWS_EC2_METADATA_DISABLED="true",
                        HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="127.0.0.1",
                        AWS_ACCESS_KEY_ID="validate", AWS_SECRET_ACCESS_KEY="validate")
-    variables = {"source_ami": "ami-12345678", "ami_name": "demo-app-1", "region": "us-east-1", "role": "app",
-                 "application": "demo", "playbooks_dir": "ansible", "ec2_endpoint": "http://127.0.0.1:9"}
-    arguments = ["packer", "validate"] + [f"-var={key}={value}" for key, value in variables.items()] + ["kiln.pkr.hcl"]
-    result = subprocess.run(arguments, cwd=ROOT / "packer", capture_output=True, text=True, env=environment)
-    assert result.returncode == 0, result.stdout + result.stderr
+    artifact = tmp_path / "demo-1.tar.gz"
+    artifact.write_bytes(b"artifact")
+    common = {"source_ami": "ami-12345678", "region": "us-east-1", "application": "demo",
+              "playbooks_dir": "ansible", "ec2_endpoint": "http://127.0.0.1:9"}
+    roles = (("app", {"ami_name": "demo-app-1", "artifact": str(artifact)}), ("base", {"ami_name": "base-1"}))
+    for role, extra in roles:
+        variables = dict(common, role=role, **extra)
+        arguments = ["packer", "validate"] + [f"-var={key}={value}" for key, value in variables.items()]
+        result = subprocess.run(arguments + ["kiln.pkr.hcl"], cwd=ROOT / "packer", capture_output=True, text=True,
+                                env=environment)
+        assert result.returncode == 0, role + ": " + result.stdout + result.stderr
     for playbook in sorted((ROOT / "packer" / "ansible").glob("*.yml")):
         result = subprocess.run(["ansible-playbook", "--syntax-check", "-i", "localhost,", str(playbook)],
                                 capture_output=True, text=True)
