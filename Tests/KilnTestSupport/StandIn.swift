@@ -60,7 +60,10 @@ public final class StandIn: @unchecked Sendable {
         return object
     }
 
-    /// Ends the stand-in (closing its stdin, then SIGTERM, then SIGKILL).
+    /// Ends the stand-in (closing its stdin, then SIGTERM, then SIGKILL after
+    /// 5 s, or after the ready line's `stop_seconds` when it asks for longer:
+    /// moto with bodies needs its bodies' shutdown and unmounts, and a kill
+    /// before them leaves mounts for the next start to clean).
     public func stop() {
         let first = lock.withLock { () -> Bool in
             defer { stopped = true }
@@ -68,7 +71,8 @@ public final class StandIn: @unchecked Sendable {
         }
         guard first else { return }
         if let stdin = child.standardInput { close(stdin) }
-        _ = child.stop(grace: 5)
+        let needs = (info["stop_seconds"] as? Int).map(TimeInterval.init) ?? info["stop_seconds"] as? Double ?? 0
+        _ = child.stop(grace: max(5, needs))
         if let stdout = child.standardOutput { close(stdout) }
     }
 

@@ -27,7 +27,7 @@ disabled, credentials are fake, every endpoint is the loopback moto.
 
 The AWS CLI is `awscli` from PyPI in the project's .venv (scripts/requirements.txt).
 `--bin-dir` uses already built `kiln-aws-bench` and `kiln-bake` instead of
-`swift build -c release --scratch-path .build-bench`.
+`swift build -c release --static-swift-stdlib --scratch-path .build-bench`.
 """
 import json
 import os

@@ -9,12 +9,12 @@ checkout.py and rotate.py.
   - the interpreter: `prefer_venv` (re-run under .venv), `run_main` (SIGTERM, scripts/setup, .venv, main);
   - children's environments: `loopback_env` (fake AWS keys, no proxies, loopback endpoints), `clean_env`
     (no proxies, no CI/Kiln variables, for children that need no AWS), `check_loopback`;
-  - Kiln's binaries: `find_swift`, `build` (`swift build -c release --scratch-path .build-bench ...`);
+  - Kiln's binaries: `find_swift`, `build` (`swift build -c release --static-swift-stdlib ...`, as shipped);
   - stand-ins: `start_standin`, `standin_oneshot` (over scripts/standins/harness.py);
   - loopback clients: `http_json`, `boto3_client`;
   - the section: `write_section` (between a script's `<!-- bench:NAME:start/end -->` markers in
     docs/benchmarks.md), `median`, `percentile`, `fmt_number`, `fmt_ms`, `fmt_ratio`, `ratio`;
-  - the machine: `machine_facts`, `load_average`, `warn_if_busy`, `is_busy`, `git_head`, `swift_version`,
+  - the machine: `machine_facts`, `load_average`, `warn_if_busy`, `is_busy`, `load_note`, `git_head`, `swift_version`,
     `package_versions`, `run_text`;
   - artifacts: `write_artifact`, `iso8601` (from scripts/standins/artifacts.py).
 
@@ -177,12 +177,14 @@ def find_swift(required=True):
 
 
 def build(products, env=None, scratch=".build-bench"):
-    """`swift build -c release --scratch-path SCRATCH --product P` for each of `products` (in ROOT, with `env`);
-    returns the folder of the binaries (`--show-bin-path`). A failed build shows the end of its output and fails."""
+    """`swift build -c release --static-swift-stdlib --scratch-path SCRATCH --product P` for each of `products`
+    (in ROOT, with `env`); returns the folder of the binaries (`--show-bin-path`). Linked as scripts/install-runtime
+    links what users run (the Swift runtime inside the binary): a dynamic build starts slower and maps about 7 MiB
+    more, which a benchmark would charge to Kiln. A failed build shows the end of its output and fails."""
     if isinstance(products, str):
         products = [products]
     scratch = os.path.join(ROOT, scratch)
-    base = [find_swift(), "build", "-c", "release", "--scratch-path", scratch]
+    base = [find_swift(), "build", "-c", "release", "--static-swift-stdlib", "--scratch-path", scratch]
     for product in products:
         say("building %s (release, %s)" % (product, os.path.relpath(scratch, ROOT)))
         result = subprocess.run(base + ["--product", product], cwd=ROOT, env=env,
@@ -401,6 +403,17 @@ def load_average():
 def is_busy(*loads):
     """Any of `loads` above half the CPUs."""
     return max(loads) > 0.5 * (os.cpu_count() or 1)
+
+
+def load_note(*loads):
+    """The sentence a section prints beside its load averages: what the load says of the figures.
+
+    Derived from the load alone: a benchmark cannot know who else used the machine, so it never says."""
+    cpus = os.cpu_count() or 1
+    if is_busy(*loads):
+        return ("The machine was busy (load average up to %.2f on %d CPUs): other work is in these figures, "
+                "so they are upper bounds; compare within a round." % (max(loads), cpus))
+    return "The machine was otherwise quiet (load average at most %.2f on %d CPUs)." % (max(loads), cpus)
 
 
 def warn_if_busy(load):

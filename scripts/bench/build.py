@@ -8,7 +8,7 @@ About 3 to 5 minutes on a 2-CPU machine (most of it gzip over the 200 MB tree).
 
 One command. It
 
-  1. builds kiln-build in release (`swift build -c release --scratch-path
+  1. builds kiln-build in release (`swift build -c release --static-swift-stdlib --scratch-path
      .build-bench --product kiln-build`; `--bin-dir` skips it);
   2. generates a sample project in a temporary folder: kiln.yml (several
      variants, chosen with `--config`), the checkout.json kiln-checkout would

@@ -16,7 +16,7 @@ files), plus 5 to 8 minutes once to generate the repository. `--work-dir DIR` me
 
 One command. It
 
-  1. builds kiln-checkout in release (`swift build -c release --scratch-path
+  1. builds kiln-checkout in release (`swift build -c release --static-swift-stdlib --scratch-path
      .build-bench-checkout --product kiln-checkout`; `--bin-dir` skips it);
   2. generates a large repository with `git fast-import` (5,100 commits,
      20,300 files, ~130 MB packed: text files edited over the history and
@@ -899,11 +899,9 @@ def render_place(place, runs):
     seen = set()
     L = ["### %s" % describe_place(place), ""]
     if place.get("load"):
-        others = place.get("others")
-        L.append("Load average (1, 5, 15 min) before: %s; after: %s.%s" % (
-            place["load"]["before"], place["load"]["after"],
-            " %s other engineers were building and testing on this machine at the same time: the figures are "
-            "noisy, compare within a round." % others if others else ""))
+        ones = [float(place["load"][when].split()[0]) for when in ("before", "after")]
+        L.append("Load average (1, 5, 15 min) before: %s; after: %s. %s" % (
+            place["load"]["before"], place["load"]["after"], benchlib.load_note(*ones)))
         L.append("")
     if place.get("warm100_state_seconds"):
         L.append("The hundredth job's cache took %.0f s to make (99 Kiln jobs, untimed)."
@@ -1094,8 +1092,6 @@ def main():
                    help="the generated repository: 'realistic' (20k commits over many branches, 270 refs, 15k "
                         "files in deep directories; the default) or 'assets' (5,100 linear commits rewriting binary "
                         "assets)")
-    p.add_argument("--others", type=int, default=None,
-                   help="how many other people were using the machine, for the note beside each load average")
     p.add_argument("--cases", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     benchlib.prefer_venv(__file__, sys.argv[1:])
@@ -1141,7 +1137,6 @@ def main():
             bench = Bench(binary, server, password, stats, work)
             say("making the warm runner's state (Kiln cache at commit A, %d commits)" % stats["commits_a"])
             place["load"] = {"before": " ".join(sh(["cat", "/proc/loadavg"]).split()[:3])}
-            place["others"] = a.others
             place["warm_state_seconds"] = bench.make_warm_state(served_repo)
             if "kiln-fetch-warm-100" in cases and first_bench is None:
                 say("making the hundredth job's state (%d Kiln jobs)" % (WARM_JOBS - 1))

@@ -218,9 +218,10 @@ def main(argv):
                      if r["case"] == "kiln" and r.get("packer_seconds") is not None])
     info = benchlib.machine_facts()
     lines = [MARK_START, "## A real bake on instance bodies (scripts/bench/realbake.py)", "",
-             "Run %s on %d CPU(s) (%s), %s memory; load average (1 min) %.2f before, %.2f after, while five other "
-             "engineers were building and testing on the same machine. Kiln's kiln-bake from `%s`, %s." % (
+             "Run %s on %d CPU(s) (%s), %s memory; load average (1 min) %.2f before, %.2f after. %s "
+             "Kiln's kiln-bake from `%s`, %s." % (
                  info["date"], info["nproc"], info["cpu"], info["memory"], load_before, load_after,
+                 benchlib.load_note(load_before, load_after),
                  os.path.relpath(opts.bin_dir, ROOT), (benchlib.run_text([opts.packer, "version"]) or "?").strip()),
              "",
              "The shipped template as it is (SSH communicator, Ansible provisioner running packer/ansible/app.yml "

@@ -572,10 +572,10 @@ def summarize(records, opts):
 
 def machine_line(info):
     return (
-        "Run %s on %d CPU(s) (%s), %s memory, %s, load average (1 min) %s, the machine shared with %s; Kiln %s "
+        "Run %s on %d CPU(s) (%s), %s memory, %s, load average (1 min) %s (%s); Kiln %s "
         "(release build of %s, Swift %s), %s with amazon.aws %s (Debian ansible %s; the module under the project's "
         ".venv Python, boto3 %s), AWS CLI %s (awscli from PyPI), moto %s, Python %s." % (
-            info["date"], info["nproc"], info["cpu"], info["memory"], info["os"], info["load"], info["shared"],
+            info["date"], info["nproc"], info["cpu"], info["memory"], info["os"], info["load"], info["load_note"],
             info["kiln"], info["commit"], info["swift"], info["ansible_core"], info["amazon_aws"],
             info["ansible_deb"], info["boto3"], info["awscli"], info["moto"], info["python"]))
 
@@ -1001,8 +1001,6 @@ def main(argv):
                    help="the AWS CLI script's sleep between polls (default 0.5)")
     p.add_argument("--tool-timeout", type=float, default=600, help="seconds one tool run may take (default 600)")
     p.add_argument("--ansible-playbook", default="/usr/bin/ansible-playbook", help="ansible-playbook to run")
-    p.add_argument("--shared-with", default="6 other engineers building and testing",
-                   help="what else ran on the machine, for the sections (default: %(default)s)")
     p.add_argument("--output", default=benchlib.DOCS)
     p.add_argument("--no-write", action="store_true", help="print the sections instead of writing them")
     p.add_argument("--bin-dir", help="use kiln-rotate from here instead of building")
@@ -1054,7 +1052,6 @@ def main(argv):
 
     work = tempfile.mkdtemp(prefix="kiln-bench-rotate-")
     info = versions(bin_dir, env, opts)
-    info["shared"] = opts.shared_with
     info["retry"] = template_retry()
     measurements = {"info": info, "options": vars(opts), "cases": {}}
     sections = []
@@ -1086,7 +1083,9 @@ def main(argv):
                     retry = info["retry"] if i > 0 else None
                     records.append(groups_case("%d-%d" % (i + 1, round(throttle * 100)), throttle, retry, opts,
                                                env, work, bin_dir))
-            case_info = dict(info, load="%.2f before, %.2f after" % (load_before, benchlib.load_average()),
+            load_after = benchlib.load_average()
+            case_info = dict(info, load="%.2f before, %.2f after" % (load_before, load_after),
+                             load_note=benchlib.load_note(load_before, load_after).rstrip("."),
                              elapsed=time.monotonic() - case_began, date=case_date)
             if case == "groups":
                 section = render_groups(records, case_info, opts)

@@ -115,7 +115,8 @@ class StandIn:
 
     env: the child's whole environment (default: this one); python: the interpreter (default: this one);
     log: a path for its stderr (opened here, closed on stop), or stderr: a file; timeout: seconds to wait for the
-    ready line; grace, term_timeout: seconds after closing stdin, and after SIGTERM (see `stop`); new_session: in a
+    ready line; grace, term_timeout: seconds after closing stdin, and after SIGTERM (see `stop`; at least the ready
+    line's `stop_seconds` when it has one); new_session: in a
     session of its own, so that a Ctrl-C does not reach it and its whole group is killed at the end; loopback:
     refuse a `url` off 127.0.0.0/8 (StandinError, as every failure to start; it is stopped first)."""
 
@@ -127,6 +128,7 @@ class StandIn:
         self.new_session = new_session
         self.log = open(log, "w") if log else None
         self.proc = None
+        self.ready = {}
         try:
             self.proc = subprocess.Popen(command(name, *args, python=python), cwd=cwd, env=env,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -141,7 +143,10 @@ class StandIn:
 
     def stop(self):
         if self.proc is not None:
-            stop(self.proc, timeout=self.term_timeout, grace=self.grace, kill_group=self.new_session)
+            # A stand-in that needs longer to stop says so in its ready line (moto with bodies: its bodies'
+            # shutdown and unmounts); killing it sooner would leave what it was about to clean.
+            needs = self.ready.get("stop_seconds", 0)
+            stop(self.proc, timeout=max(self.term_timeout, needs), grace=self.grace, kill_group=self.new_session)
         if self.log:
             self.log.close()
 

@@ -6,7 +6,8 @@
 
 Ready line: {"ready", "name": "moto", "url", "host", "port", "pid", "region",
              "verify_signatures_after": N or null}
-  with --bodies also "bodies": true, "images_dir", "run_dir", "bodies_url" (GET it, or
+  with --bodies also "bodies": true, "images_dir", "run_dir", "stop_seconds" (how long a stop may take:
+  callers wait at least that long after SIGTERM before SIGKILL), "bodies_url" (GET it, or
   bodies_url + "/INSTANCE-ID", for each body's state, tree and console: standins/bodies.py), and
   "release_images": [{"image_id", "region", "version", "commit", "dir"}] for each --release-image.
 
@@ -116,7 +117,10 @@ def main(argv):
         if a.signed_user:
             extra = _make_signed_user(url, a.region, a.signed_user)
         if store is not None:
+            # What a stop may take: every body's init at once gets STOP_TIMEOUT before SIGKILL, then the
+            # unmounts. A caller that kills the stand-in sooner leaves mounts for the next start to clean.
             extra.update(bodies=True, images_dir=store.images_dir, run_dir=store.run_dir,
+                         stop_seconds=bodies.STOP_TIMEOUT + 5,
                          bodies_url=url + "/__kiln_bodies",
                          release_images=[release.register(url, a.region, store, os.path.abspath(folder))
                                          for folder in a.release_image])

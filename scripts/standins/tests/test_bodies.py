@@ -378,6 +378,44 @@ def test_a_killed_stand_in_is_cleaned_up_by_the_next_start_and_nothing_else(tmp_
         assert "cleaning up after stand-in pid %d (run %s)" % (int(run.split("-")[0]), run) in f.read()
 
 
+SLOW_TO_STOP = """#!/bin/sh
+cat > /etc/systemd/system/slow-stop.service <<'UNIT'
+[Service]
+ExecStart=/bin/sh -c 'trap "" TERM; while :; do sleep 0.2; done'
+UNIT
+systemctl daemon-reload
+systemctl start slow-stop
+echo slow-stop started
+"""
+
+
+def test_a_stand_in_with_bodies_is_given_the_time_it_says_it_needs_to_stop(tmp_path):
+    # A body whose unit ignores SIGTERM takes the body init's 5 s to stop. A caller that gives the stand-in less
+    # (here 1 s after SIGTERM) would SIGKILL it in the middle of its own shutdown and leave the body's mount; the
+    # ready line's stop_seconds is what the stand-in needs, and the harness waits at least that long.
+    env = standin_env({"NO_PROXY": "127.0.0.1,localhost"})
+    hurried = StandIn("moto", "--bodies", env=env, timeout=60, term_timeout=1, log=str(tmp_path / "hurried.log"))
+    try:
+        assert hurried.ready["stop_seconds"] >= bodies_module.STOP_TIMEOUT
+        ec2 = client("ec2", hurried.url)
+        vpc = ec2.create_vpc(CidrBlock="127.0.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="127.0.202.0/24")["Subnet"]["SubnetId"]
+        instance_id = ec2.run_instances(ImageId=packer_moto.stock_ubuntu_ami(hurried.url), MinCount=1, MaxCount=1,
+                                        SubnetId=subnet, UserData=SLOW_TO_STOP)["Instances"][0]["InstanceId"]
+        world = {"moto": hurried.ready}
+        state = wait_until(lambda: (lambda s: s if s and "slow-stop started" in console(s) else None)(
+            body(world, instance_id)), "the unit that ignores SIGTERM started", lambda: body(world, instance_id))
+        run_dir = hurried.ready["run_dir"]
+    finally:
+        hurried.stop()
+    try:
+        assert state["tree"] not in _mount_points(), "the stand-in was killed before it unmounted its body"
+        assert not os.path.exists(run_dir)
+    finally:
+        with StandIn("moto", "--bodies", env=env, timeout=60, log=str(tmp_path / "next.log")):
+            pass  # whatever a failed run left, the next start cleans (its own test above)
+
+
 def test_bodies_without_a_base_root_file_system_say_what_to_run(tmp_path):
     from standins.harness import command
     result = subprocess.run(command("moto", "--bodies", "--images-dir", str(tmp_path)), env=standin_env(),
