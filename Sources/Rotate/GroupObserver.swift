@@ -68,13 +68,16 @@ final class GroupObserver {
 /// The health gate for new instances: Auto Scaling `InService` and
 /// `Healthy`, `healthy` in every target group of the group (not `initial`,
 /// not `draining`), and the HTTP probe when one is set, each for K polls in
-/// a row after the grace period. A new instance that was healthy and turns
-/// unhealthy fails at once, as does one the group takes out of service.
-/// Used by the rotation's one thread, like `GroupObserver`.
+/// a row after the grace period. A new instance that passed fails after
+/// `unhealthy_threshold` failed checks in a row (as a target group's
+/// UnhealthyThresholdCount counts them); one the group takes out of service
+/// fails at once. Used by the rotation's one thread, like `GroupObserver`.
 final class HealthGate {
     struct Record {
         var firstSeen: Date
         var passesInARow = 0
+        /// Failed checks in a row since it passed.
+        var failuresInARow = 0
         var passed = false
         var lastProblem: String?
     }
@@ -101,6 +104,9 @@ final class HealthGate {
         for instance in instances {
             var record = records[instance.id] ?? Record(firstSeen: now)
             defer { records[instance.id] = record }
+            // No threshold here: the group itself has judged the instance
+            // (Unhealthy) or is taking it away (Terminating*), and replaces it
+            // whatever a later check would say.
             if instance.lifecycleState.isTerminating || instance.healthStatus == .unhealthy {
                 return RotationFailure(
                     instance: instance.id, check: "auto scaling",
@@ -108,15 +114,23 @@ final class HealthGate {
             }
             if now.timeIntervalSince(record.firstSeen) < settings.grace { continue }
             if let problem = problem(instance) {
-                if record.passed {
-                    return RotationFailure(
-                        instance: instance.id, check: problem.check,
-                        answer: "turned unhealthy after passing: \(problem.answer)")
-                }
                 record.passesInARow = 0
                 record.lastProblem = "\(problem.check): \(problem.answer)"
+                if record.passed {
+                    // A passed instance stays passed (and serving) until as
+                    // many checks in a row fail as the threshold says.
+                    record.failuresInARow += 1
+                    if record.failuresInARow >= settings.unhealthyThreshold {
+                        let count = settings.unhealthyThreshold
+                        let inARow = count > 1 ? " (\(count) failed checks in a row)" : ""
+                        return RotationFailure(
+                            instance: instance.id, check: problem.check,
+                            answer: "turned unhealthy after passing\(inARow): \(problem.answer)")
+                    }
+                }
             } else {
                 record.passesInARow += 1
+                record.failuresInARow = 0
                 record.lastProblem = nil
                 if record.passesInARow >= settings.consecutive { record.passed = true }
             }

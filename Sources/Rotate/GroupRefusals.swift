@@ -40,6 +40,31 @@ enum GroupRefusals {
                 """
             )
         }
+        // An override with a launch template of its own launches instances
+        // of its type from that template ("overrides the launch template that
+        // is defined for the mixed instances policy", API Reference,
+        // LaunchTemplateOverrides). Kiln sets an exact version of the
+        // policy's template only, so those instances would come up on
+        // whatever image the override's template names, never the release;
+        // the same template named again by the override does not help, since
+        // its version does not follow the one Kiln sets (nor its rollback).
+        for override in state.launchTemplateOverrides {
+            guard let own = override.launchTemplate else { continue }
+            let type =
+                override.instanceType.map { "instance type \($0)" }
+                ?? (override.hasInstanceRequirements ? "instance requirements" : "an override")
+            let template = [own.id ?? own.name ?? "?", own.version.map { "version \($0)" }]
+                .compactMap { $0 }.joined(separator: " ")
+            let policyTemplate = state.launchTemplate.flatMap { $0.id ?? $0.name } ?? "the policy's launch template"
+            problems.append(
+                """
+                \(state.name)'s mixed instances policy launches \(type) from its own launch template \
+                (\(template)), which Kiln does not update: those instances would launch on the old release. \
+                Remove that override's LaunchTemplateSpecification, so that \(type) launches from \
+                \(policyTemplate) (the template Kiln rolls), or roll that type in a group of its own
+                """
+            )
+        }
         return problems
     }
 }

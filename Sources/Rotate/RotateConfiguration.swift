@@ -41,6 +41,12 @@ public struct HealthSettings: Sendable, Equatable {
     public var grace: TimeInterval = 0
     /// Passes in a row that make an instance healthy.
     public var consecutive: Int = 3
+    /// Failed checks in a row that make a passed instance unhealthy, as a
+    /// target group's UnhealthyThresholdCount does (default 2 for HTTP/HTTPS
+    /// target groups, Elastic Load Balancing user guide, "Health checks for
+    /// your target groups"): one dropped probe of a busy instance is no
+    /// reason to roll a release back. 1 fails it at its first failed check.
+    public var unhealthyThreshold: Int = 2
     /// Seconds between polls of the group (AWS calls).
     public var poll: TimeInterval = 5
     /// Seconds between HTTP probes of new instances between two polls (no
@@ -188,6 +194,10 @@ public struct RotateConfiguration: Sendable, Equatable {
             }
             if let value = health["consecutive"] {
                 configuration.health.consecutive = try file.value(value, "\(healthPath).consecutive", atLeast: 1)
+            }
+            if let value = health["unhealthy_threshold"] {
+                configuration.health.unhealthyThreshold = try file.value(
+                    value, "\(healthPath).unhealthy_threshold", atLeast: 1)
             }
             if let value = health["url"] {
                 let url = try file.scalar(value, "\(healthPath).url")

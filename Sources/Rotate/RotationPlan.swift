@@ -57,6 +57,7 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
         checks.append(
             """
             \(configuration.health.consecutive) passing checks in a row (\(cadence)), \
+            \(configuration.health.unhealthyThreshold) failed in a row to fail one that passed, \
             after a grace of \(LogWriter.formatDuration(configuration.health.grace)); \
             \(LogWriter.formatDuration(configuration.health.timeout)) per batch
             """

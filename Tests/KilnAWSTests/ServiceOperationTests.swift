@@ -460,4 +460,47 @@ private func thrownError(_ body: () throws -> Void) -> (any Error)? {
         )
         #expect(thrownError { _ = try groups.autoScalingGroup(badNumber) } is AWSMalformedResponse)
     }
+
+    @Test func anOverridesOwnLaunchTemplateIsDecoded() throws {
+        // The answer's shape from the EC2 Auto Scaling API Reference
+        // (DescribeAutoScalingGroups, MixedInstancesPolicy > LaunchTemplate >
+        // Overrides, each a LaunchTemplateOverrides: InstanceType or
+        // InstanceRequirements, optional LaunchTemplateSpecification), with the
+        // user guide's example of a Graviton type on its own template ("Use
+        // multiple launch templates", ec2-auto-scaling-mixed-instances-groups-launch-template-overrides).
+        let group = try XMLReader.parse(
+            """
+            <member><AutoScalingGroupName>g</AutoScalingGroupName><MinSize>1</MinSize><MaxSize>2</MaxSize>\
+            <DesiredCapacity>1</DesiredCapacity><MixedInstancesPolicy><LaunchTemplate>\
+            <LaunchTemplateSpecification><LaunchTemplateId>lt-x86</LaunchTemplateId><Version>3</Version>\
+            </LaunchTemplateSpecification><Overrides>\
+            <member><InstanceType>c5.xlarge</InstanceType></member>\
+            <member><InstanceType>c6g.xlarge</InstanceType><LaunchTemplateSpecification>\
+            <LaunchTemplateName>arm</LaunchTemplateName><Version>$Latest</Version>\
+            </LaunchTemplateSpecification></member>\
+            <member><InstanceRequirements><VCpuCount><Min>2</Min></VCpuCount></InstanceRequirements></member>\
+            </Overrides></LaunchTemplate></MixedInstancesPolicy></member>
+            """
+        )
+        let decoded = try AnswerDecoder(.autoscaling, "DescribeAutoScalingGroups").autoScalingGroup(group)
+        #expect(decoded.usesMixedInstancesPolicy && decoded.launchTemplate?.id == "lt-x86")
+        #expect(
+            decoded.launchTemplateOverrides == [
+                LaunchTemplateOverride(instanceType: "c5.xlarge"),
+                LaunchTemplateOverride(
+                    instanceType: "c6g.xlarge",
+                    launchTemplate: LaunchTemplateSpecification(name: "arm", version: "$Latest")),
+                LaunchTemplateOverride(hasInstanceRequirements: true),
+            ])
+        let plain = try XMLReader.parse(
+            """
+            <member><AutoScalingGroupName>g</AutoScalingGroupName><MinSize>1</MinSize><MaxSize>2</MaxSize>\
+            <DesiredCapacity>1</DesiredCapacity><LaunchTemplate><LaunchTemplateId>lt-x86</LaunchTemplateId>\
+            </LaunchTemplate></member>
+            """
+        )
+        #expect(
+            try AnswerDecoder(.autoscaling, "DescribeAutoScalingGroups").autoScalingGroup(plain)
+                .launchTemplateOverrides.isEmpty)
+    }
 }

@@ -73,6 +73,7 @@ import Testing
     @Test(arguments: [
         ("health:\n        consecutive: 0", "rotate.health.consecutive: must be at least 1, got '0'"),
         ("health:\n        consecutive: -3", "rotate.health.consecutive: must be at least 1, got '-3'"),
+        ("health:\n        unhealthy_threshold: 0", "rotate.health.unhealthy_threshold: must be at least 1, got '0'"),
         ("max_unavailable: -5", "rotate.max_unavailable: must be at least 0, got '-5'"),
         ("stale_after: 0", "rotate.stale_after: must be at least 1m, got '0s'"),
         ("health:\n        timeout: inf", "rotate.health.timeout: expected a duration"),

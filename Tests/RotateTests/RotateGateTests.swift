@@ -223,4 +223,33 @@ private func rotateSection(_ text: String) throws -> RotateConfiguration {
         #expect(!output.contains("held through its soak"))
         try world.expectSettled(desired: 2, ami: world.appAMI, version: "1")
     }
+
+    /// The fleet's control endpoint: per instance, the probes it answered and the numbers of those that failed.
+    static func probes(_ world: RotateWorld) throws -> [String: (probes: Int, failed: [Int])] {
+        let answer = try HTTPClient(settings: HTTPSettings()).send(HTTPRequest(url: world.fleet.url + "/instances"))
+        let listing = try JSONSerialization.jsonObject(with: Data(answer.text.utf8)) as? [[String: Any]] ?? []
+        return Dictionary(
+            uniqueKeysWithValues: listing.compactMap { entry in
+                (entry["instance_id"] as? String).map {
+                    ($0, (entry["probes"] as? Int ?? 0, entry["failed_probes"] as? [Int] ?? []))
+                }
+            })
+    }
+
+    @Test func oneDroppedProbeAfterPassingDoesNotRollTheReleaseBack() throws {
+        // Batches of 2 in a group of 4: the first batch's instances pass at
+        // their second probe and answer 503 to their third while the second
+        // batch boots. The default unhealthy_threshold (2) lets that pass.
+        let world = try RotateWorld(desired: 4)
+        let ami = try world.makeAMI(health: "healthy", failProbes: "3")
+        try world.prepare(ami: ami)
+        let (code, output) = try world.rotate()
+        #expect(code == 0, "\(output)")
+        try world.expectSettled(desired: 4, ami: ami, version: "2")
+        let new = Set(try world.groupState().instances.map(\.id))
+        let probes = try Self.probes(world).filter { new.contains($0.key) }
+        let dropped = probes.filter { $0.value.failed == [3] && $0.value.probes > 3 }
+        #expect(dropped.count >= 2, "the first batch answered 503 once, after passing, and was probed again: \(probes)")
+        #expect(world.rotation["outcome"] as? String == "deployed")
+    }
 }

@@ -41,6 +41,48 @@ extension RotateWorld {
     }
 }
 
+extension RotateWorld {
+    /// A group of two with a mixed instances policy on the test launch
+    /// template at version 1, as Terraform's mixed_instances_policy makes it:
+    /// the given overrides (each `Name: value` under
+    /// `Overrides.member.N`) and an On-Demand base. Returns its name.
+    func makeMixedGroup(overrides: [[String: String]]) throws -> String {
+        let subnets = (outputs["subnet_ids"] as? [String: Any])?["value"] as? [String] ?? []
+        let group = "demo-mixed"
+        var parameters = QueryParameters()
+        parameters.add("AutoScalingGroupName", group)
+        parameters.add("MinSize", 2)
+        parameters.add("MaxSize", 4)
+        parameters.add("DesiredCapacity", 2)
+        parameters.add("VPCZoneIdentifier", subnets.joined(separator: ","))
+        let policy = "MixedInstancesPolicy.LaunchTemplate"
+        parameters.add("\(policy).LaunchTemplateSpecification.LaunchTemplateId", output("test_launch_template_id"))
+        parameters.add("\(policy).LaunchTemplateSpecification.Version", "1")
+        for (index, override) in overrides.enumerated() {
+            for (name, value) in override { parameters.add("\(policy).Overrides.member.\(index + 1).\(name)", value) }
+        }
+        parameters.add("MixedInstancesPolicy.InstancesDistribution.OnDemandBaseCapacity", 1)
+        _ = try client.query(.autoscaling, "CreateAutoScalingGroup", parameters, mutation: .idempotent)
+        return group
+    }
+
+    /// kiln.yml for the test environment on `group`, with a quick gate.
+    func configure(group: String) throws {
+        try """
+        environments:
+          test:
+            rotate:
+              auto_scaling_group: \(group)
+              health:
+                url: http://{private_ip}:\(healthPort)/health
+                poll: 0.2s
+                consecutive: 2
+                timeout: 20s
+
+        """.write(toFile: project.file("kiln.yml"), atomically: true, encoding: .utf8)
+    }
+}
+
 @Suite struct RotateGroupShapeTests {
     @Test func aStandbyInstanceIsRefusedWithWhatToDoBeforeAnythingChanges() throws {
         let world = try RotateWorld(desired: 3)
@@ -82,42 +124,14 @@ extension RotateWorld {
 
     @Test func aMixedInstancesGroupGetsTheNewVersionInsideItsPolicy() throws {
         let world = try RotateWorld(desired: 1)
-        let template = world.output("test_launch_template_id")
-        let subnets = (world.outputs["subnet_ids"] as? [String: Any])?["value"] as? [String] ?? []
-        // As Terraform's mixed_instances_policy makes it: the template with
-        // instance type overrides and an On-Demand base.
-        let group = "demo-mixed"
-        var parameters = QueryParameters()
-        parameters.add("AutoScalingGroupName", group)
-        parameters.add("MinSize", 2)
-        parameters.add("MaxSize", 4)
-        parameters.add("DesiredCapacity", 2)
-        parameters.add("VPCZoneIdentifier", subnets.joined(separator: ","))
-        let policy = "MixedInstancesPolicy"
-        parameters.add("\(policy).LaunchTemplate.LaunchTemplateSpecification.LaunchTemplateId", template)
-        parameters.add("\(policy).LaunchTemplate.LaunchTemplateSpecification.Version", "1")
-        parameters.add("\(policy).LaunchTemplate.Overrides.member.1.InstanceType", "t3.micro")
-        parameters.add("\(policy).LaunchTemplate.Overrides.member.2.InstanceType", "t3a.micro")
-        parameters.add("\(policy).InstancesDistribution.OnDemandBaseCapacity", 1)
-        _ = try world.client.query(.autoscaling, "CreateAutoScalingGroup", parameters, mutation: .idempotent)
+        let group = try world.makeMixedGroup(overrides: [["InstanceType": "t3.micro"], ["InstanceType": "t3a.micro"]])
         func state() throws -> AutoScalingGroup {
             try #require(world.client.describeAutoScalingGroups(names: [group]).first)
         }
         #expect(try state().usesMixedInstancesPolicy)
         let ami = try world.makeAMI(health: "healthy")
         try world.prepare(ami: ami)
-        try """
-        environments:
-          test:
-            rotate:
-              auto_scaling_group: \(group)
-              health:
-                url: http://{private_ip}:\(world.healthPort)/health
-                poll: 0.2s
-                consecutive: 2
-                timeout: 20s
-
-        """.write(toFile: world.project.file("kiln.yml"), atomically: true, encoding: .utf8)
+        try world.configure(group: group)
         let (code, output) = try world.rotate()
         #expect(code == 0, "\(output)")
         let after = try state()
@@ -137,6 +151,40 @@ extension RotateWorld {
         #expect(kept.path("InstancesDistribution", "OnDemandBaseCapacity")?.text == "1")
         let images = try world.client.describeInstances(instanceIDs: after.instances.map(\.id)).map(\.imageID)
         #expect(images == [ami, ami])
+    }
+
+    @Test func aMixedInstancesOverrideWithItsOwnTemplateIsRefusedBeforeAnythingChanges() throws {
+        let world = try RotateWorld(desired: 1)
+        // Another template of the world stands for the override's own (an
+        // arm64 image's, say); the live one is at version 1 too.
+        let own = world.output("live_launch_template_id")
+        let group = try world.makeMixedGroup(overrides: [
+            ["InstanceType": "t3.micro"],
+            [
+                "InstanceType": "t4g.micro", "LaunchTemplateSpecification.LaunchTemplateId": own,
+                "LaunchTemplateSpecification.Version": "1",
+            ],
+        ])
+        let before = try #require(world.client.describeAutoScalingGroups(names: [group]).first)
+        #expect(before.launchTemplateOverrides.map(\.launchTemplate?.id) == [nil, own])
+        let ami = try world.makeAMI(health: "healthy")
+        try world.prepare(ami: ami)
+        try world.configure(group: group)
+        let versions = try world.launchTemplateVersions()
+        let (code, output) = try world.rotate()
+        #expect(code == 78, "\(output)")
+        let reason = "\(group)'s mixed instances policy launches instance type t4g.micro from its own launch template"
+        #expect(output.contains("\(reason) (\(own) version 1)"), "\(output)")
+        #expect(output.contains("Remove that override's LaunchTemplateSpecification"), "\(output)")
+        #expect(try world.launchTemplateVersions() == versions, "a version was made")
+        let after = try #require(world.client.describeAutoScalingGroups(names: [group]).first)
+        #expect(after.launchTemplate?.version == "1" && after.instances.map(\.id) == before.instances.map(\.id))
+        #expect(!after.tags.keys.contains { $0.hasPrefix("kiln:rotation:") } && after.suspendedProcesses.isEmpty)
+        let report = world.rotation
+        #expect(report["outcome"] as? String == "refused" && report["autoScalingGroup"] as? String == group)
+        #expect((report["failure"] as? String ?? "").contains(reason), "\(report)")
+        let (planCode, plan) = try world.rotate(["plan"])
+        #expect(planCode == 78 && plan.contains("refused:") && plan.contains(reason), "\(plan)")
     }
 
     @Test func aGroupWithAWarmPoolIsRefusedBeforeAnythingChanges() throws {

@@ -376,6 +376,8 @@ extension RotateWorld {
         #expect(output.contains("batch 3 of 3: launch 2 (group 8)"))
         #expect(output.contains("largest group: 8"))
         #expect(output.contains("HTTP http://{private_ip}"))
+        #expect(output.contains("2 passing checks in a row"), "\(output)")
+        #expect(output.contains("2 failed in a row to fail one that passed"), "\(output)")
         #expect(output.contains("autoscaling:SetDesiredCapacity 3"))
         #expect(output.contains("retirement: detach-and-terminate (no termination lifecycle hook)"), "\(output)")
         #expect(output.contains("autoscaling:DetachInstances 3, "), "\(output)")

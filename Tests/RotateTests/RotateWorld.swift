@@ -43,7 +43,14 @@ final class RotateWorld: @unchecked Sendable {
 
     /// A new AMI whose instances answer health as `health` says
     /// (`healthy`, `never`, `flap`), after `bootDelay` seconds.
-    func makeAMI(health: String, bootDelay: Double = 0.5, flapPeriod: Double = 1) throws -> String {
+    /// A copy of the app AMI whose instances the fleet answers as `health`
+    /// says; `failProbes` ("3", "3,4") are the probes, from 1 after the boot
+    /// delay, it answers 503 (`kiln:fleet-fail-probes`).
+    func makeAMI(
+        health: String, bootDelay: Double = 0.5, flapPeriod: Double = 1, failProbes: String? = nil
+    ) throws
+        -> String
+    {
         let copy = try client.copyImage(
             sourceImageID: appAMI, sourceRegion: "us-east-1", name: "demo-\(health)-\(UUID().uuidString.prefix(8))")
         try client.createTags(
@@ -52,7 +59,7 @@ final class RotateWorld: @unchecked Sendable {
                 "kiln:fleet-health": health, "kiln:fleet-boot-delay": String(bootDelay),
                 "kiln:fleet-flap-period": String(flapPeriod),
                 "kiln:app": "demo", "kiln:role": "app",
-            ])
+            ].merging(failProbes.map { ["kiln:fleet-fail-probes": $0] } ?? [:]) { $1 })
         return copy
     }
 

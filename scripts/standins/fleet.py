@@ -9,6 +9,8 @@ path (GET/HEAD) per its AMI's tags (DescribeImages, cached):
   kiln:fleet-health       healthy (default) | never | flap
   kiln:fleet-boot-delay   seconds of 503 after the fleet first saw the instance (default 0)
   kiln:fleet-flap-period  flap: seconds per 200/503 phase after the delay (default 1)
+  kiln:fleet-fail-probes  healthy: the probes, counted from 1 after the delay, answered 503 ("3" or "3,4"), so
+                          that exactly one (or two in a row) of an otherwise healthy instance's checks fail
 Body: {"instance_id", "image_id", "state", "healthy", "private_ip"}.
 An instance that is gone or not pending/running loses its listener.
 
@@ -16,7 +18,8 @@ An instance that is gone or not pending/running loses its listener.
 for the whole lifetime, and uses that number on every instance address.
 
 Control endpoint (url in ready line): GET /instances -> JSON list of
-{instance_id, private_ip, image_id, health, serving_since, first_seen, state, healthy_now}.
+{instance_id, private_ip, image_id, health, serving_since, first_seen, state, healthy_now,
+probes (answered after the delay), failed_probes (their numbers, of those answered 503 after the delay)}.
 
 Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment
 (default "testing"). Against moto --verify-signatures N, every poll is an
@@ -41,10 +44,11 @@ LISTENER_POLL = 0.5
 
 
 class Behaviour:
-    def __init__(self, health="healthy", boot_delay=0.0, flap_period=1.0):
+    def __init__(self, health="healthy", boot_delay=0.0, flap_period=1.0, fail_probes=()):
         self.health = health
         self.boot_delay = boot_delay
         self.flap_period = flap_period if flap_period > 0 else 1.0
+        self.fail_probes = frozenset(fail_probes)
 
     @classmethod
     def from_tags(cls, tags):
@@ -58,7 +62,12 @@ class Behaviour:
         health = t.get("kiln:fleet-health", "healthy")
         if health not in ("healthy", "never", "flap"):
             health = "healthy"
-        return cls(health, num("kiln:fleet-boot-delay", 0.0), num("kiln:fleet-flap-period", 1.0))
+        fail_probes = {int(n) for n in t.get("kiln:fleet-fail-probes", "").split(",") if n.strip().isdigit()}
+        return cls(health, num("kiln:fleet-boot-delay", 0.0), num("kiln:fleet-flap-period", 1.0), fail_probes)
+
+    def answer(self, age, probe):
+        """Whether the probe numbered `probe` (from 1, after the boot delay; None before it) passes."""
+        return self.healthy_at(age) and probe not in self.fail_probes
 
     def healthy_at(self, age):
         if self.health == "never" or age < self.boot_delay:
@@ -87,6 +96,11 @@ class InstanceListener:
         self._mono0 = time.monotonic()
         self.serving_since = None
         self.server = None
+        # Probes past the boot delay, and the numbers of those answered 503: counted under a lock, since the
+        # listener serves each request on its own thread.
+        self._probes = 0
+        self._failed_probes = []
+        self._lock = threading.Lock()
         owner = self
 
         class H(BaseHTTPRequestHandler):
@@ -96,7 +110,7 @@ class InstanceListener:
                 log.debug("%s %s", owner.private_ip, fmt % args)
 
             def _answer(self, with_body):
-                ok = owner.healthy_now()
+                ok = owner.probe()
                 body = json.dumps({"instance_id": owner.instance_id, "image_id": owner.image_id,
                                    "ami": owner.image_id, "state": owner.state,
                                    "private_ip": owner.private_ip, "healthy": ok,
@@ -130,6 +144,19 @@ class InstanceListener:
     def healthy_now(self):
         return self.behaviour.healthy_at(time.monotonic() - self._mono0)
 
+    def probe(self):
+        """One health probe's answer; counts it when it comes after the boot delay."""
+        age = time.monotonic() - self._mono0
+        if age < self.behaviour.boot_delay:
+            return False
+        with self._lock:
+            self._probes += 1
+            number = self._probes
+            ok = self.behaviour.answer(age, number)
+            if not ok:
+                self._failed_probes.append(number)
+        return ok
+
     def close(self):
         if self.server:
             self.server.shutdown()
@@ -142,7 +169,11 @@ class InstanceListener:
                 "image_id": self.image_id, "health": self.behaviour.health,
                 "state": self.state, "first_seen": self.first_seen,
                 "serving_since": self.serving_since, "healthy_now": self.healthy_now(),
-                "listening": self.server is not None}
+                "listening": self.server is not None, **self.probes()}
+
+    def probes(self):
+        with self._lock:
+            return {"probes": self._probes, "failed_probes": list(self._failed_probes)}
 
 
 class Fleet:

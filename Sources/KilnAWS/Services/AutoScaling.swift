@@ -45,6 +45,32 @@ public struct AutoScalingGroup: Sendable, Equatable {
     /// `NewInstancesProtectedFromScaleIn`: the group launches every instance
     /// scale-in protected (the user's choice, which a rotation keeps).
     public var newInstancesProtectedFromScaleIn = false
+    /// The mixed instances policy's `LaunchTemplate.Overrides`, in order
+    /// (empty without a policy).
+    public var launchTemplateOverrides: [LaunchTemplateOverride] = []
+}
+
+/// One of a mixed instances policy's `Overrides` (API Reference,
+/// LaunchTemplateOverrides): an instance type (or instance requirements)
+/// the group may launch, optionally from a launch template of its own.
+public struct LaunchTemplateOverride: Sendable, Equatable {
+    public let instanceType: String?
+    /// The override gives `InstanceRequirements` instead of an instance type.
+    public let hasInstanceRequirements: Bool
+    /// "Provides a launch template for the specified instance type or
+    /// instance requirements ... overrides the launch template that is
+    /// defined for the mixed instances policy" (LaunchTemplateOverrides):
+    /// instances of this type launch from it, not from the policy's template.
+    public let launchTemplate: LaunchTemplateSpecification?
+
+    public init(
+        instanceType: String? = nil, hasInstanceRequirements: Bool = false,
+        launchTemplate: LaunchTemplateSpecification? = nil
+    ) {
+        self.instanceType = instanceType
+        self.hasInstanceRequirements = hasInstanceRequirements
+        self.launchTemplate = launchTemplate
+    }
 }
 
 /// An instance as its group sees it.
@@ -355,6 +381,13 @@ extension AnswerDecoder {
             },
             tags: tags, healthCheckType: group.string("HealthCheckType"),
             healthCheckGracePeriod: optionalInt(group, "HealthCheckGracePeriod"), status: group.string("Status"),
-            newInstancesProtectedFromScaleIn: bool(group, "NewInstancesProtectedFromScaleIn"))
+            newInstancesProtectedFromScaleIn: bool(group, "NewInstancesProtectedFromScaleIn"),
+            launchTemplateOverrides: (group.path("MixedInstancesPolicy", "LaunchTemplate", "Overrides")?.all("member")
+                ?? []).map { override in
+                    LaunchTemplateOverride(
+                        instanceType: override.string("InstanceType"),
+                        hasInstanceRequirements: override["InstanceRequirements"] != nil,
+                        launchTemplate: launchTemplateSpecification(override["LaunchTemplateSpecification"]))
+                })
     }
 }

@@ -81,7 +81,8 @@ extension ConfigSchema {
 
     /// `environments.<name>.rotate.health`: the health gate (RotateConfiguration).
     public static let health = ConfigSchema.section([
-        "grace": .value, "consecutive": .value, "poll": .value, "probe_interval": .value, "timeout": .value,
+        "grace": .value, "consecutive": .value, "unhealthy_threshold": .value, "poll": .value, "probe_interval": .value,
+        "timeout": .value,
         "url": .value, "expect_body": .value, "probe_timeout": .value, "alarms": .value,
     ])
 

@@ -12,7 +12,8 @@ cloud-final.service is After=multi-user.target):
   3. every enabled unit of the image (symlinks in /etc/systemd/system/*.target.wants),
      each run as systemd would run its [Service]: ExecStartPre, ExecStart as its
      User/Group, with Environment, EnvironmentFile, WorkingDirectory,
-     RuntimeDirectory, and restarted as Restart= says (systemd.service(5));
+     RuntimeDirectory, and restarted as Restart= says, with SuccessExitStatus= and
+     RestartPreventExitStatus= (systemd.service(5));
   4. `cloud-init modules --mode=config`, then `--mode=final` (user scripts run here).
 stdout and stderr (the body's console, GetConsoleOutput) take every child's output.
 SIGTERM stops every unit (SIGTERM, then SIGKILL after 5 s) and exits; the kernel
@@ -260,6 +261,57 @@ def command_line(text, env):
     return argv, ignore_failure
 
 
+# Exit status names a unit may give in SuccessExitStatus= and RestartPreventExitStatus= ("numeric termination
+# statuses, termination status names, or termination signal names", systemd.service(5)): the LSB and BSD
+# tables of systemd.exec(5), "Process Exit Codes", without their EXIT_ and EX_ prefixes.
+EXIT_STATUS_NAMES = {
+    "SUCCESS": 0, "FAILURE": 1,
+    "INVALIDARGUMENT": 2, "NOTIMPLEMENTED": 3, "NOPERMISSION": 4, "NOTINSTALLED": 5, "NOTCONFIGURED": 6,
+    "NOTRUNNING": 7,
+    "USAGE": 64, "DATAERR": 65, "NOINPUT": 66, "NOUSER": 67, "NOHOST": 68, "UNAVAILABLE": 69, "SOFTWARE": 70,
+    "OSERR": 71, "OSFILE": 72, "CANTCREAT": 73, "IOERR": 74, "TEMPFAIL": 75, "PROTOCOL": 76, "NOPERM": 77,
+    "CONFIG": 78,
+}
+# Besides exit 0 and SuccessExitStatus=, a clean end of a service that is not Type=oneshot is death by "the
+# signals SIGHUP, SIGINT, SIGTERM, and SIGPIPE" (systemd.service(5), SuccessExitStatus=).
+CLEAN_SIGNALS = {signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE}
+
+
+def exit_statuses(unit, key):
+    """A list of exit status definitions (SuccessExitStatus=, RestartPreventExitStatus=), as Popen return codes:
+    a number or a status name is an exit code, a signal name (SIGUSR1, or USR1) the signal's negative number.
+    The setting may be given more than once (the lists add up; an empty one resets them, as Unit reads it); a
+    word that is none of these is said on the console and left out, as systemd logs and ignores it."""
+    statuses = set()
+    for entry in unit.all(key):
+        for word in entry.split():
+            signal_name = word if word.startswith("SIG") else "SIG" + word
+            if word.isdigit() and int(word) <= 255:
+                statuses.add(int(word))
+            elif word in EXIT_STATUS_NAMES:
+                statuses.add(EXIT_STATUS_NAMES[word])
+            elif signal_name in signal.Signals.__members__:
+                statuses.add(-signal.Signals[signal_name].value)
+            else:
+                say("%s: %s=%s: not an exit status or a signal name, ignored" % (unit.name, key, word))
+    return statuses
+
+
+def restarted_after(unit, rc):
+    """Whether a main process that ended with Popen return code `rc` (-N: killed by signal N) is started again:
+    the table under Restart= in systemd.service(5), then RestartPreventExitStatus=, which prevents a restart
+    "regardless of the restart setting configured with Restart=". There is no watchdog or start timeout in a
+    body, so on-abnormal and on-abort differ only there, and on-watchdog never restarts."""
+    if rc in exit_statuses(unit, "RestartPreventExitStatus"):
+        return False
+    oneshot = unit.last("Type", "simple") == "oneshot"
+    clean = rc == 0 or rc in exit_statuses(unit, "SuccessExitStatus") or (
+        rc < 0 and not oneshot and -rc in CLEAN_SIGNALS)
+    restart = unit.last("Restart", "no")
+    return {"always": True, "on-success": clean, "on-failure": not clean,
+            "on-abnormal": rc < 0 and not clean, "on-abort": rc < 0 and not clean}.get(restart, False)
+
+
 class Runner:
     """One unit's life: ExecStartPre, then ExecStart, restarted as Restart= says (systemd.service(5)); stopped
     (SIGTERM to its process group) by `stop`, started again by `start`."""
@@ -305,7 +357,6 @@ class Runner:
         if unit is None:
             say("%s: no such unit in the image" % self.name)
             return
-        restart = unit.last("Restart", "no")
         delay = float(re.sub(r"[^0-9.]", "", unit.last("RestartSec", "0.1")) or 0.1)
         user = unit.last("User")
         try:
@@ -353,9 +404,9 @@ class Runner:
                 if halt.is_set():
                     say("%s: stopped" % unit.name)
                     return
-                say("%s: exited %d" % (unit.name, rc))
-            again = restart == "always" or (restart in ("on-failure", "on-abnormal", "on-abort") and rc != 0)
-            if not again:
+                ended = "killed by %s" % signal.Signals(-rc).name if rc < 0 else "exited %d" % rc
+                say("%s: %s" % (unit.name, ended))
+            if not restarted_after(unit, rc):
                 return
             halt.wait(delay)
 

@@ -5,6 +5,7 @@ Needs root and the base root file system (scripts/setup runs scripts/setup-rootf
 """
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -230,6 +231,52 @@ def test_create_image_of_a_changed_instance_gives_an_image_whose_units_run_confi
     assert again["started"] != first["started"]
     assert "hello.service: exited 3" in console(body(world, instance_id))
 
+
+
+# Units that end at once, each appending a line to its own file per run, to see which the body's init starts
+# again. systemd.service(5): RestartPreventExitStatus= "will prevent automatic service restarts, regardless of
+# the restart setting configured with Restart="; SuccessExitStatus= adds statuses "considered successful
+# termination", which Restart=on-failure does not restart; both take numbers, status names (systemd.exec(5)'s
+# TEMPFAIL is 75) and signal names, may be given more than once, and an empty assignment resets the list.
+EXIT_STATUS_UNITS = {
+    # Not listed anywhere: restarted, so the test can see that a restart would have happened.
+    "restarted": ("exit 5", "Restart=on-failure\nRestartPreventExitStatus=42 SIGUSR1"),
+    "prevented": ("exit 42", "Restart=always\nRestartPreventExitStatus=TEMPFAIL\nRestartPreventExitStatus=42"),
+    "prevented-signal": ("kill -USR1 $$", "Restart=always\nRestartPreventExitStatus=SIGUSR1"),
+    "success": ("exit 75", "Restart=on-failure\nSuccessExitStatus=TEMPFAIL"),
+    "success-reset": ("exit 75", "Restart=on-failure\nSuccessExitStatus=75\nSuccessExitStatus="),
+}
+
+
+def exit_status_user_data():
+    lines = ["#!/bin/sh", "set -e"]
+    for name, (end, service) in EXIT_STATUS_UNITS.items():
+        unit = "[Service]\nExecStart=/bin/sh -c 'echo run >> /var/tmp/%s.runs; %s'\nRestartSec=0.1\n%s\n" % (
+            name, end, service)
+        lines.append("printf '%%s' %s > /etc/systemd/system/%s.service" % (shlex.quote(unit), name))
+    lines.append("systemctl start " + " ".join(EXIT_STATUS_UNITS))
+    return "\n".join(lines) + "\n"
+
+
+def test_a_unit_is_not_restarted_after_a_status_its_unit_lists(world):
+    instance_id, _ = launch(world, user_data=exit_status_user_data())
+    state = wait_booted(world, instance_id)
+
+    def runs(name):
+        try:
+            with open(os.path.join(state["tree"], "var/tmp/%s.runs" % name)) as f:
+                return len(f.read().splitlines())
+        except FileNotFoundError:
+            return 0
+    # Each unit was started at the same time with the same RestartSec; once those that restart have run three
+    # times, the others would have run more than once had they been restarted.
+    wait_until(lambda: runs("restarted") >= 3 and runs("success-reset") >= 3, "the restarted units ran 3 times",
+               lambda: body(world, instance_id))
+    assert {name: runs(name) for name in ("prevented", "prevented-signal", "success")} == {
+        "prevented": 1, "prevented-signal": 1, "success": 1}, console(body(world, instance_id))[-3000:]
+    text = console(body(world, instance_id))
+    assert "prevented.service: exited 42" in text and "prevented-signal.service: killed by SIGUSR1" in text
+    world["ec2"].terminate_instances(InstanceIds=[instance_id])
 
 def served_host_keys(address):
     """The fingerprints (SHA256:...) of the host keys the body's sshd offers, as a client sees them."""

@@ -120,3 +120,37 @@ def test_an_update_changes_only_the_mixed_instances_policy_parts_it_names(moto):
     assert after["LaunchTemplate"]["LaunchTemplateSpecification"]["Version"] == "2"
     assert [o["InstanceType"] for o in after["LaunchTemplate"]["Overrides"]] == ["t3.micro", "t3a.micro"]
     assert after["InstancesDistribution"]["OnDemandBaseCapacity"] == 1
+
+
+def test_an_override_keeps_its_own_launch_template(moto):
+    """An override in a mixed instances policy may carry its own
+    LaunchTemplateSpecification ("Provides a launch template for the
+    specified instance type or instance requirements ... overrides the
+    launch template that is defined for the mixed instances policy", EC2
+    Auto Scaling API Reference, LaunchTemplateOverrides); DescribeAutoScalingGroups
+    returns it as given, which is what kiln-rotate refuses a group by."""
+    ec2 = client("ec2", moto["url"])
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    main, arm = (ec2.create_launch_template(
+        LaunchTemplateName=name, LaunchTemplateData={"ImageId": ami, "InstanceType": "t3.micro"}
+    )["LaunchTemplate"]["LaunchTemplateId"] for name in ("main", "arm"))
+    autoscaling = client("autoscaling", moto["url"])
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="own-template", MinSize=1, MaxSize=2, DesiredCapacity=1, VPCZoneIdentifier=subnet,
+        MixedInstancesPolicy={"LaunchTemplate": {
+            "LaunchTemplateSpecification": {"LaunchTemplateId": main, "Version": "1"},
+            "Overrides": [
+                {"InstanceType": "t3.micro"},
+                {"InstanceType": "t4g.micro",
+                 "LaunchTemplateSpecification": {"LaunchTemplateId": arm, "Version": "$Latest"}},
+            ],
+        }})
+    group = autoscaling.describe_auto_scaling_groups(
+        AutoScalingGroupNames=["own-template"])["AutoScalingGroups"][0]
+    overrides = group["MixedInstancesPolicy"]["LaunchTemplate"]["Overrides"]
+    assert overrides[0] == {"InstanceType": "t3.micro"}
+    assert overrides[1]["InstanceType"] == "t4g.micro"
+    assert overrides[1]["LaunchTemplateSpecification"]["LaunchTemplateId"] == arm
+    assert overrides[1]["LaunchTemplateSpecification"]["Version"] == "$Latest"

@@ -125,6 +125,31 @@ def test_fleet_never_and_flap(moto):
         assert set(seen_flap) == {200, 503} and len(seen_flap) >= 4, seen_flap
 
 
+
+def test_fleet_fails_exactly_the_probes_it_is_told_to(moto):
+    """kiln:fleet-fail-probes: an otherwise healthy instance answers 503 to
+    exactly those probes (counted from 1 after the boot delay), so that a
+    gate's unhealthy threshold can be tried on one dropped check."""
+    with running("fleet", "--endpoint", moto["url"], "--poll", "0.1") as fleet:
+        port = fleet["health_port"]
+        ec2 = client("ec2", moto["url"])
+        one = _instance_url(moto, "healthy", port)
+        ami = register_app_ami(ec2, "ami-fail-probes-%f" % time.time(),
+                               app_ami_tags() + [{"Key": "kiln:fleet-fail-probes", "Value": "3,5, 6"}])
+        inst = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                                 SubnetId=_subnet(ec2))["Instances"][0]
+        url = "http://%s:%d/health" % (inst["PrivateIpAddress"], port)
+
+        def listing():
+            return {x["instance_id"]: x for x in get(fleet["url"] + "/instances")[1] or []}
+        # Waited for through the control endpoint, which is no probe.
+        while not (listing().get(inst["InstanceId"], {}).get("listening") and get(one)[0] == 200):
+            time.sleep(0.05)
+        assert [get(url)[0] for _ in range(8)] == [200, 200, 503, 200, 503, 503, 200, 200]
+        mine = listing()[inst["InstanceId"]]
+        assert mine["probes"] == 8 and mine["failed_probes"] == [3, 5, 6]
+        assert listing()[next(i for i, x in listing().items() if i != inst["InstanceId"])]["failed_probes"] == []
+
 def test_a_world_of_200_has_addresses_for_a_rotation_and_the_fleet_serves_them_all():
     # moto puts a group's instances in its first subnet and keeps terminated instances' addresses: a /24 (251
     # usable) ran out when a 200-instance group surged by a batch (moto: "pop from an empty set", HTTP 500).
