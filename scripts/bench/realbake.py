@@ -36,6 +36,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -207,6 +208,8 @@ def main(argv):
         if moto is not None:
             moto.stop()
         repository.stop()
+    # Its logs are kept only when a run failed (fail() names the folder); a run that got here is done with them.
+    shutil.rmtree(work, ignore_errors=True)
     load_after = benchlib.load_average()
     kiln_ms = [r["ms"] for r in records if r["case"] == "kiln"]
     bare_ms = [r["ms"] for r in records if r["case"] == "bare"]
