@@ -922,8 +922,8 @@ def render_place(place, runs):
     L.append("Kiln's own phases (median seconds, from `checkout.json`): %s." % "; ".join(
         "%s: %s" % (LABEL[case].split(" (")[0] + (" warm" if "warm" in case else ""), ", ".join(
             "%s %s" % (ph, fmt_s(median([row["kiln_phases"].get(ph, 0) for row in results[case]])))
-            for ph in ("prepare", "fetch", "download", "checkout", "sealCheck", "walk", "unpack", "clean", "upkeep",
-                       "seal", "describe")
+            for ph in ("prepare", "fetch", "download", "checkout", "walk", "unpack", "clean", "upkeep",
+                       "describe")
             if any(ph in (row.get("kiln_phases") or {}) for row in results[case])))
         for case in CASES if case.startswith("kiln") and all(row.get("kiln_phases") for row in results[case])))
     L.append("")
