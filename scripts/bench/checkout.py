@@ -1111,7 +1111,8 @@ def main():
         parents = [tempfile.gettempdir()]
         if os.path.isdir("/dev/shm") and fs_type("/dev/shm") == "tmpfs":
             parents.insert(0, "/dev/shm")
-    binary = os.path.join(a.bin_dir, "kiln-checkout") if a.bin_dir else build()
+    # Absolute: every case runs in its own folder.
+    binary = os.path.join(os.path.abspath(a.bin_dir), "kiln-checkout") if a.bin_dir else build()
     serve_root, served_repo, stats = prepare_repository(a.shape)
     works = []
     server = None
