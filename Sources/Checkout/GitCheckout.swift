@@ -250,6 +250,8 @@ struct GitCheckout {
         guard head == request.commit else {
             throw KilnError.internalError("after checkout HEAD is \(head), not \(request.commit)")
         }
+        // The next warm job's indexMatches reads the index's cached tree instead of rebuilding every tree.
+        try repository.cacheIndexTree()
         try WorkTreeRecord(workdir: request.target, commit: request.commit).write(repository.gitDirectory)
         return leftovers
     }
