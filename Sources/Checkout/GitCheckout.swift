@@ -251,7 +251,8 @@ struct GitCheckout {
             throw KilnError.internalError("after checkout HEAD is \(head), not \(request.commit)")
         }
         // The next warm job's indexMatches reads the index's cached tree instead of rebuilding every tree.
-        try repository.cacheIndexTree()
+        // Only a repository the next job reuses: `clone` starts again from nothing.
+        if request.strategy == .fetch { try repository.cacheIndexTree() }
         try WorkTreeRecord(workdir: request.target, commit: request.commit).write(repository.gitDirectory)
         return leftovers
     }
