@@ -1,7 +1,6 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <spawn.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 #include "CKilnLinux.h"
 
@@ -11,10 +10,4 @@ int CKilnLinux_pipe2(int fds[2], int flags) {
 
 int CKilnLinux_posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *actions, const char *path) {
     return posix_spawn_file_actions_addchdir_np(actions, path);
-}
-
-long CKilnLinux_statfs_type(const char *path) {
-    struct statfs info;
-    if (statfs(path, &info) != 0) return -1;
-    return (long)info.f_type;
 }

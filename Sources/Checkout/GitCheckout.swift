@@ -53,7 +53,6 @@ struct GitCheckout {
                     into: &submodules, received: &received)
             }
         }
-        clock.time("seal") { seal(repository.repository) }
         let version = clock.time("describe") {
             repository.repository.describe(request.commit) ?? String(request.commit.prefix(8))
         }
@@ -211,55 +210,38 @@ struct GitCheckout {
     /// nothing before (everything in it is this checkout's), nil when the
     /// clean must look for itself.
     ///
-    /// When the last checkout sealed the work tree after its clean
-    /// (WorkTreeSeal) and nothing has changed in it since, there is nothing to
-    /// walk for: only the new commit's paths are checked out, and nothing is
-    /// left to clean.
+    /// The walk is git's own cost too (`checkout -f` refreshes every index
+    /// entry, `clean` reads every folder). Kiln no longer proves instead that
+    /// nothing changed since its last clean (a "clean seal", sessions 4-5 of
+    /// issue 17): two passes over every tracked path's stamps cost 0.4-0.6 s on
+    /// the benchmark's 15k files, the walk they could save 0.06-0.13 s.
     private func checkout(
         _ repository: GitRepository, reused: Bool, clock: inout PhaseClock
     ) throws -> [(path: String, ignored: Bool)]? {
         let last = WorkTreeRecord.read(repository.gitDirectory)
         WorkTreeRecord.remove(repository.gitDirectory)
-        let seal = WorkTreeSeal.read(repository.gitDirectory)
-        WorkTreeSeal.remove(repository.gitDirectory)
+        // An earlier Kiln's seal (kiln-clean-seal) is its own file, of no use now.
+        _ = unlink((repository.gitDirectory as NSString).appendingPathComponent("kiln-clean-seal"))
         let empty = checkout.foreignEntries(keepingGit: true).isEmpty
         var leftovers: [(path: String, ignored: Bool)]?
         if reused, !empty, let last, last.workdir == request.target,
             (try? repository.headCommit()) == last.commit, (try? repository.indexMatches(last.commit)) == true
         {
             let flags = request.clean
-            var sealed = false
-            if let seal, seal.workdir == request.target, seal.commit == last.commit {
-                sealed = try clock.time("sealCheck") {
-                    seal.holds(clean: flags, spared: checkout.sparedPaths, tracked: try repository.trackedPaths())
-                }
+            let scan = try clock.time("walk") {
+                try repository.scanWorkTree(includeIgnored: flags.enabled && (flags.ignored || flags.onlyIgnored))
             }
-            if sealed {
-                let paths = try repository.changedPaths(from: last.commit, to: request.commit)
-                try repository.checkoutDetached(request.commit, limitedTo: paths)
-                log.line(
-                    """
-                    checkout: the work tree is as the last checkout sealed it after its clean (\
-                    \(flags.enabled ? "GIT_CLEAN_FLAGS \(flags.text)" : "no clean")), so it is not walked; \
-                    \(paths.count) path\(paths.count == 1 ? "" : "s") differ from \(last.commit.prefix(8))
-                    """)
-                leftovers = []
-            } else {
-                let scan = try clock.time("walk") {
-                    try repository.scanWorkTree(includeIgnored: flags.enabled && (flags.ignored || flags.onlyIgnored))
-                }
-                let paths = Set(
-                    try repository.changedPaths(from: last.commit, to: request.commit) + scan.changedTracked)
-                try repository.checkoutDetached(request.commit, limitedTo: paths.sorted())
-                log.line(
-                    """
-                    checkout: \(paths.count) path\(paths.count == 1 ? "" : "s") differ from \(last.commit.prefix(8)) \
-                    and the work tree (\(scan.changedTracked.count) changed since), the rest is as it was
-                    """)
-                // An untracked path the new commit tracks now is the checkout's: the clean looks again.
-                leftovers =
-                    try scan.untracked.contains(where: { try repository.tracks($0.path) }) ? nil : scan.untracked
-            }
+            let paths = Set(
+                try repository.changedPaths(from: last.commit, to: request.commit) + scan.changedTracked)
+            try repository.checkoutDetached(request.commit, limitedTo: paths.sorted())
+            log.line(
+                """
+                checkout: \(paths.count) path\(paths.count == 1 ? "" : "s") differ from \(last.commit.prefix(8)) \
+                and the work tree (\(scan.changedTracked.count) changed since), the rest is as it was
+                """)
+            // An untracked path the new commit tracks now is the checkout's: the clean looks again.
+            leftovers =
+                try scan.untracked.contains(where: { try repository.tracks($0.path) }) ? nil : scan.untracked
         } else {
             try repository.checkoutDetached(request.commit)
             leftovers = empty ? [] : nil
@@ -268,6 +250,9 @@ struct GitCheckout {
         guard head == request.commit else {
             throw KilnError.internalError("after checkout HEAD is \(head), not \(request.commit)")
         }
+        // The next warm job's indexMatches reads the index's cached tree instead of rebuilding every tree.
+        // Only a repository the next job reuses: `clone` starts again from nothing.
+        if request.strategy == .fetch { try repository.cacheIndexTree() }
         try WorkTreeRecord(workdir: request.target, commit: request.commit).write(repository.gitDirectory)
         return leftovers
     }
@@ -281,32 +266,6 @@ struct GitCheckout {
                 guard let error = error as? GitError, error.isNetwork, !error.isAuthentication else { return nil }
                 return error.message
             }, body)
-    }
-
-    /// Seals the work tree as this checkout and its clean left it
-    /// (WorkTreeSeal), for the next checkout to skip its walk when no job
-    /// changed anything in it.
-    private func seal(_ repository: GitRepository) {
-        // The artifacts folder is made now, not by the first artifact
-        // written after the seal: a new folder changes the root's stamp.
-        try? FileManager.default.createDirectory(
-            atPath: request.artifactsDirectory, withIntermediateDirectories: true)
-        let tracked: [String]
-        do { tracked = try repository.trackedPaths() } catch {
-            log.line("clean seal: none, the index cannot be read: \(error)")
-            return
-        }
-        switch WorkTreeSeal.take(
-            workdir: request.target, commit: request.commit, clean: request.clean,
-            spared: checkout.sparedPaths, tracked: tracked)
-        {
-        case .success(let seal):
-            do { try seal.write(repository.gitDirectory) } catch {
-                log.line("clean seal: none, \(WorkTreeSeal.path(repository.gitDirectory)) cannot be written: \(error)")
-            }
-        case .failure(let refusal):
-            log.line("clean seal: none (\(refusal.reason)), so the next checkout walks the work tree")
-        }
     }
 
     // MARK: cleaning

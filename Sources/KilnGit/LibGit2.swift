@@ -10,8 +10,10 @@ public enum LibGit2 {
         // core.packedGitWindowSize and core.packedGitLimit), and a page once read stays mapped and counts in
         // the job's memory: a checkout that reads trees and blobs all over a pack ends up with the whole pack
         // resident (12.5 of the warm job's 56 MB on the benchmark). Windows of 1 MiB, at most 4 MiB mapped,
-        // took 8.5 to 10 MB off the peak of a clone and a warm fetch there, at the same time and CPU.
-        _ = CKiln_git_set_pack_windows(1 << 20, 4 << 20)
+        // took 8.5 to 10 MB off the peak of a clone and a warm fetch there, at the same time and CPU; at most
+        // 2 MiB took 2.2 MiB more off the clone's (42.7 to 40.5 MiB, git's 20.7: 2.07x to 1.94x), its time
+        // within the noise of 4 interleaved rounds (issue 17, session 5).
+        _ = CKiln_git_set_pack_windows(1 << 20, 2 << 20)
         // Every connection through Kiln's socket stream: a no-progress deadline, cancellation.
         SocketStream.register()
         // Whole packs, not thin ones, from upload-pack (libgit2's indexer thickens them in quadratic time).

@@ -62,6 +62,7 @@ import json
 import os
 import platform
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -922,8 +923,8 @@ def render_place(place, runs):
     L.append("Kiln's own phases (median seconds, from `checkout.json`): %s." % "; ".join(
         "%s: %s" % (LABEL[case].split(" (")[0] + (" warm" if "warm" in case else ""), ", ".join(
             "%s %s" % (ph, fmt_s(median([row["kiln_phases"].get(ph, 0) for row in results[case]])))
-            for ph in ("prepare", "fetch", "download", "checkout", "sealCheck", "walk", "unpack", "clean", "upkeep",
-                       "seal", "describe")
+            for ph in ("prepare", "fetch", "download", "checkout", "walk", "unpack", "clean", "upkeep",
+                       "describe")
             if any(ph in (row.get("kiln_phases") or {}) for row in results[case])))
         for case in CASES if case.startswith("kiln") and all(row.get("kiln_phases") for row in results[case])))
     L.append("")
@@ -1003,12 +1004,17 @@ def aims_side_by_side(places):
     L = ["", "### The aims, on disk and in memory", ""]
     L.append("| aim | %s |" % " | ".join(describe_place(place).split(" (")[0].replace("Build folders ", "")
                                           for place in places))
-    L.append("| --- |%s" % " ---: |" * len(places))
+    # One separator cell per place (the % binds before the *: without the parentheses the whole line repeated).
+    L.append("| --- |%s" % (" ---: |" * len(places)))
     for row, text in enumerate(t for t, _, _ in measured[0]):
+        # The fastest cold strategy may differ between places: the row names none, each cell its own.
+        text = re.sub(r"Kiln's fastest strategy \((\w+)\)", "Kiln's fastest strategy", text)
         cells = []
         for place_aims in measured:
-            _, value, met = place_aims[row]
-            cells.append(value.split(" (")[0] + ("" if met is None else (", met" if met else ", **not met**")))
+            own, value, met = place_aims[row]
+            strategy = re.search(r"Kiln's fastest strategy \((\w+)\)", own)
+            cells.append(value.split(" (")[0] + (" (%s)" % strategy.group(1) if strategy else "")
+                         + ("" if met is None else (", met" if met else ", **not met**")))
         L.append("| %s | %s |" % (text, " | ".join(cells)))
     return L
 

@@ -13,8 +13,4 @@ int CKilnLinux_pipe2(int fds[2], int flags);
 /// posix_spawn_file_actions_addchdir_np(3): the child starts in `path`.
 int CKilnLinux_posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *actions, const char *path);
 
-/// statfs(2)'s f_type for `path` (a filesystem's magic number, linux/magic.h),
-/// or -1 with errno set: Swift's Glibc module does not declare sys/vfs.h.
-long CKilnLinux_statfs_type(const char *path);
-
 #endif
