@@ -178,6 +178,31 @@ struct Rollout: Sendable {
         return until.timeIntervalSince(now)
     }
 
+    /// Detach-and-terminate's one call for two steps: when the step after
+    /// retiring `ids` (a `.retire` just returned) launches the next batch
+    /// back to the desired capacity the group has now, a DetachInstances
+    /// without the decrement does both, the group itself launching the
+    /// replacements ("If you do not specify the option to decrement the
+    /// desired capacity, Amazon EC2 Auto Scaling launches instances to
+    /// replace the ones that are detached", API Reference, DetachInstances).
+    /// Returns that launch and the rollout past it; nil when the retirement
+    /// must lower the desired capacity (the last batch, a pause begun, a
+    /// group that cannot grow, a surge of another size). Healthy capacity is
+    /// the same either way: the batch through the gate serves, the detached
+    /// ones are out of service at once and their replacements boot.
+    func launchReplacing(
+        _ ids: [String], in observation: RolloutObservation
+    ) -> (
+        rollout: Rollout, action: RolloutAction
+    )? {
+        var next = self
+        let (action, notes) = next.step(observation.retiring(ids))
+        guard notes.isEmpty, case .launch(_, _, let surge, let desired, nil) = action,
+            surge == ids.count, desired == observation.desiredCapacity
+        else { return nil }
+        return (next, action)
+    }
+
     /// How many of the schedule's instances are replaced when `old` are left.
     private func replaced(leaving old: Int) -> Int { max(0, schedule.batches.reduce(0, +) - old) }
 

@@ -32,7 +32,11 @@ import Testing
         #expect((json["terminated"] as? [String])?.count == 6)
         #expect((json["launched"] as? [[String: Any]])?.count == 6)
         let calls = json["calls"] as? [String: Int] ?? [:]
-        #expect(calls["autoscaling:SetDesiredCapacity"] == 3)
+        // Batch 1 is launched by the UpdateAutoScalingGroup that sets the new
+        // version (the other restores the sizes), batches 2 and 3 by the
+        // detach of the batch before (no decrement): no SetDesiredCapacity.
+        #expect(calls["autoscaling:SetDesiredCapacity"] == nil, "\(calls)")
+        #expect(calls["autoscaling:UpdateAutoScalingGroup"] == 2, "\(calls)")
         // No termination lifecycle hook: each batch detached in one call and terminated in one.
         #expect(json["retirement"] as? String == "detach-and-terminate")
         #expect(calls["autoscaling:DetachInstances"] == 3, "\(calls)")

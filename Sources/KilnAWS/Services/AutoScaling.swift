@@ -45,6 +45,11 @@ public struct AutoScalingGroup: Sendable, Equatable {
     /// `NewInstancesProtectedFromScaleIn`: the group launches every instance
     /// scale-in protected (the user's choice, which a rotation keeps).
     public var newInstancesProtectedFromScaleIn = false
+    /// The group's warm pool, from the answer's own `WarmPoolConfiguration`
+    /// (the AutoScalingGroup data type carries it, API Reference: "The warm
+    /// pool for the group"): nil when the group has none, so no
+    /// DescribeWarmPool is needed to know.
+    public var warmPool: WarmPool?
 }
 
 /// An instance as its group sees it.
@@ -218,13 +223,7 @@ extension AWSClient {
         var parameters = QueryParameters()
         parameters.add("AutoScalingGroupName", groupName)
         let root = try query(.autoscaling, "DescribeWarmPool", parameters)
-        guard let configuration = root.first(named: "WarmPoolConfiguration"), !configuration.children.isEmpty
-        else { return nil }
-        let answer = AnswerDecoder(.autoscaling, "DescribeWarmPool")
-        return WarmPool(
-            minSize: answer.optionalInt(configuration, "MinSize"),
-            maxGroupPreparedCapacity: answer.optionalInt(configuration, "MaxGroupPreparedCapacity"),
-            poolState: configuration.string("PoolState"), status: configuration.string("Status"))
+        return AnswerDecoder(.autoscaling, "DescribeWarmPool").warmPool(root.first(named: "WarmPoolConfiguration"))
     }
 
     public func setInstanceHealth(
@@ -326,6 +325,15 @@ extension AnswerDecoder {
             version: element.string("Version"))
     }
 
+    /// A `WarmPoolConfiguration` (DescribeWarmPool's, or the group's own in DescribeAutoScalingGroups).
+    func warmPool(_ configuration: XMLElement?) -> WarmPool? {
+        guard let configuration, !configuration.children.isEmpty else { return nil }
+        return WarmPool(
+            minSize: optionalInt(configuration, "MinSize"),
+            maxGroupPreparedCapacity: optionalInt(configuration, "MaxGroupPreparedCapacity"),
+            poolState: configuration.string("PoolState"), status: configuration.string("Status"))
+    }
+
     func autoScalingGroup(_ group: XMLElement) throws -> AutoScalingGroup {
         var tags: [String: String] = [:]
         for tag in children(group, "Tags", member: "member") {
@@ -355,6 +363,7 @@ extension AnswerDecoder {
             },
             tags: tags, healthCheckType: group.string("HealthCheckType"),
             healthCheckGracePeriod: optionalInt(group, "HealthCheckGracePeriod"), status: group.string("Status"),
-            newInstancesProtectedFromScaleIn: bool(group, "NewInstancesProtectedFromScaleIn"))
+            newInstancesProtectedFromScaleIn: bool(group, "NewInstancesProtectedFromScaleIn"),
+            warmPool: warmPool(group["WarmPoolConfiguration"]))
     }
 }
