@@ -39,8 +39,10 @@ struct RetirementChoice: Sendable, Equatable {
             """
         case .detachAndTerminate:
             """
-            detach-and-terminate (no termination lifecycle hook): each batch's old instances detached \
-            (DetachInstances, 20 a call, the desired capacity lowered with them), then one TerminateInstances
+            detach-and-terminate (no termination lifecycle hook): every old instance tagged kiln:retiring \
+            once; each batch's old instances detached (DetachInstances, 20 a call) without the decrement, \
+            so that the group launches the next batch in their place (the last batch, or one before a \
+            pause, with the decrement), then one TerminateInstances
             """
         }
     }

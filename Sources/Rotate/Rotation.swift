@@ -504,6 +504,14 @@ public struct Rotation: Sendable {
                 let (action, notes) = rollout.step(observation)
                 try record(notes, journal: &journal, checkpoints: checkpointAfter, report: &report)
                 recordLaunched(rollout, report: &report, gate: gate)
+                // The new version goes with the first change of the group's
+                // size; a first step that waits (instances of the release
+                // already there) sends it alone, so that the group launches
+                // nothing more of the old release meanwhile.
+                switch action {
+                case .probe, .wait, .awaitDeparture: try templateChange.take()?.send(client, group: group, log: log)
+                default: break
+                }
                 switch action {
                 case .fail(let failure):
                     throw failure
