@@ -358,7 +358,11 @@ struct PollCadence: Sendable, Equatable {
     let quickest: TimeInterval
     private(set) var launchedAt: Date?
     private(set) var quick: TimeInterval
-    /// How long the last batch took, from its launch, until a poll knew every instance of it.
+    /// How long the last batch took, from its launch, until the start of the
+    /// poll that knew every instance of it: where the next batch's first
+    /// poll goes. Measured to the poll's start, not its end, or a slow poll
+    /// (200 instances on a busy moto take seconds) would push every next
+    /// first poll later by its own length.
     private(set) var knownAfter: TimeInterval?
 
     init(poll: TimeInterval, probeInterval: TimeInterval) {
@@ -374,11 +378,11 @@ struct PollCadence: Sendable, Equatable {
         return quick
     }
 
-    /// A poll saw the group: the longest wait before the next one.
-    mutating func observed(everyInstanceKnown: Bool, at now: Date) -> TimeInterval {
+    /// A poll that began at `pollStarted` saw the group: the longest wait before the next one.
+    mutating func observed(everyInstanceKnown: Bool, pollStarted: Date) -> TimeInterval {
         guard let launchedAt else { return poll }
         if everyInstanceKnown {
-            knownAfter = now.timeIntervalSince(launchedAt)
+            knownAfter = max(0, pollStarted.timeIntervalSince(launchedAt))
             self.launchedAt = nil
             return poll
         }

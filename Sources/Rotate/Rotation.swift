@@ -475,6 +475,7 @@ public struct Rotation: Sendable {
                 try journal.save(client, group: group)
                 lastHeartbeat = now()
             }
+            let polledAt = now()
             let (state, instances) = try plannedPoll.take() ?? observer.poll()
             let leaving = try observeDepartures(
                 instances, release: release, departures: &departures, report: &report, direction: direction)
@@ -485,7 +486,8 @@ public struct Rotation: Sendable {
             // One DescribeAlarms a poll: an alarm in ALARM fails the batch as the gate's own verdict does.
             let failure = try judge(gate, targetGroups: state.targetGroupARNs, new) ?? alarms.check()
             let nextPoll = cadence.observed(
-                everyInstanceKnown: new.count >= expectedOnRelease && new.allSatisfy { $0.privateIP != nil }, at: now())
+                everyInstanceKnown: new.count >= expectedOnRelease && new.allSatisfy { $0.privateIP != nil },
+                pollStarted: polledAt)
             var observation = RolloutObservation(
                 now: now(), desiredCapacity: state.desiredCapacity, maxSize: state.maxSize,
                 members: live.map { instance in

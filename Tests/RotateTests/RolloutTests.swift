@@ -337,19 +337,28 @@ import Testing
     @Test func pollsComeQuicklyAfterALaunchThenBackOff() {
         var cadence = PollCadence(poll: 5, probeInterval: 1)
         let start = Date(timeIntervalSince1970: 100)
-        #expect(cadence.observed(everyInstanceKnown: true, at: start) == 5, "no launch: the interval")
+        #expect(cadence.observed(everyInstanceKnown: true, pollStarted: start) == 5, "no launch: the interval")
         #expect(cadence.launched(at: start) == 1)
-        #expect(cadence.observed(everyInstanceKnown: false, at: start.addingTimeInterval(1)) == 2)
-        #expect(cadence.observed(everyInstanceKnown: false, at: start.addingTimeInterval(3)) == 4)
-        #expect(cadence.observed(everyInstanceKnown: false, at: start.addingTimeInterval(7)) == 5, "capped at poll")
-        #expect(cadence.observed(everyInstanceKnown: true, at: start.addingTimeInterval(12)) == 5)
+        #expect(cadence.observed(everyInstanceKnown: false, pollStarted: start.addingTimeInterval(1)) == 2)
+        #expect(cadence.observed(everyInstanceKnown: false, pollStarted: start.addingTimeInterval(3)) == 4)
+        #expect(
+            cadence.observed(everyInstanceKnown: false, pollStarted: start.addingTimeInterval(7)) == 5, "capped at poll"
+        )
+        #expect(cadence.observed(everyInstanceKnown: true, pollStarted: start.addingTimeInterval(12)) == 5)
         #expect(cadence.knownAfter == 12)
         let next = start.addingTimeInterval(60)
         #expect(cadence.launched(at: next) == 5, "the last batch took 12 s to be known: capped at poll")
         var fast = PollCadence(poll: 5, probeInterval: 1)
         _ = fast.launched(at: start)
-        _ = fast.observed(everyInstanceKnown: true, at: start.addingTimeInterval(2.5))
+        _ = fast.observed(everyInstanceKnown: true, pollStarted: start.addingTimeInterval(2.5))
         #expect(fast.launched(at: next) == 2.5)
+        // The first poll after the next launch goes where the poll that knew
+        // the batch began (Rotation.converge passes its start): a poll that
+        // took 3 s to answer does not push the next first poll 3 s later.
+        var slow = PollCadence(poll: 5, probeInterval: 0.5)
+        _ = slow.launched(at: start)
+        _ = slow.observed(everyInstanceKnown: true, pollStarted: start.addingTimeInterval(0.5))
+        #expect(slow.launched(at: next) == 0.5)
     }
 
     /// max_unavailable on a group at its max that may not grow: each batch
