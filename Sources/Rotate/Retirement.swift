@@ -13,6 +13,8 @@ struct Departures {
     var lastOld: [String: ObservedInstance] = [:]
     /// Leaving instances already named in the log.
     var announced: Set<String> = []
+    /// Tagged `kiln:retiring` by this run (`Rotation.markRetiring`).
+    var marked: Set<String> = []
 }
 
 /// The group's termination lifecycle hooks, which decide the retirement method.
@@ -37,8 +39,10 @@ struct RetirementChoice: Sendable, Equatable {
             """
         case .detachAndTerminate:
             """
-            detach-and-terminate (no termination lifecycle hook): each batch's old instances detached \
-            (DetachInstances, 20 a call, the desired capacity lowered with them), then one TerminateInstances
+            detach-and-terminate (no termination lifecycle hook): every old instance tagged kiln:retiring \
+            once; each batch's old instances detached (DetachInstances, 20 a call) without the decrement, \
+            so that the group launches the next batch in their place (the last batch, or one before a \
+            pause, with the decrement), then one TerminateInstances
             """
         }
     }
@@ -59,14 +63,15 @@ extension Rotation {
     func retire(
         _ instances: [ObservedInstance], keeping kept: [ObservedInstance], desiredAfter: Int,
         method: RetirementMethod, group state: AutoScalingGroup, departures: inout Departures,
-        direction: Direction, observer: GroupObserver
+        direction: Direction, observer: GroupObserver, replacing: Bool = false
     ) throws {
         switch method {
         case .scaleIn:
             try retireByScaleIn(
                 instances, keeping: kept, desiredAfter: desiredAfter, group: state, direction: direction)
         case .detachAndTerminate:
-            try retireByDetaching(instances, departures: &departures, direction: direction, observer: observer)
+            try retireByDetaching(
+                instances, departures: &departures, direction: direction, observer: observer, replacing: replacing)
         }
     }
 
@@ -109,22 +114,31 @@ extension Rotation {
     /// retry policy. They are terminated once the group no longer lists
     /// them (`observeDepartures`): AWS deregisters a detaching instance from
     /// the group's target groups first (API Reference, DetachInstances).
+    ///
+    /// `replacing` (`Rollout.launchReplacing`): detached without the
+    /// decrement, so that the group launches the next batch in their place.
+    /// A run killed after it finds them by the tag outside the group.
     private func retireByDetaching(
         _ instances: [ObservedInstance], departures: inout Departures, direction: Direction,
-        observer: GroupObserver
+        observer: GroupObserver, replacing: Bool = false
     ) throws {
-        try client.createTags(resources: instances.map(\.id), tags: [KilnTag.retiring: group])
+        try markRetiring(instances, departures: &departures)
         var remaining = instances
         var attempt = 0
         while !remaining.isEmpty {
             attempt += 1
             do {
-                _ = try client.detachInstances(group, remaining.map(\.id), shouldDecrementDesiredCapacity: true)
+                _ = try client.detachInstances(
+                    group, remaining.map(\.id), shouldDecrementDesiredCapacity: !replacing)
                 for instance in remaining { departures.detached[instance.id] = instance }
+                let effect =
+                    replacing
+                    ? "the group launching \(remaining.count) in their place"
+                    : "the desired capacity lowered by \(remaining.count)"
                 log.line(
                     """
                     rotate: \(direction.label): detached \(remaining.map(\.id).joined(separator: ", ")) \
-                    from \(group), the desired capacity lowered by \(remaining.count)
+                    from \(group), \(effect)
                     """
                 )
                 return
@@ -148,6 +162,24 @@ extension Rotation {
                 guard transient, attempt < client.retry.maxAttempts else { throw error }
                 client.retry.sleep(client.retry.delay(after: attempt))
             }
+        }
+    }
+
+    /// Tags instances `kiln:retiring` (with this group) that this run has
+    /// not tagged yet. A rotation marks every old instance once, when it
+    /// starts or resumes (one CreateTags, up to 1000 resource IDs a call: EC2
+    /// API Reference, CreateTags), rather than each batch before its detach:
+    /// a run killed after any detach finds what it detached and did not
+    /// terminate by the tag outside the group (`terminateLeftDetached`),
+    /// and a tagged instance still in the group is only still to retire.
+    func markRetiring(_ instances: [ObservedInstance], departures: inout Departures) throws {
+        let ids = instances.map(\.id).filter { !departures.marked.contains($0) }
+        var start = 0
+        while start < ids.count {
+            let chunk = Array(ids[start..<min(start + 1000, ids.count)])
+            start += chunk.count
+            try client.createTags(resources: chunk, tags: [KilnTag.retiring: group])
+            departures.marked.formUnion(chunk)
         }
     }
 

@@ -178,6 +178,31 @@ struct Rollout: Sendable {
         return until.timeIntervalSince(now)
     }
 
+    /// Detach-and-terminate's one call for two steps: when the step after
+    /// retiring `ids` (a `.retire` just returned) launches the next batch
+    /// back to the desired capacity the group has now, a DetachInstances
+    /// without the decrement does both, the group itself launching the
+    /// replacements ("If you do not specify the option to decrement the
+    /// desired capacity, Amazon EC2 Auto Scaling launches instances to
+    /// replace the ones that are detached", API Reference, DetachInstances).
+    /// Returns that launch and the rollout past it; nil when the retirement
+    /// must lower the desired capacity (the last batch, a pause begun, a
+    /// group that cannot grow, a surge of another size). Healthy capacity is
+    /// the same either way: the batch through the gate serves, the detached
+    /// ones are out of service at once and their replacements boot.
+    func launchReplacing(
+        _ ids: [String], in observation: RolloutObservation
+    ) -> (
+        rollout: Rollout, action: RolloutAction
+    )? {
+        var next = self
+        let (action, notes) = next.step(observation.retiring(ids))
+        guard notes.isEmpty, case .launch(_, _, let surge, let desired, nil) = action,
+            surge == ids.count, desired == observation.desiredCapacity
+        else { return nil }
+        return (next, action)
+    }
+
     /// How many of the schedule's instances are replaced when `old` are left.
     private func replaced(leaving old: Int) -> Int { max(0, schedule.batches.reduce(0, +) - old) }
 
@@ -333,7 +358,11 @@ struct PollCadence: Sendable, Equatable {
     let quickest: TimeInterval
     private(set) var launchedAt: Date?
     private(set) var quick: TimeInterval
-    /// How long the last batch took, from its launch, until a poll knew every instance of it.
+    /// How long the last batch took, from its launch, until the start of the
+    /// poll that knew every instance of it: where the next batch's first
+    /// poll goes. Measured to the poll's start, not its end, or a slow poll
+    /// (200 instances on a busy moto take seconds) would push every next
+    /// first poll later by its own length.
     private(set) var knownAfter: TimeInterval?
 
     init(poll: TimeInterval, probeInterval: TimeInterval) {
@@ -349,11 +378,11 @@ struct PollCadence: Sendable, Equatable {
         return quick
     }
 
-    /// A poll saw the group: the longest wait before the next one.
-    mutating func observed(everyInstanceKnown: Bool, at now: Date) -> TimeInterval {
+    /// A poll that began at `pollStarted` saw the group: the longest wait before the next one.
+    mutating func observed(everyInstanceKnown: Bool, pollStarted: Date) -> TimeInterval {
         guard let launchedAt else { return poll }
         if everyInstanceKnown {
-            knownAfter = now.timeIntervalSince(launchedAt)
+            knownAfter = max(0, pollStarted.timeIntervalSince(launchedAt))
             self.launchedAt = nil
             return poll
         }

@@ -304,7 +304,7 @@ extension Rotation {
         let template = try launchTemplate(of: state)
         _ = try numericVersion(template)
         return plan(
-            state: state, instances: instances, release: release, warmPool: try warmPool(),
+            state: state, instances: instances, release: release, warmPool: warmPool(of: state),
             retirement: try retirementChoice())
     }
 }

@@ -122,6 +122,19 @@ enum Direction: Sendable {
     }
 }
 
+/// A launch template version the group is to launch, and the log line that
+/// says so once AWS has taken it.
+struct TemplateChange: Sendable {
+    let template: LaunchTemplateSpecification
+    let mixedInstances: Bool
+    let announcement: String
+
+    func send(_ client: AWSClient, group: String, log: LogWriter) throws {
+        try client.updateAutoScalingGroup(group, launchTemplate: template, inMixedInstancesPolicy: mixedInstances)
+        log.line(announcement)
+    }
+}
+
 /// Runs a rotation on one group, or finishes one a killed run left.
 public struct Rotation: Sendable {
     let client: AWSClient
@@ -176,6 +189,9 @@ public struct Rotation: Sendable {
         // unused launch template version was made): a failure up to there is
         // a refusal, reported as `refused`; after it, the run is under way.
         var currentVersion: Int?
+        // A run that writes the journal itself starts from the poll it planned
+        // on (nothing has moved since but its own tags and suspensions): no second poll.
+        var firstPoll: (group: AutoScalingGroup, instances: [ObservedInstance])?
         let state: AutoScalingGroup
         let template: (id: String, version: String)
         var journal: RotationJournal
@@ -197,7 +213,7 @@ public struct Rotation: Sendable {
                 // Refusals (standby, warm pool, ...) and unknown alarms before anything changes.
                 let retirement = try retirementChoice()
                 try plan(
-                    state: state, instances: instances, release: release.digest, warmPool: warmPool(),
+                    state: state, instances: instances, release: release.digest, warmPool: warmPool(of: state),
                     retirement: retirement
                 ).check()
                 try alarms.checkExist(environment: configuration.environment)
@@ -210,6 +226,7 @@ public struct Rotation: Sendable {
                     suspendedByKiln: suspended.filter { !state.suspendedProcesses.contains($0) }, phase: .starting,
                     heartbeat: now(), retirement: retirement.method)
                 try journal.save(client, group: group)
+                firstPoll = (state, instances)
             }
         } catch {
             throw RotationRefused(error: error, fromVersion: currentVersion)
@@ -230,7 +247,7 @@ public struct Rotation: Sendable {
             }
             return try run(
                 release, journal: &journal, report: &report, template: template.id,
-                mixedInstances: state.usesMixedInstancesPolicy, observer: observer,
+                mixedInstances: state.usesMixedInstancesPolicy, observer: observer, firstPoll: firstPoll,
                 rollbackOnFailure: rollbackOnFailure)
         } catch let error as RolledBack {
             throw error
@@ -247,7 +264,8 @@ public struct Rotation: Sendable {
     /// journal records to a finished rotation, a rollback, or a failure left in place.
     private func run(
         _ release: ReleaseSpecification, journal: inout RotationJournal, report: inout RotationReport,
-        template: String, mixedInstances: Bool, observer: GroupObserver, rollbackOnFailure: Bool
+        template: String, mixedInstances: Bool, observer: GroupObserver,
+        firstPoll: (group: AutoScalingGroup, instances: [ObservedInstance])?, rollbackOnFailure: Bool
     ) throws -> RotationReport {
         switch journal.phase {
         case .finishing(rollback: false):
@@ -265,18 +283,22 @@ public struct Rotation: Sendable {
         default:
             break
         }
+        var retirementSettled = false
         do {
-            try client.updateAutoScalingGroup(
-                group, launchTemplate: LaunchTemplateSpecification(id: template, version: "\(journal.toVersion)"),
-                inMixedInstancesPolicy: mixedInstances)
-            log.line(
-                """
-                rotate: \(group) now launches version \(journal.toVersion) (release \(release.digest), \
-                \(release.application) \(release.version), \(release.amiID))
-                """
-            )
-            try converge(
-                to: release.digest, journal: &journal, report: &report, observer: observer, direction: .forward)
+            // The group is pointed at the new version in the call that
+            // launches the first batch (`TemplateChange`); a resumed run,
+            // whose group may already be launching, points it first.
+            let change = TemplateChange(
+                template: LaunchTemplateSpecification(id: template, version: "\(journal.toVersion)"),
+                mixedInstances: mixedInstances,
+                announcement: """
+                    rotate: \(group) now launches version \(journal.toVersion) (release \(release.digest), \
+                    \(release.application) \(release.version), \(release.amiID))
+                    """)
+            if firstPoll == nil { try change.send(client, group: group, log: log) }
+            retirementSettled = try converge(
+                to: release.digest, journal: &journal, report: &report, observer: observer, direction: .forward,
+                firstPoll: firstPoll, templateChange: firstPoll == nil ? nil : change)
         } catch let failure as RotationFailure {
             report.failure = failure
             report.timeline.mark(.failure, failure.description, at: elapsed())
@@ -291,7 +313,7 @@ public struct Rotation: Sendable {
                 failure: failure,
                 report: try rollBack(&journal, report: &report, because: .failed(failure), observer: observer))
         }
-        try finish(&journal, report: &report)
+        try finish(&journal, report: &report, retirementSettled: retirementSettled)
         log.line("rotate: \(group) runs release \(release.digest) on every instance")
         return report
     }
@@ -370,13 +392,25 @@ public struct Rotation: Sendable {
     /// desired capacity. The decisions are `Rollout.step`'s, from what the
     /// group holds at each poll, so a re-run continues where a killed one
     /// stopped and never raises the desired capacity twice; this runs them.
+    ///
+    /// `firstPoll`: the poll a fresh run planned on, used as this one's
+    /// first (the journal was just written, so nothing was detached by an
+    /// earlier run). `templateChange`: the new launch template version, not
+    /// sent yet, sent with the first batch's desired capacity. Returns
+    /// whether every retired instance is known terminated (nothing tagged
+    /// `kiln:retiring` is left in or out of the group for the last phase to
+    /// look for).
+    @discardableResult
     private func converge(
         to release: String, journal: inout RotationJournal, report: inout RotationReport, observer: GroupObserver,
-        direction: Direction
-    ) throws {
+        direction: Direction, firstPoll: (group: AutoScalingGroup, instances: [ObservedInstance])? = nil,
+        templateChange: TemplateChange? = nil
+    ) throws -> Bool {
         let gate = HealthGate(settings: configuration.health, targetGroups: [], http: http)
         var lastHeartbeat = now()
-        let first = try observer.poll().instances
+        var plannedPoll = firstPoll
+        var templateChange = templateChange
+        let first = try firstPoll?.instances ?? observer.poll().instances
         let toReplaceNow = first.filter { $0.release != release && !$0.lifecycleState.isTerminating }.count
         // Going forward, every instance of the group at the start is replaced:
         // the schedule is the plan's, over the starting desired capacity, and
@@ -416,12 +450,15 @@ public struct Rotation: Sendable {
         let alarms = direction == .forward ? self.alarms : AlarmWatch(names: [], client: client)
         let retirement = journal.retirement ?? .detachAndTerminate
         var departures = Departures()
-        // A killed run may have detached instances it did not terminate.
         if retirement == .detachAndTerminate {
-            try terminateLeftDetached(
-                holding: Set(first.map(\.id)), report: &report, direction: direction, atEnd: false)
+            // A killed run may have detached instances it did not terminate.
+            if firstPoll == nil {
+                try terminateLeftDetached(
+                    holding: Set(first.map(\.id)), report: &report, direction: direction, atEnd: false)
+            }
         }
         var awaitingAnnounced = false
+        var departureChecked = false
         var cadence = PollCadence(poll: configuration.health.poll, probeInterval: configuration.health.probeInterval)
         // How many instances of the release the group should hold once the batch under way is launched.
         var expectedOnRelease = 0
@@ -438,7 +475,8 @@ public struct Rotation: Sendable {
                 try journal.save(client, group: group)
                 lastHeartbeat = now()
             }
-            let (state, instances) = try observer.poll()
+            let polledAt = now()
+            let (state, instances) = try plannedPoll.take() ?? observer.poll()
             let leaving = try observeDepartures(
                 instances, release: release, departures: &departures, report: &report, direction: direction)
             let live = instances.filter {
@@ -448,7 +486,8 @@ public struct Rotation: Sendable {
             // One DescribeAlarms a poll: an alarm in ALARM fails the batch as the gate's own verdict does.
             let failure = try judge(gate, targetGroups: state.targetGroupARNs, new) ?? alarms.check()
             let nextPoll = cadence.observed(
-                everyInstanceKnown: new.count >= expectedOnRelease && new.allSatisfy { $0.privateIP != nil }, at: now())
+                everyInstanceKnown: new.count >= expectedOnRelease && new.allSatisfy { $0.privateIP != nil },
+                pollStarted: polledAt)
             var observation = RolloutObservation(
                 now: now(), desiredCapacity: state.desiredCapacity, maxSize: state.maxSize,
                 members: live.map { instance in
@@ -467,12 +506,33 @@ public struct Rotation: Sendable {
                 let (action, notes) = rollout.step(observation)
                 try record(notes, journal: &journal, checkpoints: checkpointAfter, report: &report)
                 recordLaunched(rollout, report: &report, gate: gate)
+                // The new version goes with the first change of the group's
+                // size; a first step that waits (instances of the release
+                // already there) sends it alone, so that the group launches
+                // nothing more of the old release meanwhile.
+                switch action {
+                case .probe, .wait, .awaitDeparture: try templateChange.take()?.send(client, group: group, log: log)
+                default: break
+                }
                 switch action {
                 case .fail(let failure):
                     throw failure
                 case .probe:
-                    try probeUntilNextPoll(gate, targetGroups: state.targetGroupARNs, new, within: nextPoll)
-                    break stepping
+                    let passed = try probeUntilNextPoll(
+                        gate, targetGroups: state.targetGroupARNs, new, within: nextPoll)
+                    // Through the gate by the probes since this poll, whose Auto
+                    // Scaling and target group states the gate judged with them
+                    // (healthy, or it could not pass): what another poll would
+                    // confirm is known, so the next step comes at once. With
+                    // alarms, a poll reads them once the batch serves.
+                    guard passed, alarms.names.isEmpty else { break stepping }
+                    observation.now = now()
+                    for index in observation.members.indices {
+                        let id = observation.members[index].id
+                        observation.members[index].gate =
+                            gate.passed(id) ? .passed : gate.serving(id) ? .serving : .pending
+                        observation.members[index].problem = gate.lastProblem(id)
+                    }
                 case .wait(let seconds):
                     sleep(min(seconds, configuration.health.poll))
                     break stepping
@@ -486,6 +546,31 @@ public struct Rotation: Sendable {
                             : "\(direction.label) \(rollout.batchNumber)/\(schedule.count)",
                         at: elapsed())
                     let byID = Dictionary(live.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+                    // A group that cannot grow retires first: it launches the new version after.
+                    try templateChange.take()?.send(client, group: group, log: log)
+                    let replaced =
+                        retirement == .detachAndTerminate ? rollout.launchReplacing(ids, in: observation) : nil
+                    if let replaced, case .launch(let batch, let of, let surge, let desired, _) = replaced.action {
+                        // The detach launches the next batch (`Rollout.launchReplacing`).
+                        rollout = replaced.rollout
+                        report.batches = batch
+                        report.timeline.mark(.batchStarted, "\(direction.label) \(batch)/\(of)", at: elapsed())
+                        keepTimeline?(
+                            timeline(report.timeline, adding: rollout.samples, direction: direction),
+                            journal.toVersion)
+                        try retire(
+                            ids.compactMap { byID[$0] }, keeping: [], desiredAfter: desired, method: retirement,
+                            group: state, departures: &departures, direction: direction, observer: observer,
+                            replacing: true)
+                        let left = observation.members.filter { !$0.onRelease }.count - ids.count
+                        try launched(
+                            batch: batch, of: of, surge: surge, desired: desired, left: left, direction: direction,
+                            journal: &journal)
+                        lastHeartbeat = now()
+                        expectedOnRelease = desired - left
+                        sleep(cadence.launched(at: now()))
+                        break stepping
+                    }
                     try retire(
                         ids.compactMap { byID[$0] }, keeping: live.filter { $0.release == release },
                         desiredAfter: observation.desiredCapacity - ids.count, method: retirement, group: state,
@@ -501,11 +586,13 @@ public struct Rotation: Sendable {
                                 + "waiting for \(count) retired instance(s) to leave\(why)")
                     }
                     // A hook may hold them for its heartbeat timeout: poll at the
-                    // interval then; a detached one is terminated at the next poll.
-                    sleep(held ? configuration.health.poll : cadence.quickest)
+                    // interval then; a detached one is terminated at the next
+                    // poll, the first at once (a detach may be done already).
+                    if held || departureChecked { sleep(held ? configuration.health.poll : cadence.quickest) }
+                    departureChecked = true
                     break stepping
                 case .fill(let desired):
-                    try client.setDesiredCapacity(group, desired)
+                    try setDesired(desired, raisingMaxTo: nil, templateChange: &templateChange)
                     expectedOnRelease = desired
                     sleep(cadence.launched(at: now()))
                     break stepping
@@ -516,27 +603,65 @@ public struct Rotation: Sendable {
                     report.timeline.mark(.batchStarted, "\(direction.label) \(batch)/\(of)", at: elapsed())
                     keepTimeline?(
                         timeline(report.timeline, adding: rollout.samples, direction: direction), journal.toVersion)
-                    if let raiseMaxTo { try client.updateAutoScalingGroup(group, maxSize: raiseMaxTo) }
-                    journal.phase = direction.phase(batch: batch, of: of)
-                    journal.heartbeat = now()
-                    try journal.save(client, group: group)
+                    try setDesired(desired, raisingMaxTo: raiseMaxTo, templateChange: &templateChange)
+                    let old = live.filter { $0.release != release && observation.members.map(\.id).contains($0.id) }
+                    try launched(
+                        batch: batch, of: of, surge: surge, desired: desired, left: old.count, direction: direction,
+                        journal: &journal)
                     lastHeartbeat = now()
-                    try client.setDesiredCapacity(group, desired)
-                    let left = observation.members.filter { !$0.onRelease }.count
-                    expectedOnRelease = desired - left
-                    log.line(
-                        """
-                        rotate: \(direction.label): batch \(batch) of \(of): \
-                        launching \(surge) (desired \(desired)), \(left) old left
-                        """
-                    )
+                    expectedOnRelease = desired - old.count
+                    // Marked while the batch boots, before any of them is detached.
+                    if retirement == .detachAndTerminate { try markRetiring(old, departures: &departures) }
                     sleep(cadence.launched(at: now()))
                     break stepping
                 case .finish:
-                    return
+                    // Every instance already ran the release: the group launches it from now on too.
+                    try templateChange.take()?.send(client, group: group, log: log)
+                    return departures.detached.isEmpty
                 }
             }
         }
+    }
+
+    /// A batch launched: the journal says so and the log. Written after the
+    /// call that launches it, while its instances boot: a run killed before
+    /// the journal says so finds its place by what the group holds (the
+    /// phase's batch is for people and the refusal message).
+    private func launched(
+        batch: Int, of: Int, surge: Int, desired: Int, left: Int, direction: Direction,
+        journal: inout RotationJournal
+    ) throws {
+        journal.phase = direction.phase(batch: batch, of: of)
+        journal.heartbeat = now()
+        try journal.save(client, group: group)
+        log.line(
+            """
+            rotate: \(direction.label): batch \(batch) of \(of): \
+            launching \(surge) (desired \(desired)), \(left) old left
+            """
+        )
+    }
+
+    /// The desired capacity set, in one call with what must change with it:
+    /// the max size raised for the surge, and (the first batch of a fresh
+    /// run) the new launch template version. UpdateAutoScalingGroup sets them
+    /// together and checks the desired capacity against the new max size
+    /// ("The desired capacity must be greater than or equal to the minimum
+    /// size and less than or equal to the maximum size", API Reference,
+    /// UpdateAutoScalingGroup); the instances it launches use the version it
+    /// sets, as moto's UpdateAutoScalingGroup sets the template before the
+    /// capacity. Alone, SetDesiredCapacity (`HonorCooldown=false`).
+    private func setDesired(
+        _ desired: Int, raisingMaxTo raise: Int?, templateChange: inout TemplateChange?
+    ) throws {
+        guard raise != nil || templateChange != nil else {
+            try client.setDesiredCapacity(group, desired)
+            return
+        }
+        try client.updateAutoScalingGroup(
+            group, maxSize: raise, desiredCapacity: desired, launchTemplate: templateChange?.template,
+            inMixedInstancesPolicy: templateChange?.mixedInstances ?? false)
+        if let change = templateChange.take() { log.line(change.announcement) }
     }
 
     /// `timeline` with the rollout's samples, from the run's start; the
@@ -615,9 +740,10 @@ public struct Rotation: Sendable {
     /// poll said of Auto Scaling and the target groups. The next poll comes
     /// at once when they have all passed, so a batch waits for its boot,
     /// not for the poll interval.
+    /// Returns whether they have all passed.
     private func probeUntilNextPoll(
         _ gate: HealthGate, targetGroups: [String], _ instances: [ObservedInstance], within wait: TimeInterval
-    ) throws {
+    ) throws -> Bool {
         let nextPoll = now().addingTimeInterval(wait)
         let interval =
             configuration.health.url == nil
@@ -625,11 +751,11 @@ public struct Rotation: Sendable {
         while true {
             try checkCancelled()
             let left = nextPoll.timeIntervalSince(now())
-            if left <= 0 { return }
+            if left <= 0 { return false }
             sleep(min(interval, left))
-            if now() >= nextPoll { return }
+            if now() >= nextPoll { return false }
             if let failure = judge(gate, targetGroups: targetGroups, instances) { throw failure }
-            if instances.allSatisfy({ gate.passed($0.id) }) { return }
+            if instances.allSatisfy({ gate.passed($0.id) }) { return true }
         }
     }
 
@@ -646,26 +772,35 @@ public struct Rotation: Sendable {
     /// phase says `finishing` first: each step here is idempotent, and a run
     /// that finds the phase does only these steps, so a failure or a kill
     /// part-way through is finished by the next run.
+    ///
+    /// `retirementSettled`: this run's own convergence saw every retired
+    /// instance terminated, so the last phase does not look for leftovers
+    /// (a DescribeAutoScalingGroups and a DescribeInstances); a resumed last
+    /// phase, a rollback and scale-in retirement always look.
     private func finish(
-        _ journal: inout RotationJournal, rollback: Bool = false, report: inout RotationReport
+        _ journal: inout RotationJournal, rollback: Bool = false, report: inout RotationReport,
+        retirementSettled: Bool = false
     ) throws {
+        // The record `kiln-rotate rollback` reads, in the same CreateOrUpdateTags
+        // as the phase: a run killed after it finds `finishing` and does only the rest.
+        let lastRotation =
+            rollback
+            ? [:]
+            : [KilnTag.lastRotation: "\(journal.fromVersion)>\(journal.toVersion)", KilnTag.release: journal.release]
         if journal.phase != .finishing(rollback: rollback) {
             journal.phase = .finishing(rollback: rollback)
             journal.heartbeat = now()
-            try journal.save(client, group: group)
+            try journal.save(client, group: group, adding: lastRotation)
+        } else if !lastRotation.isEmpty {
+            try client.createOrUpdateTags(autoScalingGroup: group, tags: lastRotation, propagateAtLaunch: false)
         }
-        try finishRetirement(journal.retirement ?? .detachAndTerminate, report: &report)
+        let method = journal.retirement ?? .detachAndTerminate
+        if !(retirementSettled && !rollback && method == .detachAndTerminate) {
+            try finishRetirement(method, report: &report)
+        }
         try client.updateAutoScalingGroup(
             group, minSize: journal.minSize, maxSize: journal.maxSize, desiredCapacity: journal.desiredCapacity)
         if !journal.suspendedByKiln.isEmpty { try client.resumeProcesses(group, journal.suspendedByKiln) }
-        if !rollback {
-            try client.createOrUpdateTags(
-                autoScalingGroup: group,
-                tags: [
-                    KilnTag.lastRotation: "\(journal.fromVersion)>\(journal.toVersion)",
-                    KilnTag.release: journal.release,
-                ], propagateAtLaunch: false)
-        }
         try RotationJournal.clear(client, group: group)
     }
 
@@ -779,6 +914,8 @@ public struct Rotation: Sendable {
         if journal.retirement == nil { journal.retirement = try retirementChoice().method }
     }
 
-    /// The group's warm pool, if it has one (a plan refusal: `GroupRefusals`).
-    func warmPool() throws -> WarmPool? { try client.describeWarmPool(group) }
+    /// The group's warm pool, if it has one (a plan refusal: `GroupRefusals`):
+    /// in the group's own DescribeAutoScalingGroups answer (moto returns it
+    /// there too once PutWarmPool made one), so no DescribeWarmPool.
+    func warmPool(of state: AutoScalingGroup) -> WarmPool? { state.warmPool }
 }

@@ -185,8 +185,10 @@ public struct RotationJournal: Sendable, Equatable {
         self.retirement = retirement
     }
 
-    func save(_ client: AWSClient, group: String) throws {
-        try client.createOrUpdateTags(autoScalingGroup: group, tags: tags, propagateAtLaunch: false)
+    /// `adding`: other tags of the group written in the same call.
+    func save(_ client: AWSClient, group: String, adding others: [String: String] = [:]) throws {
+        try client.createOrUpdateTags(
+            autoScalingGroup: group, tags: tags.merging(others) { mine, _ in mine }, propagateAtLaunch: false)
     }
 
     static func clear(_ client: AWSClient, group: String) throws {

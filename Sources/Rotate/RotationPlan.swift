@@ -74,13 +74,16 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
         let polls = pollsPerBatch * max(1, batches.count)
         var calls: [String: Int] = [
             "ec2:CreateLaunchTemplateVersion": 1,
-            "ec2:DescribeLaunchTemplateVersions": 2,
-            "autoscaling:UpdateAutoScalingGroup": 2 + (largest > state.maxSize ? 1 : 0),
-            "autoscaling:SetDesiredCapacity": batches.count,
+            // The version's instance tags, which the new version keeps.
+            "ec2:DescribeLaunchTemplateVersions": 1,
+            // The new version, the max size raised and the first batch in one; the sizes restored.
+            "autoscaling:UpdateAutoScalingGroup": 2,
+            "autoscaling:SetDesiredCapacity": max(0, batches.count - 1),
             "autoscaling:DescribeAutoScalingGroups": polls + 2,
             "autoscaling:DescribeLifecycleHooks": 1,
             "ec2:DescribeInstances": batches.count + 1,
-            "autoscaling:CreateOrUpdateTags": batches.count + 3,
+            // The journal: at the start, a batch's phase, the last phase (with kiln:last-rotation).
+            "autoscaling:CreateOrUpdateTags": batches.count + 2,
             "autoscaling:DeleteTags": 1,
         ]
         if !state.suspendedProcesses.contains("AZRebalance") || !configuration.suspend.isEmpty {
@@ -104,7 +107,7 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
             // Protection on the batch's new instances, the desired capacity
             // lowered; the protection lifted once at the end.
             calls["autoscaling:SetInstanceProtection"] = batches.count + (protected > 0 ? batches.count : 0) + 1
-            calls["autoscaling:SetDesiredCapacity"] = 2 * batches.count
+            calls["autoscaling:SetDesiredCapacity"] = 2 * batches.count - 1
             if protected > 0 {
                 checks.append(
                     "\(protected) old instance(s) scale-in protected: the protection is removed as each is retired")
@@ -118,17 +121,25 @@ public struct RotationPlan: Sendable, CustomStringConvertible {
                 )
             }
         case .detachAndTerminate:
-            // The tag that names detached instances, the detach (20 a call), one termination.
-            calls["ec2:CreateTags"] = batches.count
+            // The tag that names detached instances (once, for every old
+            // instance), the detach (20 a call), one termination a batch. A
+            // batch followed by one of its size, with no pause between, is
+            // detached without the decrement and so launches that one
+            // (`Rollout.launchReplacing`): no SetDesiredCapacity for it.
+            calls["ec2:CreateTags"] = 1
             calls["autoscaling:DetachInstances"] = batches.map { ($0 + 19) / 20 }.reduce(0, +)
             calls["ec2:TerminateInstances"] = batches.count
-            // Instances a killed run detached: looked for at the start and in the last phase.
-            calls["ec2:DescribeInstances", default: 0] += 2
+            let paused = Set(
+                (configuration.strategy == .canary && configuration.canarySoak > 0 ? [1] : [])
+                    + (configuration.checkpoints?.stops(batches: batches).map(\.afterBatch) ?? []))
+            let launchedByDetach = zip(batches.indices, zip(batches, batches.dropFirst())).filter {
+                $1.0 == $1.1 && !paused.contains($0 + 1)
+            }.count
+            calls["autoscaling:SetDesiredCapacity", default: 0] -= launchedByDetach
         }
         if state.usesMixedInstancesPolicy {
             checks.append("mixed instances policy: the new version goes into the policy's launch template")
         }
-        calls["autoscaling:DescribeWarmPool"] = 1
         if live.isEmpty || state.desiredCapacity == 0 {
             problems.append(
                 """

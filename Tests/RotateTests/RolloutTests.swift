@@ -108,6 +108,8 @@ import Testing
         /// Retired instances not yet gone when the step function said `finish`.
         var leftLeaving = 0
         var awaited = 0
+        /// Batches launched by the retirement of the one before (`Rollout.launchReplacing`).
+        var launchedByRetiring = 0
     }
 
     static func configuration(_ strategy: RotationStrategy, _ batch: BatchSize) -> RotateConfiguration {
@@ -128,9 +130,12 @@ import Testing
 
     /// Runs the step function against the model until it finishes or fails;
     /// `killAfter` steps in, the rollout is dropped and a fresh one goes on.
+    /// `replacing`: as the runner does with detach-and-terminate, a retirement
+    /// that `launchReplacing` says launches the next batch is one detach
+    /// without the decrement (the group replaces what it let go).
     static func drive(
         _ configuration: RotateConfiguration, desired: Int, health: Health, killAfter: Int? = nil,
-        maxSize: Int? = nil, departure: TimeInterval = 0
+        maxSize: Int? = nil, departure: TimeInterval = 0, replacing: Bool = false
     ) -> Outcome {
         var model = Model(desired: desired, maxSize: maxSize ?? desired * 3, health: health)
         model.departure = departure
@@ -155,6 +160,17 @@ import Testing
                 outcome.leftLeaving = model.leavingCount
                 return outcome
             case .retire(let ids):
+                if replacing, let replaced = rollout.launchReplacing(ids, in: observation),
+                    case .launch(let batch, let of, _, let target, nil) = replaced.action
+                {
+                    #expect(target == model.desired, "a detach without the decrement keeps the desired capacity")
+                    rollout = replaced.rollout
+                    outcome.launches.append((batch, of))
+                    outcome.launchedByRetiring += 1
+                    model.retire(ids)
+                    model.setDesired(target)
+                    break
+                }
                 model.retire(ids)
                 observation = observation.retiring(ids)
                 continue
@@ -231,18 +247,34 @@ import Testing
             for batch in Self.batches {
                 let configuration = Self.configuration(strategy, batch)
                 let schedule = RolloutSchedule(strategy: strategy, batch: batch, desired: desired, toReplace: desired)
-                let plain = Self.drive(configuration, desired: desired, health: .healthy, departure: 1.2)
-                for killAfter in [nil] + Array(1...plain.steps).map(Optional.some) {
-                    cases += 1
-                    let run = Self.drive(
-                        configuration, desired: desired, health: .healthy, killAfter: killAfter, departure: 1.2)
-                    var label: String { "\(strategy) \(batch) of \(desired), killed after \(killAfter ?? -1)" }
-                    #expect(run.last == .finish, "\(label): \(String(describing: run.last))")
-                    #expect(run.leftLeaving == 0, "\(label): finished with \(run.leftLeaving) still leaving")
-                    #expect(run.lowestServing >= desired, "\(label)")
-                    #expect(run.launches.map(\.batch) == Array(1...schedule.count), "\(label)")
+                for replacing in [false, true] {
+                    let plain = Self.drive(
+                        configuration, desired: desired, health: .healthy, departure: 1.2, replacing: replacing)
+                    // Every batch after one of its own size is launched by that
+                    // one's retirement, but where a pause (the canary's soak) holds it.
+                    if replacing && strategy != .canary {
+                        let byRetiring = plain.launchedByRetiring
+                        let sameSize = zip(schedule.batches, schedule.batches.dropFirst()).filter { $0 == $1 }.count
+                        #expect(
+                            byRetiring == sameSize,
+                            "\(strategy) \(batch) of \(desired): \(byRetiring) of \(schedule.count) by retiring")
+                    }
+                    for killAfter in [nil] + Array(1...plain.steps).map(Optional.some) {
+                        cases += 1
+                        let run = Self.drive(
+                            configuration, desired: desired, health: .healthy, killAfter: killAfter, departure: 1.2,
+                            replacing: replacing)
+                        var label: String {
+                            "\(strategy) \(batch) of \(desired), replacing \(replacing), "
+                                + "killed after \(killAfter ?? -1)"
+                        }
+                        #expect(run.last == .finish, "\(label): \(String(describing: run.last))")
+                        #expect(run.leftLeaving == 0, "\(label): finished with \(run.leftLeaving) still leaving")
+                        #expect(run.lowestServing >= desired, "\(label)")
+                        #expect(run.launches.map(\.batch) == Array(1...schedule.count), "\(label)")
+                    }
+                    #expect(plain.awaited > 0, "\(strategy) \(batch) of \(desired): never waited for a departure")
                 }
-                #expect(plain.awaited > 0, "\(strategy) \(batch) of \(desired): never waited for a departure")
             }
         }
         #expect(cases > 100, "\(cases) cases")
@@ -305,19 +337,28 @@ import Testing
     @Test func pollsComeQuicklyAfterALaunchThenBackOff() {
         var cadence = PollCadence(poll: 5, probeInterval: 1)
         let start = Date(timeIntervalSince1970: 100)
-        #expect(cadence.observed(everyInstanceKnown: true, at: start) == 5, "no launch: the interval")
+        #expect(cadence.observed(everyInstanceKnown: true, pollStarted: start) == 5, "no launch: the interval")
         #expect(cadence.launched(at: start) == 1)
-        #expect(cadence.observed(everyInstanceKnown: false, at: start.addingTimeInterval(1)) == 2)
-        #expect(cadence.observed(everyInstanceKnown: false, at: start.addingTimeInterval(3)) == 4)
-        #expect(cadence.observed(everyInstanceKnown: false, at: start.addingTimeInterval(7)) == 5, "capped at poll")
-        #expect(cadence.observed(everyInstanceKnown: true, at: start.addingTimeInterval(12)) == 5)
+        #expect(cadence.observed(everyInstanceKnown: false, pollStarted: start.addingTimeInterval(1)) == 2)
+        #expect(cadence.observed(everyInstanceKnown: false, pollStarted: start.addingTimeInterval(3)) == 4)
+        #expect(
+            cadence.observed(everyInstanceKnown: false, pollStarted: start.addingTimeInterval(7)) == 5, "capped at poll"
+        )
+        #expect(cadence.observed(everyInstanceKnown: true, pollStarted: start.addingTimeInterval(12)) == 5)
         #expect(cadence.knownAfter == 12)
         let next = start.addingTimeInterval(60)
         #expect(cadence.launched(at: next) == 5, "the last batch took 12 s to be known: capped at poll")
         var fast = PollCadence(poll: 5, probeInterval: 1)
         _ = fast.launched(at: start)
-        _ = fast.observed(everyInstanceKnown: true, at: start.addingTimeInterval(2.5))
+        _ = fast.observed(everyInstanceKnown: true, pollStarted: start.addingTimeInterval(2.5))
         #expect(fast.launched(at: next) == 2.5)
+        // The first poll after the next launch goes where the poll that knew
+        // the batch began (Rotation.converge passes its start): a poll that
+        // took 3 s to answer does not push the next first poll 3 s later.
+        var slow = PollCadence(poll: 5, probeInterval: 0.5)
+        _ = slow.launched(at: start)
+        _ = slow.observed(everyInstanceKnown: true, pollStarted: start.addingTimeInterval(0.5))
+        #expect(slow.launched(at: next) == 0.5)
     }
 
     /// max_unavailable on a group at its max that may not grow: each batch

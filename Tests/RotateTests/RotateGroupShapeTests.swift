@@ -195,6 +195,8 @@ extension RotateWorld {
         parameters.add("PoolState", "Stopped")
         _ = try world.client.query(.autoscaling, "PutWarmPool", parameters, mutation: .idempotent)
         #expect(try world.client.describeWarmPool(world.group)?.poolState == "Stopped")
+        // The group's own DescribeAutoScalingGroups answer carries it, which is what Kiln reads.
+        #expect(try world.groupState().warmPool?.poolState == "Stopped")
         let ami = try world.makeAMI(health: "healthy")
         try world.prepare(ami: ami)
         let versions = try world.launchTemplateVersions()

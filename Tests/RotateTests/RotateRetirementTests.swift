@@ -73,8 +73,11 @@ import Testing
         #expect(json["retirement"] as? String == "scale-in")
         #expect(Set(json["terminated"] as? [String] ?? []) == old)
         let calls = json["calls"] as? [String: Int] ?? [:]
-        // Two batches: a launch and a lowering each; protection set per batch, lifted once.
-        #expect(calls["autoscaling:SetDesiredCapacity"] == 4, "\(calls)")
+        // Two batches: a launch and a lowering each, the first launch in the
+        // UpdateAutoScalingGroup that sets the new version (the other restores
+        // the sizes); protection set per batch, lifted once.
+        #expect(calls["autoscaling:SetDesiredCapacity"] == 3, "\(calls)")
+        #expect(calls["autoscaling:UpdateAutoScalingGroup"] == 2, "\(calls)")
         #expect(calls["autoscaling:SetInstanceProtection"] == 3, "\(calls)")
         #expect(calls["autoscaling:TerminateInstanceInAutoScalingGroup"] == nil, "\(calls)")
         #expect(calls["autoscaling:DetachInstances"] == nil, "\(calls)")
@@ -138,6 +141,50 @@ import Testing
             states.allSatisfy { $0 == .terminated || $0 == .shuttingDown }, "old instances left: \(states)")
         #expect(Set(world.rotation["terminated"] as? [String] ?? []) == old)
     }
+
+    /// Batch 1's old instances are detached without the decrement (the group
+    /// launches batch 2 in their place, `Rollout.launchReplacing`); killed
+    /// before their TerminateInstances, the next run finds them by their
+    /// `kiln:retiring` tag outside the group, terminates them, and finishes.
+    @Test func killedBetweenADetachThatLaunchesTheNextBatchAndItsTerminationTheNextRunFinishes() throws {
+        let world = try RotateWorld(desired: 4)
+        let old = Set(try world.groupState().instances.map(\.id))
+        let ami = try world.makeAMI(health: "healthy")
+        try world.prepare(ami: ami)
+        var desiredAfterDetach: Int?
+        var detachedFirst: Set<String> = []
+        try withStandIn(
+            "faults", ["--upstream", world.moto.url, "--error5xx", "1", "--only-actions", "TerminateInstances"]
+        ) { proxy in
+            let child = try world.startRotate(
+                [], environment: ["AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "40"])
+            let detached = try eventually(90) {
+                let state = try world.groupState()
+                let members = Set(state.instances.map(\.id))
+                let running = try world.client.describeInstances(instanceIDs: Array(old)).filter {
+                    $0.state == .running && !members.contains($0.id) && $0.tags["kiln:retiring"] == world.group
+                }
+                guard !running.isEmpty else { return false }
+                desiredAfterDetach = state.desiredCapacity
+                detachedFirst = Set(running.map(\.id))
+                return true
+            }
+            kill(child.pid, SIGKILL)
+            _ = child.wait()
+            #expect(detached, "no old instance was detached")
+        }
+        // Batch 1 (2 of 4) detached with the desired capacity kept at the
+        // surge's 6: the group launched batch 2 in their place.
+        #expect(detachedFirst.count == 2, "\(detachedFirst)")
+        #expect(desiredAfterDetach == 6, "desired after the first detach: \(String(describing: desiredAfterDetach))")
+        let (code, output) = try world.rotate([], environment: ["CI_JOB_ID": "72"])
+        #expect(code == 0, "\(output)")
+        #expect(output.contains("detached from \(world.group) by an earlier run and not terminated"), "\(output)")
+        try world.expectSettled(desired: 4, ami: ami, version: "2")
+        let states = try world.client.describeInstances(instanceIDs: Array(old)).map(\.state)
+        #expect(states.allSatisfy { $0 == .terminated || $0 == .shuttingDown }, "old instances left: \(states)")
+        #expect(detachedFirst.isSubset(of: Set(world.rotation["terminated"] as? [String] ?? [])))
+    }
 }
 
 /// kiln-rotate run on a thread of its own while the test plays the hook.
@@ -191,10 +238,32 @@ final class BackgroundRotation: @unchecked Sendable {
         }
     }
 
+    /// The budget (README, kiln-rotate: how many calls): at the start one
+    /// DescribeLifecycleHooks, no DescribeWarmPool (the group's own answer
+    /// says), one DescribeLaunchTemplateVersions and one
+    /// CreateLaunchTemplateVersion, one SuspendProcesses, one CreateTags for
+    /// every old instance, one UpdateAutoScalingGroup for the new version
+    /// and the first batch; per batch one DetachInstances (20 ids a call:
+    /// 15 fit) that launches the next batch, so no SetDesiredCapacity, and
+    /// one TerminateInstances; at the end one UpdateAutoScalingGroup, one
+    /// ResumeProcesses and one DeleteTags.
+    static let fixed: [String: Int] = [
+        "autoscaling:DescribeLifecycleHooks": 1, "autoscaling:DescribeWarmPool": 0,
+        "ec2:DescribeLaunchTemplateVersions": 1, "ec2:CreateLaunchTemplateVersion": 1,
+        "autoscaling:SuspendProcesses": 1, "ec2:CreateTags": 1, "autoscaling:UpdateAutoScalingGroup": 2,
+        "autoscaling:DetachInstances": 4, "autoscaling:SetDesiredCapacity": 0, "ec2:TerminateInstances": 4,
+        "autoscaling:ResumeProcesses": 1, "autoscaling:DeleteTags": 1,
+    ]
+
     @Test func callsPerBatchDoNotGrowWithTheGroup() throws {
         let small = try calls(desired: 20)
         let large = try calls(desired: 60)
         #expect(small.batches == 4 && large.batches == 4)
+        for run in [small, large] {
+            for (action, count) in Self.fixed {
+                #expect(run.calls[action] ?? 0 == count, "\(action): \(run.calls)")
+            }
+        }
         let polls = ["autoscaling:DescribeAutoScalingGroups", "elasticloadbalancing:DescribeTargetHealth"]
         let journal = "autoscaling:CreateOrUpdateTags"
         for action in Set(small.calls.keys).union(large.calls.keys) where !polls.contains(action) && action != journal {
@@ -208,10 +277,15 @@ final class BackgroundRotation: @unchecked Sendable {
                 (run.calls["elasticloadbalancing:DescribeTargetHealth"] ?? 0) <= polled * run.targetGroups,
                 "\(run.calls)")
             #expect((run.calls["ec2:DescribeInstances"] ?? 0) <= polled, "\(run.calls)")
-            // The journal: written when the run starts and claims it, once a
-            // batch, at the last phase, plus the heartbeats (one per 20 s).
+            // The journal: written when the run starts, once a batch, at the
+            // last phase (with kiln:last-rotation), plus the heartbeats (one per 20 s).
             let heartbeats = Int(run.seconds / 20)
-            #expect((run.calls[journal] ?? 0) <= 3 + run.batches + heartbeats, "\(run.calls)")
+            #expect((run.calls[journal] ?? 0) <= 2 + run.batches + heartbeats, "\(run.calls)")
+            // A poll sees each batch, and one more the last batch leave; a batch
+            // through the gate at the poll that found it needs no other (the
+            // rest follow the time a batch takes: at most one per poll interval).
+            let polls = run.calls["autoscaling:DescribeAutoScalingGroups"] ?? 0
+            #expect(polls >= 1 + run.batches + 1, "\(run.calls)")
         }
     }
 }

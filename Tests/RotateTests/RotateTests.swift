@@ -32,7 +32,11 @@ import Testing
         #expect((json["terminated"] as? [String])?.count == 6)
         #expect((json["launched"] as? [[String: Any]])?.count == 6)
         let calls = json["calls"] as? [String: Int] ?? [:]
-        #expect(calls["autoscaling:SetDesiredCapacity"] == 3)
+        // Batch 1 is launched by the UpdateAutoScalingGroup that sets the new
+        // version (the other restores the sizes), batches 2 and 3 by the
+        // detach of the batch before (no decrement): no SetDesiredCapacity.
+        #expect(calls["autoscaling:SetDesiredCapacity"] == nil, "\(calls)")
+        #expect(calls["autoscaling:UpdateAutoScalingGroup"] == 2, "\(calls)")
         // No termination lifecycle hook: each batch detached in one call and terminated in one.
         #expect(json["retirement"] as? String == "detach-and-terminate")
         #expect(calls["autoscaling:DetachInstances"] == 3, "\(calls)")
@@ -378,7 +382,12 @@ extension RotateWorld {
         #expect(output.contains("HTTP http://{private_ip}"))
         #expect(output.contains("2 passing checks in a row"), "\(output)")
         #expect(output.contains("2 failed in a row to fail one that passed"), "\(output)")
-        #expect(output.contains("autoscaling:SetDesiredCapacity 3"))
+        // The calls the run makes (healthyRollingDeployOfSixInBatchesOfTwoNeverDropsCapacity):
+        // batch 1 launched with the new version, 2 and 3 by the detach before them.
+        #expect(output.contains("autoscaling:SetDesiredCapacity 0"), "\(output)")
+        #expect(output.contains("autoscaling:UpdateAutoScalingGroup 2"), "\(output)")
+        #expect(output.contains("ec2:CreateTags 1"), "\(output)")
+        #expect(!output.contains("DescribeWarmPool"), "\(output)")
         #expect(output.contains("retirement: detach-and-terminate (no termination lifecycle hook)"), "\(output)")
         #expect(output.contains("autoscaling:DetachInstances 3, "), "\(output)")
         #expect(try world.launchTemplateVersions() == [1])

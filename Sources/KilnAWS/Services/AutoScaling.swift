@@ -48,6 +48,11 @@ public struct AutoScalingGroup: Sendable, Equatable {
     /// The mixed instances policy's `LaunchTemplate.Overrides`, in order
     /// (empty without a policy).
     public var launchTemplateOverrides: [LaunchTemplateOverride] = []
+    /// The group's warm pool, from the answer's own `WarmPoolConfiguration`
+    /// (the AutoScalingGroup data type carries it, API Reference: "The warm
+    /// pool for the group"): nil when the group has none, so no
+    /// DescribeWarmPool is needed to know.
+    public var warmPool: WarmPool?
 }
 
 /// One of a mixed instances policy's `Overrides` (API Reference,
@@ -244,13 +249,7 @@ extension AWSClient {
         var parameters = QueryParameters()
         parameters.add("AutoScalingGroupName", groupName)
         let root = try query(.autoscaling, "DescribeWarmPool", parameters)
-        guard let configuration = root.first(named: "WarmPoolConfiguration"), !configuration.children.isEmpty
-        else { return nil }
-        let answer = AnswerDecoder(.autoscaling, "DescribeWarmPool")
-        return WarmPool(
-            minSize: answer.optionalInt(configuration, "MinSize"),
-            maxGroupPreparedCapacity: answer.optionalInt(configuration, "MaxGroupPreparedCapacity"),
-            poolState: configuration.string("PoolState"), status: configuration.string("Status"))
+        return AnswerDecoder(.autoscaling, "DescribeWarmPool").warmPool(root.first(named: "WarmPoolConfiguration"))
     }
 
     public func setInstanceHealth(
@@ -352,6 +351,15 @@ extension AnswerDecoder {
             version: element.string("Version"))
     }
 
+    /// A `WarmPoolConfiguration` (DescribeWarmPool's, or the group's own in DescribeAutoScalingGroups).
+    func warmPool(_ configuration: XMLElement?) -> WarmPool? {
+        guard let configuration, !configuration.children.isEmpty else { return nil }
+        return WarmPool(
+            minSize: optionalInt(configuration, "MinSize"),
+            maxGroupPreparedCapacity: optionalInt(configuration, "MaxGroupPreparedCapacity"),
+            poolState: configuration.string("PoolState"), status: configuration.string("Status"))
+    }
+
     func autoScalingGroup(_ group: XMLElement) throws -> AutoScalingGroup {
         var tags: [String: String] = [:]
         for tag in children(group, "Tags", member: "member") {
@@ -388,6 +396,7 @@ extension AnswerDecoder {
                         instanceType: override.string("InstanceType"),
                         hasInstanceRequirements: override["InstanceRequirements"] != nil,
                         launchTemplate: launchTemplateSpecification(override["LaunchTemplateSpecification"]))
-                })
+                },
+            warmPool: warmPool(group["WarmPoolConfiguration"]))
     }
 }
