@@ -405,15 +405,18 @@ def is_busy(*loads):
     return max(loads) > 0.5 * (os.cpu_count() or 1)
 
 
-def load_note(*loads):
+def load_note(before):
     """The sentence a section prints beside its load averages: what the load says of the figures.
 
-    Derived from the load alone: a benchmark cannot know who else used the machine, so it never says."""
+    Judged by the load before the run: the load after also counts the benchmark's own work (twenty bodies
+    booting, a build), so it says nothing of other users. Derived from the load alone: a benchmark cannot know
+    who else used the machine, so it never says."""
     cpus = os.cpu_count() or 1
-    if is_busy(*loads):
-        return ("The machine was busy (load average up to %.2f on %d CPUs): other work is in these figures, "
-                "so they are upper bounds; compare within a round." % (max(loads), cpus))
-    return "The machine was otherwise quiet (load average at most %.2f on %d CPUs)." % (max(loads), cpus)
+    if is_busy(before):
+        return ("The machine was busy when the run began (load average %.2f on %d CPUs): other work is in these "
+                "figures, so they are upper bounds; compare within a round." % (before, cpus))
+    return ("The machine was otherwise quiet when the run began (load average %.2f on %d CPUs; the load after "
+            "counts the benchmark's own work)." % (before, cpus))
 
 
 def warn_if_busy(load):

@@ -233,7 +233,7 @@ def main(argv):
     load_after = benchlib.load_average()
     info = benchlib.machine_facts()
     info["load"] = "%.2f before, %.2f after" % (load_before, load_after)
-    info["load_note"] = benchlib.load_note(load_before, load_after)
+    info["load_note"] = benchlib.load_note(load_before)
     commit, dirty = benchlib.git_head()
     info["commit"] = commit + (" (with local changes)" if dirty else "")
     section = render(rootfs, boots, twenty, info)

@@ -900,9 +900,9 @@ def render_place(place, runs):
     seen = set()
     L = ["### %s" % describe_place(place), ""]
     if place.get("load"):
-        ones = [float(place["load"][when].split()[0]) for when in ("before", "after")]
         L.append("Load average (1, 5, 15 min) before: %s; after: %s. %s" % (
-            place["load"]["before"], place["load"]["after"], benchlib.load_note(*ones)))
+            place["load"]["before"], place["load"]["after"],
+            benchlib.load_note(float(place["load"]["before"].split()[0]))))
         L.append("")
     if place.get("warm100_state_seconds"):
         L.append("The hundredth job's cache took %.0f s to make (99 Kiln jobs, untimed)."

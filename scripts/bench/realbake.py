@@ -224,7 +224,7 @@ def main(argv):
              "Run %s on %d CPU(s) (%s), %s memory; load average (1 min) %.2f before, %.2f after. %s "
              "Kiln's kiln-bake from `%s`, %s." % (
                  info["date"], info["nproc"], info["cpu"], info["memory"], load_before, load_after,
-                 benchlib.load_note(load_before, load_after),
+                 benchlib.load_note(load_before),
                  os.path.relpath(opts.bin_dir, ROOT), (benchlib.run_text([opts.packer, "version"]) or "?").strip()),
              "",
              "The shipped template as it is (SSH communicator, Ansible provisioner running packer/ansible/app.yml "

@@ -1085,7 +1085,7 @@ def main(argv):
                                                env, work, bin_dir))
             load_after = benchlib.load_average()
             case_info = dict(info, load="%.2f before, %.2f after" % (load_before, load_after),
-                             load_note=benchlib.load_note(load_before, load_after).rstrip("."),
+                             load_note=benchlib.load_note(load_before).rstrip("."),
                              elapsed=time.monotonic() - case_began, date=case_date)
             if case == "groups":
                 section = render_groups(records, case_info, opts)
