@@ -177,13 +177,14 @@ def start(name, *args, timeout=30, env=None, stderr=None):
 
 @contextlib.contextmanager
 def running(name, *args, timeout=30, env=None, stderr=None):
-    proc, info = start(name, *args, timeout=timeout, env=env, stderr=stderr)
-    info = dict(info)
-    info["_proc"] = proc
+    # Stopped by StandIn.stop, which waits the ready line's stop_seconds: moto with bodies needs them.
+    standin = StandIn(name, *args, env=standin_env(env), stderr=stderr, timeout=timeout, loopback=False)
+    info = dict(standin.ready)
+    info["_proc"] = standin.proc
     try:
         yield info
     finally:
-        stop(proc)
+        standin.stop()
 
 
 def run_oneshot(name, *args, timeout=120, env=None):
