@@ -169,12 +169,6 @@ def standin_env(env=None):
     return e
 
 
-def start(name, *args, timeout=30, env=None, stderr=None):
-    """Start `scripts/standin NAME ARGS...`; return (proc, ready_dict). `env` is added to `standin_env`."""
-    standin = StandIn(name, *args, env=standin_env(env), stderr=stderr, timeout=timeout, loopback=False)
-    return standin.proc, standin.ready
-
-
 @contextlib.contextmanager
 def running(name, *args, timeout=30, env=None, stderr=None):
     # Stopped by StandIn.stop, which waits the ready line's stop_seconds: moto with bodies needs them.
